@@ -1,0 +1,235 @@
+/**
+ * The error classes Kite throws and rejects with. Every one extends {@linkcode MqttError}, so a
+ * single `instanceof MqttError` check tells Kite's errors from everything else.
+ *
+ * @module
+ */
+
+/**
+ * The base class of every error Kite raises.
+ *
+ * @example Telling Kite's errors apart
+ * ```ts
+ * import { MqttError, ProtocolError } from "./errors.ts";
+ *
+ * const error: unknown = new ProtocolError("PUBLISH topic contains a wildcard", "MQTT-3.3.2-2");
+ * if (error instanceof MqttError) console.log(error.name, error.message);
+ * ```
+ */
+export class MqttError extends Error {
+  /** Creates an error with a message that says what happened and what to do. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A packet is malformed or breaks a rule of the protocol: bytes a broker sent that no compliant
+ * broker would send, or a packet the encoder was asked to write that no broker would accept.
+ *
+ * @example Reading the statement id
+ * ```ts
+ * import { ProtocolError } from "./errors.ts";
+ *
+ * const error = new ProtocolError("PUBLISH topic contains a wildcard", "MQTT-3.3.2-2");
+ * console.log(error.statementId); // "MQTT-3.3.2-2"
+ * console.log(error.message); // "PUBLISH topic contains a wildcard [MQTT-3.3.2-2]"
+ * ```
+ */
+export class ProtocolError extends MqttError {
+  /** The id of the specification statement that was broken, such as `MQTT-3.3.2-2`, if any. */
+  readonly statementId?: string;
+  /** The MQTT 5 reason code that fits this error when it is reported to the peer. */
+  readonly reasonCode: number;
+
+  /**
+   * Creates a protocol error.
+   *
+   * @param message What is wrong, without the statement id.
+   * @param statementId The specification statement id, without brackets.
+   * @param reasonCode The MQTT 5 reason code: 0x81 (Malformed Packet) unless told otherwise.
+   */
+  constructor(message: string, statementId?: string, reasonCode = 0x81) {
+    super(statementId ? `${message} [${statementId}]` : message);
+    this.statementId = statementId;
+    this.reasonCode = reasonCode;
+  }
+}
+
+/**
+ * The broker answered CONNECT with a CONNACK that refuses the connection.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionRefusedError } from "./errors.ts";
+ *
+ * const error = new ConnectionRefusedError(0x86, 5);
+ * console.log(error.reasonCode, error.reason); // 134 "Bad User Name or Password"
+ * ```
+ */
+export class ConnectionRefusedError extends MqttError {
+  /** The CONNACK return code (MQTT 3.x) or reason code (MQTT 5). */
+  readonly reasonCode: number;
+  /** The name of the code, as the specification gives it. */
+  readonly reason: string;
+
+  /**
+   * Creates the error for a refusing CONNACK.
+   *
+   * @param reasonCode The return code or reason code the broker sent.
+   * @param protocolVersion The protocol version the code belongs to.
+   * @param reasonString The broker's own explanation (MQTT 5 Reason String), if it sent one.
+   */
+  constructor(reasonCode: number, protocolVersion: 3 | 4 | 5, reasonString?: string) {
+    const reason = connackReasonName(reasonCode, protocolVersion);
+    super(
+      `the broker refused the connection: ${reason} (0x${
+        reasonCode.toString(16).padStart(2, "0")
+      })${reasonString ? `: ${reasonString}` : ""}`,
+    );
+    this.reasonCode = reasonCode;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The broker refused one or more of the filters of a SUBSCRIBE.
+ *
+ * @example
+ * ```ts
+ * import { SubscribeError } from "./errors.ts";
+ *
+ * const error = new SubscribeError(["a/#"], [0x87]);
+ * console.log(error.reasonCodes); // [135]
+ * ```
+ */
+export class SubscribeError extends MqttError {
+  /** The filters that were asked for, in order. */
+  readonly topicFilters: string[];
+  /** The SUBACK return code or reason code of each filter, in the same order. */
+  readonly reasonCodes: number[];
+
+  /**
+   * Creates the error for a SUBACK that refused at least one filter.
+   *
+   * @param topicFilters The filters of the SUBSCRIBE.
+   * @param reasonCodes The codes of the SUBACK.
+   * @param reasonString The broker's own explanation (MQTT 5 Reason String), if it sent one.
+   */
+  constructor(topicFilters: string[], reasonCodes: number[], reasonString?: string) {
+    const refused = topicFilters
+      .map((filter, i) => [filter, reasonCodes[i]] as const)
+      .filter(([, code]) => code >= 0x80)
+      .map(([filter, code]) => `"${filter}" (0x${code.toString(16)})`);
+    super(
+      `the broker refused the subscription to ${refused.join(", ")}${
+        reasonString ? `: ${reasonString}` : ""
+      }`,
+    );
+    this.topicFilters = topicFilters;
+    this.reasonCodes = reasonCodes;
+  }
+}
+
+/**
+ * The broker did not answer in time: no CONNACK within the connect timeout, or no PINGRESP after
+ * a PINGREQ within the keepalive period.
+ *
+ * @example
+ * ```ts
+ * import { TimeoutError } from "./errors.ts";
+ *
+ * console.log(new TimeoutError("no CONNACK within 30000 ms").message);
+ * ```
+ */
+export class TimeoutError extends MqttError {}
+
+/**
+ * The connection closed, or was never open, while an operation needed it. Operations in flight
+ * when the connection is lost reject with this error.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionClosedError } from "./errors.ts";
+ *
+ * console.log(new ConnectionClosedError("the connection closed before PUBACK arrived").message);
+ * ```
+ */
+export class ConnectionClosedError extends MqttError {}
+
+/**
+ * An operation is not allowed in the state the client is in, such as publishing on a client that
+ * was never connected.
+ *
+ * @example
+ * ```ts
+ * import { StateError } from "./errors.ts";
+ *
+ * console.log(new StateError("publish", "idle").message);
+ * ```
+ */
+export class StateError extends MqttError {
+  /**
+   * Creates the error.
+   *
+   * @param operation The operation that was attempted.
+   * @param state The state the client was in.
+   */
+  constructor(operation: string, state: string) {
+    super(`cannot ${operation} while the client is ${state}`);
+  }
+}
+
+/**
+ * An operation was rejected before anything was sent because it cannot succeed: a packet larger
+ * than the broker accepts, a QoS above the broker's maximum, a full offline queue.
+ *
+ * @example
+ * ```ts
+ * import { LimitError } from "./errors.ts";
+ *
+ * console.log(new LimitError("the PUBLISH is 2000 bytes; the broker accepts at most 1024").message);
+ * ```
+ */
+export class LimitError extends MqttError {}
+
+const CONNACK_311: readonly string[] = [
+  "Connection Accepted",
+  "Unacceptable Protocol Version",
+  "Identifier Rejected",
+  "Server Unavailable",
+  "Bad User Name or Password",
+  "Not Authorized",
+];
+
+/** The name of a CONNACK code; see `REASON_NAMES` in the codec for MQTT 5. */
+function connackReasonName(code: number, protocolVersion: 3 | 4 | 5): string {
+  if (protocolVersion < 5) return CONNACK_311[code] ?? "Unknown Return Code";
+  return CONNACK_5.get(code) ?? "Unknown Reason Code";
+}
+
+const CONNACK_5: ReadonlyMap<number, string> = new Map([
+  [0x00, "Success"],
+  [0x80, "Unspecified error"],
+  [0x81, "Malformed Packet"],
+  [0x82, "Protocol Error"],
+  [0x83, "Implementation specific error"],
+  [0x84, "Unsupported Protocol Version"],
+  [0x85, "Client Identifier not valid"],
+  [0x86, "Bad User Name or Password"],
+  [0x87, "Not authorized"],
+  [0x88, "Server unavailable"],
+  [0x89, "Server busy"],
+  [0x8a, "Banned"],
+  [0x8c, "Bad authentication method"],
+  [0x90, "Topic Name invalid"],
+  [0x95, "Packet too large"],
+  [0x97, "Quota exceeded"],
+  [0x99, "Payload format invalid"],
+  [0x9a, "Retain not supported"],
+  [0x9b, "QoS not supported"],
+  [0x9c, "Use another server"],
+  [0x9d, "Server moved"],
+  [0x9f, "Connection rate exceeded"],
+]);

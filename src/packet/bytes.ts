@@ -1,0 +1,306 @@
+/**
+ * Byte-level reading and writing of the MQTT data representations (section 1.5 of both
+ * specifications): integers, Variable Byte Integers, UTF-8 strings and binary data.
+ *
+ * Both classes are written for the hot path: plain loops over indexes, no per-call allocation
+ * besides the values they return, and every bound checked against the end of the packet so that
+ * no claimed length can read past it or make them allocate.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+
+const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const encoder = new TextEncoder();
+
+/** Reads the fields of one packet from `buf[pos, end)`. */
+export class Reader {
+  /** The bytes; the packet lies in `[pos, end)`. */
+  buf: Uint8Array;
+  /** The next byte to read. */
+  pos: number;
+  /** One past the last byte of the packet. */
+  end: number;
+  /** The protocol version, which decides the statement ids errors cite. */
+  version: number;
+
+  /** Creates a reader over `buf[pos, end)`. */
+  constructor(buf: Uint8Array, pos: number, end: number, version: number) {
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+    this.version = version;
+  }
+
+  /** Throws unless `n` more bytes remain. */
+  need(n: number, what: string): void {
+    if (this.pos + n > this.end) {
+      throw new ProtocolError(`${what} runs past the end of the packet`);
+    }
+  }
+
+  /** Reads one byte. */
+  u8(what: string): number {
+    if (this.pos >= this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
+    return this.buf[this.pos++];
+  }
+
+  /** Reads a Two Byte Integer. */
+  u16(what: string): number {
+    const pos = this.pos;
+    if (pos + 2 > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
+    this.pos = pos + 2;
+    return (this.buf[pos] << 8) | this.buf[pos + 1];
+  }
+
+  /** Reads a Four Byte Integer. */
+  u32(what: string): number {
+    const pos = this.pos;
+    if (pos + 4 > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
+    this.pos = pos + 4;
+    const b = this.buf;
+    return b[pos] * 0x1000000 + ((b[pos + 1] << 16) | (b[pos + 2] << 8) | b[pos + 3]);
+  }
+
+  /** Reads a Variable Byte Integer: at most four bytes, in the fewest bytes [MQTT-1.5.5-1]. */
+  varint(what: string): number {
+    let value = 0;
+    let multiplier = 1;
+    for (let i = 0; i < 4; i++) {
+      const byte = this.u8(what);
+      value += (byte & 0x7f) * multiplier;
+      if ((byte & 0x80) === 0) {
+        if (byte === 0 && i > 0) {
+          throw new ProtocolError(`${what} is not encoded in the fewest bytes`, "MQTT-1.5.5-1");
+        }
+        return value;
+      }
+      multiplier *= 128;
+    }
+    throw new ProtocolError(`${what} is longer than four bytes`, "MQTT-1.5.5-1");
+  }
+
+  /**
+   * Reads a UTF-8 Encoded String: well-formed UTF-8 without surrogates [MQTT-1.5.4-1] and
+   * without U+0000 [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-1], [MQTT-1.5.3-2]).
+   */
+  utf8(what: string): string {
+    const length = this.u16(what);
+    const start = this.pos;
+    const end = start + length;
+    if (end > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
+    this.pos = end;
+    const buf = this.buf;
+    // Topics and ids are short and ASCII nearly always: build those without a decoder call.
+    if (length <= 32) {
+      let text = "";
+      for (let i = start; i < end; i++) {
+        const c = buf[i];
+        if (c === 0 || c > 0x7f) return decodeUtf8(buf, start, end, what, this.version);
+        text += String.fromCharCode(c);
+      }
+      return text;
+    }
+    return decodeUtf8(buf, start, end, what, this.version);
+  }
+
+  /** Reads Binary Data as a view into the packet's bytes. */
+  binary(what: string): Uint8Array {
+    const length = this.u16(what);
+    const start = this.pos;
+    if (start + length > this.end) {
+      throw new ProtocolError(`${what} runs past the end of the packet`);
+    }
+    this.pos = start + length;
+    return this.buf.subarray(start, start + length);
+  }
+}
+
+function decodeUtf8(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  what: string,
+  version: number,
+): string {
+  let text: string;
+  try {
+    text = fatalDecoder.decode(buf.subarray(start, end));
+  } catch {
+    throw new ProtocolError(
+      `${what} is not well-formed UTF-8`,
+      cite(version, "MQTT-1.5.3-1", "MQTT-1.5.4-1"),
+    );
+  }
+  if (text.includes("\0")) {
+    throw new ProtocolError(
+      `${what} contains the null character U+0000`,
+      cite(version, "MQTT-1.5.3-2", "MQTT-1.5.4-2"),
+    );
+  }
+  return text;
+}
+
+/**
+ * The number of bytes `text` takes as UTF-8. Throws when it holds a lone surrogate (which has no
+ * UTF-8 encoding [MQTT-1.5.4-1]) or U+0000 [MQTT-1.5.4-2], or is longer than 65,535 bytes.
+ */
+export function utf8Length(text: string, what: string): number {
+  const n = text.length;
+  let bytes = n;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) {
+      if (c === 0) {
+        throw new ProtocolError(`${what} contains the null character U+0000`, "MQTT-1.5.4-2");
+      }
+    } else if (c < 0x800) {
+      bytes += 1;
+    } else if (c >= 0xd800 && c <= 0xdfff) {
+      const next = text.charCodeAt(i + 1);
+      if (c > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) {
+        throw new ProtocolError(
+          `${what} contains a lone surrogate, which has no UTF-8 encoding`,
+          "MQTT-1.5.4-1",
+        );
+      }
+      bytes += 2; // the pair is 2 UTF-16 units and 4 bytes
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  if (bytes > 0xffff) {
+    throw new ProtocolError(`${what} is ${bytes} bytes long; the limit is 65535`);
+  }
+  return bytes;
+}
+
+/**
+ * The statement id that applies to `version`: MQTT 3.1 has no numbered statements, so 3 and 4
+ * cite MQTT 3.1.1's, and 5 cites MQTT 5.0's.
+ */
+export function cite(version: number, v311: string, v5: string): string {
+  return version === 5 ? v5 : v311;
+}
+
+/** The number of bytes a Variable Byte Integer takes. */
+export function varintLength(value: number): number {
+  return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : 4;
+}
+
+/** The largest value a Variable Byte Integer holds. */
+export const MAX_VARINT = 268_435_455;
+
+/**
+ * Writes packets into a buffer. `reserve(n)` makes room for `n` more bytes: a writer that starts
+ * empty allocates exactly that (one packet, one allocation); one that already holds bytes grows
+ * geometrically, so that many packets can be written back to back and sent in one write.
+ */
+export class Writer {
+  /** The buffer; bytes `[0, pos)` are written. */
+  buf: Uint8Array;
+  /** The next byte to write. */
+  pos: number;
+
+  /** Creates a writer, optionally over a buffer to reuse. */
+  constructor(buf: Uint8Array = new Uint8Array(0)) {
+    this.buf = buf;
+    this.pos = 0;
+  }
+
+  /** Makes room for `n` more bytes. */
+  reserve(n: number): void {
+    const needed = this.pos + n;
+    if (needed <= this.buf.length) return;
+    const grown = new Uint8Array(this.pos === 0 ? needed : Math.max(needed, this.buf.length * 2));
+    if (this.pos > 0) grown.set(this.buf.subarray(0, this.pos));
+    this.buf = grown;
+  }
+
+  /** The bytes written so far, as a view. */
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Forgets what was written, keeping the buffer. */
+  reset(): void {
+    this.pos = 0;
+  }
+
+  /**
+   * Reserves room for a whole packet and writes its fixed header: the type and flags byte, then
+   * the Remaining Length.
+   */
+  header(firstByte: number, remainingLength: number): void {
+    if (remainingLength > MAX_VARINT) {
+      throw new ProtocolError(
+        `the packet would be ${remainingLength} bytes long; MQTT allows at most ${MAX_VARINT}`,
+      );
+    }
+    this.reserve(1 + varintLength(remainingLength) + remainingLength);
+    this.buf[this.pos++] = firstByte;
+    this.varint(remainingLength);
+  }
+
+  /** Writes one byte. */
+  u8(value: number): void {
+    this.buf[this.pos++] = value;
+  }
+
+  /** Writes a Two Byte Integer. */
+  u16(value: number): void {
+    const buf = this.buf;
+    buf[this.pos++] = value >>> 8;
+    buf[this.pos++] = value & 0xff;
+  }
+
+  /** Writes a Four Byte Integer. */
+  u32(value: number): void {
+    const buf = this.buf;
+    buf[this.pos++] = value >>> 24;
+    buf[this.pos++] = (value >>> 16) & 0xff;
+    buf[this.pos++] = (value >>> 8) & 0xff;
+    buf[this.pos++] = value & 0xff;
+  }
+
+  /** Writes a Variable Byte Integer. */
+  varint(value: number): void {
+    const buf = this.buf;
+    do {
+      let byte = value % 128;
+      value = Math.floor(value / 128);
+      if (value > 0) byte |= 0x80;
+      buf[this.pos++] = byte;
+    } while (value > 0);
+  }
+
+  /** Writes a UTF-8 string whose byte length `utf8Length` has already measured. */
+  utf8(text: string, byteLength: number): void {
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = byteLength >>> 8;
+    buf[pos++] = byteLength & 0xff;
+    if (byteLength === text.length) {
+      // ASCII: one byte per code unit, no encoder call.
+      for (let i = 0; i < byteLength; i++) buf[pos + i] = text.charCodeAt(i);
+    } else {
+      encoder.encodeInto(text, buf.subarray(pos, pos + byteLength));
+    }
+    this.pos = pos + byteLength;
+  }
+
+  /** Writes Binary Data with its two-byte length. */
+  binary(data: Uint8Array): void {
+    this.u16(data.length);
+    this.buf.set(data, this.pos);
+    this.pos += data.length;
+  }
+
+  /** Writes raw bytes. */
+  raw(data: Uint8Array): void {
+    this.buf.set(data, this.pos);
+    this.pos += data.length;
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * Turning a byte stream into packets: {@linkcode PacketDecoder}, pure and synchronous, and
+ * {@linkcode MqttDecoderStream}, the same as a web `TransformStream`.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+import { Reader } from "./bytes.ts";
+import { decodeBody, readRemainingLength } from "./decode.ts";
+import type { Packet, ProtocolVersion } from "./types.ts";
+
+/** Options of {@linkcode PacketDecoder} and {@linkcode MqttDecoderStream}. */
+export interface DecoderOptions {
+  /** The protocol version of the connection: 3, 4 (the default) or 5. */
+  protocolVersion?: ProtocolVersion;
+  /**
+   * The largest whole packet, in bytes, to accept; a larger one is rejected as soon as its fixed
+   * header is read, before any of it is buffered. Default: the protocol's limit (268,435,460).
+   */
+  maximumPacketSize?: number;
+}
+
+/** The largest packet MQTT can express: a 5-byte fixed header and 268,435,455 bytes. */
+const PROTOCOL_MAXIMUM = 268_435_460;
+
+/**
+ * Splits bytes into packets, whatever the chunking: a packet over many chunks, many packets in
+ * one chunk. Pure and synchronous: `push` returns after handing every whole packet to `emit`.
+ *
+ * A packet that lies inside one chunk is decoded in place, so its payload is a view into that
+ * chunk. A packet split across chunks is gathered into one buffer of its exact size, allocated
+ * only once all of its bytes have arrived, so memory follows the bytes received, never a length
+ * the bytes merely claim.
+ *
+ * @example
+ * ```ts
+ * import { PacketDecoder } from "./decoder_stream.ts";
+ *
+ * const decoder = new PacketDecoder({ protocolVersion: 4 });
+ * decoder.push(new Uint8Array([0xd0]), console.log); // nothing yet
+ * decoder.push(new Uint8Array([0x00, 0xd0, 0x00]), console.log); // two PINGRESPs
+ * ```
+ */
+export class PacketDecoder {
+  #version: ProtocolVersion;
+  #maximum: number;
+  #reader: Reader = new Reader(new Uint8Array(0), 0, 0, 4);
+  #header = { size: 0 };
+  // The bytes of a packet split across chunks, and how many there are.
+  #parts: Uint8Array[] = [];
+  #partsLength = 0;
+  // The whole size of that packet once its fixed header is known, -1 before.
+  #packetSize = -1;
+
+  /** Creates a decoder. */
+  constructor(options: DecoderOptions = {}) {
+    this.#version = options.protocolVersion ?? 4;
+    this.#maximum = options.maximumPacketSize ?? PROTOCOL_MAXIMUM;
+  }
+
+  /** The protocol version packets are decoded for; a broker sets it after reading CONNECT. */
+  get protocolVersion(): ProtocolVersion {
+    return this.#version;
+  }
+  set protocolVersion(version: ProtocolVersion) {
+    this.#version = version;
+  }
+
+  /** The largest packet accepted, in bytes. */
+  get maximumPacketSize(): number {
+    return this.#maximum;
+  }
+  set maximumPacketSize(size: number) {
+    this.#maximum = size;
+  }
+
+  /** Whether a partial packet is waiting for more bytes. */
+  get pending(): boolean {
+    return this.#partsLength > 0;
+  }
+
+  /**
+   * Feeds bytes in and hands every packet they complete to `emit`, in order.
+   *
+   * @throws {ProtocolError} On the first malformed or illegal packet; the decoder must not be
+   * used after that.
+   */
+  push(chunk: Uint8Array, emit: (packet: Packet) => void): void {
+    let pos = 0;
+    if (this.#partsLength > 0) {
+      pos = this.#continue(chunk, emit);
+      if (pos < 0) return;
+    }
+    const end = chunk.length;
+    const header = this.#header;
+    // Whole packets inside this chunk: decoded in place, no copy.
+    while (end - pos >= 2) {
+      const remainingLength = readRemainingLength(chunk, pos + 1, end, header, this.#version);
+      if (remainingLength < 0) break;
+      const size = header.size + remainingLength;
+      this.#checkSize(size);
+      if (pos + size > end) break;
+      emit(this.#decode(chunk, pos, header.size, size));
+      pos += size;
+    }
+    if (pos < end) {
+      const rest = chunk.subarray(pos);
+      this.#parts.push(rest);
+      this.#partsLength = rest.length;
+      this.#packetSize = this.#sizeOf(rest);
+    }
+  }
+
+  /** Decodes the packet at `buf[pos, pos + size)` whose fixed header is `headerSize` bytes. */
+  #decode(buf: Uint8Array, pos: number, headerSize: number, size: number): Packet {
+    const reader = this.#reader;
+    reader.buf = buf;
+    reader.pos = pos + headerSize;
+    reader.end = pos + size;
+    reader.version = this.#version;
+    return decodeBody(reader, buf[pos]);
+  }
+
+  /** The whole size of the packet `head` starts, or -1 while its fixed header is incomplete. */
+  #sizeOf(head: Uint8Array): number {
+    if (head.length < 2) return -1;
+    const remainingLength = readRemainingLength(
+      head,
+      1,
+      head.length,
+      this.#header,
+      this.#version,
+    );
+    if (remainingLength < 0) return -1;
+    const size = this.#header.size + remainingLength;
+    this.#checkSize(size);
+    return size;
+  }
+
+  #checkSize(size: number): void {
+    if (size > this.#maximum) {
+      throw new ProtocolError(
+        `a ${size}-byte packet exceeds the maximum packet size of ${this.#maximum} bytes`,
+        this.#version === 5 ? "MQTT-3.1.2-24" : undefined,
+        0x95,
+      );
+    }
+  }
+
+  /**
+   * Adds `chunk` to the split packet. Returns where in `chunk` the bytes after that packet begin,
+   * or -1 when the packet is still incomplete.
+   */
+  #continue(chunk: Uint8Array, emit: (packet: Packet) => void): number {
+    if (this.#packetSize < 0) {
+      // The fixed header itself was split: it is at most 5 bytes, so join what there is.
+      const head = new Uint8Array(Math.min(this.#partsLength + chunk.length, 5));
+      head.set(this.#parts[0].subarray(0, head.length));
+      head.set(chunk.subarray(0, head.length - this.#partsLength), this.#partsLength);
+      this.#packetSize = this.#sizeOf(head);
+      if (this.#packetSize < 0) {
+        this.#parts[0] = head;
+        this.#partsLength = head.length;
+        return -1;
+      }
+    }
+    const missing = this.#packetSize - this.#partsLength;
+    if (chunk.length < missing) {
+      this.#parts.push(chunk);
+      this.#partsLength += chunk.length;
+      return -1;
+    }
+    const packet = new Uint8Array(this.#packetSize);
+    let offset = 0;
+    for (const part of this.#parts) {
+      packet.set(part, offset);
+      offset += part.length;
+    }
+    packet.set(chunk.subarray(0, missing), offset);
+    this.#parts = [];
+    this.#partsLength = 0;
+    this.#packetSize = -1;
+    const headerSize = this.#sizeOfHeader(packet);
+    emit(this.#decode(packet, 0, headerSize, packet.length));
+    return missing;
+  }
+
+  #sizeOfHeader(packet: Uint8Array): number {
+    readRemainingLength(packet, 1, packet.length, this.#header, this.#version);
+    return this.#header.size;
+  }
+}
+
+/**
+ * A `TransformStream` from bytes to MQTT packets: pipe a connection's readable through it.
+ * Accepts any chunking. The stream errors with a {@linkcode ProtocolError} on the first malformed
+ * or illegal packet, on a packet larger than `maximumPacketSize` (as soon as its fixed header is
+ * read), and when the bytes end inside a packet.
+ *
+ * @example Decoding a byte stream
+ * ```ts
+ * import { MqttDecoderStream } from "./decoder_stream.ts";
+ *
+ * const bytes = ReadableStream.from([
+ *   new Uint8Array([0x20, 0x02, 0x00]), // CONNACK, split...
+ *   new Uint8Array([0x00, 0xd0, 0x00]), // ...and a PINGRESP in the same chunk
+ * ]);
+ * for await (const packet of bytes.pipeThrough(new MqttDecoderStream())) {
+ *   console.log(packet.type); // "connack", then "pingresp"
+ * }
+ * ```
+ */
+export class MqttDecoderStream extends TransformStream<Uint8Array, Packet> {
+  #decoder: PacketDecoder;
+
+  /** Creates the stream. */
+  constructor(options: DecoderOptions = {}) {
+    const decoder = new PacketDecoder(options);
+    super({
+      transform(chunk, controller) {
+        decoder.push(chunk, (packet) => controller.enqueue(packet));
+      },
+      flush() {
+        if (decoder.pending) {
+          throw new ProtocolError("the byte stream ended in the middle of a packet");
+        }
+      },
+    });
+    this.#decoder = decoder;
+  }
+
+  /** The protocol version packets are decoded for; a broker sets it after reading CONNECT. */
+  get protocolVersion(): ProtocolVersion {
+    return this.#decoder.protocolVersion;
+  }
+  set protocolVersion(version: ProtocolVersion) {
+    this.#decoder.protocolVersion = version;
+  }
+
+  /** The largest packet accepted, in bytes; the client lowers it to what it told the broker. */
+  get maximumPacketSize(): number {
+    return this.#decoder.maximumPacketSize;
+  }
+  set maximumPacketSize(size: number) {
+    this.#decoder.maximumPacketSize = size;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * PUBLISH (MQTT 3.1.1 section 3.3, MQTT 5.0 section 3.3): the hot path of the codec, in both
+ * directions.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+import { cite, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
+import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
+import type { PublishPacket, QoS } from "./types.ts";
+
+/** Reads the body of a PUBLISH whose fixed header carried `flags`. */
+export function readPublish(r: Reader, flags: number, version: number): PublishPacket {
+  const qos = (flags >> 1) & 0x03;
+  if (qos === 3) throw new ProtocolError("PUBLISH has QoS 3", "MQTT-3.3.1-4");
+  const dup = (flags & 0x08) !== 0;
+  if (dup && qos === 0) {
+    throw new ProtocolError("PUBLISH has DUP set at QoS 0", "MQTT-3.3.1-2");
+  }
+  const topic = r.utf8("the topic name");
+  if (topic.includes("+") || topic.includes("#")) {
+    throw new ProtocolError(`PUBLISH topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+  }
+  let packetId: number | undefined;
+  if (qos > 0) {
+    packetId = r.u16("the packet identifier");
+    if (packetId === 0) {
+      throw new ProtocolError(
+        "PUBLISH at QoS > 0 has packet identifier 0",
+        cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
+      );
+    }
+  }
+  const properties = version === 5 ? readProperties(r, "publish") : undefined;
+  if (topic === "" && properties?.topicAlias === undefined) {
+    throw new ProtocolError(
+      "PUBLISH has an empty topic name",
+      version === 5 ? undefined : "MQTT-4.7.3-1",
+      0x82,
+    );
+  }
+  // The payload is a view into the bytes read, never a copy.
+  const payload = r.buf.subarray(r.pos, r.end);
+  r.pos = r.end;
+  const packet: PublishPacket = {
+    type: "publish",
+    topic,
+    payload,
+    qos: qos as QoS,
+    retain: (flags & 0x01) !== 0,
+    dup,
+  };
+  if (packetId !== undefined) packet.packetId = packetId;
+  if (properties !== undefined) packet.properties = properties;
+  return packet;
+}
+
+/** Writes a PUBLISH, checking what a broker would refuse. */
+export function writePublish(w: Writer, packet: PublishPacket, version: number): void {
+  const { topic, payload, qos } = packet;
+  if (qos !== 0 && qos !== 1 && qos !== 2) {
+    throw new ProtocolError(`QoS must be 0, 1 or 2, not ${qos}`, "MQTT-3.3.1-4");
+  }
+  if (!(payload instanceof Uint8Array)) throw new TypeError("the payload must be a Uint8Array");
+  if (typeof topic !== "string") throw new TypeError("the topic must be a string");
+  if (topic.includes("+") || topic.includes("#")) {
+    throw new ProtocolError(`the topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+  }
+  const topicLength = utf8Length(topic, "the topic name");
+  let length = 2 + topicLength + payload.length;
+  let flags = 0x30 | (qos << 1);
+  if (packet.retain) flags |= 0x01;
+  if (qos > 0) {
+    const packetId = packet.packetId;
+    if (packetId === undefined || !(packetId >= 1 && packetId <= 0xffff)) {
+      throw new ProtocolError(
+        `PUBLISH at QoS ${qos} needs a packet identifier from 1 to 65535, not ${packetId}`,
+        cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
+      );
+    }
+    length += 2;
+  }
+  if (packet.dup) {
+    if (qos === 0) throw new ProtocolError("DUP must be 0 at QoS 0", "MQTT-3.3.1-2");
+    flags |= 0x08;
+  }
+  let propsLength = 0;
+  if (version === 5) {
+    const properties = packet.properties;
+    if (properties !== undefined) propsLength = propertiesLength(properties, "publish");
+    length += varintLength(propsLength) + propsLength;
+    if (topicLength === 0 && properties?.topicAlias === undefined) {
+      throw new ProtocolError("an empty topic needs a topic alias", undefined, 0x82);
+    }
+  } else if (topicLength === 0) {
+    throw new ProtocolError("the topic name is empty", "MQTT-4.7.3-1", 0x90);
+  }
+  w.header(flags, length);
+  w.utf8(topic, topicLength);
+  if (qos > 0) w.u16(packet.packetId!);
+  if (version === 5) writeProperties(w, packet.properties, propsLength);
+  w.raw(payload);
+}
