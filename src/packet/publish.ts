@@ -56,8 +56,11 @@ export function readPublish(r: Reader, flags: number, version: number): PublishP
   return packet;
 }
 
-/** Writes a PUBLISH, checking what a broker would refuse. */
-export function writePublish(w: Writer, packet: PublishPacket, version: number): void {
+// What measuring a PUBLISH found, for the write that follows it.
+const sizes = { topicLength: 0, propertiesLength: 0, remainingLength: 0 };
+
+/** Checks a PUBLISH against what a broker would refuse, and measures its parts into `sizes`. */
+function measure(packet: PublishPacket, version: number): void {
   const { topic, payload, qos } = packet;
   if (qos !== 0 && qos !== 1 && qos !== 2) {
     throw new ProtocolError(`QoS must be 0, 1 or 2, not ${qos}`, "MQTT-3.3.1-4");
@@ -69,8 +72,6 @@ export function writePublish(w: Writer, packet: PublishPacket, version: number):
   }
   const topicLength = utf8Length(topic, "the topic name");
   let length = 2 + topicLength + payload.length;
-  let flags = 0x30 | (qos << 1);
-  if (packet.retain) flags |= 0x01;
   if (qos > 0) {
     const packetId = packet.packetId;
     if (packetId === undefined || !(packetId >= 1 && packetId <= 0xffff)) {
@@ -81,10 +82,7 @@ export function writePublish(w: Writer, packet: PublishPacket, version: number):
     }
     length += 2;
   }
-  if (packet.dup) {
-    if (qos === 0) throw new ProtocolError("DUP must be 0 at QoS 0", "MQTT-3.3.1-2");
-    flags |= 0x08;
-  }
+  if (packet.dup && qos === 0) throw new ProtocolError("DUP must be 0 at QoS 0", "MQTT-3.3.1-2");
   let propsLength = 0;
   if (version === 5) {
     const properties = packet.properties;
@@ -96,9 +94,35 @@ export function writePublish(w: Writer, packet: PublishPacket, version: number):
   } else if (topicLength === 0) {
     throw new ProtocolError("the topic name is empty", "MQTT-4.7.3-1", 0x90);
   }
-  w.header(flags, length);
-  w.utf8(topic, topicLength);
+  sizes.topicLength = topicLength;
+  sizes.propertiesLength = propsLength;
+  sizes.remainingLength = length;
+}
+
+/**
+ * The number of bytes a PUBLISH takes on the wire, after the same checks as `encode`, without
+ * writing it: how a client holds a publish against the broker's Maximum Packet Size. A QoS 1 or
+ * 2 PUBLISH without a packet id yet is measured as if it had one.
+ */
+export function publishSize(packet: PublishPacket, version: number): number {
+  measure(
+    packet.qos > 0 && packet.packetId === undefined ? { ...packet, packetId: 1 } : packet,
+    version,
+  );
+  return 1 + varintLength(sizes.remainingLength) + sizes.remainingLength;
+}
+
+/** Writes a PUBLISH, checking what a broker would refuse. */
+export function writePublish(w: Writer, packet: PublishPacket, version: number): void {
+  measure(packet, version);
+  const { topicLength, propertiesLength: propsLength, remainingLength } = sizes;
+  const qos = packet.qos;
+  let flags = 0x30 | (qos << 1);
+  if (packet.retain) flags |= 0x01;
+  if (packet.dup) flags |= 0x08;
+  w.header(flags, remainingLength);
+  w.utf8(packet.topic, topicLength);
   if (qos > 0) w.u16(packet.packetId!);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
-  w.raw(payload);
+  w.raw(packet.payload);
 }

@@ -1,0 +1,712 @@
+/**
+ * The MQTT protocol state of one client session, without any I/O.
+ *
+ * Its methods only change state: they never touch a socket or a timer, and they take the time as
+ * an argument. Packets to send collect in an outbox and what the user must hear about collects in
+ * an event list, both drained by the caller. That keeps every rule of the protocol testable with
+ * plain packets and a number for a clock, and leaves the I/O, the timers and the promises to the
+ * client that drives it.
+ *
+ * Operations carry a caller-chosen `token` (the client uses the promise it returned to the user),
+ * handed back unchanged when the operation completes or fails.
+ *
+ * @module
+ */
+
+import { MqttError, ProtocolError, TimeoutError } from "../errors.ts";
+import type {
+  ConnackPacket,
+  ConnectPacket,
+  Packet,
+  Properties,
+  ProtocolVersion,
+  PublishAckPacket,
+  PublishPacket,
+  SubackPacket,
+  SubscribePacket,
+  Subscription,
+  UnsubackPacket,
+  UnsubscribePacket,
+  Will,
+} from "../packet/types.ts";
+
+/** The settings of a session, fixed for its lifetime. */
+export interface SessionOptions {
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
+  protocolVersion: ProtocolVersion;
+  /** The client identifier; the server's Assigned Client Identifier replaces an empty one. */
+  clientId: string;
+  /** Clean Session (3.x) or Clean Start (5). */
+  clean: boolean;
+  /** The keepalive in seconds; 0 turns it off. */
+  keepalive: number;
+  /** The user name. */
+  username?: string;
+  /** The password. */
+  password?: Uint8Array;
+  /** The Will Message. */
+  will?: Will;
+  /** MQTT 5 CONNECT properties. */
+  properties?: Properties;
+  /**
+   * The most QoS 1 and 2 publishes in flight at once; more wait in order. Default 20, the default
+   * limit of mosquitto; never more than the server's Receive Maximum.
+   */
+  inflightWindow?: number;
+  /** How long to wait for PINGRESP, in milliseconds. Default: the keepalive period. */
+  pingTimeout?: number;
+}
+
+/** Something the user must hear about. */
+export type SessionEvent<T> =
+  | {
+    /** A message arrived; for QoS 1 and 2, call `acknowledge` once it is delivered. */
+    type: "message";
+    /** The PUBLISH, with a topic alias already resolved. */
+    packet: PublishPacket;
+  }
+  | {
+    /** An operation completed: the acknowledgement that completed it. */
+    type: "complete";
+    /** The token given with the operation. */
+    token: T;
+    /** PUBACK, PUBCOMP, SUBACK or UNSUBACK. */
+    packet: Packet;
+  }
+  | {
+    /** A QoS 0 publish that waited for a connection left the queue: it is in the outbox now. */
+    type: "sent";
+    /** The token given with the publish. */
+    token: T;
+  }
+  | {
+    /** An operation failed: a v5 reason code of 0x80 or more. */
+    type: "failed";
+    /** The token given with the operation. */
+    token: T;
+    /** What went wrong. */
+    error: MqttError;
+  };
+
+/** A publish of ours at QoS 1 or 2, waiting to be sent or acknowledged. */
+export interface OutgoingPublish<T> {
+  /** The PUBLISH; its `packetId` is set once it is sent. */
+  packet: PublishPacket;
+  /** The caller's token. */
+  token: T;
+  /** `"publish"` until PUBACK or PUBREC, `"pubrel"` from PUBREC until PUBCOMP. */
+  state: "publish" | "pubrel";
+}
+
+interface Request<T> {
+  packet: SubscribePacket | UnsubscribePacket;
+  token: T;
+}
+
+/** The limits a server announced in CONNACK (MQTT 5), or their defaults. */
+export interface ServerLimits {
+  /** How many QoS 1 and 2 publishes it accepts at once. */
+  receiveMaximum: number;
+  /** The largest packet it accepts, in bytes. */
+  maximumPacketSize: number;
+  /** The highest QoS it supports. */
+  maximumQoS: 0 | 1 | 2;
+  /** Whether it supports retained messages. */
+  retainAvailable: boolean;
+  /** The highest topic alias it accepts; 0 for none. */
+  topicAliasMaximum: number;
+}
+
+const DEFAULT_LIMITS: ServerLimits = {
+  receiveMaximum: 65535,
+  maximumPacketSize: 268_435_460,
+  maximumQoS: 2,
+  retainAvailable: true,
+  topicAliasMaximum: 0,
+};
+
+/**
+ * The protocol state of one client session: packet identifiers, QoS 1 and 2 flows in both
+ * directions, the in-flight window, exactly-once bookkeeping, keepalive deadlines, and the
+ * subscriptions to restore after a lost session.
+ *
+ * @example Driving a QoS 1 publish by hand
+ * ```ts
+ * import { Session } from "./session.ts";
+ *
+ * const session = new Session<string>({ protocolVersion: 4, clientId: "c", clean: true, keepalive: 0 });
+ * session.connect(0); // the CONNECT is now in the outbox
+ * session.receive({ type: "connack", sessionPresent: false, reasonCode: 0 }, 0);
+ * session.publish({ type: "publish", topic: "a", payload: new Uint8Array(), qos: 1, retain: false, dup: false }, "token-1", 0);
+ * const [, publish] = session.takeOutbox(0);
+ * session.receive({ type: "puback", packetId: (publish as { packetId: number }).packetId }, 0);
+ * console.log(session.takeEvents()); // [{ type: "complete", token: "token-1", packet: { type: "puback", ... } }]
+ * ```
+ */
+export class Session<T> {
+  /** The settings. */
+  readonly options: Readonly<SessionOptions>;
+  /** The client identifier in use (the server may have assigned it). */
+  clientId: string;
+  /** The keepalive in use, in seconds (the server may have changed it). */
+  keepalive: number;
+  /** The server's limits, from the last CONNACK. */
+  limits: ServerLimits = { ...DEFAULT_LIMITS };
+  /** Whether a CONNACK accepted the current connection. */
+  connected = false;
+
+  #outbox: Packet[] = [];
+  #events: SessionEvent<T>[] = [];
+  // Our QoS 1 and 2 publishes in flight, by packet id; a Map keeps them in the order they were
+  // first sent, the order they must be re-sent in [MQTT-4.4.0-1].
+  #inflight = new Map<number, OutgoingPublish<T>>();
+  // QoS 1 and 2 publishes waiting for room in the window (or for a connection), in order.
+  #waiting: OutgoingPublish<T>[] = [];
+  #waitingHead = 0;
+  // SUBSCRIBE and UNSUBSCRIBE waiting for their acknowledgement, by packet id.
+  #requests = new Map<number, Request<T>>();
+  // Requests made while disconnected, sent once connected.
+  #queuedRequests: Request<T>[] = [];
+  #nextPacketId = 1;
+  // Incoming QoS 2 packet ids between PUBLISH and PUBREL: false until the message has been
+  // delivered, true after (its PUBREC is due). An id stays reserved until PUBREL, also across a
+  // resumed session, so this follows the id rather than the connection.
+  #incomingQos2 = new Map<number, boolean>();
+  // Incoming QoS 1 messages of this connection not yet acknowledged, in arrival order.
+  #unacknowledged: PublishPacket[] = [];
+  #unacknowledgedHead = 0;
+  #receiveMaximum: number;
+  #topicAliasMaximum: number;
+  #topicAliases = new Map<number, string>();
+  /** Subscriptions the server acknowledged, to restore when it lost the session. */
+  readonly subscriptions: Map<string, Subscription> = new Map();
+  #lastSent = 0;
+  #pingSentAt = -1;
+  #window: number;
+
+  /** Creates a session. */
+  constructor(options: SessionOptions) {
+    this.options = options;
+    this.clientId = options.clientId;
+    this.keepalive = options.keepalive;
+    this.#window = options.inflightWindow ?? 20;
+    this.#receiveMaximum = options.properties?.receiveMaximum ?? 65535;
+    this.#topicAliasMaximum = options.properties?.topicAliasMaximum ?? 0;
+  }
+
+  /** The number of our QoS 1 and 2 publishes sent and not yet completed. */
+  get inflightCount(): number {
+    return this.#inflight.size;
+  }
+
+  /** The number of our QoS 1 and 2 publishes waiting to be sent. */
+  get waitingCount(): number {
+    return this.#waiting.length - this.#waitingHead;
+  }
+
+  /** The publishes in flight, in the order they were sent. */
+  inflight(): IterableIterator<OutgoingPublish<T>> {
+    return this.#inflight.values();
+  }
+
+  /** The window in force: the configured one, capped by the server's Receive Maximum. */
+  get window(): number {
+    return Math.min(this.#window, this.limits.receiveMaximum);
+  }
+
+  /** Hands out the packets to send, in order, and records the time they go out. */
+  takeOutbox(now: number): Packet[] {
+    const packets = this.#outbox;
+    if (packets.length > 0) {
+      this.#outbox = [];
+      this.#lastSent = now;
+    }
+    return packets;
+  }
+
+  /** Whether packets wait in the outbox. */
+  get hasOutput(): boolean {
+    return this.#outbox.length > 0;
+  }
+
+  /** Hands out what happened since the last call. */
+  takeEvents(): SessionEvent<T>[] {
+    const events = this.#events;
+    if (events.length > 0) this.#events = [];
+    return events;
+  }
+
+  /** Starts a connection: puts CONNECT in the outbox. */
+  connect(now: number): ConnectPacket {
+    const o = this.options;
+    this.connected = false;
+    this.#pingSentAt = -1;
+    this.#lastSent = now;
+    this.#topicAliases.clear(); // [MQTT-3.3.2-7] aliases do not outlive a connection
+    const packet: ConnectPacket = {
+      type: "connect",
+      protocolVersion: o.protocolVersion,
+      clientId: this.clientId,
+      clean: o.clean,
+      keepalive: o.keepalive,
+    };
+    if (o.username !== undefined) packet.username = o.username;
+    if (o.password !== undefined) packet.password = o.password;
+    if (o.will !== undefined) packet.will = o.will;
+    if (o.properties !== undefined) packet.properties = o.properties;
+    this.#outbox.push(packet);
+    return packet;
+  }
+
+  /**
+   * Queues a PUBLISH. QoS 0 goes to the outbox at once when connected and returns `true`; QoS 1
+   * and 2 get a packet id and go out when the window has room, in the order they were published.
+   * While disconnected, everything waits in order ("sent" events report QoS 0 leaving).
+   */
+  publish(packet: PublishPacket, token: T): boolean {
+    if (packet.qos === 0 && this.connected) {
+      this.#outbox.push(packet);
+      return true;
+    }
+    const outgoing: OutgoingPublish<T> = { packet, token, state: "publish" };
+    if (packet.qos === 0) {
+      this.#waiting.push(outgoing);
+      return false;
+    }
+    if (this.connected && this.waitingCount === 0 && this.#inflight.size < this.window) {
+      this.#send(outgoing);
+    } else {
+      this.#waiting.push(outgoing);
+    }
+    return false;
+  }
+
+  /** Queues a SUBSCRIBE. */
+  subscribe(packet: Omit<SubscribePacket, "packetId">, token: T): void {
+    this.#request({ ...packet, packetId: 0 } as SubscribePacket, token);
+  }
+
+  /** Queues an UNSUBSCRIBE. */
+  unsubscribe(packet: Omit<UnsubscribePacket, "packetId">, token: T): void {
+    this.#request({ ...packet, packetId: 0 } as UnsubscribePacket, token);
+  }
+
+  #request(packet: SubscribePacket | UnsubscribePacket, token: T): void {
+    const request = { packet, token };
+    if (!this.connected) {
+      this.#queuedRequests.push(request);
+      return;
+    }
+    packet.packetId = this.#allocatePacketId();
+    this.#requests.set(packet.packetId, request);
+    // [MQTT-3.3.4-8] only PUBLISH waits for the window; requests go out at once.
+    this.#outbox.push(packet);
+  }
+
+  /**
+   * Marks an incoming QoS 1 or 2 message as delivered to the user and puts its acknowledgement
+   * in the outbox: PUBACK for QoS 1 (in the order received [MQTT-4.6.0-2]), PUBREC for QoS 2.
+   */
+  acknowledge(packet: PublishPacket): void {
+    const packetId = packet.packetId;
+    if (packetId === undefined) return;
+    if (packet.qos === 2) {
+      if (this.#incomingQos2.get(packetId) !== false) return;
+      this.#incomingQos2.set(packetId, true);
+      // [MQTT-4.3.3-8] PUBREC once we own the message; when disconnected, the server re-sends
+      // the PUBLISH after the reconnect and gets its PUBREC then.
+      if (this.connected) this.#outbox.push({ type: "pubrec", packetId });
+      return;
+    }
+    // QoS 1: only a message of this connection. After a reconnect the id may stand for another
+    // message, and the server re-sends what was not acknowledged.
+    const queue = this.#unacknowledged;
+    let i = this.#unacknowledgedHead;
+    while (i < queue.length && queue[i] !== packet) i++;
+    if (i === queue.length) return;
+    if (i === this.#unacknowledgedHead) {
+      queue[i] = undefined as unknown as PublishPacket;
+      this.#unacknowledgedHead++;
+      if (this.#unacknowledgedHead === queue.length) {
+        queue.length = 0;
+        this.#unacknowledgedHead = 0;
+      }
+    } else {
+      queue.splice(i, 1);
+    }
+    // [MQTT-4.3.2-4] PUBACK once delivered, in the order received [MQTT-4.6.0-2].
+    this.#outbox.push({ type: "puback", packetId });
+  }
+
+  /**
+   * Handles a packet from the server.
+   *
+   * @throws {ProtocolError} When the server broke the protocol; the connection must be closed.
+   */
+  receive(packet: Packet, now: number): void {
+    switch (packet.type) {
+      case "publish":
+        return this.#onPublish(packet);
+      case "puback":
+        return this.#onPuback(packet);
+      case "pubrec":
+        return this.#onPubrec(packet);
+      case "pubrel":
+        return this.#onPubrel(packet);
+      case "pubcomp":
+        return this.#onPubcomp(packet);
+      case "suback":
+      case "unsuback":
+        return this.#onRequestAck(packet);
+      case "pingresp":
+        this.#pingSentAt = -1;
+        return;
+      case "connack":
+        return this.#onConnack(packet, now);
+      case "disconnect":
+      case "auth":
+        // The client handles these: they end or extend the connection.
+        return;
+      default:
+        throw new ProtocolError(
+          `a server does not send ${packet.type.toUpperCase()} to a client`,
+          undefined,
+          0x82,
+        );
+    }
+  }
+
+  #onConnack(packet: ConnackPacket, now: number): void {
+    if (this.connected) {
+      throw new ProtocolError("a second CONNACK arrived on one connection", undefined, 0x82);
+    }
+    if (packet.reasonCode !== 0) return;
+    this.connected = true;
+    this.#lastSent = now;
+    const p = packet.properties;
+    this.limits = {
+      receiveMaximum: p?.receiveMaximum ?? DEFAULT_LIMITS.receiveMaximum,
+      maximumPacketSize: p?.maximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize,
+      maximumQoS: p?.maximumQoS ?? 2,
+      retainAvailable: p?.retainAvailable ?? true,
+      topicAliasMaximum: p?.topicAliasMaximum ?? 0,
+    };
+    if (p?.assignedClientIdentifier !== undefined) this.clientId = p.assignedClientIdentifier;
+    // [MQTT-3.2.2-21] the Server Keep Alive replaces ours.
+    if (p?.serverKeepAlive !== undefined) this.keepalive = p.serverKeepAlive;
+
+    const inflight = [...this.#inflight.values()];
+    if (packet.sessionPresent) {
+      // [MQTT-4.4.0-1] re-send every unacknowledged PUBLISH (with DUP) and PUBREL with their
+      // original packet ids, in the order they were first sent [MQTT-4.6.0-1].
+      for (const outgoing of inflight) {
+        if (outgoing.state === "publish") {
+          outgoing.packet.dup = true; // [MQTT-3.3.1-1]
+          this.#outbox.push(outgoing.packet);
+        } else {
+          this.#outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
+        }
+      }
+    } else {
+      // The server has no session: nothing of ours is in flight there, and nothing of its.
+      this.#inflight.clear();
+      this.#incomingQos2.clear();
+      const resend = inflight.map((outgoing) => {
+        outgoing.state = "publish";
+        outgoing.packet.dup = false;
+        delete outgoing.packet.packetId;
+        return outgoing;
+      });
+      this.#waiting = [...resend, ...this.#waiting.slice(this.#waitingHead)];
+      this.#waitingHead = 0;
+    }
+    // Requests in flight when the connection was lost go again, then the queued ones.
+    const requests = [...this.#requests.values(), ...this.#queuedRequests];
+    this.#requests.clear();
+    this.#queuedRequests = [];
+    for (const request of requests) this.#request(request.packet, request.token);
+    this.#fillWindow();
+  }
+
+  /**
+   * Forgets the connection: called when it closed. What is in flight stays, to be re-sent after
+   * the next CONNACK, until `abandon` gives it up.
+   */
+  disconnected(): void {
+    this.connected = false;
+    this.#pingSentAt = -1;
+    this.#outbox = [];
+    this.#unacknowledged = [];
+    this.#unacknowledgedHead = 0;
+  }
+
+  /**
+   * Gives up every operation that has not completed and returns their tokens, oldest first: for
+   * a client that will not reconnect.
+   */
+  abandon(): T[] {
+    const tokens: T[] = [];
+    for (const outgoing of this.#inflight.values()) tokens.push(outgoing.token);
+    for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
+      tokens.push(this.#waiting[i].token);
+    }
+    for (const request of this.#requests.values()) tokens.push(request.token);
+    for (const request of this.#queuedRequests) tokens.push(request.token);
+    this.#inflight.clear();
+    this.#waiting = [];
+    this.#waitingHead = 0;
+    this.#requests.clear();
+    this.#queuedRequests = [];
+    return tokens;
+  }
+
+  /**
+   * Advances the keepalive clock: puts PINGREQ in the outbox when nothing has been sent for the
+   * keepalive period ([MQTT-3.1.2-23] in 3.1.1, [MQTT-3.1.2-20] in 5.0), and throws {@linkcode TimeoutError} when a PINGREQ has had
+   * no answer within the ping timeout.
+   *
+   * @returns The time at which to call `tick` next, or `Infinity` when keepalive is off.
+   */
+  tick(now: number): number {
+    if (!this.connected || this.keepalive === 0) return Infinity;
+    const period = this.keepalive * 1000;
+    const pingTimeout = this.options.pingTimeout ?? period;
+    if (this.#pingSentAt >= 0) {
+      const deadline = this.#pingSentAt + pingTimeout;
+      if (now >= deadline) {
+        throw new TimeoutError(
+          `the broker did not answer PINGREQ within ${pingTimeout} ms; the connection is dead`,
+        );
+      }
+      return Math.min(deadline, this.#lastSent + period);
+    }
+    if (now - this.#lastSent >= period && !this.hasOutput) {
+      this.#outbox.push({ type: "pingreq" });
+      this.#pingSentAt = now;
+      return Math.min(now + pingTimeout, now + period);
+    }
+    return this.#lastSent + period;
+  }
+
+  #allocatePacketId(): number {
+    for (let tries = 0; tries < 65535; tries++) {
+      const id = this.#nextPacketId;
+      this.#nextPacketId = id === 65535 ? 1 : id + 1;
+      // [MQTT-2.2.1-3] / [MQTT-2.3.1-2] a new packet gets an identifier not in use.
+      if (!this.#inflight.has(id) && !this.#requests.has(id)) return id;
+    }
+    throw new MqttError("all 65535 packet identifiers are in use");
+  }
+
+  #send(outgoing: OutgoingPublish<T>): void {
+    const packetId = this.#allocatePacketId();
+    outgoing.packet.packetId = packetId;
+    this.#inflight.set(packetId, outgoing);
+    this.#outbox.push(outgoing.packet);
+  }
+
+  #fillWindow(): void {
+    if (!this.connected) return;
+    const window = this.window;
+    const waiting = this.#waiting;
+    while (this.#waitingHead < waiting.length) {
+      const outgoing = waiting[this.#waitingHead];
+      if (outgoing.packet.qos === 0) {
+        this.#outbox.push(outgoing.packet);
+        this.#events.push({ type: "sent", token: outgoing.token });
+      } else if (this.#inflight.size < window) {
+        this.#send(outgoing);
+      } else {
+        break;
+      }
+      waiting[this.#waitingHead++] = undefined as unknown as OutgoingPublish<T>;
+    }
+    if (this.#waitingHead === waiting.length) {
+      this.#waiting = [];
+      this.#waitingHead = 0;
+    } else if (this.#waitingHead > 1024 && this.#waitingHead * 2 > waiting.length) {
+      this.#waiting = waiting.slice(this.#waitingHead);
+      this.#waitingHead = 0;
+    }
+  }
+
+  #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
+    this.#inflight.delete(packetId);
+    if (reasonCode >= 0x80) {
+      this.#events.push({
+        type: "failed",
+        token: outgoing.token,
+        error: new PublishError(ack.type, reasonCode, reasonStringOf(ack)),
+      });
+    } else {
+      this.#events.push({ type: "complete", token: outgoing.token, packet: ack });
+    }
+    this.#fillWindow();
+  }
+
+  #onPuback(packet: PublishAckPacket<"puback">): void {
+    const outgoing = this.#inflight.get(packet.packetId);
+    // A PUBACK for nothing of ours (a late duplicate) changes nothing.
+    if (outgoing === undefined || outgoing.packet.qos !== 1) return;
+    this.#finish(packet.packetId, outgoing, packet, packet.reasonCode ?? 0);
+  }
+
+  #onPubrec(packet: PublishAckPacket<"pubrec">): void {
+    const packetId = packet.packetId;
+    const outgoing = this.#inflight.get(packetId);
+    if (outgoing === undefined || outgoing.packet.qos !== 2) {
+      // Answer so the server can finish its side [MQTT-4.3.3-4]; v5 says the id is unknown.
+      this.#outbox.push(
+        this.options.protocolVersion === 5
+          ? { type: "pubrel", packetId, reasonCode: 0x92 }
+          : { type: "pubrel", packetId },
+      );
+      return;
+    }
+    const reasonCode = packet.reasonCode ?? 0;
+    if (reasonCode >= 0x80) {
+      // v5: a failing PUBREC ends the flow; the id is free again.
+      this.#finish(packetId, outgoing, packet, reasonCode);
+      return;
+    }
+    // [MQTT-4.3.3-4] answer PUBREC with PUBREL; from now on the PUBLISH is never re-sent
+    // [MQTT-4.3.3-6], and PUBRELs go out in the order the PUBRECs came [MQTT-4.6.0-4].
+    outgoing.state = "pubrel";
+    this.#outbox.push({ type: "pubrel", packetId });
+  }
+
+  #onPubcomp(packet: PublishAckPacket<"pubcomp">): void {
+    const outgoing = this.#inflight.get(packet.packetId);
+    if (outgoing === undefined || outgoing.state !== "pubrel") return;
+    this.#finish(packet.packetId, outgoing, packet, packet.reasonCode ?? 0);
+  }
+
+  #onPubrel(packet: PublishAckPacket<"pubrel">): void {
+    const packetId = packet.packetId;
+    const known = this.#incomingQos2.get(packetId);
+    if (known === false) {
+      // PUBREL before we sent PUBREC: the server broke the flow [MQTT-4.3.3-2] (3.1.1).
+      throw new ProtocolError(
+        `PUBREL for packet ${packetId} arrived before its PUBREC was sent`,
+        undefined,
+        0x82,
+      );
+    }
+    this.#incomingQos2.delete(packetId);
+    // A PUBREL for an id we do not know still gets its PUBCOMP, so the server can finish.
+    this.#outbox.push(
+      known === undefined && this.options.protocolVersion === 5
+        ? { type: "pubcomp", packetId, reasonCode: 0x92 }
+        : { type: "pubcomp", packetId },
+    );
+  }
+
+  #onPublish(packet: PublishPacket): void {
+    if (this.options.protocolVersion === 5) this.#resolveTopicAlias(packet);
+    const packetId = packet.packetId;
+    if (packet.qos === 0 || packetId === undefined) {
+      this.#events.push({ type: "message", packet });
+      return;
+    }
+    if (packet.qos === 2) {
+      const state = this.#incomingQos2.get(packetId);
+      if (state !== undefined) {
+        // A re-sent PUBLISH before PUBREL is not delivered again; it is answered with PUBREC
+        // [MQTT-4.3.3-10] once the first copy has been delivered and acknowledged.
+        if (state) this.#outbox.push({ type: "pubrec", packetId });
+        return;
+      }
+      this.#incomingQos2.set(packetId, false);
+    }
+    if (
+      this.#unacknowledged.length - this.#unacknowledgedHead + this.#incomingQos2.size >
+        this.#receiveMaximum
+    ) {
+      throw new ProtocolError(
+        `the server sent more than the Receive Maximum of ${this.#receiveMaximum} unacknowledged publishes`,
+        "MQTT-3.3.4-9",
+        0x93,
+      );
+    }
+    if (packet.qos === 1) this.#unacknowledged.push(packet);
+    this.#events.push({ type: "message", packet });
+  }
+
+  #resolveTopicAlias(packet: PublishPacket): void {
+    const alias = packet.properties?.topicAlias;
+    if (alias === undefined) return;
+    if (alias > this.#topicAliasMaximum) {
+      throw new ProtocolError(
+        `the server used topic alias ${alias}; the maximum is ${this.#topicAliasMaximum}`,
+        "MQTT-3.3.2-11",
+        0x94,
+      );
+    }
+    if (packet.topic === "") {
+      const topic = this.#topicAliases.get(alias);
+      if (topic === undefined) {
+        throw new ProtocolError(`topic alias ${alias} has no topic yet`, undefined, 0x82);
+      }
+      packet.topic = topic;
+    } else {
+      this.#topicAliases.set(alias, packet.topic);
+    }
+  }
+
+  #onRequestAck(packet: SubackPacket | UnsubackPacket): void {
+    const request = this.#requests.get(packet.packetId);
+    if (request === undefined) return;
+    const expected = request.packet.type === "subscribe" ? "suback" : "unsuback";
+    if (packet.type !== expected) {
+      throw new ProtocolError(
+        `${packet.type.toUpperCase()} answers packet ${packet.packetId}, which was ${request.packet.type.toUpperCase()}`,
+        undefined,
+        0x82,
+      );
+    }
+    this.#requests.delete(packet.packetId);
+    if (request.packet.type === "subscribe") {
+      const codes = (packet as SubackPacket).reasonCodes;
+      const subscriptions = request.packet.subscriptions;
+      if (codes.length !== subscriptions.length) {
+        throw new ProtocolError(
+          `SUBACK has ${codes.length} codes for ${subscriptions.length} filters`,
+          "MQTT-3.8.4-6",
+          0x82,
+        );
+      }
+      subscriptions.forEach((subscription, i) => {
+        if (codes[i] < 0x80) this.subscriptions.set(subscription.topicFilter, subscription);
+      });
+    } else {
+      for (const filter of request.packet.topicFilters) this.subscriptions.delete(filter);
+    }
+    this.#events.push({ type: "complete", token: request.token, packet });
+  }
+}
+
+/** A publish the server refused: a PUBACK or PUBREC with an MQTT 5 reason code of 0x80 or more. */
+export class PublishError extends MqttError {
+  /** The reason code. */
+  readonly reasonCode: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param packetType The acknowledgement that carried the code.
+   * @param reasonCode The code.
+   * @param reasonString The server's explanation, if it sent one.
+   */
+  constructor(packetType: string, reasonCode: number, reasonString?: string) {
+    super(
+      `the broker refused the publish: ${packetType.toUpperCase()} reason 0x${
+        reasonCode.toString(16)
+      }${reasonString ? `: ${reasonString}` : ""}`,
+    );
+    this.reasonCode = reasonCode;
+  }
+}
+
+function reasonStringOf(packet: Packet): string | undefined {
+  return (packet as { properties?: Properties }).properties?.reasonString;
+}
