@@ -14,6 +14,14 @@ import type { PublishAckPacket } from "./types.ts";
 /** The four acknowledgement packet types. */
 export type AckType = "puback" | "pubrec" | "pubrel" | "pubcomp";
 
+// The statement "The Client or Server sending the ... packet MUST use one of the ... Reason Codes".
+const REASON_STATEMENT: Record<AckType, string> = {
+  puback: "MQTT-3.4.2-1",
+  pubrec: "MQTT-3.5.2-1",
+  pubrel: "MQTT-3.6.2-1",
+  pubcomp: "MQTT-3.7.2-1",
+};
+
 const FIRST_BYTE: Record<AckType, number> = {
   puback: 0x40,
   pubrec: 0x50,
@@ -41,6 +49,7 @@ export function readAck<T extends AckType>(
     if (reasonName(reasonCode, type) === undefined) {
       throw new ProtocolError(
         `0x${reasonCode.toString(16)} is not a ${type.toUpperCase()} reason code`,
+        REASON_STATEMENT[type],
       );
     }
     packet.reasonCode = reasonCode;

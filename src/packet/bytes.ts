@@ -78,7 +78,7 @@ export class Reader {
       }
       multiplier *= 128;
     }
-    throw new ProtocolError(`${what} is longer than four bytes`, "MQTT-1.5.5-1");
+    throw new ProtocolError(`${what} is longer than four bytes`);
   }
 
   /**
@@ -145,15 +145,19 @@ function decodeUtf8(
 /**
  * The number of bytes `text` takes as UTF-8. Throws when it holds a lone surrogate (which has no
  * UTF-8 encoding [MQTT-1.5.4-1]) or U+0000 [MQTT-1.5.4-2], or is longer than 65,535 bytes.
+ * `version` picks the statement ids errors cite (3.1.1: [MQTT-1.5.3-1], [MQTT-1.5.3-2]).
  */
-export function utf8Length(text: string, what: string): number {
+export function utf8Length(text: string, what: string, version = 5): number {
   const n = text.length;
   let bytes = n;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x80) {
       if (c === 0) {
-        throw new ProtocolError(`${what} contains the null character U+0000`, "MQTT-1.5.4-2");
+        throw new ProtocolError(
+          `${what} contains the null character U+0000`,
+          cite(version, "MQTT-1.5.3-2", "MQTT-1.5.4-2"),
+        );
       }
     } else if (c < 0x800) {
       bytes += 1;
@@ -162,7 +166,7 @@ export function utf8Length(text: string, what: string): number {
       if (c > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) {
         throw new ProtocolError(
           `${what} contains a lone surrogate, which has no UTF-8 encoding`,
-          "MQTT-1.5.4-1",
+          cite(version, "MQTT-1.5.3-1", "MQTT-1.5.4-1"),
         );
       }
       bytes += 2; // the pair is 2 UTF-16 units and 4 bytes

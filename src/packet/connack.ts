@@ -24,7 +24,10 @@ export function readConnack(r: Reader, version: number): ConnackPacket {
   }
   if (version === 5) {
     if (reasonName(reasonCode, "connack") === undefined) {
-      throw new ProtocolError(`0x${reasonCode.toString(16)} is not a CONNACK reason code`);
+      throw new ProtocolError(
+        `0x${reasonCode.toString(16)} is not a CONNACK reason code`,
+        "MQTT-3.2.2-8",
+      );
     }
   } else if (reasonCode > 5) {
     throw new ProtocolError(`${reasonCode} is a reserved CONNACK return code`);

@@ -112,7 +112,7 @@ export function writeConnect(w: Writer, packet: ConnectPacket): void {
     propsLength = propertiesLength(packet.properties, "connect");
     length += varintLength(propsLength) + propsLength;
   }
-  const clientIdLength = utf8Length(clientId, "the client identifier");
+  const clientIdLength = utf8Length(clientId, "the client identifier", version);
   length += 2 + clientIdLength;
   let flags = packet.clean ? 0x02 : 0;
   let willPropsLength = 0;
@@ -133,13 +133,13 @@ export function writeConnect(w: Writer, packet: ConnectPacket): void {
       willPropsLength = propertiesLength(will.properties, "will");
       length += varintLength(willPropsLength) + willPropsLength;
     }
-    willTopicLength = utf8Length(will.topic, "the will topic");
+    willTopicLength = utf8Length(will.topic, "the will topic", version);
     length += 2 + willTopicLength + 2 + will.payload.length;
   }
   let usernameLength = 0;
   if (username !== undefined) {
     flags |= 0x80;
-    usernameLength = utf8Length(username, "the user name");
+    usernameLength = utf8Length(username, "the user name", version);
     length += 2 + usernameLength;
   }
   if (password !== undefined) {

@@ -23,6 +23,8 @@ const FLAG_STATEMENTS: Record<number, string> = {
   6: "MQTT-3.6.1-1",
   8: "MQTT-3.8.1-1",
   10: "MQTT-3.10.1-1",
+  14: "MQTT-3.14.1-1",
+  15: "MQTT-3.15.1-1",
 };
 
 /**
@@ -35,10 +37,8 @@ export function decodeBody(r: Reader, first: number): Packet {
   const version = r.version;
   const required = REQUIRED_FLAGS[type];
   if (type === 0 || (type === 15 && version !== 5)) {
-    throw new ProtocolError(
-      `packet type ${type} is reserved`,
-      cite(version, "MQTT-2.2.2-1", "MQTT-2.1.3-1"),
-    );
+    // Table 2.1 marks the type reserved; no numbered statement covers it.
+    throw new ProtocolError(`packet type ${type} is reserved`);
   }
   // MQTT 3.1 let PUBREL, SUBSCRIBE and UNSUBSCRIBE carry DUP when re-sent.
   if (
@@ -134,10 +134,9 @@ export function readRemainingLength(
     }
     multiplier *= 128;
   }
-  throw new ProtocolError(
-    "the Remaining Length is longer than four bytes",
-    version === 5 ? "MQTT-1.5.5-1" : undefined,
-  );
+  // "The maximum number of bytes in the Variable Byte Integer field is four" has no statement
+  // id; [MQTT-1.5.5-1] is the fewest-bytes rule.
+  throw new ProtocolError("the Remaining Length is longer than four bytes");
 }
 
 const header = { size: 0 };

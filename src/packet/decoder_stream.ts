@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ConnectionClosedError, ProtocolError } from "../errors.ts";
 import { Reader } from "./bytes.ts";
 import { decodeBody, readRemainingLength } from "./decode.ts";
 import type { Packet, ProtocolVersion } from "./types.ts";
@@ -195,8 +195,8 @@ export class PacketDecoder {
 /**
  * A `TransformStream` from bytes to MQTT packets: pipe a connection's readable through it.
  * Accepts any chunking. The stream errors with a {@linkcode ProtocolError} on the first malformed
- * or illegal packet, on a packet larger than `maximumPacketSize` (as soon as its fixed header is
- * read), and when the bytes end inside a packet.
+ * or illegal packet and on a packet larger than `maximumPacketSize` (as soon as its fixed header
+ * is read), and with a `ConnectionClosedError` when the bytes end inside a packet.
  *
  * @example Decoding a byte stream
  * ```ts
@@ -222,8 +222,9 @@ export class MqttDecoderStream extends TransformStream<Uint8Array, Packet> {
         decoder.push(chunk, (packet) => controller.enqueue(packet));
       },
       flush() {
+        // Bytes that stop inside a packet are a lost connection, not a malformed packet.
         if (decoder.pending) {
-          throw new ProtocolError("the byte stream ended in the middle of a packet");
+          throw new ConnectionClosedError("the connection closed in the middle of a packet");
         }
       },
     });

@@ -56,7 +56,10 @@ export function writeAuth(w: Writer, packet: AuthPacket, version: number): void 
 function readReasonCode(r: Reader, type: "disconnect" | "auth"): number {
   const code = r.u8("the reason code");
   if (reasonName(code, type) === undefined) {
-    throw new ProtocolError(`0x${code.toString(16)} is not a ${type.toUpperCase()} reason code`);
+    throw new ProtocolError(
+      `0x${code.toString(16)} is not a ${type.toUpperCase()} reason code`,
+      type === "disconnect" ? "MQTT-3.14.2-1" : "MQTT-3.15.2-1",
+    );
   }
   return code;
 }

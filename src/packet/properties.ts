@@ -189,7 +189,8 @@ export function readProperties(r: Reader, context: PropertyContext): Properties 
       throw new ProtocolError(`unknown property identifier 0x${id.toString(16)}`);
     }
     if ((definition.mask & bit) === 0) {
-      throw protocolError(`${definition.label} is not allowed on ${contextName(context)}`);
+      // A Malformed Packet, not a Protocol Error (MQTT 5.0 section 2.2.2.2).
+      throw new ProtocolError(`${definition.label} is not allowed on ${contextName(context)}`);
     }
     const repeatable = id === 0x26 || (id === 0x0b && context === "publish");
     if (!repeatable) {

@@ -70,7 +70,7 @@ function measure(packet: PublishPacket, version: number): void {
   if (topic.includes("+") || topic.includes("#")) {
     throw new ProtocolError(`the topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
   }
-  const topicLength = utf8Length(topic, "the topic name");
+  const topicLength = utf8Length(topic, "the topic name", version);
   let length = 2 + topicLength + payload.length;
   if (qos > 0) {
     const packetId = packet.packetId;

@@ -27,7 +27,13 @@ export function readSubscribe(r: Reader, version: number): SubscribePacket {
     const topicFilter = r.utf8("a topic filter");
     const options = r.u8("the subscription options");
     const qos = options & 0x03;
-    if (qos === 3) throw new ProtocolError(`SUBSCRIBE asks for QoS 3 on "${topicFilter}"`);
+    if (qos === 3) {
+      throw new ProtocolError(
+        `SUBSCRIBE asks for QoS 3 on "${topicFilter}"`,
+        version === 5 ? undefined : "MQTT-3.8.3-4",
+        version === 5 ? 0x82 : 0x81,
+      );
+    }
     const subscription: Subscription = { topicFilter, qos: qos as QoS };
     if (version === 5) {
       if (options & 0xc0) {
@@ -125,7 +131,7 @@ export function readSuback(r: Reader, version: number): SubackPacket {
     if (!isSubackCode(code, version)) {
       throw new ProtocolError(
         `0x${code.toString(16)} is not a SUBACK code in protocol version ${version}`,
-        version === 4 ? "MQTT-3.9.3-2" : undefined,
+        version === 3 ? undefined : "MQTT-3.9.3-2", // the same id in 3.1.1 and 5.0
       );
     }
     packet.reasonCodes.push(code);

@@ -66,7 +66,10 @@ export function readUnsuback(r: Reader, version: number): UnsubackPacket {
     while (r.pos < r.end) {
       const code = r.u8("a reason code");
       if (reasonName(code, "unsuback") === undefined) {
-        throw new ProtocolError(`0x${code.toString(16)} is not an UNSUBACK reason code`);
+        throw new ProtocolError(
+          `0x${code.toString(16)} is not an UNSUBACK reason code`,
+          "MQTT-3.11.3-2",
+        );
       }
       reasonCodes.push(code);
     }
