@@ -1,0 +1,299 @@
+/**
+ * TCP and TLS through `node:net` and `node:tls`: the transport on Bun and Node, and on Deno for
+ * the TLS options `Deno.connectTls` lacks. A socket is adapted to web streams here, with
+ * back-pressure both ways.
+ *
+ * @module
+ */
+
+import type * as Net from "node:net";
+import type * as Tls from "node:tls";
+import { abortable } from "./abort.ts";
+import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
+import type { Transport, TransportOptions } from "./types.ts";
+
+/** The `node:net` and `node:tls` modules of the running runtime. */
+export interface NodeSockets {
+  /** `node:net`. */
+  net: typeof Net;
+  /** `node:tls`. */
+  tls: typeof Tls;
+}
+
+/**
+ * How many bytes the readable side queues before the socket is paused. Past it, the kernel's
+ * buffers fill and TCP flow control slows the broker down.
+ */
+export const READ_HIGH_WATER_MARK = 64 * 1024;
+
+/**
+ * Finds `node:net` and `node:tls` through `process.getBuiltinModule`, which Bun, Deno and
+ * Node >= 20.16 offer. Asking the runtime, rather than importing, keeps this module loadable in
+ * browsers and by bundlers.
+ *
+ * @returns Both modules, or `undefined` where the runtime has none.
+ *
+ * @example
+ * ```ts
+ * import { nodeSockets } from "./node.ts";
+ *
+ * console.log(nodeSockets() === undefined ? "no node:net here" : "node:net is here");
+ * ```
+ */
+export function nodeSockets(): NodeSockets | undefined {
+  const process = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } })
+    .process;
+  if (typeof process?.getBuiltinModule !== "function") return undefined;
+  const net = process.getBuiltinModule("node:net") as typeof Net | undefined;
+  const tls = process.getBuiltinModule("node:tls") as typeof Tls | undefined;
+  if (typeof net?.connect !== "function" || typeof tls?.connect !== "function") return undefined;
+  return { net, tls };
+}
+
+/**
+ * Dials a broker over `node:net` (`mqtt:`, `tcp:`) or `node:tls` (`mqtts:`, `tls:`).
+ *
+ * A TLS connection resolves only after the handshake (`secureConnect`): Bun drops bytes that are
+ * written to a TLS socket before that.
+ *
+ * @param sockets The runtime's `node:net` and `node:tls`.
+ * @param address The broker; its kind must be `tcp` or `tls`.
+ * @param options TLS options and the abort signal.
+ * @param pauseReads Whether the socket may be paused when the reader falls behind; see
+ * {@linkcode NodeSocketTransport}.
+ * @returns The open connection.
+ * @throws {ConnectionClosedError} When the broker cannot be reached or the handshake fails.
+ *
+ * @example
+ * ```ts
+ * import { brokerAddress } from "./address.ts";
+ * import { nodeSockets, openNodeTransport } from "./node.ts";
+ *
+ * const sockets = nodeSockets();
+ * if (sockets !== undefined) {
+ *   const address = brokerAddress(new URL("mqtt://127.0.0.1:1883"));
+ *   await openNodeTransport(sockets, address, {}).then(
+ *     (transport) => transport.close(),
+ *     (error) => console.log(error.message), // no broker listens there
+ *   );
+ * }
+ * ```
+ */
+export function openNodeTransport(
+  sockets: NodeSockets,
+  address: BrokerAddress,
+  options: TransportOptions,
+  pauseReads = true,
+): Promise<NodeSocketTransport> {
+  const { signal } = options;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  const secure = address.kind === "tls";
+  const socket: Net.Socket = secure
+    ? sockets.tls.connect({
+      host: address.hostname,
+      port: address.port,
+      ca: options.ca,
+      cert: options.cert,
+      key: options.key,
+      // Node's own default (the host, or no SNI for an IP address) applies when none is given.
+      ...(options.servername === undefined ? {} : { servername: options.servername }),
+      rejectUnauthorized: options.rejectUnauthorized ?? true,
+    })
+    : sockets.net.connect({ host: address.hostname, port: address.port });
+  socket.setNoDelay(true);
+  const readyEvent = secure ? "secureConnect" : "connect";
+  const attempt = new Promise<NodeSocketTransport>((resolve, reject) => {
+    const settle = () => {
+      socket.off(readyEvent, onReady);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+    };
+    const onReady = () => {
+      settle();
+      resolve(new NodeSocketTransport(socket, address, pauseReads));
+    };
+    const onError = (error: Error) => {
+      settle();
+      socket.on("error", () => {});
+      socket.destroy();
+      reject(unreachable(address, error));
+    };
+    const onClose = () => {
+      settle();
+      reject(
+        unreachable(
+          address,
+          secure ? "the connection closed during the TLS handshake" : "the connection closed",
+        ),
+      );
+    };
+    socket.once(readyEvent, onReady);
+    socket.once("error", onError);
+    socket.once("close", onClose);
+  });
+  return abortable(attempt, signal, (transport) => transport.close(), () => {
+    socket.on("error", () => {});
+    socket.destroy();
+  });
+}
+
+/**
+ * A `node:net` or `node:tls` socket adapted to a pair of web byte streams.
+ *
+ * The readable side pauses the socket once {@linkcode READ_HIGH_WATER_MARK} bytes wait unread, and
+ * resumes it when the reader catches up. A write settles once the socket has handed the chunk to
+ * the kernel and, if the socket's own buffer was full, once it drained. When the connection
+ * breaks, both streams error with a {@linkcode ConnectionClosedError} whose `cause` is the
+ * socket's error; when the broker ends it, the readable side closes.
+ *
+ * @example
+ * ```ts
+ * import * as net from "node:net";
+ * import { brokerAddress } from "./address.ts";
+ * import { NodeSocketTransport } from "./node.ts";
+ *
+ * const address = brokerAddress(new URL("mqtt://127.0.0.1:1883"));
+ * const socket = net.connect({ host: address.hostname, port: address.port });
+ * socket.once("connect", () => new NodeSocketTransport(socket, address).close());
+ * socket.once("error", (error) => console.log(error.message)); // no broker listens there
+ * ```
+ */
+export class NodeSocketTransport implements Transport {
+  /** Bytes from the broker. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the broker. */
+  readonly writable: WritableStream<Uint8Array>;
+  readonly #socket: Net.Socket;
+  readonly #address: BrokerAddress;
+  #readableController!: ReadableStreamDefaultController<Uint8Array>;
+  #writableController!: WritableStreamDefaultController;
+  readonly #pauseReads: boolean;
+  #readableDone = false;
+  #closed = false;
+  /** The write or end waiting on the socket, to be failed if the socket closes first. */
+  #pending: { onDrain(): void; fail(error: Error): void } | undefined;
+
+  /**
+   * Adapts a connected socket. The socket belongs to the transport from now on.
+   *
+   * @param socket A socket that has connected (or, for TLS, finished its handshake).
+   * @param address The broker it is connected to, for error messages.
+   * @param pauseReads Whether to pause the socket while the reader is behind. `false` for
+   * `node:tls` on Deno 2.9, whose socket, once paused, never reports the broker's end.
+   */
+  constructor(socket: Net.Socket, address: BrokerAddress, pauseReads = true) {
+    this.#socket = socket;
+    this.#address = address;
+    this.#pauseReads = pauseReads;
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#readableController = controller;
+      },
+      pull: () => {
+        socket.resume();
+      },
+      cancel: () => {
+        this.#readableDone = true;
+        this.close();
+      },
+    }, { highWaterMark: READ_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength });
+    this.writable = new WritableStream<Uint8Array>({
+      start: (controller) => {
+        this.#writableController = controller;
+      },
+      write: (chunk) => this.#write(chunk),
+      close: () => this.#end(),
+      abort: () => this.close(),
+    });
+    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    socket.on("drain", () => this.#pending?.onDrain());
+    socket.on("end", () => this.#endReadable());
+    socket.on("error", (error: Error) => this.#fail(error));
+    socket.on("close", () => this.#fail(new Error("the socket closed")));
+  }
+
+  /** Destroys the socket at once; the readable side closes, further writes reject. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.destroy();
+    this.#fail(new Error("the transport was closed"));
+  }
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#readableDone) return;
+    // A plain Uint8Array over the Buffer's memory: Buffer's slice() would not copy.
+    this.#readableController.enqueue(
+      new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+    );
+    if (this.#pauseReads && (this.#readableController.desiredSize ?? 0) <= 0) {
+      this.#socket.pause();
+    }
+  }
+
+  #endReadable(): void {
+    if (this.#readableDone) return;
+    this.#readableDone = true;
+    this.#readableController.close();
+  }
+
+  /** The connection is over: close or error both streams and fail what waits on the socket. */
+  #fail(reason: Error): void {
+    const error = connectionLost(this.#address, reason);
+    if (!this.#readableDone) {
+      this.#readableDone = true;
+      if (this.#closed) this.#readableController.close();
+      else this.#readableController.error(error);
+    }
+    this.#writableController.error(error);
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.fail(error);
+  }
+
+  #write(chunk: Uint8Array): Promise<void> {
+    const socket = this.#socket;
+    if (this.#closed || socket.destroyed) {
+      return Promise.reject(connectionLost(this.#address, "the socket is closed"));
+    }
+    return new Promise<void>((resolve, reject) => {
+      let flushed = false;
+      let drained = true;
+      const pending = {
+        onDrain: () => {
+          drained = true;
+          if (flushed) settle();
+        },
+        fail: reject,
+      };
+      const settle = (error?: Error | null) => {
+        if (this.#pending !== pending) return;
+        this.#pending = undefined;
+        if (error) {
+          reject(connectionLost(this.#address, this.#closed ? "the transport was closed" : error));
+        } else resolve();
+      };
+      this.#pending = pending;
+      const accepted = socket.write(chunk, (error) => {
+        flushed = true;
+        if (error || drained) settle(error);
+      });
+      if (!accepted && !flushed) drained = false;
+    });
+  }
+
+  #end(): Promise<void> {
+    if (this.#closed || this.#socket.destroyed) {
+      return Promise.reject(connectionLost(this.#address, "the socket is closed"));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const pending = { onDrain: () => {}, fail: reject };
+      this.#pending = pending;
+      this.#socket.end(() => {
+        if (this.#pending !== pending) return;
+        this.#pending = undefined;
+        resolve();
+      });
+    });
+  }
+}
