@@ -14,6 +14,7 @@
  */
 
 import { MqttError, ProtocolError, TimeoutError } from "../errors.ts";
+import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
 import type {
   ConnackPacket,
   ConnectPacket,
@@ -55,6 +56,10 @@ export interface SessionOptions {
   inflightWindow?: number;
   /** How long to wait for PINGRESP, in milliseconds. Default: the keepalive period. */
   pingTimeout?: number;
+  /** Record every change a store must keep in the journal (see `takeJournal`). */
+  journal?: boolean;
+  /** Subscribe again after reconnecting to a server that lost the session; default true. */
+  resubscribe?: boolean;
 }
 
 /** Something the user must hear about. */
@@ -88,7 +93,7 @@ export type SessionEvent<T> =
     error: MqttError;
   };
 
-/** A publish of ours at QoS 1 or 2, waiting to be sent or acknowledged. */
+/** A publish of ours, waiting to be sent or acknowledged. */
 export interface OutgoingPublish<T> {
   /** The PUBLISH; its `packetId` is set once it is sent. */
   packet: PublishPacket;
@@ -96,7 +101,20 @@ export interface OutgoingPublish<T> {
   token: T;
   /** `"publish"` until PUBACK or PUBREC, `"pubrel"` from PUBREC until PUBCOMP. */
   state: "publish" | "pubrel";
+  /** Orders publishes as they were accepted; the key in the store (QoS 1 and 2). */
+  sequence: number;
 }
+
+/**
+ * A change the store must make durable before the packets that follow it are written: the
+ * journal of a session.
+ */
+export type StoreOperation =
+  | { op: "put"; record: StoredPublish }
+  | { op: "update"; sequence: number; state: OutgoingState; packetId?: number }
+  | { op: "delete"; sequence: number }
+  | { op: "putIncoming"; packetId: number }
+  | { op: "deleteIncoming"; packetId: number };
 
 interface Request<T> {
   packet: SubscribePacket | UnsubscribePacket;
@@ -157,6 +175,10 @@ export class Session<T> {
 
   #outbox: Packet[] = [];
   #events: SessionEvent<T>[] = [];
+  #journal: StoreOperation[] = [];
+  #nextSequence = 1;
+  /** Whether a store is behind this session; without one nothing is journaled. */
+  readonly journaling: boolean;
   // Our QoS 1 and 2 publishes in flight, by packet id; a Map keeps them in the order they were
   // first sent, the order they must be re-sent in [MQTT-4.4.0-1].
   #inflight = new Map<number, OutgoingPublish<T>>();
@@ -178,8 +200,14 @@ export class Session<T> {
   #receiveMaximum: number;
   #topicAliasMaximum: number;
   #topicAliases = new Map<number, string>();
-  /** Subscriptions the server acknowledged, to restore when it lost the session. */
-  readonly subscriptions: Map<string, Subscription> = new Map();
+  /**
+   * Subscriptions the server granted, by filter, with the properties they were made with: what
+   * to subscribe to again when the server lost the session.
+   */
+  readonly subscriptions: Map<string, { subscription: Subscription; properties?: Properties }> =
+    new Map();
+  /** Whether a CONNACK ever accepted this session: later ones are reconnections. */
+  #everConnected = false;
   #lastSent = 0;
   #pingSentAt = -1;
   #window: number;
@@ -192,7 +220,49 @@ export class Session<T> {
     this.#window = options.inflightWindow ?? 20;
     this.#receiveMaximum = options.properties?.receiveMaximum ?? 65535;
     this.#topicAliasMaximum = options.properties?.topicAliasMaximum ?? 0;
+    this.journaling = options.journal ?? false;
+    this.#username = options.username;
+    this.#password = options.password;
   }
+
+  /**
+   * Takes back what a store held: publishes that were sent go back in flight with their packet
+   * ids (to be re-sent, or re-queued if the server lost the session); queued ones wait again;
+   * incoming QoS 2 ids stay reserved until their PUBREL.
+   */
+  restore(contents: StoreContents, token: (record: StoredPublish) => T): void {
+    for (const record of contents.outgoing) {
+      const outgoing: OutgoingPublish<T> = {
+        packet: record.packet,
+        token: token(record),
+        state: record.state === "pubrel" ? "pubrel" : "publish",
+        sequence: record.sequence,
+      };
+      const packetId = record.packet.packetId;
+      if (record.state !== "queued" && packetId !== undefined && !this.#inflight.has(packetId)) {
+        this.#inflight.set(packetId, outgoing);
+      } else {
+        delete record.packet.packetId;
+        this.#waiting.push(outgoing);
+      }
+      this.#nextSequence = Math.max(this.#nextSequence, record.sequence + 1);
+    }
+    for (const packetId of contents.incoming) this.#incomingQos2.set(packetId, true);
+  }
+
+  /** Hands out the changes the store must make durable, in order. */
+  takeJournal(): StoreOperation[] {
+    const journal = this.#journal;
+    if (journal.length > 0) this.#journal = [];
+    return journal;
+  }
+
+  /** The total payload bytes of the publishes waiting to be sent. */
+  get waitingBytes(): number {
+    return this.#waitingBytes;
+  }
+
+  #waitingBytes = 0;
 
   /** The number of our QoS 1 and 2 publishes sent and not yet completed. */
   get inflightCount(): number {
@@ -236,6 +306,15 @@ export class Session<T> {
     return events;
   }
 
+  #username: string | undefined;
+  #password: Uint8Array | undefined;
+
+  /** Replaces the user name and password that the next CONNECT carries. */
+  setCredentials(username: string | undefined, password: Uint8Array | undefined): void {
+    this.#username = username;
+    this.#password = password;
+  }
+
   /** Starts a connection: puts CONNECT in the outbox. */
   connect(now: number): ConnectPacket {
     const o = this.options;
@@ -250,8 +329,8 @@ export class Session<T> {
       clean: o.clean,
       keepalive: o.keepalive,
     };
-    if (o.username !== undefined) packet.username = o.username;
-    if (o.password !== undefined) packet.password = o.password;
+    if (this.#username !== undefined) packet.username = this.#username;
+    if (this.#password !== undefined) packet.password = this.#password;
     if (o.will !== undefined) packet.will = o.will;
     if (o.properties !== undefined) packet.properties = o.properties;
     this.#outbox.push(packet);
@@ -268,15 +347,24 @@ export class Session<T> {
       this.#outbox.push(packet);
       return true;
     }
-    const outgoing: OutgoingPublish<T> = { packet, token, state: "publish" };
-    if (packet.qos === 0) {
-      this.#waiting.push(outgoing);
-      return false;
+    const outgoing: OutgoingPublish<T> = { packet, token, state: "publish", sequence: 0 };
+    if (packet.qos > 0) {
+      outgoing.sequence = this.#nextSequence++;
+      if (this.journaling) {
+        this.#journal.push({
+          op: "put",
+          record: { sequence: outgoing.sequence, packet, state: "queued" },
+        });
+      }
     }
-    if (this.connected && this.waitingCount === 0 && this.#inflight.size < this.window) {
+    if (
+      packet.qos > 0 && this.connected && this.waitingCount === 0 &&
+      this.#inflight.size < this.window
+    ) {
       this.#send(outgoing);
     } else {
       this.#waiting.push(outgoing);
+      this.#waitingBytes += packet.payload.length;
     }
     return false;
   }
@@ -313,6 +401,9 @@ export class Session<T> {
     if (packet.qos === 2) {
       if (this.#incomingQos2.get(packetId) !== false) return;
       this.#incomingQos2.set(packetId, true);
+      // Durable before PUBREC: after a restart a re-sent copy is known as a duplicate. Recorded
+      // on delivery, not on arrival, so that a crash in between re-delivers rather than loses.
+      if (this.journaling) this.#journal.push({ op: "putIncoming", packetId });
       // [MQTT-4.3.3-8] PUBREC once we own the message; when disconnected, the server re-sends
       // the PUBLISH after the reconnect and gets its PUBREC then.
       if (this.connected) this.#outbox.push({ type: "pubrec", packetId });
@@ -409,16 +500,43 @@ export class Session<T> {
       }
     } else {
       // The server has no session: nothing of ours is in flight there, and nothing of its.
+      // What we had in flight goes again, first, as new messages.
       this.#inflight.clear();
+      if (this.journaling) {
+        for (const packetId of this.#incomingQos2.keys()) {
+          this.#journal.push({ op: "deleteIncoming", packetId });
+        }
+      }
       this.#incomingQos2.clear();
       const resend = inflight.map((outgoing) => {
         outgoing.state = "publish";
         outgoing.packet.dup = false;
         delete outgoing.packet.packetId;
+        if (this.journaling) {
+          this.#journal.push({ op: "update", sequence: outgoing.sequence, state: "queued" });
+        }
+        this.#waitingBytes += outgoing.packet.payload.length;
         return outgoing;
       });
       this.#waiting = [...resend, ...this.#waiting.slice(this.#waitingHead)];
       this.#waitingHead = 0;
+    }
+    // A reconnection to a server that lost the session subscribes again to what it had [on by
+    // default; `resubscribe: false` turns it off], first, so no message is missed after it.
+    const reconnected = this.#everConnected;
+    this.#everConnected = true;
+    if (reconnected && !packet.sessionPresent && (this.options.resubscribe ?? true)) {
+      const again: Request<T>[] = [];
+      for (const { subscription, properties } of this.subscriptions.values()) {
+        const resubscribe: SubscribePacket = {
+          type: "subscribe",
+          packetId: 0,
+          subscriptions: [subscription],
+        };
+        if (properties) resubscribe.properties = properties;
+        again.push({ packet: resubscribe, token: undefined as T });
+      }
+      this.#queuedRequests = [...again, ...this.#queuedRequests];
     }
     // Requests in flight when the connection was lost go again, then the queued ones.
     const requests = [...this.#requests.values(), ...this.#queuedRequests];
@@ -450,6 +568,7 @@ export class Session<T> {
     for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
       tokens.push(this.#waiting[i].token);
     }
+    this.#waitingBytes = 0;
     for (const request of this.#requests.values()) tokens.push(request.token);
     for (const request of this.#queuedRequests) tokens.push(request.token);
     this.#inflight.clear();
@@ -502,6 +621,11 @@ export class Session<T> {
     const packetId = this.#allocatePacketId();
     outgoing.packet.packetId = packetId;
     this.#inflight.set(packetId, outgoing);
+    // The packet id is durable before the PUBLISH is written: after a restart the message is
+    // re-sent with the same id, never as a second message.
+    if (this.journaling) {
+      this.#journal.push({ op: "update", sequence: outgoing.sequence, state: "publish", packetId });
+    }
     this.#outbox.push(outgoing.packet);
   }
 
@@ -519,6 +643,7 @@ export class Session<T> {
       } else {
         break;
       }
+      this.#waitingBytes -= outgoing.packet.payload.length;
       waiting[this.#waitingHead++] = undefined as unknown as OutgoingPublish<T>;
     }
     if (this.#waitingHead === waiting.length) {
@@ -532,6 +657,7 @@ export class Session<T> {
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
     this.#inflight.delete(packetId);
+    if (this.journaling) this.#journal.push({ op: "delete", sequence: outgoing.sequence });
     if (reasonCode >= 0x80) {
       this.#events.push({
         type: "failed",
@@ -572,6 +698,10 @@ export class Session<T> {
     // [MQTT-4.3.3-4] answer PUBREC with PUBREL; from now on the PUBLISH is never re-sent
     // [MQTT-4.3.3-6], and PUBRELs go out in the order the PUBRECs came [MQTT-4.6.0-4].
     outgoing.state = "pubrel";
+    // Durable before PUBREL is written: after a restart PUBREL is re-sent, never the PUBLISH.
+    if (this.journaling) {
+      this.#journal.push({ op: "update", sequence: outgoing.sequence, state: "pubrel", packetId });
+    }
     this.#outbox.push({ type: "pubrel", packetId });
   }
 
@@ -593,6 +723,10 @@ export class Session<T> {
       );
     }
     this.#incomingQos2.delete(packetId);
+    // Durable before PUBCOMP: a stale id would make the next message with it look like a copy.
+    if (known !== undefined && this.journaling) {
+      this.#journal.push({ op: "deleteIncoming", packetId });
+    }
     // A PUBREL for an id we do not know still gets its PUBCOMP, so the server can finish.
     this.#outbox.push(
       known === undefined && this.options.protocolVersion === 5
@@ -618,9 +752,10 @@ export class Session<T> {
       }
       this.#incomingQos2.set(packetId, false);
     }
+    // This PUBLISH counts too: a QoS 2 one is in #incomingQos2 already, a QoS 1 one is not yet.
     if (
-      this.#unacknowledged.length - this.#unacknowledgedHead + this.#incomingQos2.size >
-        this.#receiveMaximum
+      this.#unacknowledged.length - this.#unacknowledgedHead + this.#incomingQos2.size +
+          (packet.qos === 1 ? 1 : 0) > this.#receiveMaximum
     ) {
       throw new ProtocolError(
         `the server sent more than the Receive Maximum of ${this.#receiveMaximum} unacknowledged publishes`,
@@ -664,10 +799,10 @@ export class Session<T> {
         0x82,
       );
     }
-    this.#requests.delete(packet.packetId);
     if (request.packet.type === "subscribe") {
       const codes = (packet as SubackPacket).reasonCodes;
       const subscriptions = request.packet.subscriptions;
+      // Checked before the request is forgotten: its token must still be there to fail.
       if (codes.length !== subscriptions.length) {
         throw new ProtocolError(
           `SUBACK has ${codes.length} codes for ${subscriptions.length} filters`,
@@ -675,12 +810,19 @@ export class Session<T> {
           0x82,
         );
       }
+      const properties = request.packet.properties;
       subscriptions.forEach((subscription, i) => {
-        if (codes[i] < 0x80) this.subscriptions.set(subscription.topicFilter, subscription);
+        if (codes[i] < 0x80) {
+          this.subscriptions.set(
+            subscription.topicFilter,
+            properties ? { subscription, properties } : { subscription },
+          );
+        }
       });
     } else {
       for (const filter of request.packet.topicFilters) this.subscriptions.delete(filter);
     }
+    this.#requests.delete(packet.packetId);
     this.#events.push({ type: "complete", token: request.token, packet });
   }
 }

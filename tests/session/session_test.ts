@@ -1,0 +1,719 @@
+/**
+ * The sans-I/O session, driven with packets and numbers for time: what it puts in the outbox,
+ * the events it reports, and its state across connections. No streams, no timers, no promises.
+ */
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { MqttError, ProtocolError, TimeoutError } from "../../src/errors.ts";
+import type {
+  ConnackPacket,
+  Packet,
+  Properties,
+  ProtocolVersion,
+  PublishPacket,
+  QoS,
+} from "../../src/packet/types.ts";
+import { PublishError, Session, type SessionOptions } from "../../src/session/session.ts";
+
+const encoder = new TextEncoder();
+
+/** A PUBLISH of ours, as the client builds it. */
+function message(topic: string, qos: QoS, payload = ""): PublishPacket {
+  return {
+    type: "publish",
+    topic,
+    payload: encoder.encode(payload),
+    qos,
+    retain: false,
+    dup: false,
+  };
+}
+
+/** A PUBLISH from the server. */
+function incoming(packetId: number | undefined, qos: QoS, extra: Partial<PublishPacket> = {}) {
+  const packet: PublishPacket = { ...message("t", qos, "x"), ...extra };
+  if (packetId !== undefined) packet.packetId = packetId;
+  return packet;
+}
+
+function connack(sessionPresent = false, properties?: Properties): ConnackPacket {
+  return {
+    type: "connack",
+    sessionPresent,
+    reasonCode: 0,
+    ...(properties ? { properties } : {}),
+  };
+}
+
+/** A session whose connection was accepted; its outbox (the CONNECT) drained. */
+function connectedSession(
+  version: ProtocolVersion = 4,
+  options: Partial<SessionOptions> = {},
+  properties?: Properties,
+): Session<string> {
+  const session = new Session<string>({
+    protocolVersion: version,
+    clientId: "c",
+    clean: true,
+    keepalive: 0,
+    ...options,
+  });
+  session.connect(0);
+  session.receive(connack(false, properties), 0);
+  session.takeOutbox(0);
+  return session;
+}
+
+/** The outbox as short strings: `publish:1`, `pubrel:2`, `puback:3`, `pingreq`. */
+function outbox(session: Session<string>, now = 0): string[] {
+  return session.takeOutbox(now).map(describePacket);
+}
+
+function describePacket(packet: Packet): string {
+  switch (packet.type) {
+    case "publish":
+      return `publish:${packet.packetId ?? "-"}${packet.dup ? ":dup" : ""}:${
+        new TextDecoder().decode(packet.payload)
+      }`;
+    case "puback":
+    case "pubrec":
+    case "pubrel":
+    case "pubcomp":
+      return `${packet.type}:${packet.packetId}${
+        packet.reasonCode !== undefined ? `:0x${packet.reasonCode.toString(16)}` : ""
+      }`;
+    case "subscribe":
+    case "unsubscribe":
+      return `${packet.type}:${packet.packetId}`;
+    default:
+      return packet.type;
+  }
+}
+
+/** The events as short strings: `complete:token`, `failed:token:0x87`, `message:7`. */
+function events(session: Session<string>): string[] {
+  return session.takeEvents().map((event) => {
+    switch (event.type) {
+      case "message":
+        return `message:${event.packet.packetId ?? "-"}`;
+      case "complete":
+        return `complete:${event.token}:${event.packet.type}`;
+      case "sent":
+        return `sent:${event.token}`;
+      case "failed":
+        return `failed:${event.token}:0x${(event.error as PublishError).reasonCode.toString(16)}`;
+    }
+  });
+}
+
+describe("Session connect and CONNACK", () => {
+  test("Session connect puts CONNECT with every option in the outbox", () => {
+    const will = { topic: "w", payload: encoder.encode("bye"), qos: 1 as const, retain: true };
+    const session = new Session<string>({
+      protocolVersion: 5,
+      clientId: "c",
+      clean: false,
+      keepalive: 30,
+      username: "u",
+      password: encoder.encode("p"),
+      will,
+      properties: { sessionExpiryInterval: 60 },
+    });
+    assert.equal(session.hasOutput, false);
+    session.connect(0);
+    assert.deepEqual(session.takeOutbox(0), [{
+      type: "connect",
+      protocolVersion: 5,
+      clientId: "c",
+      clean: false,
+      keepalive: 30,
+      username: "u",
+      password: encoder.encode("p"),
+      will,
+      properties: { sessionExpiryInterval: 60 },
+    }]);
+    assert.equal(session.connected, false);
+  });
+
+  test("Session CONNACK accepted: connected, with the server's limits, assigned id and keepalive", () => {
+    const session = new Session<string>({
+      protocolVersion: 5,
+      clientId: "",
+      clean: true,
+      keepalive: 60,
+    });
+    session.connect(0);
+    session.receive(
+      connack(false, {
+        receiveMaximum: 5,
+        maximumPacketSize: 1000,
+        maximumQoS: 1,
+        retainAvailable: false,
+        topicAliasMaximum: 3,
+        assignedClientIdentifier: "given",
+        serverKeepAlive: 10,
+      }),
+      0,
+    );
+    assert.equal(session.connected, true);
+    assert.deepEqual(session.limits, {
+      receiveMaximum: 5,
+      maximumPacketSize: 1000,
+      maximumQoS: 1,
+      retainAvailable: false,
+      topicAliasMaximum: 3,
+    });
+    assert.equal(session.clientId, "given");
+    assert.equal(session.keepalive, 10);
+    assert.equal(session.window, 5);
+  });
+
+  test("Session CONNACK refused: not connected, nothing sent, nothing reported", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+    });
+    session.connect(0);
+    session.takeOutbox(0);
+    session.publish(message("t", 1), "p");
+    session.receive({ type: "connack", sessionPresent: false, reasonCode: 5 }, 0);
+    assert.equal(session.connected, false);
+    assert.deepEqual(outbox(session), []);
+    assert.deepEqual(events(session), []);
+    assert.equal(session.waitingCount, 1);
+  });
+
+  test("Session a second CONNACK on one connection throws ProtocolError", () => {
+    const session = connectedSession();
+    assert.throws(() => session.receive(connack(), 0), ProtocolError);
+  });
+
+  test("Session packets a server never sends throw ProtocolError: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ", () => {
+    const session = connectedSession();
+    for (
+      const packet of [
+        { type: "connect", protocolVersion: 4, clientId: "x", clean: true, keepalive: 0 },
+        { type: "subscribe", packetId: 1, subscriptions: [{ topicFilter: "a", qos: 0 }] },
+        { type: "unsubscribe", packetId: 1, topicFilters: ["a"] },
+        { type: "pingreq" },
+      ] as Packet[]
+    ) {
+      assert.throws(() => session.receive(packet, 0), ProtocolError, packet.type);
+    }
+  });
+});
+
+describe("Session publish c2b", () => {
+  test("Session publish qos0 connected: straight to the outbox, no id, no event", () => {
+    const session = connectedSession();
+    assert.equal(session.publish(message("t", 0, "a"), "p"), true);
+    assert.deepEqual(outbox(session), ["publish:-:a"]);
+    assert.deepEqual(events(session), []);
+  });
+
+  test("Session publish qos0 while disconnected: waits, then goes out after CONNACK with a sent event", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+    });
+    assert.equal(session.publish(message("t", 0, "a"), "p0"), false);
+    session.connect(0);
+    session.receive(connack(), 0);
+    assert.deepEqual(outbox(session), ["connect", "publish:-:a"]);
+    assert.deepEqual(events(session), ["sent:p0"]);
+  });
+
+  test("Session publish qos1: PUBLISH with id 1, PUBACK completes it", () => {
+    const session = connectedSession();
+    session.publish(message("t", 1, "a"), "p");
+    assert.deepEqual(outbox(session), ["publish:1:a"]);
+    assert.equal(session.inflightCount, 1);
+    session.receive({ type: "puback", packetId: 1 }, 0);
+    assert.deepEqual(events(session), ["complete:p:puback"]);
+    assert.equal(session.inflightCount, 0);
+    assert.deepEqual(outbox(session), []);
+  });
+
+  test("Session publish qos2: PUBLISH, PUBREC, PUBREL, PUBCOMP; complete only on PUBCOMP", () => {
+    const session = connectedSession();
+    session.publish(message("t", 2, "a"), "p");
+    assert.deepEqual(outbox(session), ["publish:1:a"]);
+    session.receive({ type: "pubcomp", packetId: 1 }, 0); // too early: ignored
+    assert.deepEqual(events(session), []);
+    session.receive({ type: "pubrec", packetId: 1 }, 0);
+    assert.deepEqual(outbox(session), ["pubrel:1"]);
+    assert.deepEqual(events(session), []);
+    assert.equal([...session.inflight()][0].state, "pubrel");
+    session.receive({ type: "pubrec", packetId: 1 }, 0); // again: PUBREL again
+    assert.deepEqual(outbox(session), ["pubrel:1"]);
+    session.receive({ type: "pubcomp", packetId: 1 }, 0);
+    assert.deepEqual(events(session), ["complete:p:pubcomp"]);
+    assert.equal(session.inflightCount, 0);
+  });
+
+  test("Session publish v5: PUBACK 0x87 and PUBREC 0x80 fail with PublishError; no PUBREL", () => {
+    const session = connectedSession(5);
+    session.publish(message("t", 1, "a"), "one");
+    session.publish(message("t", 2, "b"), "two");
+    outbox(session);
+    session.receive({ type: "puback", packetId: 1, reasonCode: 0x87 }, 0);
+    session.receive({ type: "pubrec", packetId: 2, reasonCode: 0x80 }, 0);
+    const reported = session.takeEvents();
+    assert.deepEqual(reported.map((e) => e.type), ["failed", "failed"]);
+    for (const event of reported) {
+      assert.ok(event.type === "failed" && event.error instanceof PublishError);
+    }
+    assert.deepEqual(
+      reported.map((e) => e.type === "failed" && (e.error as PublishError).reasonCode),
+      [0x87, 0x80],
+    );
+    assert.deepEqual(outbox(session), []);
+    assert.equal(session.inflightCount, 0);
+  });
+
+  test("Session publish v5: PUBACK 0x10 (No matching subscribers) completes", () => {
+    const session = connectedSession(5);
+    session.publish(message("t", 1), "p");
+    outbox(session);
+    session.receive({ type: "puback", packetId: 1, reasonCode: 0x10 }, 0);
+    assert.deepEqual(events(session), ["complete:p:puback"]);
+  });
+
+  for (const version of [4, 5] as const) {
+    test(
+      `Session v${version}: acks for nothing in flight are ignored; PUBREC for nothing gets PUBREL${
+        version === 5 ? " 0x92" : ""
+      }`,
+      () => {
+        const session = connectedSession(version);
+        session.publish(message("t", 2), "q2");
+        outbox(session);
+        session.receive({ type: "puback", packetId: 9 }, 0);
+        session.receive({ type: "pubcomp", packetId: 9 }, 0);
+        session.receive({ type: "puback", packetId: 1 }, 0); // a QoS 2 flow: not a PUBACK's
+        assert.deepEqual(events(session), []);
+        assert.deepEqual(outbox(session), []);
+        session.receive({ type: "pubrec", packetId: 9 }, 0);
+        assert.deepEqual(outbox(session), [version === 5 ? "pubrel:9:0x92" : "pubrel:9"]);
+        assert.equal(session.inflightCount, 1);
+      },
+    );
+  }
+
+  test("Session window: 20 in flight by default; the 21st waits, goes out on any ack, order kept", () => {
+    const session = connectedSession();
+    for (let i = 0; i < 22; i++) session.publish(message("t", 1, `${i}`), `p${i}`);
+    const first = outbox(session);
+    assert.equal(first.length, 20);
+    assert.equal(first[19], "publish:20:19");
+    assert.equal(session.waitingCount, 2);
+    // QoS 0 passes the window.
+    session.publish(message("t", 0, "q0"), "q0");
+    assert.deepEqual(outbox(session), ["publish:-:q0"]);
+    session.receive({ type: "puback", packetId: 7 }, 0);
+    assert.deepEqual(outbox(session), ["publish:21:20"]);
+    session.receive({ type: "puback", packetId: 8 }, 0);
+    assert.deepEqual(outbox(session), ["publish:22:21"]);
+    assert.equal(session.waitingCount, 0);
+  });
+
+  test("Session window: inflightWindow 3, capped by a Receive Maximum of 2", () => {
+    const session = connectedSession(5, { inflightWindow: 3 }, { receiveMaximum: 2 });
+    assert.equal(session.window, 2);
+    for (let i = 0; i < 3; i++) session.publish(message("t", 1, `${i}`), `p${i}`);
+    assert.deepEqual(outbox(session), ["publish:1:0", "publish:2:1"]);
+    const wide = connectedSession(5, { inflightWindow: 3 });
+    for (let i = 0; i < 4; i++) wide.publish(message("t", 1, `${i}`), `p${i}`);
+    assert.equal(outbox(wide).length, 3);
+  });
+
+  test("Session packet ids: SUBSCRIBE and PUBLISH share the counter; ids in use are skipped after the wrap", () => {
+    const session = connectedSession(4, { inflightWindow: 65535 });
+    session.publish(message("t", 1, "held"), "held");
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 0 }] }, "s");
+    assert.deepEqual(outbox(session), ["publish:1:held", "subscribe:2"]);
+    for (let id = 3; id <= 65535; id++) {
+      session.publish(message("t", 1), "x");
+      session.takeOutbox(0);
+      session.receive({ type: "puback", packetId: id }, 0);
+    }
+    session.takeEvents();
+    session.publish(message("t", 1, "next"), "next");
+    // 1 and 2 are taken: 3.
+    assert.deepEqual(outbox(session), ["publish:3:next"]);
+  });
+
+  test("Session packet ids: with all 65535 in use, a SUBSCRIBE throws MqttError", () => {
+    const session = connectedSession(4, { inflightWindow: 65535 });
+    for (let i = 0; i < 65535; i++) session.publish(message("t", 1), "x");
+    assert.equal(session.inflightCount, 65535);
+    assert.throws(
+      () =>
+        session.subscribe(
+          { type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 0 }] },
+          "s",
+        ),
+      MqttError,
+    );
+    session.receive({ type: "puback", packetId: 40_000 }, 0);
+    session.takeOutbox(0);
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 0 }] }, "s");
+    assert.deepEqual(outbox(session), ["subscribe:40000"]);
+  });
+});
+
+describe("Session publish b2c", () => {
+  test("Session receive qos0 and qos1: message events; PUBACK only on acknowledge", () => {
+    const session = connectedSession();
+    session.receive(incoming(undefined, 0), 0);
+    const packet = incoming(5, 1);
+    session.receive(packet, 0);
+    assert.deepEqual(events(session), ["message:-", "message:5"]);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(packet);
+    assert.deepEqual(outbox(session), ["puback:5"]);
+    session.acknowledge(packet); // once only
+    assert.deepEqual(outbox(session), []);
+  });
+
+  test("Session receive qos2: delivered once; PUBREC on acknowledge; a duplicate before PUBREL gets PUBREC, no event", () => {
+    const session = connectedSession();
+    const packet = incoming(7, 2);
+    session.receive(packet, 0);
+    assert.deepEqual(events(session), ["message:7"]);
+    // A duplicate before delivery: silent, not delivered again.
+    session.receive(incoming(7, 2, { dup: true }), 0);
+    assert.deepEqual(events(session), []);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(packet);
+    assert.deepEqual(outbox(session), ["pubrec:7"]);
+    session.receive(incoming(7, 2, { dup: true }), 0);
+    assert.deepEqual(events(session), []);
+    assert.deepEqual(outbox(session), ["pubrec:7"]);
+    session.receive({ type: "pubrel", packetId: 7 }, 0);
+    assert.deepEqual(outbox(session), ["pubcomp:7"]);
+    // The id is free: the next PUBLISH with it is a new message.
+    session.receive(incoming(7, 2), 0);
+    assert.deepEqual(events(session), ["message:7"]);
+  });
+
+  for (const version of [4, 5] as const) {
+    test(`Session v${version}: PUBREL for an unknown id gets PUBCOMP${version === 5 ? " 0x92" : ""}`, () => {
+      const session = connectedSession(version);
+      session.receive({ type: "pubrel", packetId: 3 }, 0);
+      assert.deepEqual(outbox(session), [version === 5 ? "pubcomp:3:0x92" : "pubcomp:3"]);
+    });
+  }
+
+  test("Session PUBREL before the PUBREC was sent throws ProtocolError", () => {
+    const session = connectedSession();
+    session.receive(incoming(7, 2), 0);
+    assert.throws(() => session.receive({ type: "pubrel", packetId: 7 }, 0), ProtocolError);
+  });
+
+  test("Session v5 Receive Maximum 2: a third unacknowledged QoS 1 or 2 PUBLISH throws 0x93", () => {
+    for (const qos of [1, 2] as const) {
+      const session = connectedSession(5, { properties: { receiveMaximum: 2 } });
+      session.receive(incoming(1, qos), 0);
+      session.receive(incoming(2, qos), 0);
+      assert.throws(() => session.receive(incoming(3, qos), 0), (error) => {
+        assert.ok(error instanceof ProtocolError);
+        assert.equal(error.reasonCode, 0x93);
+        return true;
+      });
+    }
+    // Acknowledged ones make room; a QoS 2 one only once PUBREL came.
+    const session = connectedSession(5, { properties: { receiveMaximum: 2 } });
+    const first = incoming(1, 1);
+    session.receive(first, 0);
+    session.receive(incoming(2, 2), 0);
+    session.acknowledge(first);
+    session.receive(incoming(3, 1), 0);
+    assert.deepEqual(events(session), ["message:1", "message:2", "message:3"]);
+  });
+
+  test("Session v5 topic aliases: set, used, replaced; above the maximum or unknown throws", () => {
+    const session = connectedSession(5, { properties: { topicAliasMaximum: 2 } });
+    const set = incoming(undefined, 0, { topic: "a/b", properties: { topicAlias: 1 } });
+    const used = incoming(undefined, 0, { topic: "", properties: { topicAlias: 1 } });
+    session.receive(set, 0);
+    session.receive(used, 0);
+    assert.equal(used.topic, "a/b");
+    session.receive(incoming(undefined, 0, { topic: "c", properties: { topicAlias: 1 } }), 0);
+    const again = incoming(undefined, 0, { topic: "", properties: { topicAlias: 1 } });
+    session.receive(again, 0);
+    assert.equal(again.topic, "c");
+    assert.throws(
+      () => session.receive(incoming(undefined, 0, { properties: { topicAlias: 3 } }), 0),
+      (error) => error instanceof ProtocolError && error.reasonCode === 0x94,
+    );
+    assert.throws(
+      () =>
+        session.receive(incoming(undefined, 0, { topic: "", properties: { topicAlias: 2 } }), 0),
+      ProtocolError,
+    );
+    // [MQTT-3.3.2-7] a new connection starts with no aliases.
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(), 0);
+    assert.throws(
+      () =>
+        session.receive(incoming(undefined, 0, { topic: "", properties: { topicAlias: 1 } }), 0),
+      ProtocolError,
+    );
+  });
+});
+
+describe("Session subscribe", () => {
+  test("Session SUBSCRIBE and UNSUBSCRIBE: acks complete them; the subscriptions map follows what was granted", () => {
+    const session = connectedSession(5);
+    session.subscribe({
+      type: "subscribe",
+      subscriptions: [{ topicFilter: "a", qos: 1 }, { topicFilter: "b", qos: 2 }],
+      properties: { subscriptionIdentifier: 4 },
+    }, "s");
+    assert.deepEqual(outbox(session), ["subscribe:1"]);
+    session.receive({ type: "suback", packetId: 1, reasonCodes: [1, 0x87] }, 0);
+    assert.deepEqual(events(session), ["complete:s:suback"]);
+    assert.deepEqual([...session.subscriptions.keys()], ["a"]);
+    assert.deepEqual(session.subscriptions.get("a"), {
+      subscription: { topicFilter: "a", qos: 1 },
+      properties: { subscriptionIdentifier: 4 },
+    });
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["a"] }, "u");
+    assert.deepEqual(outbox(session), ["unsubscribe:2"]);
+    session.receive({ type: "unsuback", packetId: 2, reasonCodes: [0] }, 0);
+    assert.deepEqual(events(session), ["complete:u:unsuback"]);
+    assert.equal(session.subscriptions.size, 0);
+  });
+
+  test("Session SUBACK with the wrong number of codes throws, and the request can still be abandoned", () => {
+    const session = connectedSession();
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 1 }] }, "s");
+    outbox(session);
+    assert.throws(
+      () => session.receive({ type: "suback", packetId: 1, reasonCodes: [1, 1] }, 0),
+      ProtocolError,
+    );
+    assert.deepEqual(session.abandon(), ["s"]);
+  });
+
+  test("Session SUBACK answering an UNSUBSCRIBE throws ProtocolError; one for an unknown id is ignored", () => {
+    const session = connectedSession();
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["a"] }, "u");
+    outbox(session);
+    session.receive({ type: "suback", packetId: 9, reasonCodes: [0] }, 0);
+    assert.deepEqual(events(session), []);
+    assert.throws(
+      () => session.receive({ type: "suback", packetId: 1, reasonCodes: [0] }, 0),
+      ProtocolError,
+    );
+  });
+
+  test("Session requests made while disconnected go out after CONNACK, in order, with ids", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+    });
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 0 }] }, "s");
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["b"] }, "u");
+    session.connect(0);
+    assert.deepEqual(outbox(session), ["connect"]);
+    session.receive(connack(), 0);
+    assert.deepEqual(outbox(session), ["subscribe:1", "unsubscribe:2"]);
+  });
+});
+
+describe("Session across connections", () => {
+  /** A session with, in flight: A (QoS 1, id 1), B (QoS 2 past PUBREC, id 2), D (QoS 2, id 4); C done; E waiting. */
+  function interrupted(): Session<string> {
+    const session = connectedSession(4, { clean: false, inflightWindow: 4 });
+    session.publish(message("t", 1, "A"), "A");
+    session.publish(message("t", 2, "B"), "B");
+    session.publish(message("t", 1, "C"), "C");
+    session.publish(message("t", 2, "D"), "D");
+    session.publish(message("t", 1, "E"), "E");
+    assert.deepEqual(outbox(session), ["publish:1:A", "publish:2:B", "publish:3:C", "publish:4:D"]);
+    session.receive({ type: "pubrec", packetId: 2 }, 0);
+    session.receive({ type: "puback", packetId: 3 }, 0);
+    assert.deepEqual(outbox(session), ["pubrel:2", "publish:5:E"]);
+    assert.deepEqual(events(session), ["complete:C:puback"]);
+    session.publish(message("t", 1, "F"), "F");
+    // The window is full (A, B, D, E): F waits.
+    assert.deepEqual(outbox(session), []);
+    session.disconnected();
+    assert.equal(session.connected, false);
+    return session;
+  }
+
+  test("Session resume with session present: PUBLISH (DUP) and PUBREL again with their ids, in the order first sent [MQTT-4.4.0-1]", () => {
+    const session = interrupted();
+    session.connect(100);
+    session.receive(connack(true), 100);
+    assert.deepEqual(outbox(session, 100), [
+      "connect",
+      "publish:1:dup:A",
+      "pubrel:2",
+      "publish:4:dup:D",
+      "publish:5:dup:E",
+    ]);
+    session.receive({ type: "puback", packetId: 1 }, 100);
+    assert.deepEqual(outbox(session, 100), ["publish:6:F"]);
+    session.receive({ type: "pubcomp", packetId: 2 }, 100);
+    assert.deepEqual(events(session), ["complete:A:puback", "complete:B:pubcomp"]);
+  });
+
+  test("Session resume without a session: what was in flight is sent again as new, first, with new ids and no DUP", () => {
+    const session = interrupted();
+    session.connect(100);
+    session.receive(connack(false), 100);
+    // B was past PUBREC, but the server forgot it: the PUBLISH goes again.
+    assert.deepEqual(outbox(session, 100), [
+      "connect",
+      "publish:6:A",
+      "publish:7:B",
+      "publish:8:D",
+      "publish:9:E",
+    ]);
+    assert.equal(session.waitingCount, 1);
+    session.receive({ type: "puback", packetId: 6 }, 100);
+    assert.deepEqual(outbox(session, 100), ["publish:10:F"]);
+  });
+
+  test("Session incoming QoS 2 across connections: kept with a session (a re-sent PUBLISH gets PUBREC), forgotten without", () => {
+    const session = connectedSession(4, { clean: false });
+    const packet = incoming(7, 2);
+    session.receive(packet, 0);
+    session.acknowledge(packet);
+    assert.deepEqual(outbox(session), ["pubrec:7"]);
+    events(session);
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(true), 0);
+    outbox(session);
+    session.receive(incoming(7, 2, { dup: true }), 0);
+    assert.deepEqual(events(session), []);
+    assert.deepEqual(outbox(session), ["pubrec:7"]);
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(false), 0);
+    outbox(session);
+    session.receive(incoming(7, 2), 0);
+    assert.deepEqual(events(session), ["message:7"]);
+  });
+
+  test("Session QoS 1 from a lost connection is not acknowledged on the next one", () => {
+    const session = connectedSession(4, { clean: false });
+    const packet = incoming(5, 1);
+    session.receive(packet, 0);
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(true), 0);
+    outbox(session);
+    session.acknowledge(packet);
+    assert.deepEqual(outbox(session), []);
+  });
+
+  test("Session requests in flight when the connection was lost are sent again after CONNACK", () => {
+    const session = connectedSession();
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 0 }] }, "s");
+    outbox(session);
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(true), 0);
+    assert.deepEqual(outbox(session), ["connect", "subscribe:2"]);
+    session.receive({ type: "suback", packetId: 2, reasonCodes: [0] }, 0);
+    assert.deepEqual(events(session), ["complete:s:suback"]);
+  });
+
+  test("Session a reconnection to a server that lost the session subscribes again first, with no token", () => {
+    const session = connectedSession(5);
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 1 }] }, "s");
+    outbox(session);
+    session.receive({ type: "suback", packetId: 1, reasonCodes: [1] }, 0);
+    events(session);
+    session.disconnected();
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "b", qos: 0 }] }, "s2");
+    session.connect(0);
+    session.receive(connack(false), 0);
+    const packets = session.takeOutbox(0);
+    assert.deepEqual(packets.map(describePacket), ["connect", "subscribe:2", "subscribe:3"]);
+    assert.deepEqual(
+      packets.slice(1).map((p) => p.type === "subscribe" && p.subscriptions[0].topicFilter),
+      ["a", "b"],
+    );
+    session.receive({ type: "suback", packetId: 2, reasonCodes: [1] }, 0);
+    const [event] = session.takeEvents();
+    assert.ok(event.type === "complete" && event.token === undefined);
+  });
+
+  test("Session disconnected drops the outbox; abandon returns every token, oldest first, and empties the session", () => {
+    const session = connectedSession(4, { inflightWindow: 1 });
+    session.publish(message("t", 1, "a"), "inflight");
+    session.publish(message("t", 1, "b"), "waiting");
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "a", qos: 0 }] }, "sub");
+    session.disconnected();
+    assert.equal(session.hasOutput, false);
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["a"] }, "queued");
+    assert.deepEqual(session.abandon(), ["inflight", "waiting", "sub", "queued"]);
+    assert.deepEqual(session.abandon(), []);
+    assert.equal(session.inflightCount, 0);
+    assert.equal(session.waitingCount, 0);
+  });
+});
+
+describe("Session tick", () => {
+  test("Session tick: Infinity with keepalive 0 or before CONNACK", () => {
+    assert.equal(connectedSession(4, { keepalive: 0 }).tick(1e9), Infinity);
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 10,
+    });
+    session.connect(0);
+    assert.equal(session.tick(1e9), Infinity);
+  });
+
+  test("Session tick: PINGREQ once 10 s passed since the last packet sent; sending moves the deadline", () => {
+    const session = connectedSession(4, { keepalive: 10 });
+    assert.equal(session.tick(0), 10_000);
+    assert.equal(session.tick(9999), 10_000);
+    assert.deepEqual(outbox(session), []);
+    session.publish(message("t", 0), "p");
+    session.takeOutbox(6000);
+    assert.equal(session.tick(9999), 16_000);
+    // Nothing while the outbox still holds something: that packet counts as sending.
+    session.publish(message("t", 0), "p");
+    assert.equal(session.tick(16_000), 16_000);
+    assert.deepEqual(outbox(session, 16_000), ["publish:-:"]);
+    assert.equal(session.tick(26_000), 36_000);
+    assert.deepEqual(outbox(session, 26_000), ["pingreq"]);
+  });
+
+  test("Session tick: no PINGRESP within the ping timeout throws TimeoutError; PINGRESP in time clears it", () => {
+    const session = connectedSession(4, { keepalive: 10, pingTimeout: 3000 });
+    assert.equal(session.tick(10_000), 13_000);
+    assert.deepEqual(outbox(session, 10_000), ["pingreq"]);
+    assert.equal(session.tick(12_999), 13_000);
+    session.receive({ type: "pingresp" }, 12_999);
+    assert.equal(session.tick(13_000), 20_000);
+    assert.equal(session.tick(20_000), 23_000);
+    outbox(session, 20_000);
+    assert.throws(() => session.tick(23_000), TimeoutError);
+  });
+
+  test("Session tick: the Server Keep Alive replaces the keepalive", () => {
+    const session = connectedSession(5, { keepalive: 60 }, { serverKeepAlive: 5 });
+    assert.equal(session.tick(0), 5000);
+    session.tick(5000);
+    assert.deepEqual(outbox(session, 5000), ["pingreq"]);
+  });
+});
