@@ -2,6 +2,24 @@
  * Kite: a zero-dependency MQTT 3.1, 3.1.1 and 5.0 client for Deno, Bun, Node and browsers, built
  * on web standards only.
  *
+ * - {@linkcode connect} dials a URL and returns a connected {@linkcode MqttClient}.
+ * - {@linkcode MqttPublisher}, {@linkcode MqttSubscriber} and {@linkcode MqttClient} are the
+ *   three profiles of twisted-mqtt, over any `{ readable, writable }` byte connection.
+ * - The packet codec is here too, and on its own at `jsr:@kite/mqtt/packet`.
+ *
+ * @example Publish and receive
+ * ```ts ignore
+ * import { connect } from "jsr:@kite/mqtt";
+ *
+ * await using client = await connect("mqtt://127.0.0.1:1883");
+ * await client.subscribe("greetings/#", { qos: 1 });
+ * await client.publish("greetings/kite", "hello", { qos: 1 });
+ * for await (const message of client.messages()) {
+ *   console.log(message.topic, new TextDecoder().decode(message.payload));
+ *   break;
+ * }
+ * ```
+ *
  * @example Encoding and decoding a packet
  * ```ts
  * import { decode, encode } from "./mod.ts";
@@ -30,3 +48,54 @@ export {
   validateTopicFilter,
   validateTopicName,
 } from "./src/topic.ts";
+export { connect, type ConnectionChange, type ConnectOptions } from "./src/client/connect.ts";
+export {
+  ClientBase,
+  MqttClient,
+  MqttPublisher,
+  MqttSubscriber,
+  PublisherBase,
+  SubscriberBase,
+} from "./src/client/clients.ts";
+export {
+  BaseClient,
+  BrokerDisconnect,
+  type ClientState,
+  type ConnectEventDetail,
+  type Dialer,
+  type DisconnectEventDetail,
+  type DisconnectOptions,
+  isRetryable,
+  type Operation,
+  type ReconnectEventDetail,
+  StoreError,
+} from "./src/client/base_client.ts";
+export { type Constructor, Publisher, type PublisherMethods } from "./src/client/publisher.ts";
+export {
+  type MessagesOptions,
+  type PublishHandler,
+  Subscriber,
+  type SubscriberMethods,
+  type UnsubscribeOptions,
+} from "./src/client/subscriber.ts";
+export type {
+  ClientOptions,
+  Clock,
+  Message,
+  PublishOptions,
+  QueueOptions,
+  ReconnectOptions,
+  SubscribeOptions,
+  SubscriptionRequest,
+  WillOptions,
+} from "./src/client/types.ts";
+export { PublishError } from "./src/session/session.ts";
+export { FileStore, type FileStoreOptions } from "./src/session/file_store.ts";
+export {
+  MemoryStore,
+  type OutgoingState,
+  type Store,
+  type StoreContents,
+  type StoredPublish,
+} from "./src/session/store.ts";
+export type { Transport, TransportOptions } from "./src/transport/types.ts";

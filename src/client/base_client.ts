@@ -1,7 +1,7 @@
 /**
- * The connection a client owns: its state machine, the read loop, batched writes, keepalive and
- * closing. The protocol itself lives in the sans-I/O {@linkcode Session}; this class does the I/O
- * around it.
+ * The connection a client owns: its state machine, the read loop, batched writes, keepalive,
+ * reconnecting, the store, and closing. The protocol itself lives in the sans-I/O
+ * {@linkcode Session}; this class does the I/O around it.
  *
  * @module
  */
@@ -13,6 +13,7 @@ import {
   MqttError,
   ProtocolError,
   StateError,
+  SubscribeError,
   TimeoutError,
 } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
@@ -31,28 +32,46 @@ import type {
   UnsubackPacket,
   UnsubscribePacket,
 } from "../packet/types.ts";
-import { Session } from "../session/session.ts";
+import { Session, type StoreOperation } from "../session/session.ts";
+import type { Store } from "../session/store.ts";
 import type { Transport } from "../transport/types.ts";
 import { Deferred } from "./deferred.ts";
-import type { ClientOptions, Clock, Message } from "./types.ts";
+import type { ClientOptions, Clock, Message, ReconnectOptions } from "./types.ts";
 
 /**
- * Where a client is in its life. `idle` until `connect`; `connecting` until CONNACK; `connected`;
- * `disconnecting` while `disconnect` closes; `closed` for good.
+ * Where a client is in its life. `idle` until `connect`; `connecting` until the first CONNACK;
+ * `connected`; `reconnecting` from an unexpected loss until the next CONNACK (waiting out the
+ * backoff, dialing, or waiting for CONNACK); `disconnecting` while it closes; `closed` for good.
  */
-export type ClientState = "idle" | "connecting" | "connected" | "disconnecting" | "closed";
+export type ClientState =
+  | "idle"
+  | "connecting"
+  | "connected"
+  | "reconnecting"
+  | "disconnecting"
+  | "closed";
 
 /** What can be asked of a client; each state allows some of them. */
 export type Operation = "connect" | "publish" | "subscribe" | "unsubscribe" | "disconnect";
 
+const WORK: Operation[] = ["publish", "subscribe", "unsubscribe", "disconnect"];
+
 // The state machine, as a table: what each state allows. Anything else fails with a StateError.
+// While connecting or reconnecting, work is queued and sent once CONNACK accepts.
 const ALLOWED: Record<ClientState, ReadonlySet<Operation>> = {
   idle: new Set<Operation>(["connect", "disconnect"]),
-  connecting: new Set<Operation>(["publish", "subscribe", "unsubscribe", "disconnect"]),
-  connected: new Set<Operation>(["publish", "subscribe", "unsubscribe", "disconnect"]),
+  connecting: new Set<Operation>(WORK),
+  connected: new Set<Operation>(WORK),
+  reconnecting: new Set<Operation>(WORK),
   disconnecting: new Set<Operation>(["disconnect"]),
   closed: new Set<Operation>(["disconnect"]),
 };
+
+/**
+ * Opens a new connection to the broker: how a client reconnects. `attempt` counts from 0 for
+ * the first connection.
+ */
+export type Dialer = (signal: AbortSignal, attempt: number) => Promise<Transport>;
 
 /** The options of `disconnect`. */
 export interface DisconnectOptions {
@@ -68,6 +87,8 @@ export interface ConnectEventDetail {
   connack: ConnackPacket;
   /** Whether the broker resumed a session. */
   sessionPresent: boolean;
+  /** Whether this is a reconnection. */
+  reconnected: boolean;
 }
 
 /** The `detail` of the `disconnect` event. */
@@ -76,6 +97,18 @@ export interface DisconnectEventDetail {
   error?: MqttError;
   /** The DISCONNECT the broker sent, if it sent one (MQTT 5). */
   packet?: DisconnectPacket;
+  /** Whether the client will try to reconnect. */
+  reconnecting: boolean;
+}
+
+/** The `detail` of the `reconnect` event: an attempt is scheduled. */
+export interface ReconnectEventDetail {
+  /** The attempt, from 1. */
+  attempt: number;
+  /** How long the client waits before it, in milliseconds. */
+  delay: number;
+  /** What ended the previous connection or attempt. */
+  error: MqttError;
 }
 
 /** A token the session hands back when an operation completes. */
@@ -94,24 +127,59 @@ export function toBytes(value: string | Uint8Array): Uint8Array {
   return typeof value === "string" ? encoder.encode(value) : value;
 }
 
-/** A random client identifier of 17 characters, within MQTT 3.1's limit of 23. */
+/**
+ * A random client identifier of 16 characters from [0-9a-z]: within MQTT 3.1's limit of 23 and
+ * what every 3.1.1 server must accept [MQTT-3.1.3-5].
+ */
 function randomClientId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
-  let id = "kite-";
+  let id = "kite";
   for (const byte of bytes) id += "0123456789abcdefghijklmnopqrstuvwxyz"[byte % 36];
   return id;
 }
 
-/** How long `disconnect` waits for DISCONNECT to be written before it closes anyway. */
+/** How long closing waits for DISCONNECT to be written before it closes anyway. */
 const CLOSE_GRACE_MS = 1000;
+
+// CONNACK codes that retrying cannot fix: bad protocol version, client id rejected, bad
+// credentials, not authorized (3.x), and their MQTT 5 counterparts plus banned, bad
+// authentication method and the "will not accept this" family.
+const FINAL_REFUSALS_3 = new Set([1, 2, 4, 5]);
+const FINAL_REFUSALS_5 = new Set([
+  0x81,
+  0x82,
+  0x84,
+  0x85,
+  0x86,
+  0x87,
+  0x8a,
+  0x8c,
+  0x90,
+  0x95,
+  0x99,
+  0x9a,
+  0x9b,
+]);
+
+/** The default of `ReconnectOptions.shouldRetry`. */
+export function isRetryable(error: MqttError, protocolVersion: ProtocolVersion): boolean {
+  if (error instanceof ConnectionRefusedError) {
+    return !(protocolVersion === 5 ? FINAL_REFUSALS_5 : FINAL_REFUSALS_3).has(error.reasonCode);
+  }
+  // Another client took the session over: fighting it back would loop for ever.
+  if (error instanceof BrokerDisconnect) return error.packet.reasonCode !== 0x8e;
+  return !(error instanceof ProtocolError);
+}
 
 /**
  * The connection a client owns. Use one of its composed profiles: `MqttClient`, `MqttPublisher`
  * or `MqttSubscriber`.
  *
- * It is an `EventTarget` with the events `connect` (detail {@linkcode ConnectEventDetail}),
- * `disconnect` (detail {@linkcode DisconnectEventDetail}) and `error` (detail: the
- * {@linkcode MqttError}), all `CustomEvent`s.
+ * It is an `EventTarget` with the events, all `CustomEvent`s: `connect` (detail
+ * {@linkcode ConnectEventDetail}) on every accepted CONNACK; `disconnect` (detail
+ * {@linkcode DisconnectEventDetail}) whenever a connection ends; `reconnect` (detail
+ * {@linkcode ReconnectEventDetail}) when a reconnection is scheduled; and `error` (detail: the
+ * {@linkcode MqttError}).
  *
  * @example Over a connection opened by hand
  * ```ts ignore
@@ -127,6 +195,7 @@ const CLOSE_GRACE_MS = 1000;
 export class BaseClient extends EventTarget implements AsyncDisposable {
   #state: ClientState = "idle";
   #transport: Transport | undefined;
+  #dial: Dialer | undefined;
   #clock: Clock = systemClock;
   #session: Session<Token> | undefined;
   #version: ProtocolVersion = 4;
@@ -137,26 +206,43 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   // Two buffers: packets are encoded into #out while #spare is being written.
   #out = new Writer(new Uint8Array(4096));
   #spare = new Writer(new Uint8Array(4096));
-  #scratch = new Writer();
   #flushScheduled = false;
   #writing: Promise<void> | undefined;
   // Settles once the bytes now in the outbox are written: what QoS 0 publishes wait for.
   #written: Deferred<void> | undefined;
+  // The same for the batch being written now: settled by the write, or by closing if it hangs.
+  #inWrite: Deferred<void> | undefined;
   #keepaliveTimer: unknown;
   #keepaliveAt = Infinity;
   #connectTimer: unknown;
+  #connectTimeout = 30_000;
+  #maximumIncoming: number | undefined;
+  // The promise of the first connect(); later connections have none.
   #connecting: Deferred<boolean> | undefined;
   #closed = new Deferred<void>();
   #abort: (() => void) | undefined;
   #signal: AbortSignal | undefined;
+  #store: Store | undefined;
+  // The last store write not yet durable; writes are ordered, so it stands for all before it.
+  #storeBusy: Promise<void> | undefined;
+  #reconnect: ReconnectOptions | undefined;
+  #attempt = 0;
+  #backoffTimer: unknown;
+  #dialing: AbortController | undefined;
+  #everConnected = false;
+  #maxQueued = 10_000;
+  #maxQueuedBytes = 64 * 1024 * 1024;
+  #dropQos0Offline = false;
 
   /**
-   * Creates a client over a connection you opened: anything with `readable` and `writable` byte
-   * streams, such as a `Deno.Conn`. Call `connect` next.
+   * Creates a client over a connection you opened (anything with `readable` and `writable` byte
+   * streams, such as a `Deno.Conn`), or over a {@linkcode Dialer} that opens one for each
+   * connection (which lets the client reconnect). Call `connect` next.
    */
-  constructor(transport?: Transport) {
+  constructor(transport?: Transport | Dialer) {
     super();
-    this.#transport = transport;
+    if (typeof transport === "function") this.#dial = transport;
+    else this.#transport = transport;
   }
 
   /** Where the client is in its life. */
@@ -184,24 +270,64 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     return this.#session?.clientId;
   }
 
+  /** How many QoS 1 and 2 publishes are in flight, and how many wait to be sent. */
+  get pending(): { inflight: number; waiting: number } {
+    return {
+      inflight: this.#session?.inflightCount ?? 0,
+      waiting: this.#session?.waitingCount ?? 0,
+    };
+  }
+
   /**
-   * Sends CONNECT over the transport given to the constructor and waits for CONNACK.
+   * Sends CONNECT and waits for CONNACK: over the transport given to the constructor, or over
+   * one its dialer opens.
    *
    * @returns Whether the broker resumed a session (the session present flag).
    * @throws {ConnectionRefusedError} When CONNACK refuses, with its code.
    * @throws {TimeoutError} When no CONNACK arrives within `connectTimeout`.
-   * @throws {ConnectionClosedError} When the connection closes first.
+   * @throws {ConnectionClosedError} When the connection closes first, or cannot be opened.
    */
-  connect(options: ClientOptions = {}): Promise<boolean> {
+  async connect(options: ClientOptions = {}): Promise<boolean> {
     this.requireState("connect");
-    const transport = this.#transport;
-    if (transport === undefined) {
-      return Promise.reject(
-        new StateError("connect without a transport; pass one to the constructor", "idle"),
-      );
+    if (this.#transport === undefined && this.#dial === undefined) {
+      throw new StateError("connect without a transport; pass one to the constructor", "idle");
     }
     this.configure(options);
-    return this.open(transport, options);
+    this.#state = "connecting";
+    const connecting = this.#connecting = new Deferred<boolean>();
+    try {
+      if (this.#store !== undefined) {
+        const contents = await this.#store.open();
+        // Publishes of an earlier process: nobody waits for them here, they just complete.
+        this.#session!.restore(contents, () => new Deferred<unknown>());
+      }
+      let transport = this.#transport;
+      if (transport === undefined) {
+        const controller = this.#dialing = new AbortController();
+        const onAbort = () => controller.abort(this.#signal!.reason);
+        this.#signal?.addEventListener("abort", onAbort, { once: true });
+        try {
+          this.#signal?.throwIfAborted();
+          transport = await this.#dial!(controller.signal, 0);
+        } finally {
+          this.#signal?.removeEventListener("abort", onAbort);
+          this.#dialing = undefined;
+        }
+        if (this.#state !== "connecting") {
+          transport.close?.();
+          return connecting.promise;
+        }
+      }
+      this.#open(transport);
+    } catch (error) {
+      if (this.#state === "connecting") {
+        this.#state = "disconnecting";
+        this.#connecting = undefined;
+        this.#finishClose(toMqttError(error));
+      }
+      throw error;
+    }
+    return connecting.promise;
   }
 
   /** Sets up the session from the options, before the first connection. */
@@ -221,7 +347,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       }
       : undefined;
     const will = options.will;
-    this.#session = new Session<Token>({
+    this.#store = options.store;
+    const session = new Session<Token>({
       protocolVersion: version,
       clientId: options.clientId ?? randomClientId(),
       clean: options.clean ?? true,
@@ -238,35 +365,46 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       properties: properties && Object.keys(properties).length > 0 ? properties : undefined,
       inflightWindow: options.inflightWindow,
       pingTimeout: options.pingTimeout,
+      journal: this.#store !== undefined,
+      resubscribe: options.resubscribe,
     });
     // Check the CONNECT now, so a bad option fails here rather than on the wire.
-    encodeInto(new Writer(), this.#session.connect(0), version);
-    this.#session.disconnected();
+    encodeInto(new Writer(), session.connect(0), version);
+    session.disconnected();
+    this.#session = session;
     this.#maximumIncoming = options.maximumPacketSize;
     this.#connectTimeout = options.connectTimeout ?? 30_000;
     this.#signal = options.signal;
+    const reconnect = options.reconnect ?? false;
+    this.#reconnect = reconnect === false || this.#dial === undefined
+      ? undefined
+      : reconnect === true
+      ? {}
+      : reconnect;
+    this.#maxQueued = options.queue?.maxMessages ?? 10_000;
+    this.#maxQueuedBytes = options.queue?.maxBytes ?? 64 * 1024 * 1024;
+    this.#dropQos0Offline = options.queue?.qos0 === "drop";
   }
 
-  #maximumIncoming: number | undefined;
-  #connectTimeout = 30_000;
+  /** Replaces the user name and password sent with the next CONNECT (a refreshed token). */
+  setCredentials(username?: string, password?: string | Uint8Array): void {
+    this.#session?.setCredentials(
+      username,
+      password === undefined ? undefined : toBytes(password),
+    );
+  }
 
-  /**
-   * Starts a connection over `transport`: sends CONNECT, reads until CONNACK.
-   *
-   * @returns Whether the broker resumed a session.
-   */
-  protected open(transport: Transport, _options: ClientOptions): Promise<boolean> {
+  /** Starts a connection over `transport`: sends CONNECT, reads until CONNACK. */
+  #open(transport: Transport): void {
     const session = this.#session!;
-    const signal = this.#signal;
-    this.#state = "connecting";
     this.#transport = transport;
-    const connecting = this.#connecting = new Deferred<boolean>();
-    if (signal?.aborted) {
-      this.#fail(signal.reason ?? new DOMException("aborted", "AbortError"));
-      return connecting.promise;
-    }
-    if (signal) {
-      const onAbort = () => this.#fail(signal.reason ?? new DOMException("aborted", "AbortError"));
+    const signal = this.#signal;
+    if (signal !== undefined && this.#connecting !== undefined) {
+      if (signal.aborted) {
+        this.#fail(signal.reason);
+        return;
+      }
+      const onAbort = () => this.#fail(signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
       this.#abort = () => signal.removeEventListener("abort", onAbort);
     }
@@ -280,7 +418,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       this.#readLoopDone = this.#readLoop(reader);
     } catch (error) {
       this.#fail(new ConnectionClosedError("the transport cannot be used", { cause: error }));
-      return connecting.promise;
+      return;
     }
     session.connect(this.#clock.now());
     this.#scheduleFlush();
@@ -288,7 +426,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       this.#connectTimer = undefined;
       this.#fail(new TimeoutError(`no CONNACK within ${this.#connectTimeout} ms`));
     }, this.#connectTimeout);
-    return connecting.promise;
   }
 
   /** Throws a {@linkcode StateError} unless the current state allows `operation`. */
@@ -297,7 +434,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Queues a PUBLISH built by a mixin, after checking it against the broker's limits.
+   * Queues a PUBLISH built by a mixin, after checking it against the broker's limits and the
+   * queue's bounds.
    *
    * @returns A promise that settles when the flow completes (QoS 1, 2) or the bytes are written.
    */
@@ -335,6 +473,22 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       this.#scheduleFlush();
       return (this.#written ??= new Deferred<void>()).promise;
     }
+    if (packet.qos === 0 && this.#dropQos0Offline) {
+      throw new ConnectionClosedError(
+        'not connected, and QoS 0 publishes are dropped while offline (queue.qos0: "drop")',
+      );
+    }
+    const waiting = session.waitingCount;
+    if (
+      waiting > 0 || !session.connected
+        ? waiting >= this.#maxQueued ||
+          session.waitingBytes + packet.payload.length > this.#maxQueuedBytes
+        : false
+    ) {
+      throw new LimitError(
+        `the queue of publishes waiting to be sent is full (${waiting} messages, ${session.waitingBytes} bytes; see the queue option)`,
+      );
+    }
     const token = new Deferred<unknown>();
     session.publish(packet, token);
     this.#pump();
@@ -344,8 +498,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Queues a SUBSCRIBE; settles with the SUBACK. */
   protected sendSubscribe(packet: Omit<SubscribePacket, "packetId">): Promise<SubackPacket> {
     this.requireState("subscribe");
-    encodeInto(this.#scratch, { ...packet, packetId: 1 } as SubscribePacket, this.#version);
-    this.#scratch.reset();
+    encodeInto(new Writer(), { ...packet, packetId: 1 } as SubscribePacket, this.#version);
     const token = new Deferred<unknown>();
     this.#session!.subscribe(packet, token);
     this.#pump();
@@ -357,8 +510,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     packet: Omit<UnsubscribePacket, "packetId">,
   ): Promise<UnsubackPacket> {
     this.requireState("unsubscribe");
-    encodeInto(this.#scratch, { ...packet, packetId: 1 } as UnsubscribePacket, this.#version);
-    this.#scratch.reset();
+    encodeInto(new Writer(), { ...packet, packetId: 1 } as UnsubscribePacket, this.#version);
     const token = new Deferred<unknown>();
     this.#session!.unsubscribe(packet, token);
     this.#pump();
@@ -386,9 +538,17 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   protected onClose(): void {}
 
   /**
-   * Sends DISCONNECT and closes the connection. Idempotent, and always settles: also when the
-   * broker is gone, in which case it closes without waiting more than a second.
-   * Operations still in flight reject with {@linkcode ConnectionClosedError}.
+   * Resolves once every publish accepted so far is in the store: after it, a crash of the
+   * process loses none of them (with a store on disk).
+   */
+  async persisted(): Promise<void> {
+    if (this.#session?.journaling) await this.#durable();
+  }
+
+  /**
+   * Sends DISCONNECT and closes the connection, or stops reconnecting. Idempotent, and always
+   * settles: also when the broker is gone, in which case it closes without waiting more than a
+   * second. Operations still in flight reject with {@linkcode ConnectionClosedError}.
    */
   async disconnect(options: DisconnectOptions = {}): Promise<void> {
     switch (this.#state) {
@@ -399,28 +559,19 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       case "closed":
         return this.#closed.promise;
     }
-    const wasConnected = this.#state === "connected";
-    this.#state = "disconnecting";
     const session = this.#session!;
-    if (this.#connecting) {
-      this.#connecting.reject(
-        new ConnectionClosedError("disconnect() was called while connecting"),
-      );
-      this.#connecting = undefined;
-    }
+    const wasConnected = this.#state === "connected";
     if (wasConnected && this.#writer) {
       const packet: DisconnectPacket = { type: "disconnect" };
       if (this.#version === 5) {
         if (options.reasonCode !== undefined) packet.reasonCode = options.reasonCode;
         if (options.properties !== undefined) packet.properties = options.properties;
       }
-      try {
-        encodeInto(new Writer(), packet, this.#version);
-      } catch (error) {
-        this.#state = "connected";
-        throw error;
-      }
+      // Fails here, before anything changes, when the options are not a valid DISCONNECT.
+      encodeInto(new Writer(), packet, this.#version);
+      this.#state = "disconnecting";
       // What is already queued goes first; DISCONNECT is the last packet.
+      if (session.journaling) await this.#within(this.#durable(), CLOSE_GRACE_MS);
       for (const queued of session.takeOutbox(this.#clock.now())) {
         encodeInto(this.#out, queued, this.#version);
       }
@@ -428,6 +579,9 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       session.disconnected();
       await this.#within(this.#flush(), CLOSE_GRACE_MS);
     }
+    this.#state = "disconnecting";
+    this.#connecting?.reject(new ConnectionClosedError("disconnect() was called while connecting"));
+    this.#connecting = undefined;
     await this.#teardown();
     this.#finishClose(undefined);
   }
@@ -470,7 +624,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
   #handle(packet: Packet): Promise<void> | undefined {
     const session = this.#session!;
-    if (this.#state === "connecting" && packet.type !== "connack") {
+    if (!session.connected && packet.type !== "connack") {
       throw new ProtocolError(
         `the broker sent ${packet.type.toUpperCase()} before CONNACK`,
         "MQTT-3.2.0-1",
@@ -493,25 +647,26 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   #onConnack(connack: ConnackPacket): void {
     this.#clearConnectTimer();
     this.#connack = connack;
-    const connecting = this.#connecting;
-    this.#connecting = undefined;
     if (connack.reasonCode !== 0) {
-      const error = new ConnectionRefusedError(
+      throw new ConnectionRefusedError(
         connack.reasonCode,
         this.#version,
         connack.properties?.reasonString,
       );
-      connecting?.reject(error);
-      throw error;
     }
+    const reconnected = this.#everConnected;
+    this.#everConnected = true;
+    this.#attempt = 0;
     this.#state = "connected";
     this.#abort?.();
     this.#abort = undefined;
+    const connecting = this.#connecting;
+    this.#connecting = undefined;
     connecting?.resolve(connack.sessionPresent);
     this.#armKeepalive();
     this.dispatchEvent(
       new CustomEvent<ConnectEventDetail>("connect", {
-        detail: { connack, sessionPresent: connack.sessionPresent },
+        detail: { connack, sessionPresent: connack.sessionPresent, reconnected },
       }),
     );
   }
@@ -532,8 +687,13 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
           break;
         }
         case "complete": {
-          const type = event.packet.type;
-          event.token.resolve(type === "suback" || type === "unsuback" ? event.packet : undefined);
+          const packet = event.packet;
+          if (event.token === undefined) {
+            this.#resubscribed(packet as SubackPacket);
+          } else {
+            const type = packet.type;
+            event.token.resolve(type === "suback" || type === "unsuback" ? packet : undefined);
+          }
           break;
         }
         case "sent":
@@ -549,6 +709,20 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     }
     if (session.hasOutput) this.#scheduleFlush();
     return pause;
+  }
+
+  /** Reports a subscription the broker refused when the client subscribed again after a loss. */
+  #resubscribed(suback: SubackPacket): void {
+    if (!suback.reasonCodes.some((code) => code >= 0x80)) return;
+    this.dispatchEvent(
+      new CustomEvent<MqttError>("error", {
+        detail: new SubscribeError(
+          ["(resubscription after reconnect)"],
+          suback.reasonCodes,
+          suback.properties?.reasonString,
+        ),
+      }),
+    );
   }
 
   #scheduleFlush(): void {
@@ -569,6 +743,10 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     if (writer === undefined) return Promise.resolve();
     return this.#writing = this.#writeLoop(writer).finally(() => {
       this.#writing = undefined;
+      // Packets queued while the loop was finishing would otherwise wait for the next one.
+      if (this.#writer === writer && (this.#session!.hasOutput || this.#out.pos > 0)) {
+        this.#scheduleFlush();
+      }
     });
   }
 
@@ -576,11 +754,14 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     const session = this.#session!;
     try {
       while (true) {
+        // What the store must keep is durable before the packets that depend on it go out.
+        if (session.journaling) await this.#durable();
+        if (this.#writer !== writer) return;
         const packets = session.takeOutbox(this.#clock.now());
         for (let i = 0; i < packets.length; i++) encodeInto(this.#out, packets[i], this.#version);
         if (this.#out.pos === 0) break;
         const bytes = this.#out.bytes();
-        const written = this.#written;
+        const written = this.#inWrite = this.#written;
         this.#written = undefined;
         // Swap buffers: the next batch is encoded while this one is written.
         const next = this.#spare;
@@ -589,13 +770,54 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         next.reset();
         await writer.write(bytes);
         written?.resolve();
+        this.#inWrite = undefined;
         if (this.#state === "connected") this.#armKeepalive();
       }
     } catch (error) {
+      if (error instanceof StoreError) {
+        this.#written?.reject(error);
+        this.#written = undefined;
+        this.#inWrite?.reject(error);
+        this.#inWrite = undefined;
+        this.#fail(error);
+        return;
+      }
       const closed = new ConnectionClosedError("writing to the broker failed", { cause: error });
       this.#written?.reject(closed);
       this.#written = undefined;
+      this.#inWrite?.reject(closed);
+      this.#inWrite = undefined;
       if (this.#writer === writer) this.#fail(closed);
+    }
+  }
+
+  /** Hands the session's journal to the store and waits until all of it is durable. */
+  async #durable(): Promise<void> {
+    this.#applyJournal();
+    while (this.#storeBusy !== undefined) {
+      const busy = this.#storeBusy;
+      await busy;
+      if (this.#storeBusy === busy) this.#storeBusy = undefined;
+      this.#applyJournal();
+    }
+  }
+
+  #applyJournal(): void {
+    const store = this.#store;
+    if (store === undefined) return;
+    const operations = this.#session!.takeJournal();
+    for (let i = 0; i < operations.length; i++) {
+      let result: void | Promise<void>;
+      try {
+        result = applyOperation(store, operations[i]);
+      } catch (error) {
+        throw new StoreError(error);
+      }
+      if (result !== undefined) {
+        this.#storeBusy = result.catch((error) => {
+          throw new StoreError(error);
+        });
+      }
     }
   }
 
@@ -610,7 +832,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     }
     if (session.hasOutput) this.#scheduleFlush();
     if (
-      deadline === Infinity || (this.#keepaliveTimer !== undefined && this.#keepaliveAt <= deadline)
+      deadline === Infinity ||
+      (this.#keepaliveTimer !== undefined && this.#keepaliveAt <= deadline)
     ) {
       return;
     }
@@ -636,40 +859,97 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * The connection failed: report why, close it, and settle everything. Safe to call more than
-   * once and from any state.
+   * The connection failed: report why, close it, and either reconnect or settle everything.
+   * Safe to call more than once and from any state.
    */
   #fail(reason: unknown): void {
-    if (this.#state === "closed" || this.#state === "disconnecting" || this.#state === "idle") {
-      return;
+    const state = this.#state;
+    if (state === "closed" || state === "disconnecting" || state === "idle") return;
+    if (this.#writer === undefined && this.#reader === undefined && state === "reconnecting") {
+      return; // already torn down, waiting for the next attempt
     }
     const error = toMqttError(reason);
-    this.#state = "disconnecting";
+    const retry = this.#shouldRetry(error);
     // An aborted attempt rejects with the signal's reason, as fetch does.
     this.#connecting?.reject(reason === this.#signal?.reason ? reason : error);
     this.#connecting = undefined;
+    this.#state = retry ? "reconnecting" : "disconnecting";
     // Tell a v5 broker why, where the spec gives a reason code, then close.
+    const session = this.#session!;
+    let flushed: Promise<void> = Promise.resolve();
     if (
-      error instanceof ProtocolError && this.#version === 5 && this.#writer &&
-      this.#session?.connected
+      error instanceof ProtocolError && this.#version === 5 && this.#writer && session.connected
     ) {
       try {
-        this.#session.disconnected();
+        session.disconnected();
         encodeInto(this.#out, { type: "disconnect", reasonCode: error.reasonCode }, 5);
+        flushed = this.#within(this.#flush(), CLOSE_GRACE_MS);
       } catch {
         // The reason code may not fit DISCONNECT; closing is what matters.
       }
     }
-    const flushed = this.#session?.connected === false && this.#out.pos > 0
-      ? this.#within(this.#flush(), CLOSE_GRACE_MS)
-      : Promise.resolve();
+    const packet = error instanceof BrokerDisconnect ? error.packet : undefined;
     flushed.then(() => this.#teardown()).finally(() => {
-      if (error instanceof BrokerDisconnect) {
-        this.#finishClose(error, error.packet);
+      if (retry && this.#state === "reconnecting") {
+        this.#report(error, packet, true);
+        this.#scheduleReconnect(error);
       } else {
-        this.#finishClose(error);
+        this.#finishClose(error, packet);
       }
     });
+  }
+
+  #shouldRetry(error: MqttError): boolean {
+    const reconnect = this.#reconnect;
+    if (reconnect === undefined || !this.#everConnected || error instanceof StoreError) {
+      return false;
+    }
+    if (this.#attempt >= (reconnect.attempts ?? Infinity)) return false;
+    return reconnect.shouldRetry?.(error) ?? isRetryable(error, this.#version);
+  }
+
+  #scheduleReconnect(error: MqttError): void {
+    const reconnect = this.#reconnect!;
+    const attempt = ++this.#attempt;
+    const min = reconnect.minDelay ?? 1000;
+    const max = Math.max(min, reconnect.maxDelay ?? 30_000);
+    // Exponential backoff with full jitter: anywhere between the minimum and a ceiling that
+    // doubles with each attempt, so that many clients cut off together do not return together.
+    const ceiling = Math.min(max, min * 2 ** Math.min(attempt, 30));
+    const delay = Math.round(min + (reconnect.random ?? Math.random)() * (ceiling - min));
+    this.dispatchEvent(
+      new CustomEvent<ReconnectEventDetail>("reconnect", { detail: { attempt, delay, error } }),
+    );
+    this.#backoffTimer = this.#clock.setTimeout(() => {
+      this.#backoffTimer = undefined;
+      this.#redial(attempt);
+    }, delay);
+  }
+
+  async #redial(attempt: number): Promise<void> {
+    if (this.#state !== "reconnecting") return;
+    const controller = this.#dialing = new AbortController();
+    let transport: Transport;
+    try {
+      transport = await this.#dial!(controller.signal, attempt);
+    } catch (error) {
+      if (this.#dialing === controller) this.#dialing = undefined;
+      if (this.#state !== "reconnecting") return;
+      const failure = toMqttError(error);
+      if (this.#shouldRetry(failure)) this.#scheduleReconnect(failure);
+      else this.#finishClose(failure);
+      return;
+    }
+    if (this.#dialing === controller) this.#dialing = undefined;
+    if (this.#state !== "reconnecting") {
+      try {
+        transport.close?.();
+      } catch {
+        // Already closed.
+      }
+      return;
+    }
+    this.#open(transport);
   }
 
   /** Closes the transport and stops the read loop and the timers. Never throws, never hangs. */
@@ -680,6 +960,12 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       this.#keepaliveTimer = undefined;
       this.#keepaliveAt = Infinity;
     }
+    if (this.#backoffTimer !== undefined) {
+      this.#clock.clearTimeout(this.#backoffTimer);
+      this.#backoffTimer = undefined;
+    }
+    this.#dialing?.abort(new ConnectionClosedError("the client is closing"));
+    this.#dialing = undefined;
     this.#abort?.();
     this.#abort = undefined;
     this.#session?.disconnected();
@@ -688,9 +974,11 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     this.#reader = undefined;
     this.#writer = undefined;
     const transport = this.#transport;
+    if (this.#dial !== undefined) this.#transport = undefined;
     await Promise.allSettled([
       reader?.cancel().catch(() => {}),
-      writer ? this.#within(writer.close(), CLOSE_GRACE_MS) : undefined,
+      // A write still pending once the grace is over never ends: closing would wait behind it.
+      writer ? this.#within(writer.close(), this.#writing ? 0 : CLOSE_GRACE_MS) : undefined,
     ]);
     try {
       transport?.close?.();
@@ -700,26 +988,58 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     await this.#within(this.#readLoopDone, CLOSE_GRACE_MS);
   }
 
-  #finishClose(error: MqttError | undefined, packet?: DisconnectPacket): void {
-    if (this.#state === "closed") return;
-    this.#state = "closed";
-    const reason = error ?? new ConnectionClosedError("the client disconnected");
-    const closed = reason instanceof ConnectionClosedError
-      ? reason
-      : new ConnectionClosedError(`the connection closed: ${reason.message}`, { cause: reason });
-    for (const token of this.#session?.abandon() ?? []) token.reject(closed);
-    this.#written?.reject(closed);
-    this.#written = undefined;
-    this.onClose();
-    if (error !== undefined && !(error instanceof BrokerDisconnect && packet?.reasonCode === 0)) {
+  /** Dispatches `error` (unless it was a normal end) and `disconnect`. */
+  #report(
+    error: MqttError | undefined,
+    packet: DisconnectPacket | undefined,
+    again: boolean,
+  ): void {
+    if (
+      error !== undefined && !(error instanceof BrokerDisconnect && (packet?.reasonCode ?? 0) === 0)
+    ) {
       this.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
     }
     this.dispatchEvent(
       new CustomEvent<DisconnectEventDetail>("disconnect", {
-        detail: { ...(error ? { error } : {}), ...(packet ? { packet } : {}) },
+        detail: {
+          ...(error ? { error } : {}),
+          ...(packet ? { packet } : {}),
+          reconnecting: again,
+        },
       }),
     );
-    this.#closed.resolve();
+  }
+
+  #finishClose(error: MqttError | undefined, packet?: DisconnectPacket): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    if (this.#backoffTimer !== undefined) {
+      this.#clock.clearTimeout(this.#backoffTimer);
+      this.#backoffTimer = undefined;
+    }
+    const reason = error ?? new ConnectionClosedError("the client disconnected");
+    const closed = reason instanceof ConnectionClosedError
+      ? reason
+      : new ConnectionClosedError(`the connection closed: ${reason.message}`, { cause: reason });
+    this.#connecting?.reject(reason);
+    this.#connecting = undefined;
+    for (const token of this.#session?.abandon() ?? []) token?.reject(closed);
+    this.#written?.reject(closed);
+    this.#written = undefined;
+    this.#inWrite?.reject(closed);
+    this.#inWrite = undefined;
+    this.onClose();
+    this.#report(error, packet, false);
+    const store = this.#store;
+    const closing = store === undefined ? undefined : (async () => {
+      try {
+        await this.#durable();
+      } catch {
+        // Reported already.
+      }
+      await store.close();
+    })();
+    (closing ?? Promise.resolve()).catch(() => {}).finally(() => this.#closed.resolve());
   }
 }
 
@@ -738,6 +1058,32 @@ export class BrokerDisconnect extends ConnectionClosedError {
       })`,
     );
     this.packet = packet;
+  }
+}
+
+/** The store failed to keep a change: the client stops, since it can no longer promise delivery. */
+export class StoreError extends MqttError {
+  /** Creates the error around what the store threw. */
+  constructor(cause: unknown) {
+    super(
+      `the store failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
+  }
+}
+
+function applyOperation(store: Store, operation: StoreOperation): void | Promise<void> {
+  switch (operation.op) {
+    case "put":
+      return store.put(operation.record);
+    case "update":
+      return store.update(operation.sequence, operation.state, operation.packetId);
+    case "delete":
+      return store.delete(operation.sequence);
+    case "putIncoming":
+      return store.putIncoming(operation.packetId);
+    case "deleteIncoming":
+      return store.deleteIncoming(operation.packetId);
   }
 }
 

@@ -4,7 +4,9 @@
  * @module
  */
 
+import type { MqttError } from "../errors.ts";
 import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
+import type { Store } from "../session/store.ts";
 
 /** A message that arrived from the broker. */
 export interface Message {
@@ -50,7 +52,7 @@ export interface Clock {
 
 /** The options of `connect` on a client. */
 export interface ClientOptions {
-  /** The client identifier. Default: `kite-` and 12 random characters. `""` asks the broker for one. */
+  /** The client identifier. Default: `kite` and 12 random characters from [0-9a-z]. `""` asks the broker for one. */
   clientId?: string;
   /** 3 = MQTT 3.1, 4 = MQTT 3.1.1 (default), 5 = MQTT 5.0. */
   protocolVersion?: ProtocolVersion;
@@ -80,6 +82,49 @@ export interface ClientOptions {
   maxHeldMessages?: number;
   /** The clock; default: the runtime's. For tests. */
   clock?: Clock;
+  /**
+   * Where publishes in flight and incoming QoS 2 ids are kept; default a `MemoryStore`. A store
+   * on disk (`FileStore`) makes accepted QoS 1 and 2 publishes survive a restart.
+   */
+  store?: Store;
+  /**
+   * Reconnect after an unexpected loss: `true` (the default of `connect(url)`), `false`, or the
+   * backoff settings. A client made over a transport you opened cannot reconnect.
+   */
+  reconnect?: boolean | ReconnectOptions;
+  /** Bounds of the queue of publishes waiting to be sent (while disconnected, or for the window). */
+  queue?: QueueOptions;
+  /** Subscribe again after reconnecting to a broker that lost the session; default true. */
+  resubscribe?: boolean;
+}
+
+/** How to reconnect: exponential backoff with full jitter. */
+export interface ReconnectOptions {
+  /** The shortest wait before an attempt, in milliseconds; default 1,000. */
+  minDelay?: number;
+  /** The longest wait, in milliseconds; default 30,000. */
+  maxDelay?: number;
+  /** How many attempts after a loss before giving up; default `Infinity`. */
+  attempts?: number;
+  /**
+   * Decides whether an error is worth another attempt. By default a refusal that retrying
+   * cannot fix (bad credentials, not authorized, banned, an unsupported protocol version, a
+   * rejected client id) and an MQTT 5 "Session taken over" stop reconnecting; everything else
+   * is retried.
+   */
+  shouldRetry?: (error: MqttError) => boolean;
+  /** A source of randomness in [0, 1) for the jitter; default `Math.random`. For tests. */
+  random?: () => number;
+}
+
+/** Bounds of the queue of publishes that wait to be sent. A full queue rejects at once. */
+export interface QueueOptions {
+  /** The most publishes that may wait; default 10,000. */
+  maxMessages?: number;
+  /** The most payload bytes that may wait; default 64 MiB. */
+  maxBytes?: number;
+  /** Whether QoS 0 publishes wait while disconnected (`"queue"`, the default) or are refused (`"drop"`). */
+  qos0?: "queue" | "drop";
 }
 
 /** The options of a publish. */

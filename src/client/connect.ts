@@ -1,0 +1,79 @@
+/**
+ * `connect(url, options)`: dial a broker by URL and return a connected {@linkcode MqttClient}
+ * that reconnects by itself.
+ *
+ * @module
+ */
+
+import { openTransport } from "../transport/mod.ts";
+import type { TransportOptions } from "../transport/types.ts";
+import { MqttClient } from "./clients.ts";
+import type { ClientOptions } from "./types.ts";
+
+/** What `beforeConnect` may change before an attempt. */
+export interface ConnectionChange {
+  /** Another URL to dial. */
+  url?: string | URL;
+  /** The user name to send. */
+  username?: string;
+  /** The password to send (a refreshed token, say). */
+  password?: string | Uint8Array;
+}
+
+/** The options of {@linkcode connect}: the client's, and how to reach the broker. */
+export interface ConnectOptions extends ClientOptions, TransportOptions {
+  /**
+   * Called before every connection attempt, the first included: may return another URL or new
+   * credentials (a refreshed token). If it throws, the attempt fails like a refused dial.
+   */
+  beforeConnect?: (
+    attempt: { attempt: number; url: URL },
+  ) => void | ConnectionChange | Promise<void | ConnectionChange>;
+}
+
+/**
+ * Dials `url` (`mqtt:`, `mqtts:`, `ws:`, `wss:`, also `tcp:` and `tls:`), sends CONNECT, and
+ * resolves once CONNACK accepts. A user name and password in the URL are used unless the options
+ * give them. After an unexpected loss the client reconnects with exponential backoff (see
+ * `reconnect`), resumes or restores its session, and sends what was queued meanwhile.
+ *
+ * @param url The broker, such as `mqtt://127.0.0.1:1883` or `wss://broker.example/mqtt`.
+ * @param options The client's options and the transport's (TLS certificates, servername, ...).
+ * @returns A connected client.
+ * @throws {ConnectionRefusedError} When the broker refuses the connection.
+ * @throws {ConnectionClosedError} When the broker cannot be reached.
+ * @throws {TimeoutError} When no CONNACK arrives within `connectTimeout`.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "jsr:@kite/mqtt";
+ *
+ * await using client = await connect("mqtt://127.0.0.1:1883", { clientId: "kite-1" });
+ * await client.publish("a/b", "hello", { qos: 1 });
+ * ```
+ */
+export async function connect(
+  url: string | URL,
+  options: ConnectOptions = {},
+): Promise<MqttClient> {
+  let target = typeof url === "string" ? new URL(url) : url;
+  const username = options.username ??
+    (target.username ? decodeURIComponent(target.username) : undefined);
+  const password = options.password ??
+    (target.password ? decodeURIComponent(target.password) : undefined);
+  const { beforeConnect } = options;
+  const client: MqttClient = new MqttClient(async (signal, attempt) => {
+    if (beforeConnect !== undefined) {
+      const change = await beforeConnect({ attempt, url: target });
+      if (change) {
+        if (change.url !== undefined) target = new URL(change.url);
+        if (change.username !== undefined || change.password !== undefined) {
+          client.setCredentials(change.username ?? username, change.password ?? password);
+        }
+      }
+    }
+    return await openTransport(target, { ...options, signal });
+  });
+  await client.connect({ ...options, username, password, reconnect: options.reconnect ?? true });
+  return client;
+}
