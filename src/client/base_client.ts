@@ -969,6 +969,13 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     this.#abort?.();
     this.#abort = undefined;
     this.#session?.disconnected();
+    // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
+    // a reconnection would start new batches and leave them unsettled.
+    const lost = new ConnectionClosedError("the connection closed before the bytes were written");
+    this.#inWrite?.reject(lost);
+    this.#inWrite = undefined;
+    this.#written?.reject(lost);
+    this.#written = undefined;
     const reader = this.#reader;
     const writer = this.#writer;
     this.#reader = undefined;

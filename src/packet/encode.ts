@@ -1,5 +1,6 @@
 /**
- * Encoding: dispatch to each packet's writer, one allocation a packet.
+ * Encoding: dispatch to each packet's writer. Small packets are cut from a shared slab, as Node's
+ * `Buffer.allocUnsafe` does, since a new typed array costs far more on V8 than a view.
  *
  * @module
  */
@@ -72,7 +73,9 @@ export function encodeInto(w: Writer, packet: Packet, protocolVersion: ProtocolV
 }
 
 /**
- * Encodes one packet into a new `Uint8Array` of exactly its size.
+ * Encodes one packet into a `Uint8Array` of exactly its size. A small packet's array is a view
+ * into a shared 8 KiB slab that no other packet's bytes overlap: read and write it freely, but
+ * do not transfer or detach its `.buffer` (copy it with `slice()` first if you must).
  *
  * @param packet The packet.
  * @param protocolVersion The protocol version of the connection: 3, 4 (the default) or 5.

@@ -18,10 +18,7 @@ export function readPublish(r: Reader, flags: number, version: number): PublishP
   if (dup && qos === 0) {
     throw new ProtocolError("PUBLISH has DUP set at QoS 0", "MQTT-3.3.1-2");
   }
-  const topic = r.utf8("the topic name");
-  if (topic.includes("+") || topic.includes("#")) {
-    throw new ProtocolError(`PUBLISH topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
-  }
+  const topic = r.topicName("the topic name");
   let packetId: number | undefined;
   if (qos > 0) {
     packetId = r.u16("the packet identifier");
@@ -43,21 +40,30 @@ export function readPublish(r: Reader, flags: number, version: number): PublishP
   // The payload is a view into the bytes read, never a copy.
   const payload = r.buf.subarray(r.pos, r.end);
   r.pos = r.end;
-  const packet: PublishPacket = {
-    type: "publish",
-    topic,
-    payload,
-    qos: qos as QoS,
-    retain: (flags & 0x01) !== 0,
-    dup,
-  };
-  if (packetId !== undefined) packet.packetId = packetId;
+  const retain = (flags & 0x01) !== 0;
+  // One literal per shape: a packetId added afterwards would not fit in the object.
+  const packet: PublishPacket = packetId === undefined
+    ? { type: "publish", topic, payload, qos: qos as QoS, retain, dup }
+    : { type: "publish", topic, payload, qos: qos as QoS, retain, dup, packetId };
   if (properties !== undefined) packet.properties = properties;
   return packet;
 }
 
 // What measuring a PUBLISH found, for the write that follows it.
 const sizes = { topicLength: 0, propertiesLength: 0, remainingLength: 0 };
+
+/** `utf8Length` of a topic name, which must hold no wildcard [MQTT-3.3.2-2]: one pass if ASCII. */
+function topicNameLength(topic: string, version: number): number {
+  const n = topic.length;
+  for (let i = 0; i < n; i++) {
+    const c = topic.charCodeAt(i);
+    if (c === 0x2b || c === 0x23) {
+      throw new ProtocolError(`the topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+    }
+    if (c === 0 || c > 0x7f) return utf8Length(topic, "the topic name", version);
+  }
+  return n > 0xffff ? utf8Length(topic, "the topic name", version) : n;
+}
 
 /** Checks a PUBLISH against what a broker would refuse, and measures its parts into `sizes`. */
 function measure(packet: PublishPacket, version: number): void {
@@ -67,10 +73,7 @@ function measure(packet: PublishPacket, version: number): void {
   }
   if (!(payload instanceof Uint8Array)) throw new TypeError("the payload must be a Uint8Array");
   if (typeof topic !== "string") throw new TypeError("the topic must be a string");
-  if (topic.includes("+") || topic.includes("#")) {
-    throw new ProtocolError(`the topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
-  }
-  const topicLength = utf8Length(topic, "the topic name", version);
+  const topicLength = topicNameLength(topic, version);
   let length = 2 + topicLength + payload.length;
   if (qos > 0) {
     const packetId = packet.packetId;

@@ -13,7 +13,8 @@
  * @module
  */
 
-import { MqttError, ProtocolError, TimeoutError } from "../errors.ts";
+import { LimitError, MqttError, ProtocolError, TimeoutError } from "../errors.ts";
+import { publishSize } from "../packet/publish.ts";
 import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
 import type {
   ConnackPacket,
@@ -635,7 +636,14 @@ export class Session<T> {
     const waiting = this.#waiting;
     while (this.#waitingHead < waiting.length) {
       const outgoing = waiting[this.#waitingHead];
-      if (outgoing.packet.qos === 0) {
+      // Queued before this CONNACK: hold it against the limits the server just announced.
+      const refusal = this.#refusal(outgoing.packet);
+      if (refusal !== undefined) {
+        if (this.journaling && outgoing.packet.qos > 0) {
+          this.#journal.push({ op: "delete", sequence: outgoing.sequence });
+        }
+        this.#events.push({ type: "failed", token: outgoing.token, error: refusal });
+      } else if (outgoing.packet.qos === 0) {
         this.#outbox.push(outgoing.packet);
         this.#events.push({ type: "sent", token: outgoing.token });
       } else if (this.#inflight.size < window) {
@@ -653,6 +661,30 @@ export class Session<T> {
       this.#waiting = waiting.slice(this.#waitingHead);
       this.#waitingHead = 0;
     }
+  }
+
+  /** Why the server's limits forbid sending `packet`, if they do. */
+  #refusal(packet: PublishPacket): MqttError | undefined {
+    const limits = this.limits;
+    if (packet.qos > limits.maximumQoS) {
+      // [MQTT-3.2.2-11]
+      return new LimitError(
+        `the broker supports QoS ${limits.maximumQoS} at most; this publish asks for ${packet.qos}`,
+      );
+    }
+    if (packet.retain && !limits.retainAvailable) {
+      return new LimitError("the broker does not support retained messages"); // [MQTT-3.2.2-14]
+    }
+    if (limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize) {
+      const size = publishSize(packet, this.options.protocolVersion);
+      if (size > limits.maximumPacketSize) {
+        // [MQTT-3.2.2-15]
+        return new LimitError(
+          `the PUBLISH is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
+        );
+      }
+    }
+    return undefined;
   }
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {

@@ -7,7 +7,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MqttClient } from "../../src/client/clients.ts";
-import { ProtocolError, StateError } from "../../src/errors.ts";
+import { LimitError, ProtocolError, StateError } from "../../src/errors.ts";
 import type { ProtocolVersion } from "../../src/packet/types.ts";
 import { PublishError } from "../../src/session/session.ts";
 import {
@@ -396,3 +396,30 @@ async function assertQuietUnread(publish: { settled: boolean }): Promise<void> {
   await settle();
   assert.equal(publish.settled, false, "the publish settled before the broker read it");
 }
+
+describe("publish c2b v5: publishes queued before CONNACK meet the limits it announces", () => {
+  test("a QoS 2 publish over Maximum QoS 1, or too large, rejects with LimitError and is not sent; the rest go", async () => {
+    const broker = new FakeBroker(5);
+    const client = new MqttClient(broker.transport);
+    const connecting = client.connect({ clientId: "c", keepalive: 0, protocolVersion: 5 });
+    await broker.expect("connect");
+    const tooHighQoS = watch(client.publish("a/b", "hi", { qos: 2 }));
+    const tooLarge = watch(client.publish("a/b", new Uint8Array(200), { qos: 1 }));
+    const fine = client.publish("a/b", "hi", { qos: 1 });
+    await broker.sendPacket({
+      type: "connack",
+      sessionPresent: false,
+      reasonCode: 0,
+      properties: { maximumQoS: 1, maximumPacketSize: 100 },
+    });
+    await connecting;
+    await assert.rejects(tooHighQoS.promise, (e: unknown) => e instanceof LimitError);
+    await assert.rejects(tooLarge.promise, (e: unknown) => e instanceof LimitError);
+    const sent = await broker.expect("publish");
+    assert.equal(sent.qos, 1);
+    assert.equal(sent.payload.length, 2);
+    await broker.sendPacket({ type: "puback", packetId: sent.packetId! });
+    await fine;
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
+});
