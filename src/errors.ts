@@ -5,6 +5,8 @@
  * @module
  */
 
+import { reasonName } from "./packet/constants.ts";
+
 /**
  * The base class of every error Kite raises.
  *
@@ -203,33 +205,8 @@ const CONNACK_311: readonly string[] = [
   "Not Authorized",
 ];
 
-/** The name of a CONNACK code; see `REASON_NAMES` in the codec for MQTT 5. */
+/** The name of a CONNACK code; MQTT 5's come from the codec's table of reason codes. */
 function connackReasonName(code: number, protocolVersion: 3 | 4 | 5): string {
   if (protocolVersion < 5) return CONNACK_311[code] ?? "Unknown Return Code";
-  return CONNACK_5.get(code) ?? "Unknown Reason Code";
+  return reasonName(code, "connack") ?? "Unknown Reason Code";
 }
-
-const CONNACK_5: ReadonlyMap<number, string> = new Map([
-  [0x00, "Success"],
-  [0x80, "Unspecified error"],
-  [0x81, "Malformed Packet"],
-  [0x82, "Protocol Error"],
-  [0x83, "Implementation specific error"],
-  [0x84, "Unsupported Protocol Version"],
-  [0x85, "Client Identifier not valid"],
-  [0x86, "Bad User Name or Password"],
-  [0x87, "Not authorized"],
-  [0x88, "Server unavailable"],
-  [0x89, "Server busy"],
-  [0x8a, "Banned"],
-  [0x8c, "Bad authentication method"],
-  [0x90, "Topic Name invalid"],
-  [0x95, "Packet too large"],
-  [0x97, "Quota exceeded"],
-  [0x99, "Payload format invalid"],
-  [0x9a, "Retain not supported"],
-  [0x9b, "QoS not supported"],
-  [0x9c, "Use another server"],
-  [0x9d, "Server moved"],
-  [0x9f, "Connection rate exceeded"],
-]);

@@ -88,23 +88,7 @@ export class Reader {
    * without U+0000 [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-1], [MQTT-1.5.3-2]).
    */
   utf8(what: string): string {
-    const length = this.u16(what);
-    const start = this.pos;
-    const end = start + length;
-    if (end > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
-    this.pos = end;
-    const buf = this.buf;
-    // Topics and ids are short and ASCII nearly always: build those without a decoder call.
-    if (length <= 32) {
-      let text = "";
-      for (let i = start; i < end; i++) {
-        const c = buf[i];
-        if (c === 0 || c > 0x7f) return decodeUtf8(buf, start, end, what, this.version);
-        text += String.fromCharCode(c);
-      }
-      return text;
-    }
-    return decodeUtf8(buf, start, end, what, this.version);
+    return this.#string(what, false);
   }
 
   /**
@@ -112,24 +96,30 @@ export class Reader {
    * [MQTT-3.3.2-2], checked on the bytes as they are read.
    */
   topicName(what: string): string {
+    return this.#string(what, true);
+  }
+
+  #string(what: string, topic: boolean): string {
     const length = this.u16(what);
     const start = this.pos;
     const end = start + length;
     if (end > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
     this.pos = end;
     const buf = this.buf;
+    // Topics and ids are short and ASCII nearly always: build those without a decoder call.
+    // Anything else (and a wildcard in a topic) takes the slow path, which checks it all.
     if (length <= 32) {
       let text = "";
       for (let i = start; i < end; i++) {
         const c = buf[i];
-        if (c === 0 || c > 0x7f || c === 0x2b || c === 0x23) {
-          return checkTopic(decodeUtf8(buf, start, end, what, this.version));
-        }
+        if (c === 0 || c > 0x7f || (topic && (c === 0x2b || c === 0x23))) break;
         text += String.fromCharCode(c);
+        if (i === end - 1) return text;
       }
-      return text;
+      if (length === 0) return "";
     }
-    return checkTopic(decodeUtf8(buf, start, end, what, this.version));
+    const text = decodeUtf8(buf, start, end, what, this.version);
+    return topic ? checkTopic(text) : text;
   }
 
   /** Reads Binary Data as a view into the packet's bytes. */
