@@ -707,6 +707,14 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
           break;
       }
     }
+    // Changes that no packet waits for (a completed flow's delete) reach the store now too.
+    if (session.journaling) {
+      try {
+        this.#applyJournal();
+      } catch (error) {
+        this.#fail(error);
+      }
+    }
     if (session.hasOutput) this.#scheduleFlush();
     return pause;
   }
@@ -814,9 +822,12 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         throw new StoreError(error);
       }
       if (result !== undefined) {
-        this.#storeBusy = result.catch((error) => {
+        const busy = result.catch((error) => {
           throw new StoreError(error);
         });
+        // Whether or not a write waits for it, a failing store ends the client.
+        busy.catch((error) => this.#fail(error));
+        this.#storeBusy = busy;
       }
     }
   }
