@@ -156,7 +156,7 @@ const DEFAULT_LIMITS: ServerLimits = {
  * const session = new Session<string>({ protocolVersion: 4, clientId: "c", clean: true, keepalive: 0 });
  * session.connect(0); // the CONNECT is now in the outbox
  * session.receive({ type: "connack", sessionPresent: false, reasonCode: 0 }, 0);
- * session.publish({ type: "publish", topic: "a", payload: new Uint8Array(), qos: 1, retain: false, dup: false }, "token-1", 0);
+ * session.publish({ type: "publish", topic: "a", payload: new Uint8Array(), qos: 1, retain: false, dup: false }, "token-1");
  * const [, publish] = session.takeOutbox(0);
  * session.receive({ type: "puback", packetId: (publish as { packetId: number }).packetId }, 0);
  * console.log(session.takeEvents()); // [{ type: "complete", token: "token-1", packet: { type: "puback", ... } }]
