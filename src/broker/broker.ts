@@ -1,0 +1,426 @@
+/**
+ * The {@linkcode Broker}: the protocol core of `core.ts` served over TCP and WebSocket listeners
+ * and in-memory connection pairs.
+ *
+ * @module
+ */
+
+import type * as Net from "node:net";
+import { brokerAddress } from "../transport/address.ts";
+import { hasDenoSockets } from "../transport/deno.ts";
+import { nodeSockets, NodeSocketTransport } from "../transport/node.ts";
+import { BrokerCore, ClientHandler } from "./core.ts";
+import { memoryPair } from "./memory.ts";
+import { listenWebSocket, type WebSocketListenOptions } from "./websocket.ts";
+import type {
+  BrokerOptions,
+  BrokerTransport,
+  ListenAddress,
+  ListenOptions,
+  RetainedMessage,
+  SessionInfo,
+} from "./types.ts";
+
+/** A listener the broker can stop. */
+interface Listener {
+  close(): Promise<void>;
+}
+
+/**
+ * A small MQTT 3.1, 3.1.1 and 5.0 broker that runs inside your process, for tests, demos and
+ * local development. Not a production broker: no authentication, no persistence to disk, no
+ * shared subscriptions, no TLS, no back-pressure towards slow subscribers; use mosquitto, EMQX or
+ * HiveMQ for that.
+ *
+ * @example An in-memory broker and a Kite client
+ * ```ts
+ * import { Broker } from "./broker.ts";
+ * import { MqttClient } from "../client/clients.ts";
+ *
+ * const broker = new Broker();
+ * const client = new MqttClient(broker.connectClient());
+ * await client.connect({ clientId: "demo", keepalive: 0 });
+ * await client.subscribe("greetings/#", { qos: 1 });
+ * await client.publish("greetings/kite", "hello", { qos: 1, retain: true });
+ * console.log(broker.retained().map((message) => message.topic)); // ["greetings/kite"]
+ * await client.disconnect();
+ * await broker.close();
+ * ```
+ */
+export class Broker {
+  readonly #core: BrokerCore;
+  readonly #links = new Set<{ handler: ClientHandler; done: Promise<void> }>();
+  readonly #listeners = new Set<Listener>();
+  #closed = false;
+
+  /**
+   * Creates a broker. It serves nothing until {@linkcode Broker.prototype.listen} or
+   * {@linkcode Broker.prototype.connectClient} is called.
+   *
+   * @param options Limits, and a clock for tests.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker({ maxQueuedMessages: 100, topicAliasMaximum: 5 });
+   * await broker.close();
+   * ```
+   */
+  constructor(options: BrokerOptions = {}) {
+    this.#core = new BrokerCore(options);
+  }
+
+  /**
+   * Listens for MQTT over TCP: `Deno.listen` on Deno, `node:net` on Bun and Node.
+   *
+   * @param options The port (0, the default, picks a free one) and address (default
+   * `127.0.0.1`).
+   * @returns The address bound, with the port picked.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * const { port } = await broker.listen({ port: 0 });
+   * console.log(`mqtt://127.0.0.1:${port}`);
+   * await broker.close();
+   * ```
+   */
+  async listen(options: ListenOptions = {}): Promise<ListenAddress> {
+    if (this.#closed) throw new Error("the broker is closed");
+    const hostname = options.hostname ?? "127.0.0.1";
+    const port = options.port ?? 0;
+    if (hasDenoSockets()) return this.#listenDeno(hostname, port);
+    const sockets = nodeSockets();
+    if (sockets === undefined) {
+      throw new Error("this runtime offers neither Deno.listen nor node:net");
+    }
+    return await this.#listenNode(sockets.net, hostname, port);
+  }
+
+  /**
+   * Listens for MQTT over WebSocket (binary messages, subprotocol `mqtt`): `Deno.serve` on Deno,
+   * `Bun.serve` on Bun. Not available on Node.
+   *
+   * @param options The port (0, the default, picks a free one), address (default `127.0.0.1`)
+   * and path (default `/mqtt`).
+   * @returns The address bound, with the port picked.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * const { port } = await broker.listenWebSocket({ port: 0 });
+   * console.log(`ws://127.0.0.1:${port}/mqtt`);
+   * await broker.close();
+   * ```
+   */
+  async listenWebSocket(options: WebSocketListenOptions = {}): Promise<ListenAddress> {
+    if (this.#closed) throw new Error("the broker is closed");
+    const listener = await listenWebSocket(options, (transport) => this.#serve(transport));
+    this.#listeners.add(listener);
+    return listener.address;
+  }
+
+  #listenDeno(hostname: string, port: number): ListenAddress {
+    const listener = Deno.listen({ hostname, port, transport: "tcp" });
+    const addr = listener.addr as Deno.NetAddr;
+    const loop = (async () => {
+      try {
+        for await (const conn of listener) {
+          try {
+            conn.setNoDelay(true);
+          } catch {
+            // Not every connection supports it; the broker works without.
+          }
+          this.#serve(conn);
+        }
+      } catch {
+        // The listener was closed.
+      }
+    })();
+    this.#listeners.add({
+      close: async () => {
+        try {
+          listener.close();
+        } catch {
+          // Already closed.
+        }
+        await loop;
+      },
+    });
+    return { port: addr.port, hostname: addr.hostname };
+  }
+
+  #listenNode(net: typeof Net, hostname: string, port: number): Promise<ListenAddress> {
+    const sockets = new Set<Net.Socket>();
+    const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      socket.setNoDelay(true);
+      const address = brokerAddress(new URL(`mqtt://127.0.0.1:${socket.localPort ?? 1883}`));
+      this.#serve(new NodeSocketTransport(socket, address));
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, hostname, () => {
+        server.off("error", reject);
+        const bound = server.address() as Net.AddressInfo;
+        this.#listeners.add({
+          close: () =>
+            new Promise<void>((done) => {
+              for (const socket of sockets) socket.destroy();
+              server.close(() => done());
+            }),
+        });
+        resolve({ port: bound.port, hostname: bound.address });
+      });
+    });
+  }
+
+  /**
+   * Opens an in-memory connection to the broker, no socket involved: hand the result to a
+   * client (`new MqttClient(broker.connectClient())`).
+   *
+   * @returns The client's end of the connection.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   * import { MqttClient } from "../client/clients.ts";
+   *
+   * const broker = new Broker();
+   * const client = new MqttClient(broker.connectClient());
+   * console.log(await client.connect({ clientId: "memory", keepalive: 0 })); // false: no session
+   * await client.disconnect();
+   * await broker.close();
+   * ```
+   */
+  connectClient(): BrokerTransport {
+    if (this.#closed) throw new Error("the broker is closed");
+    const [client, server] = memoryPair();
+    this.#serve(server);
+    return client;
+  }
+
+  /**
+   * Serves one connection: an accepted socket, an in-memory pair, or any other
+   * `{ readable, writable }` byte connection to a client.
+   *
+   * @param transport The broker's end of the connection.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * const toBroker = new TransformStream<Uint8Array, Uint8Array>();
+   * const fromBroker = new TransformStream<Uint8Array, Uint8Array>();
+   * broker.serve({ readable: toBroker.readable, writable: fromBroker.writable });
+   * await broker.close();
+   * ```
+   */
+  serve(transport: BrokerTransport): void {
+    if (this.#closed) throw new Error("the broker is closed");
+    this.#serve(transport);
+  }
+
+  #serve(transport: BrokerTransport): void {
+    if (this.#closed) {
+      // A connection accepted while the listeners were stopping.
+      try {
+        transport.close?.();
+      } catch {
+        // Already closed.
+      }
+      transport.readable.cancel().catch(() => {});
+      transport.writable.abort().catch(() => {});
+      return;
+    }
+    const writer = transport.writable.getWriter();
+    const reader = transport.readable.getReader();
+    let ended = false;
+    const closeTransport = () => {
+      try {
+        transport.close?.();
+      } catch {
+        // Already closed.
+      }
+    };
+    const handler = new ClientHandler(this.#core, {
+      write: (bytes) => {
+        if (!ended) writer.write(bytes).catch(() => {});
+      },
+      end: (graceful) => {
+        if (ended) return;
+        ended = true;
+        reader.cancel().catch(() => {});
+        if (graceful) {
+          writer.close().catch(() => {}).finally(closeTransport);
+        } else {
+          writer.abort().catch(() => {});
+          closeTransport();
+        }
+      },
+    });
+    const done = (async () => {
+      try {
+        while (true) {
+          const { done, value } = await reader.read();
+          if (done || handler.closed) break;
+          handler.receive(value);
+        }
+      } catch {
+        // A broken connection is a lost one.
+      }
+      handler.lost();
+    })();
+    const link = { handler, done };
+    this.#links.add(link);
+    done.then(() => this.#links.delete(link));
+  }
+
+  /**
+   * Test hook: cuts a client's connection as if the network failed. Its will is published.
+   *
+   * @param clientId The client identifier.
+   * @returns Whether a connected client had that identifier.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * console.log(broker.dropClient("nobody")); // false
+   * await broker.close();
+   * ```
+   */
+  dropClient(clientId: string): boolean {
+    let found = false;
+    for (const { handler } of this.#links) {
+      if (handler.clientId === clientId && handler.connected) {
+        handler.drop();
+        found = true;
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Test hook: while on, every CONNECT is answered with "server unavailable" (3.x return code 3,
+   * v5 reason code 0x88) and the connection closed.
+   *
+   * @param on Whether to refuse.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * broker.refuseConnections(true);
+   * broker.refuseConnections(false);
+   * await broker.close();
+   * ```
+   */
+  refuseConnections(on: boolean): void {
+    this.#core.refusing = on;
+  }
+
+  /**
+   * Test hook: while on, the broker does not send PUBACK, PUBREC or PUBCOMP for the client's
+   * publishes (it still routes them), so a client's timeouts and redelivery can be tested.
+   *
+   * @param on Whether to withhold.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * broker.withholdAcks(true);
+   * await broker.close();
+   * ```
+   */
+  withholdAcks(on: boolean): void {
+    this.#core.withholdingAcks = on;
+  }
+
+  /**
+   * Inspection: every session the broker holds, connected or not.
+   *
+   * @returns A snapshot of the sessions.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * console.log(broker.sessions()); // []
+   * await broker.close();
+   * ```
+   */
+  sessions(): SessionInfo[] {
+    return this.#core.sessionInfo();
+  }
+
+  /**
+   * Inspection: every retained message.
+   *
+   * @returns A snapshot of the retained messages, with copied payloads.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * console.log(broker.retained()); // []
+   * await broker.close();
+   * ```
+   */
+  retained(): RetainedMessage[] {
+    return this.#core.retainedInfo();
+  }
+
+  /**
+   * Ends every connection (v5 clients get DISCONNECT 0x8B), stops the listeners and clears every
+   * timer. Idempotent.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * await broker.listen();
+   * await broker.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const listeners = [...this.#listeners].map((listener) => listener.close());
+    this.#listeners.clear();
+    const links = [...this.#links];
+    for (const { handler } of links) handler.shutdown();
+    this.#core.clearAllTimers();
+    await Promise.all([...listeners, ...links.map((link) => link.done)]);
+    this.#core.clearAllTimers();
+  }
+
+  /**
+   * Closes the broker at the end of an `await using` block.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * await using broker = new Broker();
+   * await broker.listen();
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The state a broker keeps per client identifier. Plain data and bookkeeping, no I/O: the
+ * connection that serves the session does the sending.
+ *
+ * @module
+ */
+
+import type { Properties, ProtocolVersion, PublishPacket, QoS, Will } from "../packet/types.ts";
+import type { SubscriptionInfo } from "./types.ts";
+
+/** An application message as the broker stores and routes it. */
+export interface BrokerMessage {
+  /** The topic name. */
+  topic: string;
+  /** The payload, owned by the broker (copied from the wire). */
+  payload: Uint8Array;
+  /** The QoS it was published with. */
+  qos: QoS;
+  /** The RETAIN flag it was published with. */
+  retain: boolean;
+  /** MQTT 5 properties to forward (never a topic alias or subscription identifiers). */
+  properties?: Properties;
+  /** When it expires on the broker's clock (from its Message Expiry Interval), if it does. */
+  expiresAt?: number;
+}
+
+/** A message on its way to one session: the QoS, RETAIN flag and identifiers it goes with. */
+export interface Delivery {
+  /** The message. */
+  message: BrokerMessage;
+  /** The QoS it is delivered with: the minimum of the published and granted QoS. */
+  qos: QoS;
+  /** The RETAIN flag to send. */
+  retain: boolean;
+  /** MQTT 5 Subscription Identifiers of the matching subscriptions. */
+  subscriptionIdentifiers: number[];
+}
+
+/** One subscription, as stored in the broker's topic trie. */
+export interface SubscriptionRecord extends SubscriptionInfo {
+  /** The session it belongs to. */
+  session: Session;
+}
+
+/** An outgoing QoS 1 or 2 message sent and waiting for its acknowledgement. */
+export interface Inflight {
+  /** The PUBLISH as sent (resent with DUP on reconnect). */
+  packet: PublishPacket;
+  /** Whether PUBREC has arrived and PUBREL was sent (QoS 2). */
+  released: boolean;
+}
+
+/** What a broker knows about one client identifier, across connections. */
+export class Session {
+  /** The client identifier. */
+  readonly clientId: string;
+  /** The protocol version of the last connection. */
+  protocolVersion: ProtocolVersion;
+  /** Seconds the session outlives its connection: 0 ends it with the connection. */
+  expiryInterval: number;
+  /** Subscriptions by topic filter, in the order they were made. */
+  readonly subscriptions: Map<string, SubscriptionRecord> = new Map();
+  /** Messages waiting to be sent. */
+  readonly queue: Delivery[] = [];
+  /** Outgoing QoS 1 and 2 messages by packet id. */
+  readonly inflight: Map<number, Inflight> = new Map();
+  /**
+   * Incoming QoS 2 packet ids whose PUBREL has not come yet, for exactly once (3.1.1
+   * [MQTT-4.3.3-2], v5 [MQTT-4.3.3-10]).
+   */
+  readonly incoming: Set<number> = new Set();
+  /** Messages dropped because the queue was full. */
+  dropped = 0;
+  /** The connection that serves the session now, if any (a `ClientHandler`). */
+  owner: unknown = undefined;
+  /** The expiry timer, while the session outlives a connection. */
+  expiryTimer: unknown = undefined;
+  /** A will waiting for its delay to pass. */
+  pendingWill: Will | undefined = undefined;
+  /** The will-delay timer. */
+  willTimer: unknown = undefined;
+  #nextPacketId = 1;
+
+  /** Creates an empty session. */
+  constructor(clientId: string, protocolVersion: ProtocolVersion, expiryInterval: number) {
+    this.clientId = clientId;
+    this.protocolVersion = protocolVersion;
+    this.expiryInterval = expiryInterval;
+  }
+
+  /** A packet id that no outgoing message in flight uses; undefined when all 65,535 are used. */
+  nextPacketId(): number | undefined {
+    if (this.inflight.size >= 65_535) return undefined;
+    while (true) {
+      const id = this.#nextPacketId;
+      this.#nextPacketId = id === 65_535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The options and inspection values of the local broker.
+ *
+ * @module
+ */
+
+import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
+
+/** A source of time and timers; tests pass a fake one. The same shape as the client's. */
+export interface BrokerClock {
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /** Calls `callback` after `ms` milliseconds; returns a handle for `clearTimeout`. */
+  setTimeout(callback: () => void, ms: number): unknown;
+  /** Cancels a timer. */
+  clearTimeout(handle: unknown): void;
+}
+
+/** A byte connection: what the broker serves and what `connectClient()` hands a client. */
+export interface BrokerTransport {
+  /** Bytes coming in. */
+  readable: ReadableStream<Uint8Array>;
+  /** Bytes going out. */
+  writable: WritableStream<Uint8Array>;
+  /** Closes the connection at once, where the transport can. */
+  close?(): void;
+}
+
+/** The options of {@linkcode Broker}. */
+export interface BrokerOptions {
+  /** The clock for keepalive, will delay and session expiry; default: the runtime's timers. */
+  clock?: BrokerClock;
+  /**
+   * The most messages queued per session, while its client is away or its Receive Maximum is
+   * reached; further messages for that session are dropped. Default 1,000.
+   */
+  maxQueuedMessages?: number;
+  /** MQTT 5 Receive Maximum the broker announces and enforces on incoming QoS 2; default 65,535. */
+  receiveMaximum?: number;
+  /**
+   * The largest packet the broker accepts, in bytes; announced in the MQTT 5 CONNACK. A larger
+   * packet closes the connection (v5: DISCONNECT 0x95). Default: the protocol's limit.
+   */
+  maximumPacketSize?: number;
+  /** How long a new connection may take to send CONNECT, in milliseconds; default 10,000. */
+  connectTimeout?: number;
+  /** MQTT 5 Topic Alias Maximum the broker announces for incoming topic aliases; default 10. */
+  topicAliasMaximum?: number;
+}
+
+/** Where and how {@linkcode Broker.prototype.listen} listens. */
+export interface ListenOptions {
+  /** The TCP port; 0 (the default) picks a free one. */
+  port?: number;
+  /** The address to bind; default `127.0.0.1`. */
+  hostname?: string;
+}
+
+/** The address a listener is bound to. */
+export interface ListenAddress {
+  /** The TCP port, the one picked when 0 was asked for. */
+  port: number;
+  /** The bound address. */
+  hostname: string;
+}
+
+/** One subscription of a session, as {@linkcode Broker.prototype.sessions} reports it. */
+export interface SubscriptionInfo {
+  /** The topic filter. */
+  topicFilter: string;
+  /** The granted QoS. */
+  qos: QoS;
+  /** MQTT 5 No Local. */
+  noLocal: boolean;
+  /** MQTT 5 Retain As Published. */
+  retainAsPublished: boolean;
+  /** MQTT 5 Retain Handling. */
+  retainHandling: 0 | 1 | 2;
+  /** MQTT 5 Subscription Identifier, if one was given. */
+  subscriptionIdentifier?: number;
+}
+
+/** A session, as {@linkcode Broker.prototype.sessions} reports it. */
+export interface SessionInfo {
+  /** The client identifier. */
+  clientId: string;
+  /** Whether a client is connected to it now. */
+  connected: boolean;
+  /** The protocol version of its last connection. */
+  protocolVersion: ProtocolVersion;
+  /** Seconds the session outlives its connection: 0 for a clean session, `Infinity` for never. */
+  sessionExpiryInterval: number;
+  /** Its subscriptions, in the order they were made. */
+  subscriptions: SubscriptionInfo[];
+  /** Messages waiting to be sent to the client. */
+  queued: number;
+  /** Outgoing QoS 1 and 2 messages sent and not yet fully acknowledged. */
+  inflight: number;
+  /** Messages dropped because the queue was full. */
+  dropped: number;
+}
+
+/** A retained message, as {@linkcode Broker.prototype.retained} reports it. */
+export interface RetainedMessage {
+  /** The topic. */
+  topic: string;
+  /** The payload (a copy). */
+  payload: Uint8Array;
+  /** The QoS it was published with. */
+  qos: QoS;
+  /** MQTT 5 properties it was published with. */
+  properties?: Properties;
+}
