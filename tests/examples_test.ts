@@ -10,10 +10,15 @@ import process from "node:process";
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "./helpers/mosquitto.ts";
 
 /** Starts an example with the runtime running this test. */
-function run(example: string, args: string[]): ChildProcess {
+function run(example: string, args: string[], env?: Record<string, string>): ChildProcess {
   const command = typeof Deno !== "undefined" ? Deno.execPath() : process.execPath;
   const runArgs = typeof Deno !== "undefined" ? ["run", "-A", example] : ["run", example];
-  return spawn(command, [...runArgs, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const environment = { ...process.env, ...env };
+  if (env === undefined) delete environment.MQTT_URL;
+  return spawn(command, [...runArgs, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: environment,
+  });
 }
 
 /** Collects a child's output; resolves with it when the child exits. */
@@ -35,6 +40,45 @@ function printed(child: ChildProcess, text: string): Promise<void> {
     child.on("exit", () => reject(new Error(`exited before printing "${text}": ${out}`)));
   });
 }
+
+describe("demo", () => {
+  test(
+    "demo.ts runs the three profiles on the local broker and exits 0 when every message arrived",
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const child = run("examples/demo.ts", []);
+      try {
+        const { code, out } = await finished(child);
+        assert.equal(code, 0, out);
+        assert.match(out, /local broker {2}listening on mqtt:\/\/127\.0\.0\.1:\d+/);
+        for (const qos of [0, 1, 2]) assert.match(out, new RegExp(`received {4}demo/qos${qos}`));
+        assert.match(out, /every message arrived/);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+  );
+
+  test("demo.ts uses the broker MQTT_URL names", {
+    skip: mosquittoSkipReason(),
+    timeout: 60_000,
+  }, async () => {
+    const broker = await startMosquitto();
+    const child = run("examples/demo.ts", [], { MQTT_URL: `mqtt://127.0.0.1:${broker.port}` });
+    try {
+      const { code, out } = await finished(child);
+      assert.equal(code, 0, out);
+      assert.match(out, /from MQTT_URL/);
+      assert.doesNotMatch(out, /local broker/);
+      assert.match(out, /every message arrived/);
+    } finally {
+      child.kill("SIGKILL");
+      await broker.stop();
+    }
+  });
+});
 
 describe("examples", { skip: mosquittoSkipReason() }, () => {
   test("subscriber.ts receives the QoS 0, 1 and 2 messages publisher.ts sends", {
