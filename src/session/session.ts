@@ -592,18 +592,21 @@ export class Session<T> {
     const period = this.keepalive * 1000;
     const pingTimeout = this.options.pingTimeout ?? period;
     if (this.#pingSentAt >= 0) {
+      // A PINGREQ is out: its answer, or its absence, is what matters now.
       const deadline = this.#pingSentAt + pingTimeout;
       if (now >= deadline) {
         throw new TimeoutError(
           `the broker did not answer PINGREQ within ${pingTimeout} ms; the connection is dead`,
         );
       }
-      return Math.min(deadline, this.#lastSent + period);
+      return deadline;
     }
-    if (now - this.#lastSent >= period && !this.hasOutput) {
+    if (now - this.#lastSent >= period) {
+      // Nothing went out for a whole period: also when packets wait behind a write that does
+      // not finish, which is exactly a connection that has died without saying so.
       this.#outbox.push({ type: "pingreq" });
       this.#pingSentAt = now;
-      return Math.min(now + pingTimeout, now + period);
+      return now + pingTimeout;
     }
     return this.#lastSent + period;
   }

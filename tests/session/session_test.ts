@@ -690,10 +690,13 @@ describe("Session tick", () => {
     session.publish(message("t", 0), "p");
     session.takeOutbox(6000);
     assert.equal(session.tick(9999), 16_000);
-    // Nothing while the outbox still holds something: that packet counts as sending.
+    // The period ran out with a packet still waiting to go: PINGREQ goes with it, so that a
+    // write that never finishes (a dead connection) is found by the ping timeout.
     session.publish(message("t", 0), "p");
-    assert.equal(session.tick(16_000), 16_000);
-    assert.deepEqual(outbox(session, 16_000), ["publish:-:"]);
+    assert.equal(session.tick(16_000), 26_000);
+    assert.deepEqual(outbox(session, 16_000), ["publish:-:", "pingreq"]);
+    session.receive({ type: "pingresp" }, 16_500);
+    assert.equal(session.tick(16_500), 26_000);
     assert.equal(session.tick(26_000), 36_000);
     assert.deepEqual(outbox(session, 26_000), ["pingreq"]);
   });
