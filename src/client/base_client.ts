@@ -415,7 +415,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         maximumPacketSize: this.#maximumIncoming,
       });
       const reader = this.#reader = transport.readable.pipeThrough(decoder).getReader();
-      this.#readLoopDone = this.#readLoop(reader);
+      this.#readLoopDone = this.#readLoop(reader, decoder);
     } catch (error) {
       this.#fail(new ConnectionClosedError("the transport cannot be used", { cause: error }));
       return;
@@ -604,7 +604,10 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     }
   }
 
-  async #readLoop(reader: ReadableStreamDefaultReader<Packet>): Promise<void> {
+  async #readLoop(
+    reader: ReadableStreamDefaultReader<Packet>,
+    decoder: MqttDecoderStream,
+  ): Promise<void> {
     let error: unknown;
     try {
       while (true) {
@@ -614,7 +617,11 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         if (pause !== undefined) await pause;
         if (this.#reader !== reader) return;
       }
-      error = new ConnectionClosedError("the broker closed the connection");
+      error = new ConnectionClosedError(
+        decoder.truncated
+          ? "the connection closed in the middle of a packet"
+          : "the broker closed the connection",
+      );
     } catch (caught) {
       error = caught;
     }
@@ -998,12 +1005,14 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       // A write still pending once the grace is over never ends: closing would wait behind it.
       writer ? this.#within(writer.close(), this.#writing ? 0 : CLOSE_GRACE_MS) : undefined,
     ]);
+    let closing: void | Promise<void> = undefined;
     try {
-      transport?.close?.();
+      closing = transport?.close?.();
     } catch {
       // Already closed.
     }
-    await this.#within(this.#readLoopDone, CLOSE_GRACE_MS);
+    // A WebSocket closes with a handshake: disconnect() returns once it is done, or the grace.
+    await this.#within(Promise.all([closing, this.#readLoopDone]), CLOSE_GRACE_MS);
   }
 
   /** Dispatches `error` (unless it was a normal end) and `disconnect`. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ConnectionClosedError, ProtocolError } from "../errors.ts";
+import { ProtocolError } from "../errors.ts";
 import { Reader } from "./bytes.ts";
 import { decodeBody, readRemainingLength } from "./decode.ts";
 import type { Packet, ProtocolVersion } from "./types.ts";
@@ -196,7 +196,8 @@ export class PacketDecoder {
  * A `TransformStream` from bytes to MQTT packets: pipe a connection's readable through it.
  * Accepts any chunking. The stream errors with a {@linkcode ProtocolError} on the first malformed
  * or illegal packet and on a packet larger than `maximumPacketSize` (as soon as its fixed header
- * is read), and with a `ConnectionClosedError` when the bytes end inside a packet.
+ * is read). When the bytes end inside a packet (a cut connection) it ends after every whole
+ * packet before them, and `truncated` says so.
  *
  * @example Decoding a byte stream
  * ```ts
@@ -213,22 +214,33 @@ export class PacketDecoder {
  */
 export class MqttDecoderStream extends TransformStream<Uint8Array, Packet> {
   #decoder: PacketDecoder;
+  #ended: { truncated: boolean };
 
   /** Creates the stream. */
   constructor(options: DecoderOptions = {}) {
     const decoder = new PacketDecoder(options);
+    const ended = { truncated: false };
     super({
       transform(chunk, controller) {
         decoder.push(chunk, (packet) => controller.enqueue(packet));
       },
       flush() {
-        // Bytes that stop inside a packet are a lost connection, not a malformed packet.
-        if (decoder.pending) {
-          throw new ConnectionClosedError("the connection closed in the middle of a packet");
-        }
+        // Bytes that stop inside a packet are a lost connection, not a malformed packet. The
+        // stream still ends cleanly: erroring it would throw away the whole packets decoded
+        // before them that the reader has not taken yet.
+        ended.truncated = decoder.pending;
       },
     });
     this.#decoder = decoder;
+    this.#ended = ended;
+  }
+
+  /**
+   * Whether the bytes ended inside a packet: true once the stream has ended with an incomplete
+   * packet left over (the connection was cut), false otherwise.
+   */
+  get truncated(): boolean {
+    return this.#ended.truncated;
   }
 
   /** The protocol version packets are decoded for; a broker sets it after reading CONNECT. */
