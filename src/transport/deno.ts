@@ -121,7 +121,14 @@ export async function openDenoTransport(
     );
   }
   // The handshake is lazy: run it now, so a bad certificate fails the connect, not a read.
-  await dial(address, conn.handshake().then(() => conn), signal, () => closeQuietly(conn));
+  try {
+    await dial(address, conn.handshake().then(() => conn), signal, () => closeQuietly(conn));
+  } catch (error) {
+    // A refused certificate leaves the connection open unless it is closed here: with
+    // reconnecting on, every failed attempt would leak a socket.
+    closeQuietly(conn);
+    throw error;
+  }
   return new DenoConnTransport(conn, address);
 }
 

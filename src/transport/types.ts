@@ -13,8 +13,11 @@ export interface Transport {
   readable: ReadableStream<Uint8Array>;
   /** Bytes to the broker. */
   writable: WritableStream<Uint8Array>;
-  /** Closes the connection at once, if the transport can (`Deno.Conn` can). */
-  close?(): void;
+  /**
+   * Closes the connection at once, if the transport can (`Deno.Conn` can). A transport whose
+   * closing takes a handshake (WebSocket) returns a promise that settles once it is closed.
+   */
+  close?(): void | Promise<void>;
 }
 
 /** How to reach a broker: everything `connect(url, options)` passes to the transport. */

@@ -231,13 +231,23 @@ export class WebSocketTransport implements Transport {
     socket.addEventListener("close", (event) => this.#onClose(event));
   }
 
-  /** Closes the WebSocket (code 1000); the readable side closes, further writes reject. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#socket.readyState <= WebSocket.OPEN) this.#socket.close(1000);
-    this.#end(connectionLost(this.#address, "the transport was closed"));
+  /**
+   * Closes the WebSocket (code 1000); the readable side closes, further writes reject. Resolves
+   * once the socket has closed and everything it held is released. Idempotent.
+   */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      if (this.#socket.readyState <= WebSocket.OPEN) this.#socket.close(1000);
+      this.#end(connectionLost(this.#address, "the transport was closed"));
+    }
+    if (this.#socket.readyState === WebSocket.CLOSED) this.#released();
+    return this.#gone;
   }
+
+  // Settles once the socket's close event has come and what it held is released.
+  #released!: () => void;
+  #gone: Promise<void> = new Promise((resolve) => this.#released = resolve);
 
   #onMessage(event: MessageEvent): void {
     if (this.#readableDone) return;
@@ -257,6 +267,7 @@ export class WebSocketTransport implements Transport {
     const detail = `the WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`;
     this.#end(connectionLost(this.#address, detail), wasClean);
     this.#dispose();
+    this.#released();
   }
 
   /** Ends both streams: the readable side closes if the end was orderly, else it errors. */
