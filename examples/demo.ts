@@ -12,7 +12,7 @@
  */
 
 import process from "node:process";
-import { connect, type Message, MqttClient } from "../mod.ts";
+import { connect, type Message, type MqttClient } from "../mod.ts";
 import { Broker } from "../src/broker/mod.ts";
 
 const decoder = new TextDecoder();

@@ -1,0 +1,249 @@
+/**
+ * The CLI's standard streams as web streams, on Deno, Bun and Node alike, and the byte helpers
+ * the commands read and write them with.
+ *
+ * @module
+ */
+
+import process from "node:process";
+
+/**
+ * What the CLI reads, writes and listens to. `main` takes the process's own by default; tests
+ * pass their own streams to run the CLI in-process.
+ */
+export interface CliIo {
+  /** Standard input: the payloads of `kite pub -l` and `kite pub -s`. */
+  stdin: ReadableStream<Uint8Array>;
+  /** Standard output: the messages `kite sub` receives. */
+  stdout: WritableStream<Uint8Array>;
+  /** Standard error: the one line that says what went wrong, and `-d` reports. */
+  stderr: WritableStream<Uint8Array>;
+  /** The environment; `MQTT_URL` names the broker when no flag does. */
+  env: Readonly<Record<string, string | undefined>>;
+  /**
+   * Stops a running command the way Ctrl-C does: `kite sub` and `kite pub -l` disconnect
+   * cleanly and exit 0, `kite broker` closes. The process's own fires on SIGINT and SIGTERM.
+   */
+  signal?: AbortSignal;
+}
+
+type DenoStdio = {
+  stdin: { readable: ReadableStream<Uint8Array> };
+  stdout: { writable: WritableStream<Uint8Array> };
+  stderr: { writable: WritableStream<Uint8Array> };
+};
+
+type BunStdin = { stdin: { stream(): ReadableStream<Uint8Array> } };
+
+/**
+ * The process's standard streams, environment and interrupt signal. Each is made when first
+ * used, so a command that never reads stdin leaves it alone. The signal listens for SIGINT and
+ * SIGTERM until `release()`; a second SIGINT ends the process at once with status 130.
+ *
+ * @returns The process's {@linkcode CliIo}, and `release()` to remove the signal listeners.
+ *
+ * @example
+ * ```ts
+ * import { processIo } from "./io.ts";
+ *
+ * const io = processIo();
+ * const writer = io.stdout.getWriter();
+ * await writer.write(new TextEncoder().encode("hello\n"));
+ * writer.releaseLock();
+ * io.release();
+ * ```
+ */
+export function processIo(): CliIo & { release(): void } {
+  const deno = (globalThis as { Deno?: DenoStdio }).Deno;
+  const bun = (globalThis as { Bun?: BunStdin }).Bun;
+  let stdin: ReadableStream<Uint8Array> | undefined;
+  let stdout: WritableStream<Uint8Array> | undefined;
+  let stderr: WritableStream<Uint8Array> | undefined;
+  let controller: AbortController | undefined;
+  let interrupts = 0;
+  const onSignal = () => {
+    if (++interrupts > 1) process.exit(130);
+    controller?.abort(new Error("interrupted"));
+  };
+  return {
+    get stdin(): ReadableStream<Uint8Array> {
+      stdin ??= deno?.stdin.readable ?? bun?.stdin.stream() ?? nodeReadable();
+      return stdin;
+    },
+    get stdout(): WritableStream<Uint8Array> {
+      stdout ??= deno?.stdout.writable ?? nodeWritable(process.stdout);
+      return stdout;
+    },
+    get stderr(): WritableStream<Uint8Array> {
+      stderr ??= deno?.stderr.writable ?? nodeWritable(process.stderr);
+      return stderr;
+    },
+    get env(): Readonly<Record<string, string | undefined>> {
+      return process.env;
+    },
+    get signal(): AbortSignal {
+      if (controller === undefined) {
+        controller = new AbortController();
+        process.on("SIGINT", onSignal);
+        process.on("SIGTERM", onSignal);
+      }
+      return controller.signal;
+    },
+    release(): void {
+      if (controller === undefined) return;
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    },
+  };
+}
+
+/** Node's stdin as a web stream, for runtimes with neither `Deno.stdin` nor `Bun.stdin`. */
+function nodeReadable(): ReadableStream<Uint8Array> {
+  const input = process.stdin;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      input.on("data", (chunk: Uint8Array | string) => {
+        controller.enqueue(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);
+        if ((controller.desiredSize ?? 1) <= 0) input.pause();
+      });
+      input.once("end", () => controller.close());
+      input.once("error", (error) => controller.error(error));
+    },
+    pull() {
+      input.resume();
+    },
+    cancel() {
+      input.pause();
+    },
+  });
+}
+
+/** A Node write stream as a web stream that never closes it: stdout and stderr outlive us. */
+function nodeWritable(
+  output: { write(chunk: Uint8Array, callback: (error?: Error | null) => void): boolean },
+): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    write(chunk) {
+      return new Promise((resolve, reject) => {
+        output.write(chunk, (error) => error ? reject(error) : resolve());
+      });
+    },
+  });
+}
+
+/**
+ * Writes bytes or text to a stream and releases it again, so others may write after.
+ *
+ * @param stream Where to write.
+ * @param data The bytes, or text to send as UTF-8.
+ *
+ * @example
+ * ```ts
+ * import { writeTo } from "./io.ts";
+ *
+ * const chunks: Uint8Array[] = [];
+ * await writeTo(new WritableStream({ write: (chunk) => void chunks.push(chunk) }), "hi\n");
+ * console.log(chunks.length); // 1
+ * ```
+ */
+export async function writeTo(
+  stream: WritableStream<Uint8Array>,
+  data: Uint8Array | string,
+): Promise<void> {
+  const writer = stream.getWriter();
+  try {
+    await writer.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
+  } finally {
+    writer.releaseLock();
+  }
+}
+
+/**
+ * Reads a stream to its end.
+ *
+ * @param stream The bytes.
+ * @param signal Stops reading early; what was read so far is returned.
+ * @returns Everything read, in one array.
+ *
+ * @example
+ * ```ts
+ * import { readAll } from "./io.ts";
+ *
+ * const bytes = await readAll(new Blob(["a", "b"]).stream());
+ * console.log(bytes); // Uint8Array(2) [ 97, 98 ]
+ * ```
+ */
+export async function readAll(
+  stream: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of chunksOf(stream, signal)) chunks.push(chunk);
+  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+/**
+ * Splits a stream into lines, as bytes, without their `\n` or `\r\n`. A last line without a
+ * newline is a line too; the bytes are not decoded, so any payload survives as it is.
+ *
+ * @param stream The bytes.
+ * @param signal Stops reading early.
+ * @returns The lines, one at a time as they arrive.
+ *
+ * @example
+ * ```ts
+ * import { readLines } from "./io.ts";
+ *
+ * const lines = [];
+ * for await (const line of readLines(new Blob(["a\nb\r\nc"]).stream())) lines.push(line.length);
+ * console.log(lines); // [1, 1, 1]
+ * ```
+ */
+export async function* readLines(
+  stream: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  let pending = new Uint8Array(0);
+  for await (const chunk of chunksOf(stream, signal)) {
+    let data = chunk;
+    if (pending.length > 0) {
+      data = new Uint8Array(pending.length + chunk.length);
+      data.set(pending);
+      data.set(chunk, pending.length);
+    }
+    let start = 0;
+    for (let newline = data.indexOf(0x0a); newline !== -1; newline = data.indexOf(0x0a, start)) {
+      const end = newline > start && data[newline - 1] === 0x0d ? newline - 1 : newline;
+      yield data.slice(start, end);
+      start = newline + 1;
+    }
+    pending = data.slice(start);
+  }
+  if (pending.length > 0) yield pending;
+}
+
+/** The chunks of a stream, until it ends or the signal aborts (which cancels the read). */
+async function* chunksOf(
+  stream: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  const reader = stream.getReader();
+  const cancel = () => void reader.cancel().catch(() => {});
+  signal?.addEventListener("abort", cancel, { once: true });
+  try {
+    while (!signal?.aborted) {
+      const { value, done } = await reader.read();
+      if (done || signal?.aborted) return;
+      yield value;
+    }
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+    reader.releaseLock();
+  }
+}
