@@ -32,7 +32,7 @@ import type {
   UnsubackPacket,
   UnsubscribePacket,
 } from "../packet/types.ts";
-import { Session, type StoreOperation } from "../session/session.ts";
+import { requestPayloadSize, Session, type StoreOperation } from "../session/session.ts";
 import type { Store } from "../session/store.ts";
 import type { Transport } from "../transport/types.ts";
 import { Deferred } from "./deferred.ts";
@@ -216,6 +216,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   #keepaliveAt = Infinity;
   #connectTimer: unknown;
   #connectTimeout = 30_000;
+  // When the dial of the current attempt began: connectTimeout counts from there.
+  #attemptStartedAt: number | undefined;
   #maximumIncoming: number | undefined;
   // The promise of the first connect(); later connections have none.
   #connecting: Deferred<boolean> | undefined;
@@ -298,23 +300,16 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     try {
       if (this.#store !== undefined) {
         const contents = await this.#store.open();
+        // disconnect() while the store opened: it has settled `connecting` already.
+        if (this.#state !== "connecting") return connecting.promise;
         // Publishes of an earlier process: nobody waits for them here, they just complete.
         this.#session!.restore(contents, () => new Deferred<unknown>());
       }
       let transport = this.#transport;
       if (transport === undefined) {
-        const controller = this.#dialing = new AbortController();
-        const onAbort = () => controller.abort(this.#signal!.reason);
-        this.#signal?.addEventListener("abort", onAbort, { once: true });
-        try {
-          this.#signal?.throwIfAborted();
-          transport = await this.#dial!(controller.signal, 0);
-        } finally {
-          this.#signal?.removeEventListener("abort", onAbort);
-          this.#dialing = undefined;
-        }
+        transport = await this.#dialTransport(0);
         if (this.#state !== "connecting") {
-          transport.close?.();
+          closeQuietly(transport);
           return connecting.promise;
         }
       }
@@ -394,6 +389,44 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     );
   }
 
+  /**
+   * Opens a transport with the dialer. The attempt ends with `connectTimeout`, with the signal
+   * given to `connect` (the first attempt) and with `disconnect()` — also when the dialer does
+   * not listen to its signal, as a `beforeConnect` or a TLS or WebSocket handshake that never
+   * ends may not: the attempt then fails, and a transport that arrives later is closed.
+   */
+  async #dialTransport(attempt: number): Promise<Transport> {
+    const controller = this.#dialing = new AbortController();
+    const dialSignal = controller.signal;
+    const signal = attempt === 0 ? this.#signal : undefined;
+    const onAbort = () => controller.abort(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#attemptStartedAt = this.#clock.now();
+    const timer = this.#clock.setTimeout(() => {
+      controller.abort(
+        new TimeoutError(`could not connect to the broker within ${this.#connectTimeout} ms`),
+      );
+    }, this.#connectTimeout);
+    let onStop: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      onStop = () => reject(dialSignal.reason);
+      dialSignal.addEventListener("abort", onStop, { once: true });
+    });
+    try {
+      signal?.throwIfAborted();
+      const dialing = this.#dial!(dialSignal, attempt);
+      dialing.then((transport) => {
+        if (dialSignal.aborted) closeQuietly(transport);
+      }, () => {});
+      return await Promise.race([dialing, stopped]);
+    } finally {
+      this.#clock.clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      dialSignal.removeEventListener("abort", onStop!);
+      if (this.#dialing === controller) this.#dialing = undefined;
+    }
+  }
+
   /** Starts a connection over `transport`: sends CONNECT, reads until CONNACK. */
   #open(transport: Transport): void {
     const session = this.#session!;
@@ -420,12 +453,16 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       this.#fail(new ConnectionClosedError("the transport cannot be used", { cause: error }));
       return;
     }
-    session.connect(this.#clock.now());
+    const now = this.#clock.now();
+    session.connect(now);
     this.#scheduleFlush();
+    // connectTimeout covers the whole attempt: the dial, then CONNACK.
+    const started = this.#attemptStartedAt ?? now;
+    this.#attemptStartedAt = undefined;
     this.#connectTimer = this.#clock.setTimeout(() => {
       this.#connectTimer = undefined;
       this.#fail(new TimeoutError(`no CONNACK within ${this.#connectTimeout} ms`));
-    }, this.#connectTimeout);
+    }, Math.max(0, started + this.#connectTimeout - now));
   }
 
   /** Throws a {@linkcode StateError} unless the current state allows `operation`. */
@@ -478,16 +515,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         'not connected, and QoS 0 publishes are dropped while offline (queue.qos0: "drop")',
       );
     }
-    const waiting = session.waitingCount;
-    if (
-      waiting > 0 || !session.connected
-        ? waiting >= this.#maxQueued ||
-          session.waitingBytes + packet.payload.length > this.#maxQueuedBytes
-        : false
-    ) {
-      throw new LimitError(
-        `the queue of publishes waiting to be sent is full (${waiting} messages, ${session.waitingBytes} bytes; see the queue option)`,
-      );
+    if (session.waitingCount > 0 || !session.connected) {
+      this.#requireQueueRoom(packet.payload.length);
     }
     const token = new Deferred<unknown>();
     session.publish(packet, token);
@@ -495,10 +524,43 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     return token.promise as Promise<void>;
   }
 
+  /**
+   * Throws {@linkcode LimitError} when the offline queue has no room for one more entry of
+   * `bytes` bytes. Publishes waiting to be sent and SUBSCRIBE or UNSUBSCRIBE requests made while
+   * disconnected share its bounds (`queue.maxMessages`, `queue.maxBytes`).
+   */
+  #requireQueueRoom(bytes: number): void {
+    const session = this.#session!;
+    const publishes = session.waitingCount;
+    const requests = session.queuedRequestCount;
+    const queuedBytes = session.waitingBytes + session.queuedRequestBytes;
+    if (publishes + requests >= this.#maxQueued || queuedBytes + bytes > this.#maxQueuedBytes) {
+      throw new LimitError(
+        `the queue of operations waiting to be sent is full (${publishes} publishes, ${requests} subscribe or unsubscribe requests, ${queuedBytes} bytes; see the queue option)`,
+      );
+    }
+  }
+
+  /**
+   * Encodes a SUBSCRIBE or UNSUBSCRIBE to check it: a bad one fails here rather than on the wire,
+   * and none larger than the broker accepts is ever sent [MQTT-3.2.2-15].
+   */
+  #checkSize(packet: SubscribePacket | UnsubscribePacket): void {
+    const writer = new Writer();
+    encodeInto(writer, packet, this.#version);
+    const maximum = this.#session!.limits.maximumPacketSize;
+    if (writer.pos > maximum) {
+      throw new LimitError(
+        `the ${packet.type.toUpperCase()} is ${writer.pos} bytes; the broker accepts at most ${maximum}`,
+      );
+    }
+  }
+
   /** Queues a SUBSCRIBE; settles with the SUBACK. */
   protected sendSubscribe(packet: Omit<SubscribePacket, "packetId">): Promise<SubackPacket> {
     this.requireState("subscribe");
-    encodeInto(new Writer(), { ...packet, packetId: 1 } as SubscribePacket, this.#version);
+    this.#checkSize({ ...packet, packetId: 1 } as SubscribePacket);
+    if (!this.#session!.connected) this.#requireQueueRoom(requestPayloadSize(packet));
     const token = new Deferred<unknown>();
     this.#session!.subscribe(packet, token);
     this.#pump();
@@ -510,7 +572,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     packet: Omit<UnsubscribePacket, "packetId">,
   ): Promise<UnsubackPacket> {
     this.requireState("unsubscribe");
-    encodeInto(new Writer(), { ...packet, packetId: 1 } as UnsubscribePacket, this.#version);
+    this.#checkSize({ ...packet, packetId: 1 } as UnsubscribePacket);
+    if (!this.#session!.connected) this.#requireQueueRoom(requestPayloadSize(packet));
     const token = new Deferred<unknown>();
     this.#session!.unsubscribe(packet, token);
     this.#pump();
@@ -614,7 +677,15 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         const { value, done } = await reader.read();
         if (done) break;
         const pause = this.#handle(value);
-        if (pause !== undefined) await pause;
+        if (pause !== undefined) {
+          // Unread packets wait while the user catches up, a PINGRESP among them: keepalive
+          // must not take that wait for a dead broker.
+          this.#session!.readerPaused();
+          await pause;
+          if (this.#reader !== reader) return;
+          this.#session!.readerResumed(this.#clock.now());
+          if (this.#state === "connected") this.#armKeepalive();
+        }
         if (this.#reader !== reader) return;
       }
       error = new ConnectionClosedError(
@@ -946,25 +1017,18 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
 
   async #redial(attempt: number): Promise<void> {
     if (this.#state !== "reconnecting") return;
-    const controller = this.#dialing = new AbortController();
     let transport: Transport;
     try {
-      transport = await this.#dial!(controller.signal, attempt);
+      transport = await this.#dialTransport(attempt);
     } catch (error) {
-      if (this.#dialing === controller) this.#dialing = undefined;
       if (this.#state !== "reconnecting") return;
       const failure = toMqttError(error);
       if (this.#shouldRetry(failure)) this.#scheduleReconnect(failure);
       else this.#finishClose(failure);
       return;
     }
-    if (this.#dialing === controller) this.#dialing = undefined;
     if (this.#state !== "reconnecting") {
-      try {
-        transport.close?.();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(transport);
       return;
     }
     this.#open(transport);
@@ -1123,4 +1187,14 @@ function toMqttError(reason: unknown): MqttError {
     `the connection failed: ${reason instanceof Error ? reason.message : String(reason)}`,
     { cause: reason },
   );
+}
+
+/** Closes a transport nobody will use; one that is closed already is fine. */
+function closeQuietly(transport: Transport): void {
+  try {
+    const closing = transport.close?.();
+    if (closing instanceof Promise) closing.catch(() => {});
+  } catch {
+    // Already closed.
+  }
 }

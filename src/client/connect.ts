@@ -24,10 +24,13 @@ export interface ConnectionChange {
 export interface ConnectOptions extends ClientOptions, TransportOptions {
   /**
    * Called before every connection attempt, the first included: may return another URL or new
-   * credentials (a refreshed token). If it throws, the attempt fails like a refused dial.
+   * credentials (a refreshed token). A user name and password in a returned URL are used unless
+   * the options or the change give them; a change stays in force for later attempts. If it
+   * throws, the attempt fails like a refused dial. It counts against `connectTimeout`; `signal`
+   * aborts when the attempt is given up (timeout, `disconnect()`).
    */
   beforeConnect?: (
-    attempt: { attempt: number; url: URL },
+    attempt: { attempt: number; url: URL; signal: AbortSignal },
   ) => void | ConnectionChange | Promise<void | ConnectionChange>;
 }
 
@@ -57,23 +60,34 @@ export async function connect(
   options: ConnectOptions = {},
 ): Promise<MqttClient> {
   let target = typeof url === "string" ? new URL(url) : url;
-  const username = options.username ??
-    (target.username ? decodeURIComponent(target.username) : undefined);
-  const password = options.password ??
-    (target.password ? decodeURIComponent(target.password) : undefined);
+  let username = options.username ?? usernameOf(target);
+  let password: string | Uint8Array | undefined = options.password ?? passwordOf(target);
   const { beforeConnect } = options;
   const client: MqttClient = new MqttClient(async (signal, attempt) => {
     if (beforeConnect !== undefined) {
-      const change = await beforeConnect({ attempt, url: target });
+      const change = await beforeConnect({ attempt, url: target, signal });
+      signal.throwIfAborted();
       if (change) {
-        if (change.url !== undefined) target = new URL(change.url);
-        if (change.username !== undefined || change.password !== undefined) {
-          client.setCredentials(change.username ?? username, change.password ?? password);
+        if (change.url !== undefined) {
+          target = new URL(change.url);
+          username = options.username ?? usernameOf(target) ?? username;
+          password = options.password ?? passwordOf(target) ?? password;
         }
+        if (change.username !== undefined) username = change.username;
+        if (change.password !== undefined) password = change.password;
+        client.setCredentials(username, password);
       }
     }
     return await openTransport(target, { ...options, signal });
   });
   await client.connect({ ...options, username, password, reconnect: options.reconnect ?? true });
   return client;
+}
+
+function usernameOf(url: URL): string | undefined {
+  return url.username ? decodeURIComponent(url.username) : undefined;
+}
+
+function passwordOf(url: URL): string | undefined {
+  return url.password ? decodeURIComponent(url.password) : undefined;
 }

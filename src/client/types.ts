@@ -117,11 +117,16 @@ export interface ReconnectOptions {
   random?: () => number;
 }
 
-/** Bounds of the queue of publishes that wait to be sent. A full queue rejects at once. */
+/**
+ * Bounds of the queue of publishes that wait to be sent, shared with the subscribe and
+ * unsubscribe requests made while disconnected. A full queue rejects at once with `LimitError`.
+ */
 export interface QueueOptions {
-  /** The most publishes that may wait; default 10,000. */
+  /** The most publishes and requests that may wait; default 10,000. */
   maxMessages?: number;
-  /** The most payload bytes that may wait; default 64 MiB. */
+  /**
+   * The most payload bytes that may wait (a request counts its topic filters); default 64 MiB.
+   */
   maxBytes?: number;
   /** Whether QoS 0 publishes wait while disconnected (`"queue"`, the default) or are refused (`"drop"`). */
   qos0?: "queue" | "drop";

@@ -14,6 +14,7 @@
  */
 
 import { LimitError, MqttError, ProtocolError, TimeoutError } from "../errors.ts";
+import { utf8Length } from "../packet/bytes.ts";
 import { publishSize } from "../packet/publish.ts";
 import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
 import type {
@@ -188,8 +189,9 @@ export class Session<T> {
   #waitingHead = 0;
   // SUBSCRIBE and UNSUBSCRIBE waiting for their acknowledgement, by packet id.
   #requests = new Map<number, Request<T>>();
-  // Requests made while disconnected, sent once connected.
+  // Requests made while disconnected, sent once connected, and the bytes of their payloads.
   #queuedRequests: Request<T>[] = [];
+  #queuedRequestBytes = 0;
   #nextPacketId = 1;
   // Incoming QoS 2 packet ids between PUBLISH and PUBREL: false until the message has been
   // delivered, true after (its PUBREC is due). An id stays reserved until PUBREL, also across a
@@ -210,7 +212,9 @@ export class Session<T> {
   /** Whether a CONNACK ever accepted this session: later ones are reconnections. */
   #everConnected = false;
   #lastSent = 0;
+  // When the wait for PINGRESP began: when PINGREQ was sent, or when reading last resumed.
   #pingSentAt = -1;
+  #readerPaused = false;
   #window: number;
 
   /** Creates a session. */
@@ -245,6 +249,8 @@ export class Session<T> {
       } else {
         delete record.packet.packetId;
         this.#waiting.push(outgoing);
+        // Counted like any waiting publish, since #fillWindow takes it off again.
+        this.#waitingBytes += record.packet.payload.length;
       }
       this.#nextSequence = Math.max(this.#nextSequence, record.sequence + 1);
     }
@@ -273,6 +279,16 @@ export class Session<T> {
   /** The number of our QoS 1 and 2 publishes waiting to be sent. */
   get waitingCount(): number {
     return this.#waiting.length - this.#waitingHead;
+  }
+
+  /** The number of SUBSCRIBE and UNSUBSCRIBE requests made while disconnected, waiting to be sent. */
+  get queuedRequestCount(): number {
+    return this.#queuedRequests.length;
+  }
+
+  /** The total payload bytes (see {@linkcode requestPayloadSize}) of the queued requests. */
+  get queuedRequestBytes(): number {
+    return this.#queuedRequestBytes;
   }
 
   /** The publishes in flight, in the order they were sent. */
@@ -321,6 +337,7 @@ export class Session<T> {
     const o = this.options;
     this.connected = false;
     this.#pingSentAt = -1;
+    this.#readerPaused = false;
     this.#lastSent = now;
     this.#topicAliases.clear(); // [MQTT-3.3.2-7] aliases do not outlive a connection
     const packet: ConnectPacket = {
@@ -384,6 +401,7 @@ export class Session<T> {
     const request = { packet, token };
     if (!this.connected) {
       this.#queuedRequests.push(request);
+      this.#queuedRequestBytes += requestPayloadSize(packet);
       return;
     }
     packet.packetId = this.#allocatePacketId();
@@ -543,6 +561,7 @@ export class Session<T> {
     const requests = [...this.#requests.values(), ...this.#queuedRequests];
     this.#requests.clear();
     this.#queuedRequests = [];
+    this.#queuedRequestBytes = 0;
     for (const request of requests) this.#request(request.packet, request.token);
     this.#fillWindow();
   }
@@ -554,6 +573,7 @@ export class Session<T> {
   disconnected(): void {
     this.connected = false;
     this.#pingSentAt = -1;
+    this.#readerPaused = false;
     this.#outbox = [];
     this.#unacknowledged = [];
     this.#unacknowledgedHead = 0;
@@ -577,13 +597,36 @@ export class Session<T> {
     this.#waitingHead = 0;
     this.#requests.clear();
     this.#queuedRequests = [];
+    this.#queuedRequestBytes = 0;
     return tokens;
+  }
+
+  /**
+   * Says that the caller stopped reading packets from the server, because the user has not yet
+   * taken the messages already read (back-pressure). A PINGRESP may then sit unread behind the
+   * PUBLISHes ahead of it: until `readerResumed`, a missing PINGRESP proves nothing, and `tick`
+   * does not count the ping timeout.
+   */
+  readerPaused(): void {
+    this.#readerPaused = true;
+  }
+
+  /**
+   * Says that the caller reads packets from the server again: the wait for an outstanding
+   * PINGRESP counts from `now`, the full ping timeout, so a broker that has really gone quiet
+   * is still found.
+   */
+  readerResumed(now: number): void {
+    if (!this.#readerPaused) return;
+    this.#readerPaused = false;
+    if (this.#pingSentAt >= 0) this.#pingSentAt = now;
   }
 
   /**
    * Advances the keepalive clock: puts PINGREQ in the outbox when nothing has been sent for the
    * keepalive period ([MQTT-3.1.2-23] in 3.1.1, [MQTT-3.1.2-20] in 5.0), and throws {@linkcode TimeoutError} when a PINGREQ has had
-   * no answer within the ping timeout.
+   * no answer within the ping timeout. Time while the reader is paused (see `readerPaused`)
+   * does not count toward the ping timeout.
    *
    * @returns The time at which to call `tick` next, or `Infinity` when keepalive is off.
    */
@@ -591,6 +634,21 @@ export class Session<T> {
     if (!this.connected || this.keepalive === 0) return Infinity;
     const period = this.keepalive * 1000;
     const pingTimeout = this.options.pingTimeout ?? period;
+    if (this.#readerPaused) {
+      // The answer to a PINGREQ may be unread, so its absence is no verdict. But the server
+      // must still hear from us once per period [MQTT-3.1.2-23] (3.1.1; [MQTT-3.1.2-20] in 5.0)
+      // or it closes the connection [MQTT-3.1.2-24]: a PINGREQ then, even with one unanswered.
+      if (now - this.#lastSent >= period) {
+        const outbox = this.#outbox;
+        // One PINGREQ waiting to be written is enough, when a write does not finish.
+        if (outbox.length === 0 || outbox[outbox.length - 1].type !== "pingreq") {
+          outbox.push({ type: "pingreq" });
+        }
+        if (this.#pingSentAt < 0) this.#pingSentAt = now;
+        return now + period;
+      }
+      return this.#lastSent + period;
+    }
     if (this.#pingSentAt >= 0) {
       // A PINGREQ is out: its answer, or its absence, is what matters now.
       const deadline = this.#pingSentAt + pingTimeout;
@@ -882,6 +940,32 @@ export class PublishError extends MqttError {
     );
     this.reasonCode = reasonCode;
   }
+}
+
+/**
+ * The size of the payload of a SUBSCRIBE or UNSUBSCRIBE: each topic filter as a UTF-8 string
+ * with its 2-byte length, and for SUBSCRIBE its options byte. What a request counts against the
+ * byte bound of the offline queue, as a PUBLISH counts its payload.
+ *
+ * @example
+ * ```ts
+ * import { requestPayloadSize } from "./session.ts";
+ *
+ * console.log(requestPayloadSize({ type: "unsubscribe", packetId: 1, topicFilters: ["a/b"] })); // 5
+ * ```
+ */
+export function requestPayloadSize(
+  packet: Omit<SubscribePacket, "packetId"> | Omit<UnsubscribePacket, "packetId">,
+): number {
+  let size = 0;
+  if (packet.type === "subscribe") {
+    for (const subscription of packet.subscriptions) {
+      size += 3 + utf8Length(subscription.topicFilter, "a topic filter");
+    }
+  } else {
+    for (const filter of packet.topicFilters) size += 2 + utf8Length(filter, "a topic filter");
+  }
+  return size;
 }
 
 function reasonStringOf(packet: Packet): string | undefined {

@@ -349,6 +349,22 @@ describe("CONNACK v5 properties", () => {
     await Promise.all([client.disconnect(), broker.closed()]);
   });
 
+  test("CONNACK v5 Maximum Packet Size 32: a larger SUBSCRIBE or UNSUBSCRIBE rejects with LimitError and is not sent [MQTT-3.2.2-15]", async () => {
+    const { client, broker } = await connected(5, { connack: "20 08 00 00 05 27 00 00 00 20" });
+    // SUBSCRIBE v5: 2 bytes of fixed header, 2 of packet id, 1 of properties, then per filter
+    // 2 of length, the filter and 1 of options: a 24-character filter makes 32 bytes.
+    await assert.rejects(client.subscribe("f".repeat(25), { qos: 1 }), LimitError);
+    await assert.rejects(client.unsubscribe("f".repeat(26)), LimitError);
+    await assertQuiet(broker);
+    const subscribing = client.subscribe("f".repeat(24), { qos: 1 });
+    const sent = await broker.next();
+    assert.equal(sent.packet.type, "subscribe");
+    assert.equal(sent.bytes.length, 32);
+    await broker.send("90 04 00 01 00 01");
+    assert.equal(await subscribing, 1);
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
+
   test("CONNACK v5 Assigned Client Identifier becomes client.clientId", async () => {
     const broker = new FakeBroker(5);
     const client = new MqttClient(broker.transport);

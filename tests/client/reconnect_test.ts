@@ -86,6 +86,18 @@ class Rig {
   }
 }
 
+/** Asserts that `operation` was refused at once with LimitError: not queued, not left pending. */
+async function assertRefused(operation: Promise<unknown>): Promise<void> {
+  const watched = watch(operation);
+  await settle();
+  assert.ok(
+    watched.reason instanceof LimitError,
+    `expected LimitError at once; the operation ${
+      watched.settled ? `settled with ${watched.reason ?? watched.value}` : "is still pending"
+    }`,
+  );
+}
+
 describe("reconnect", () => {
   test("a resumed session re-sends the PUBLISH with DUP and the PUBREL, in their original order, with their packet ids [MQTT-4.4.0-1]", async () => {
     const rig = new Rig();
@@ -213,6 +225,53 @@ describe("reconnect", () => {
     await assert.rejects(rig.client.publish("q", "bbbb", { qos: 1 }), LimitError);
     await rig.client.disconnect();
     await assert.rejects(queued.promise, ConnectionClosedError);
+  });
+
+  test("subscribe and unsubscribe while disconnected count against queue.maxMessages: a full queue rejects them at once with LimitError", async () => {
+    const rig = new Rig();
+    const first = await rig.start({ queue: { maxMessages: 3 } });
+    await rig.lose(first);
+    const queued = [
+      watch(rig.client.publish("q", "a", { qos: 1 })),
+      watch(rig.client.subscribe("s", { qos: 1 })),
+      watch(rig.client.unsubscribe("u")),
+    ];
+    await assertRefused(rig.client.subscribe("t"));
+    await assertRefused(rig.client.unsubscribe("t"));
+    await assertRefused(rig.client.publish("q", "b", { qos: 1 }));
+    // What fitted goes out after the reconnect, and the queue is empty again.
+    const second = await rig.reconnect(true);
+    const subscribe = await second.expect("subscribe");
+    assert.deepEqual(subscribe.subscriptions.map((s) => s.topicFilter), ["s"]);
+    const unsubscribe = await second.expect("unsubscribe");
+    assert.deepEqual(unsubscribe.topicFilters, ["u"]);
+    const publish = await second.expect("publish");
+    await second.sendPacket({ type: "suback", packetId: subscribe.packetId, reasonCodes: [1] });
+    await second.sendPacket({ type: "unsuback", packetId: unsubscribe.packetId });
+    await second.sendPacket({ type: "puback", packetId: publish.packetId! });
+    await Promise.all(queued.map((operation) => operation.promise));
+    await rig.lose(second);
+    const again = [1, 2, 3].map((i) => watch(rig.client.subscribe(`again/${i}`)));
+    await assertRefused(rig.client.subscribe("again/4"));
+    await rig.client.disconnect();
+    for (const operation of again) {
+      await assert.rejects(operation.promise, ConnectionClosedError);
+    }
+  });
+
+  test("subscribe and unsubscribe while disconnected count their topic filters against queue.maxBytes", async () => {
+    const rig = new Rig();
+    const first = await rig.start({ queue: { maxMessages: 100, maxBytes: 10 } });
+    await rig.lose(first);
+    // A SUBSCRIBE payload of 2 + 3 + 1 bytes: 6 of the 10.
+    const subscribed = watch(rig.client.subscribe("abc"));
+    // 2 + 3 more would make 11.
+    await assertRefused(rig.client.unsubscribe("abc"));
+    await assertRefused(rig.client.publish("q", "12345", { qos: 1 }));
+    const published = watch(rig.client.publish("q", "1234", { qos: 1 }));
+    await rig.client.disconnect();
+    await assert.rejects(subscribed.promise, ConnectionClosedError);
+    await assert.rejects(published.promise, ConnectionClosedError);
   });
 
   test("queue.qos0 'drop' refuses QoS 0 publishes while disconnected", async () => {

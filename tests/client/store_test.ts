@@ -14,8 +14,8 @@ import {
   type StoredPublish,
 } from "../../src/session/store.ts";
 import { StoreError } from "../../src/client/base_client.ts";
-import { ConnectionClosedError } from "../../src/errors.ts";
-import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard } from "./harness.ts";
+import { ConnectionClosedError, LimitError } from "../../src/errors.ts";
+import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
 
 /** A store whose every write waits until the test releases it, and that logs what it did. */
 class GatedStore implements Store {
@@ -174,6 +174,62 @@ describe("client and store", () => {
     assert.deepEqual(client.pending, { inflight: 0, waiting: 0 });
     assert.deepEqual(store.open().outgoing, []);
     await client.disconnect();
+  });
+
+  test("publishes a store held queued count against queue.maxBytes until they are sent, and only until then", async () => {
+    const store = new MemoryStore();
+    store.put({
+      sequence: 1,
+      packet: {
+        type: "publish",
+        topic: "q",
+        payload: new TextEncoder().encode("12345678"),
+        qos: 1,
+        retain: false,
+        dup: false,
+      },
+      state: "queued",
+    });
+    const broker = new FakeBroker(4);
+    const client = new MqttClient(broker.transport);
+    const connecting = client.connect({
+      clientId: "kite",
+      keepalive: 0,
+      clean: false,
+      store,
+      clock: new FakeClock(),
+      inflightWindow: 1,
+      queue: { maxBytes: 10 },
+    });
+    await broker.expect("connect");
+    // Before CONNACK the 8 restored bytes wait: 4 more would make 12.
+    assert.deepEqual(client.pending, { inflight: 0, waiting: 1 });
+    const refused = watch(client.publish("q", "abcd", { qos: 1 }));
+    await settle();
+    assert.ok(refused.reason instanceof LimitError, "12 bytes were accepted with a bound of 10");
+    const fits = client.publish("q", "ab", { qos: 1 });
+    await broker.sendPacket({ type: "connack", sessionPresent: true, reasonCode: 0 });
+    await connecting;
+    for (const payload of ["12345678", "ab"]) {
+      const publish = await broker.expect("publish");
+      assert.equal(new TextDecoder().decode(publish.payload), payload);
+      await broker.sendPacket({ type: "puback", packetId: publish.packetId! });
+    }
+    await fits;
+    // Sent, they no longer count, nor count against: with the window full, 10 bytes may wait.
+    const inflight = client.publish("q", "x", { qos: 1 });
+    const waiting = client.publish("q", "1234567890", { qos: 1 });
+    const over = watch(client.publish("q", "y", { qos: 1 }));
+    await settle();
+    assert.ok(over.reason instanceof LimitError, "11 bytes were accepted with a bound of 10");
+    assert.deepEqual(client.pending, { inflight: 1, waiting: 1 });
+    for (const payload of ["x", "1234567890"]) {
+      const publish = await broker.expect("publish");
+      assert.equal(new TextDecoder().decode(publish.payload), payload);
+      await broker.sendPacket({ type: "puback", packetId: publish.packetId! });
+    }
+    await Promise.all([inflight, waiting]);
+    await Promise.all([client.disconnect(), broker.closed()]);
   });
 
   test("persisted() resolves once every accepted publish is in the store", async () => {

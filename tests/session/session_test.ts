@@ -14,7 +14,12 @@ import type {
   PublishPacket,
   QoS,
 } from "../../src/packet/types.ts";
-import { PublishError, Session, type SessionOptions } from "../../src/session/session.ts";
+import {
+  PublishError,
+  requestPayloadSize,
+  Session,
+  type SessionOptions,
+} from "../../src/session/session.ts";
 
 const encoder = new TextEncoder();
 
@@ -531,6 +536,73 @@ describe("Session subscribe", () => {
   });
 });
 
+describe("Session offline queue", () => {
+  test("Session restore: queued publishes count in waitingBytes, which is 0 again once they are sent", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: false,
+      keepalive: 0,
+      journal: true,
+    });
+    session.restore({
+      outgoing: [
+        { sequence: 1, packet: { ...message("t", 2, "sent"), packetId: 7 }, state: "publish" },
+        { sequence: 2, packet: message("t", 1, "hello"), state: "queued" },
+        { sequence: 3, packet: message("t", 1, "abc"), state: "queued" },
+      ],
+      incoming: [],
+    }, (record) => `r${record.sequence}`);
+    assert.equal(session.waitingCount, 2);
+    assert.equal(session.waitingBytes, 8);
+    session.connect(0);
+    session.receive(connack(true), 0);
+    assert.deepEqual(outbox(session), [
+      "connect",
+      "publish:7:dup:sent",
+      "publish:1:hello",
+      "publish:2:abc",
+    ]);
+    assert.equal(session.waitingCount, 0);
+    assert.equal(session.waitingBytes, 0);
+    session.receive({ type: "puback", packetId: 1 }, 0);
+    session.receive({ type: "puback", packetId: 2 }, 0);
+    assert.deepEqual(events(session), ["complete:r2:puback", "complete:r3:puback"]);
+    assert.equal(session.waitingBytes, 0);
+  });
+
+  test("Session requests made while disconnected are counted, with their payload bytes, until they are sent or abandoned", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+    });
+    assert.equal(requestPayloadSize({ type: "unsubscribe", topicFilters: ["a/b"] }), 5);
+    session.subscribe(
+      {
+        type: "subscribe",
+        subscriptions: [{ topicFilter: "a/é", qos: 1 }, { topicFilter: "b", qos: 0 }],
+      },
+      "s",
+    );
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["a/b"] }, "u");
+    assert.equal(session.queuedRequestCount, 2);
+    assert.equal(session.queuedRequestBytes, (3 + 4) + (3 + 1) + (2 + 3));
+    session.connect(0);
+    session.receive(connack(), 0);
+    assert.deepEqual(outbox(session), ["connect", "subscribe:1", "unsubscribe:2"]);
+    assert.equal(session.queuedRequestCount, 0);
+    assert.equal(session.queuedRequestBytes, 0);
+    session.disconnected();
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["c"] }, "later");
+    assert.equal(session.queuedRequestBytes, 3);
+    assert.deepEqual(session.abandon(), ["s", "u", "later"]);
+    assert.equal(session.queuedRequestCount, 0);
+    assert.equal(session.queuedRequestBytes, 0);
+  });
+});
+
 describe("Session across connections", () => {
   /** A session with, in flight: A (QoS 1, id 1), B (QoS 2 past PUBREC, id 2), D (QoS 2, id 4); C done; E waiting. */
   function interrupted(): Session<string> {
@@ -711,6 +783,52 @@ describe("Session tick", () => {
     assert.equal(session.tick(20_000), 23_000);
     outbox(session, 20_000);
     assert.throws(() => session.tick(23_000), TimeoutError);
+  });
+
+  test("Session tick: while the reader is paused a missing PINGRESP is no timeout, and PINGREQ still goes every period [MQTT-3.1.2-23]", () => {
+    const session = connectedSession(4, { keepalive: 10 });
+    assert.equal(session.tick(10_000), 20_000);
+    assert.deepEqual(outbox(session, 10_000), ["pingreq"]);
+    // The PINGRESP is behind messages the user has not taken yet.
+    session.readerPaused();
+    assert.equal(session.tick(20_000), 30_000);
+    assert.deepEqual(outbox(session, 20_000), ["pingreq"]);
+    assert.equal(session.tick(29_999), 30_000);
+    assert.deepEqual(outbox(session, 29_999), []);
+    // A write that does not finish leaves the outbox untaken: one PINGREQ waits, not one a period.
+    assert.equal(session.tick(30_000), 40_000);
+    assert.equal(session.tick(40_000), 50_000);
+    assert.deepEqual(outbox(session, 40_000), ["pingreq"]);
+    assert.equal(session.tick(1_000_000), 1_010_000);
+    outbox(session, 1_000_000);
+    // Reading again: the PINGRESP read right away clears the wait.
+    session.readerResumed(1_000_500);
+    session.receive({ type: "pingresp" }, 1_000_500);
+    assert.equal(session.tick(1_000_500), 1_010_000);
+    assert.equal(session.connected, true);
+  });
+
+  test("Session tick: once the reader resumes, the ping timeout counts again from then and still finds a dead broker", () => {
+    const session = connectedSession(4, { keepalive: 10, pingTimeout: 3000 });
+    assert.equal(session.tick(10_000), 13_000);
+    assert.deepEqual(outbox(session, 10_000), ["pingreq"]);
+    session.readerPaused();
+    assert.equal(session.tick(13_000), 20_000);
+    assert.equal(session.tick(19_000), 20_000);
+    session.readerResumed(19_000);
+    assert.equal(session.tick(19_000), 22_000);
+    assert.equal(session.tick(21_999), 22_000);
+    assert.throws(() => session.tick(22_000), TimeoutError);
+  });
+
+  test("Session tick: a reader paused and resumed with no PINGREQ out changes nothing", () => {
+    const session = connectedSession(4, { keepalive: 10 });
+    session.readerPaused();
+    assert.equal(session.tick(5000), 10_000);
+    session.readerResumed(6000);
+    assert.equal(session.tick(6000), 10_000);
+    assert.equal(session.tick(10_000), 20_000);
+    assert.deepEqual(outbox(session, 10_000), ["pingreq"]);
   });
 
   test("Session tick: the Server Keep Alive replaces the keepalive", () => {
