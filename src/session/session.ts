@@ -203,6 +203,10 @@ export class Session<T> {
   #receiveMaximum: number;
   #topicAliasMaximum: number;
   #topicAliases = new Map<number, string>();
+  // Outgoing topic aliases: what the user declared (alias -> topic, across connections), and
+  // what this connection's server has been told, in the order the packets go out.
+  #declaredAliases = new Map<number, string>();
+  #wireAliases = new Map<number, string>();
   /**
    * Subscriptions the server granted, by filter, with the properties they were made with: what
    * to subscribe to again when the server lost the session.
@@ -339,7 +343,9 @@ export class Session<T> {
     this.#pingSentAt = -1;
     this.#readerPaused = false;
     this.#lastSent = now;
-    this.#topicAliases.clear(); // [MQTT-3.3.2-7] aliases do not outlive a connection
+    // [MQTT-3.3.2-7] aliases do not outlive a connection, in either direction.
+    this.#topicAliases.clear();
+    this.#wireAliases.clear();
     const packet: ConnectPacket = {
       type: "connect",
       protocolVersion: o.protocolVersion,
@@ -361,8 +367,9 @@ export class Session<T> {
    * While disconnected, everything waits in order ("sent" events report QoS 0 leaving).
    */
   publish(packet: PublishPacket, token: T): boolean {
+    if (packet.properties?.topicAlias !== undefined) this.#resolveAlias(packet);
     if (packet.qos === 0 && this.connected) {
-      this.#outbox.push(packet);
+      this.#pushPublish(packet);
       return true;
     }
     const outgoing: OutgoingPublish<T> = { packet, token, state: "publish", sequence: 0 };
@@ -512,7 +519,7 @@ export class Session<T> {
       for (const outgoing of inflight) {
         if (outgoing.state === "publish") {
           outgoing.packet.dup = true; // [MQTT-3.3.1-1]
-          this.#outbox.push(outgoing.packet);
+          this.#pushPublish(outgoing.packet);
         } else {
           this.#outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
         }
@@ -688,7 +695,45 @@ export class Session<T> {
     if (this.journaling) {
       this.#journal.push({ op: "update", sequence: outgoing.sequence, state: "publish", packetId });
     }
-    this.#outbox.push(outgoing.packet);
+    this.#pushPublish(outgoing.packet);
+  }
+
+  /**
+   * A PUBLISH that uses a topic alias keeps its whole topic here: an empty topic takes the one
+   * the alias was last given, so the message can go again on a new connection, where the
+   * server knows no alias [MQTT-3.3.2-7], and survive a restart from a store.
+   */
+  #resolveAlias(packet: PublishPacket): void {
+    const alias = packet.properties!.topicAlias!;
+    if (packet.topic !== "") {
+      this.#declaredAliases.set(alias, packet.topic);
+      return;
+    }
+    const topic = this.#declaredAliases.get(alias);
+    if (topic === undefined) {
+      // An empty topic needs an alias that has been given a topic (MQTT 5.0, 3.3.2.3.4).
+      throw new LimitError(
+        `topic alias ${alias} has not been given a topic yet; publish with the topic and the alias first`,
+      );
+    }
+    packet.topic = topic;
+  }
+
+  /**
+   * Puts a PUBLISH in the outbox. With a topic alias, it goes with an empty topic only when this
+   * connection's server already maps the alias to its topic; otherwise with the topic, which
+   * sets the mapping (MQTT 5.0, 3.3.2.3.4). Resent packets after a reconnection thus carry the topic.
+   */
+  #pushPublish(packet: PublishPacket): void {
+    const alias = packet.properties?.topicAlias;
+    if (alias === undefined) {
+      this.#outbox.push(packet);
+    } else if (this.#wireAliases.get(alias) === packet.topic) {
+      this.#outbox.push({ ...packet, topic: "" });
+    } else {
+      this.#wireAliases.set(alias, packet.topic);
+      this.#outbox.push(packet);
+    }
   }
 
   #fillWindow(): void {
@@ -705,7 +750,7 @@ export class Session<T> {
         }
         this.#events.push({ type: "failed", token: outgoing.token, error: refusal });
       } else if (outgoing.packet.qos === 0) {
-        this.#outbox.push(outgoing.packet);
+        this.#pushPublish(outgoing.packet);
         this.#events.push({ type: "sent", token: outgoing.token });
       } else if (this.#inflight.size < window) {
         this.#send(outgoing);

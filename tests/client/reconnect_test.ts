@@ -339,6 +339,61 @@ describe("reconnect", () => {
     assert.ok(errors.some(([, error]) => error instanceof ConnectionRefusedError));
   });
 
+  test("topic aliases across a reconnect: the resent PUBLISH and the next ones carry the topic until the new connection knows the alias [MQTT-3.3.2-7]", async () => {
+    const rig = new Rig(5);
+    const connack = (sessionPresent: boolean) => ({
+      type: "connack" as const,
+      sessionPresent,
+      reasonCode: 0,
+      properties: { topicAliasMaximum: 5 },
+    });
+    const next = rig.nextBroker();
+    const connecting = rig.client.connect({
+      clientId: "kite",
+      keepalive: 0,
+      clean: false,
+      protocolVersion: 5,
+      clock: rig.clock,
+      reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
+    });
+    const first = await next;
+    await first.expect("connect");
+    await first.sendPacket(connack(false));
+    await connecting;
+    const alias = { topicAlias: 1 };
+    const declared = rig.client.publish("sensors/temperature", "1", { qos: 1, properties: alias });
+    assert.equal((await first.expect("publish")).topic, "sensors/temperature");
+    await first.send("40 03 00 01 00");
+    await declared;
+    const used = watch(rig.client.publish("", "2", { qos: 1, properties: alias }));
+    const short = await first.expect("publish");
+    assert.equal(short.topic, "");
+    assert.equal(short.properties?.topicAlias, 1);
+
+    await rig.lose(first);
+    const nextBroker = rig.nextBroker();
+    await rig.runBackoff();
+    const second = await nextBroker;
+    await second.expect("connect");
+    await second.sendPacket(connack(true));
+    const resent = await second.expect("publish");
+    assert.equal(resent.topic, "sensors/temperature", "the new connection knows no alias yet");
+    assert.equal(resent.properties?.topicAlias, 1);
+    assert.equal(resent.dup, true);
+    assert.equal(resent.packetId, short.packetId);
+    await second.send("40 03 00 02 00");
+    await used.promise;
+    const after = rig.client.publish("", "3", { qos: 1, properties: alias });
+    assert.equal((await second.expect("publish")).topic, "", "the resend set the alias again");
+    await second.send("40 03 00 03 00");
+    await after;
+    await assert.rejects(
+      rig.client.publish("", "x", { qos: 1, properties: { topicAlias: 2 } }),
+      LimitError,
+    );
+    await rig.client.disconnect();
+  });
+
   test("a refusal worth retrying (server unavailable) is retried", async () => {
     const rig = new Rig();
     const first = await rig.start();
