@@ -6,7 +6,7 @@
  */
 
 import { ProtocolError } from "../errors.ts";
-import { cite, type Reader, varintLength, type Writer } from "./bytes.ts";
+import { checkPacketId, type Reader, readPacketId, varintLength, type Writer } from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import type { PublishAckPacket } from "./types.ts";
@@ -35,13 +35,7 @@ export function readAck<T extends AckType>(
   type: T,
   version: number,
 ): PublishAckPacket<T> {
-  const packetId = r.u16("the packet identifier");
-  if (packetId === 0) {
-    throw new ProtocolError(
-      `${type.toUpperCase()} has packet identifier 0`,
-      cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
-    );
-  }
+  const packetId = readPacketId(r, type.toUpperCase(), version);
   const packet: PublishAckPacket<T> = { type, packetId };
   // MQTT 5: a Remaining Length of 2 means Success and no properties, 3 a reason code alone.
   if (version === 5 && r.pos < r.end) {
@@ -64,12 +58,7 @@ export function readAck<T extends AckType>(
 /** Writes an acknowledgement in the shortest form that carries what it holds. */
 export function writeAck(w: Writer, packet: PublishAckPacket<AckType>, version: number): void {
   const { type, packetId } = packet;
-  if (!(packetId >= 1 && packetId <= 0xffff)) {
-    throw new ProtocolError(
-      `${type.toUpperCase()} needs a packet identifier from 1 to 65535, not ${packetId}`,
-      cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
-    );
-  }
+  checkPacketId(packetId, type.toUpperCase(), version);
   if (version !== 5) {
     w.header(FIRST_BYTE[type], 2);
     w.u16(packetId);

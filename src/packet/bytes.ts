@@ -206,6 +206,35 @@ export function utf8Length(text: string, what: string, version = 5): number {
 }
 
 /**
+ * Reads a packet identifier, which must not be 0 (3.1.1 [MQTT-2.3.1-1], v5 [MQTT-2.2.1-3]).
+ * `what` names the packet in the error.
+ */
+export function readPacketId(r: Reader, what: string, version: number): number {
+  const packetId = r.u16("the packet identifier");
+  if (packetId === 0) {
+    throw new ProtocolError(
+      `${what} has packet identifier 0`,
+      cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
+    );
+  }
+  return packetId;
+}
+
+/**
+ * Checks a packet identifier about to be written: a whole number from 1 to 65,535 (3.1.1
+ * [MQTT-2.3.1-1], v5 [MQTT-2.2.1-3]). Every packet that carries one is checked here, so that no
+ * fraction or out-of-range value is silently truncated to 16 bits.
+ */
+export function checkPacketId(packetId: number | undefined, what: string, version: number): void {
+  if (packetId === undefined || !Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff) {
+    throw new ProtocolError(
+      `${what} needs a packet identifier from 1 to 65535, not ${packetId}`,
+      cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
+    );
+  }
+}
+
+/**
  * The statement id that applies to `version`: MQTT 3.1 has no numbered statements, so 3 and 4
  * cite MQTT 3.1.1's, and 5 cites MQTT 5.0's.
  */

@@ -6,7 +6,14 @@
  */
 
 import { ProtocolError } from "../errors.ts";
-import { cite, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
+import {
+  checkPacketId,
+  type Reader,
+  readPacketId,
+  utf8Length,
+  varintLength,
+  type Writer,
+} from "./bytes.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import type { PublishPacket, QoS } from "./types.ts";
 
@@ -21,13 +28,7 @@ export function readPublish(r: Reader, flags: number, version: number): PublishP
   const topic = r.topicName("the topic name");
   let packetId: number | undefined;
   if (qos > 0) {
-    packetId = r.u16("the packet identifier");
-    if (packetId === 0) {
-      throw new ProtocolError(
-        "PUBLISH at QoS > 0 has packet identifier 0",
-        cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
-      );
-    }
+    packetId = readPacketId(r, "PUBLISH at QoS > 0", version);
   }
   const properties = version === 5 ? readProperties(r, "publish") : undefined;
   if (topic === "" && properties?.topicAlias === undefined) {
@@ -76,13 +77,7 @@ function measure(packet: PublishPacket, version: number): void {
   const topicLength = topicNameLength(topic, version);
   let length = 2 + topicLength + payload.length;
   if (qos > 0) {
-    const packetId = packet.packetId;
-    if (packetId === undefined || !(packetId >= 1 && packetId <= 0xffff)) {
-      throw new ProtocolError(
-        `PUBLISH at QoS ${qos} needs a packet identifier from 1 to 65535, not ${packetId}`,
-        cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
-      );
-    }
+    checkPacketId(packet.packetId, `PUBLISH at QoS ${qos}`, version);
     length += 2;
   }
   if (packet.dup && qos === 0) throw new ProtocolError("DUP must be 0 at QoS 0", "MQTT-3.3.1-2");

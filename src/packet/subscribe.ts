@@ -6,7 +6,15 @@
 
 import { ProtocolError } from "../errors.ts";
 import { validateTopicFilter } from "../topic.ts";
-import { cite, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
+import {
+  checkPacketId,
+  cite,
+  type Reader,
+  readPacketId,
+  utf8Length,
+  varintLength,
+  type Writer,
+} from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import type { QoS, SubackPacket, SubscribePacket, Subscription } from "./types.ts";
@@ -167,26 +175,4 @@ export function writeSuback(w: Writer, packet: SubackPacket, version: number): v
   w.u16(packet.packetId);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
   for (const code of codes) w.u8(code);
-}
-
-/** Reads a packet identifier that must not be 0. */
-export function readPacketId(r: Reader, what: string, version: number): number {
-  const packetId = r.u16("the packet identifier");
-  if (packetId === 0) {
-    throw new ProtocolError(
-      `${what} has packet identifier 0`,
-      cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
-    );
-  }
-  return packetId;
-}
-
-/** Checks a packet identifier about to be written. */
-export function checkPacketId(packetId: number, what: string, version: number): void {
-  if (!(Number.isInteger(packetId) && packetId >= 1 && packetId <= 0xffff)) {
-    throw new ProtocolError(
-      `${what} needs a packet identifier from 1 to 65535, not ${packetId}`,
-      cite(version, "MQTT-2.3.1-1", "MQTT-2.2.1-3"),
-    );
-  }
 }

@@ -6,10 +6,17 @@
 
 import { ProtocolError } from "../errors.ts";
 import { validateTopicFilter } from "../topic.ts";
-import { cite, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
+import {
+  checkPacketId,
+  cite,
+  type Reader,
+  readPacketId,
+  utf8Length,
+  varintLength,
+  type Writer,
+} from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
-import { checkPacketId, readPacketId } from "./subscribe.ts";
 import type { UnsubackPacket, UnsubscribePacket } from "./types.ts";
 
 /** Reads the body of an UNSUBSCRIBE. */

@@ -69,6 +69,16 @@ for (const version of [3, 4, 5] as const) {
     publish({ qos: 1, packetId: 65536 }),
     packetIdRule(version),
   );
+  add(
+    "PUBLISH at QoS 1 with packet id 1.5",
+    publish({ qos: 1, packetId: 1.5 }),
+    packetIdRule(version),
+  );
+  add(
+    "PUBLISH at QoS 2 with packet id NaN",
+    publish({ qos: 2, packetId: NaN }),
+    packetIdRule(version),
+  );
   add("PUBLISH with DUP at QoS 0", publish({ dup: true }), cite("MQTT-3.3.1-2"));
   add(
     "PUBLISH to a topic with a lone high surrogate",
@@ -110,6 +120,8 @@ for (const version of [3, 4, 5] as const) {
       { type, packetId: 65536 },
       packetIdRule(version),
     );
+    add(`${type.toUpperCase()} with packet id 1.5`, { type, packetId: 1.5 }, packetIdRule(version));
+    add(`${type.toUpperCase()} with packet id NaN`, { type, packetId: NaN }, packetIdRule(version));
   }
   add(
     "PUBACK without a packet id",
@@ -169,6 +181,22 @@ for (const version of [3, 4, 5] as const) {
     cite("MQTT-4.7.3-1"),
   );
   add("UNSUBACK with packet id 0", { type: "unsuback", packetId: 0 }, packetIdRule(version));
+  add(
+    "SUBSCRIBE with packet id 1.5",
+    sub([{ topicFilter: "a", qos: 0 }], 1.5),
+    packetIdRule(version),
+  );
+  add(
+    "SUBACK with packet id 1.5",
+    { type: "suback", packetId: 1.5, reasonCodes: [0] },
+    packetIdRule(version),
+  );
+  add(
+    "UNSUBSCRIBE with packet id 1.5",
+    { type: "unsubscribe", packetId: 1.5, topicFilters: ["a"] },
+    packetIdRule(version),
+  );
+  add("UNSUBACK with packet id 1.5", { type: "unsuback", packetId: 1.5 }, packetIdRule(version));
 
   // CONNECT
   if (version !== 5) {
