@@ -29,8 +29,8 @@ interface Listener {
 /**
  * A small MQTT 3.1, 3.1.1 and 5.0 broker that runs inside your process, for tests, demos and
  * local development. Not a production broker: no authentication, no persistence to disk, no
- * shared subscriptions, no TLS, no back-pressure towards slow subscribers; use mosquitto, EMQX or
- * HiveMQ for that.
+ * shared subscriptions, no TLS; use mosquitto, EMQX or HiveMQ for that. A subscriber that does not
+ * read is bounded (`maxBufferedBytes`): its QoS 0 messages are dropped, its QoS 1 and 2 wait.
  *
  * @example An in-memory broker and a Kite client
  * ```ts
@@ -242,7 +242,12 @@ export class Broker {
     }
     const writer = transport.writable.getWriter();
     const reader = transport.readable.getReader();
+    const clock = this.#core.clock;
     let ended = false;
+    // Bytes handed to the writer whose write has not settled: what the client has not taken.
+    let buffered = 0;
+    let markClosed!: () => void;
+    const closed = new Promise<void>((resolve) => markClosed = resolve);
     const closeTransport = () => {
       try {
         transport.close?.();
@@ -250,20 +255,39 @@ export class Broker {
         // Already closed.
       }
     };
+    const abort = () => {
+      writer.abort().catch(() => {});
+      // A write the client never takes would hold the abort back: closing the transport fails it.
+      closeTransport();
+      markClosed();
+    };
     const handler = new ClientHandler(this.#core, {
       write: (bytes) => {
-        if (!ended) writer.write(bytes).catch(() => {});
+        if (ended) return;
+        const size = bytes.length;
+        buffered += size;
+        writer.write(bytes).then(() => {
+          buffered -= size;
+          handler.flushed();
+        }, () => {
+          buffered -= size;
+        });
+      },
+      get buffered() {
+        return buffered;
       },
       end: (graceful) => {
         if (ended) return;
         ended = true;
         reader.cancel().catch(() => {});
-        if (graceful) {
-          writer.close().catch(() => {}).finally(closeTransport);
-        } else {
-          writer.abort().catch(() => {});
+        if (!graceful) return abort();
+        // A client that does not read would hold a graceful close open for ever.
+        const deadline = clock.setTimeout(abort, this.#core.closeTimeout);
+        writer.close().catch(() => {}).finally(() => {
+          clock.clearTimeout(deadline);
           closeTransport();
-        }
+          markClosed();
+        });
       },
     });
     const done = (async () => {
@@ -277,6 +301,7 @@ export class Broker {
         // A broken connection is a lost one.
       }
       handler.lost();
+      await closed;
     })();
     const link = { handler, done };
     this.#links.add(link);
@@ -386,7 +411,8 @@ export class Broker {
 
   /**
    * Ends every connection (v5 clients get DISCONNECT 0x8B), stops the listeners and clears every
-   * timer. Idempotent.
+   * timer. A client that does not read what is left for it is cut after `closeTimeout`.
+   * Idempotent.
    *
    * @example
    * ```ts

@@ -25,7 +25,13 @@ import type {
   Will,
 } from "../packet/types.ts";
 import { topicMatches, TopicTrie, validateTopicFilter } from "../topic.ts";
-import { type BrokerMessage, type Delivery, Session, type SubscriptionRecord } from "./session.ts";
+import {
+  type BrokerMessage,
+  type Delivery,
+  type Inflight,
+  Session,
+  type SubscriptionRecord,
+} from "./session.ts";
 import type { BrokerClock, BrokerOptions, RetainedMessage, SessionInfo } from "./types.ts";
 
 /** How a {@linkcode ClientHandler} reaches its connection. */
@@ -34,6 +40,12 @@ export interface Link {
   write(bytes: Uint8Array): void;
   /** Ends the connection: `graceful` lets written bytes go out first. */
   end(graceful: boolean): void;
+  /**
+   * Bytes written and not yet taken by the connection. The link calls
+   * {@linkcode ClientHandler.prototype.flushed} as they are taken. Absent: the link holds
+   * nothing back (0).
+   */
+  readonly buffered?: number;
 }
 
 /** The default clock: the runtime's timers. */
@@ -64,6 +76,7 @@ const RC = {
   packetIdNotFound: 0x92,
   receiveMaximumExceeded: 0x93,
   topicAliasInvalid: 0x94,
+  quotaExceeded: 0x97,
   sharedSubscriptionsNotSupported: 0x9e,
 } as const;
 
@@ -77,6 +90,9 @@ export class BrokerCore {
   readonly maximumPacketSize: number | undefined;
   readonly topicAliasMaximum: number;
   readonly connectTimeout: number;
+  readonly maxBufferedBytes: number;
+  readonly maxOverflowBytes: number;
+  readonly closeTimeout: number;
   /** Sessions by client identifier. */
   readonly sessions: Map<string, Session> = new Map();
   /** Subscriptions by topic filter. */
@@ -99,6 +115,9 @@ export class BrokerCore {
     this.maximumPacketSize = options.maximumPacketSize;
     this.topicAliasMaximum = options.topicAliasMaximum ?? 10;
     this.connectTimeout = options.connectTimeout ?? 10_000;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
+    this.maxOverflowBytes = options.maxOverflowBytes ?? 1024 * 1024;
+    this.closeTimeout = options.closeTimeout ?? 10_000;
   }
 
   /** A fresh client identifier for a client that sent an empty one. */
@@ -239,6 +258,7 @@ export class BrokerCore {
     return [...this.sessions.values()].map((session) => ({
       clientId: session.clientId,
       connected: this.handlerOf(session) !== undefined,
+      buffered: this.handlerOf(session)?.buffered ?? 0,
       protocolVersion: session.protocolVersion,
       sessionExpiryInterval: session.expiryInterval,
       subscriptions: [...session.subscriptions.values()].map((sub) => {
@@ -303,6 +323,11 @@ export class ClientHandler {
   #clientReceiveMaximum = 65_535;
   #clientMaximumPacketSize = Infinity;
   #aliases = new Map<number, string>();
+  // Bytes written while the connection was over maxBufferedBytes, since it last fell below.
+  #overflow = 0;
+  // What was in flight when the session was resumed, to resend from #resendAt on.
+  #resend: Inflight[] = [];
+  #resendAt = 0;
   // The bytes before CONNECT is read, to answer an unsupported protocol level.
   #head: Uint8Array[] = [];
 
@@ -328,6 +353,18 @@ export class ClientHandler {
   /** Whether the connection has ended. */
   get closed(): boolean {
     return this.#state === "closed";
+  }
+
+  /** Bytes written to the connection and not yet taken by the client. */
+  get buffered(): number {
+    return this.#link.buffered ?? 0;
+  }
+
+  /** The link says the client took bytes: deliveries held back for it may go on. */
+  flushed(): void {
+    if (this.#state !== "connected" || this.#congested()) return;
+    this.#overflow = 0;
+    if (this.#resendAt < this.#resend.length || this.session!.queue.length > 0) this.#drain();
   }
 
   /** Feeds bytes from the client. Never throws. */
@@ -366,13 +403,24 @@ export class ClientHandler {
     this.#end("disconnect", this.#version === 5 ? RC.serverShuttingDown : undefined);
   }
 
-  /** Sends a message to this client now, or queues it behind the client's Receive Maximum. */
+  /**
+   * Sends a message to this client now, or queues it behind the client's Receive Maximum. While
+   * the client does not take what it is sent (more than `maxBufferedBytes` buffered), QoS 0
+   * messages for it are dropped and counted, as mosquitto does, and QoS 1 and 2 ones wait in its
+   * session until it catches up.
+   */
   deliver(delivery: Delivery): void {
     const session = this.session!;
-    // Behind the client's Receive Maximum, or behind messages already waiting: keep the order.
+    if (delivery.qos === 0) {
+      if (this.#congested()) session.dropped++;
+      else this.#sendDelivery(delivery);
+      return;
+    }
+    // Behind the client's Receive Maximum, behind messages already waiting, or while it is not
+    // reading: queued, to keep the order.
     if (
-      delivery.qos > 0 &&
-      (session.inflight.size >= this.#clientReceiveMaximum || session.queue.length > 0)
+      session.inflight.size >= this.#clientReceiveMaximum || session.queue.length > 0 ||
+      this.#resendAt < this.#resend.length || this.#congested()
     ) {
       this.#core.enqueue(session, delivery);
       this.#drain();
@@ -422,13 +470,41 @@ export class ClientHandler {
     // Size is discarded, as if it had been delivered.
     if (bytes.length > this.#clientMaximumPacketSize) return;
     if (qos > 0) session.inflight.set(packet.packetId!, { packet, released: false });
+    // Deliveries are held back while the client is congested, so this never overflows.
     this.#link.write(bytes);
   }
 
+  /** Whether more than `maxBufferedBytes` written to the client are still buffered. */
+  #congested(): boolean {
+    return (this.#link.buffered ?? 0) >= this.#core.maxBufferedBytes;
+  }
+
+  /**
+   * Sends what waits: first what was in flight when the session resumed (3.1.1 [MQTT-4.4.0-1],
+   * v5 [MQTT-4.4.0-1]: PUBLISH again with DUP, or PUBREL), then the queue, within the client's
+   * Receive Maximum. Stops while the client is not taking what it is sent; `flushed` resumes it.
+   */
   #drain(): void {
     const session = this.session;
     if (session === undefined || !this.connected) return;
+    while (this.#resendAt < this.#resend.length) {
+      if (this.#congested()) return;
+      const inflight = this.#resend[this.#resendAt++];
+      const packetId = inflight.packet.packetId!;
+      // Acknowledged since the session resumed: the client had it.
+      if (session.inflight.get(packetId) !== inflight) continue;
+      if (inflight.released) {
+        this.#send({ type: "pubrel", packetId });
+      } else {
+        inflight.packet.dup = true;
+        if (this.#version !== 5) delete inflight.packet.properties;
+        this.#send(inflight.packet);
+      }
+    }
+    this.#resend = [];
+    this.#resendAt = 0;
     while (session.queue.length > 0 && session.inflight.size < this.#clientReceiveMaximum) {
+      if (this.#congested()) return;
       this.#sendDelivery(session.queue.shift()!);
     }
   }
@@ -571,15 +647,8 @@ export class ClientHandler {
     this.#send(connack);
     this.#touch();
     // [MQTT-4.4.0-1] resend what was in flight, PUBLISH with DUP, then what was queued.
-    for (const inflight of session.inflight.values()) {
-      if (inflight.released) {
-        this.#send({ type: "pubrel", packetId: inflight.packet.packetId! });
-      } else {
-        inflight.packet.dup = true;
-        if (!v5) delete inflight.packet.properties;
-        this.#send(inflight.packet);
-      }
-    }
+    this.#resend = [...session.inflight.values()];
+    this.#resendAt = 0;
     this.#drain();
   }
 
@@ -592,11 +661,24 @@ export class ClientHandler {
   #publish(packet: PublishPacket): void {
     const session = this.session!;
     let topic = packet.topic;
-    const alias = packet.properties?.topicAlias;
+    const properties = packet.properties;
+    // v5 [MQTT-3.3.4-6]: a client's PUBLISH carries no Subscription Identifier.
+    if (
+      properties?.subscriptionIdentifiers !== undefined ||
+      properties?.subscriptionIdentifier !== undefined
+    ) {
+      throw new ProtocolError(
+        "a client's PUBLISH carries a Subscription Identifier",
+        "MQTT-3.3.4-6",
+        RC.protocolError,
+      );
+    }
+    const alias = properties?.topicAlias;
     if (alias !== undefined) {
-      if (alias === 0 || alias > this.#core.topicAliasMaximum) {
+      // Topic Alias 0 never gets here: the codec refuses it with 0x94 already [MQTT-3.3.2-8].
+      if (alias > this.#core.topicAliasMaximum) {
         throw new ProtocolError(
-          `topic alias ${alias} is outside 1..${this.#core.topicAliasMaximum}`,
+          `topic alias ${alias} is above the Topic Alias Maximum ${this.#core.topicAliasMaximum}`,
           "MQTT-3.3.2-9",
           RC.topicAliasInvalid,
         );
@@ -617,8 +699,8 @@ export class ClientHandler {
       qos: packet.qos,
       retain: packet.retain,
     };
-    const properties = forwardable(packet.properties);
-    if (properties) message.properties = properties;
+    const forwarded = forwardable(properties);
+    if (forwarded) message.properties = forwarded;
     this.#core.stamp(message);
     const withhold = this.#core.withholdingAcks;
     if (packet.qos === 0) {
@@ -852,6 +934,16 @@ export class ClientHandler {
     const bytes = this.#encode(packet);
     if (bytes === undefined) return;
     if (bytes.length > this.#clientMaximumPacketSize) return;
+    if (this.#congested()) {
+      // A reply to a client that keeps sending but does not read what it is sent. Past
+      // maxOverflowBytes the client is cut off: v5 DISCONNECT 0x97 Quota exceeded ("an
+      // implementation or administrative imposed limit has been exceeded", section 3.14.2.1).
+      this.#overflow += bytes.length;
+      if (this.#overflow > this.#core.maxOverflowBytes) {
+        this.#end("error", this.#version === 5 ? RC.quotaExceeded : undefined);
+        return;
+      }
+    }
     this.#link.write(bytes);
   }
 
@@ -863,7 +955,11 @@ export class ClientHandler {
     if (this.#state === "closed") return;
     const wasConnected = this.#state === "connected";
     if (reasonCode !== undefined && wasConnected) {
-      this.#send({ type: "disconnect", reasonCode });
+      // Written past any limit: it is the last packet of the connection.
+      const bytes = this.#encode({ type: "disconnect", reasonCode });
+      if (bytes !== undefined && bytes.length <= this.#clientMaximumPacketSize) {
+        this.#link.write(bytes);
+      }
     }
     this.#state = "closed";
     const core = this.#core;

@@ -69,7 +69,7 @@ export class Session {
    * [MQTT-4.3.3-2], v5 [MQTT-4.3.3-10]).
    */
   readonly incoming: Set<number> = new Set();
-  /** Messages dropped because the queue was full. */
+  /** Messages dropped: QoS 1 and 2 when the queue was full, QoS 0 while the client was slow. */
   dropped = 0;
   /** The connection that serves the session now, if any (a `ClientHandler`). */
   owner: unknown = undefined;

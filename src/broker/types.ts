@@ -46,6 +46,30 @@ export interface BrokerOptions {
   connectTimeout?: number;
   /** MQTT 5 Topic Alias Maximum the broker announces for incoming topic aliases; default 10. */
   topicAliasMaximum?: number;
+  /**
+   * The most bytes written to one connection and not yet taken by its client (a subscriber that
+   * reads slowly or not at all). Above it, deliveries to that client stop: QoS 0 messages for it
+   * are dropped and counted in {@linkcode SessionInfo.dropped}, as mosquitto does, and QoS 1 and
+   * 2 messages wait in its session queue (within `maxQueuedMessages`) until the client catches
+   * up. One message is never split, so a connection may hold up to this plus one message.
+   * Other clients are not affected. Over WebSocket the runtime takes every message at once, so
+   * this bounds nothing there. Default 1 MiB (1,048,576).
+   */
+  maxBufferedBytes?: number;
+  /**
+   * The most bytes of replies (PUBACK, PUBREC, PUBCOMP, SUBACK, PINGRESP…) the broker writes to
+   * a connection while it is over `maxBufferedBytes`: a client that keeps sending but does not
+   * read. Past it the client is disconnected (MQTT 5: DISCONNECT 0x97 Quota exceeded) and its
+   * will published; a persistent session keeps what was queued or in flight for it. Default
+   * 1 MiB (1,048,576).
+   */
+  maxOverflowBytes?: number;
+  /**
+   * How long, in milliseconds, a connection the broker ends may take to take what is still
+   * written to it (the DISCONNECT last) before it is cut; `close()` waits at most this long for a
+   * client that does not read. Default 10,000.
+   */
+  closeTimeout?: number;
 }
 
 /** Where and how {@linkcode Broker.prototype.listen} listens. */
@@ -86,6 +110,8 @@ export interface SessionInfo {
   clientId: string;
   /** Whether a client is connected to it now. */
   connected: boolean;
+  /** Bytes written to its client's connection and not yet taken by the client (0 when away). */
+  buffered: number;
   /** The protocol version of its last connection. */
   protocolVersion: ProtocolVersion;
   /** Seconds the session outlives its connection: 0 for a clean session, `Infinity` for never. */
@@ -96,7 +122,10 @@ export interface SessionInfo {
   queued: number;
   /** Outgoing QoS 1 and 2 messages sent and not yet fully acknowledged. */
   inflight: number;
-  /** Messages dropped because the queue was full. */
+  /**
+   * Messages dropped for it: QoS 1 and 2 ones because its queue was full, QoS 0 ones because its
+   * client was not taking what it was sent (see `maxBufferedBytes`).
+   */
   dropped: number;
 }
 

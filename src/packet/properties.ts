@@ -156,7 +156,10 @@ function checkValue(definition: Definition, value: number): void {
       if (value === 0) throw protocolError("Maximum Packet Size is 0");
       break;
     case "topicAlias":
-      if (value === 0) throw protocolError("Topic Alias is 0", "MQTT-3.3.2-8");
+      // Still a Protocol Error, reported with the code a receiver closes with for a bad alias:
+      // 0x94 Topic Alias invalid (v5 section 3.3.2.3.4), so a broker and a client need not
+      // repeat this check to answer it rightly.
+      if (value === 0) throw new ProtocolError("Topic Alias is 0", "MQTT-3.3.2-8", 0x94);
       break;
     case "maximumQoS":
       if (value > 1) throw protocolError(`Maximum QoS is ${value}; it must be 0 or 1`);

@@ -82,10 +82,17 @@ export class RawClient {
   readonly #received: Packet[] = [];
   #closed = false;
   #version: ProtocolVersion;
+  #startReading!: () => void;
 
-  /** Connects to `broker` in memory (no CONNECT sent yet). */
-  constructor(broker: Broker, version: ProtocolVersion = 4) {
+  /**
+   * Connects to `broker` in memory (no CONNECT sent yet). A `paused` client reads nothing the
+   * broker sends until {@linkcode RawClient.prototype.startReading}: a subscriber that is slow or
+   * stuck.
+   */
+  constructor(broker: Broker, version: ProtocolVersion = 4, { paused = false } = {}) {
     const transport = broker.connectClient();
+    const reading = new Promise<void>((resolve) => this.#startReading = resolve);
+    if (!paused) this.#startReading();
     this.#version = version;
     const decoder = new PacketDecoder({ protocolVersion: version });
     this.#decoder = decoder;
@@ -93,6 +100,7 @@ export class RawClient {
     this.#writer.closed.catch(() => {});
     const received = this.#received;
     (async () => {
+      await reading;
       const reader = transport.readable.getReader();
       try {
         while (true) {
@@ -105,6 +113,11 @@ export class RawClient {
       }
       this.#closed = true;
     })();
+  }
+
+  /** Starts reading what the broker sent, for a client created `paused`. */
+  startReading(): void {
+    this.#startReading();
   }
 
   /** Whether the broker closed the connection. */

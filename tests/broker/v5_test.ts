@@ -113,6 +113,39 @@ test("Broker - v5 an unknown topic alias closes with 0x82", async () => {
   await broker.close();
 });
 
+test("Broker - v5 topic alias 0 closes with 0x94 Topic Alias invalid [MQTT-3.3.2-8]", async () => {
+  const broker = new Broker();
+  const watcher = await connectKite(broker, { clientId: "watcher", protocolVersion: 5 });
+  await watcher.client.subscribe("#");
+  const raw = new RawClient(broker, 5);
+  await raw.connect("aliaser");
+  // PUBLISH to "a", QoS 0, properties: Topic Alias (0x23) 0; the encoder would refuse to write it.
+  await raw.sendBytes([0x30, 0x07, 0x00, 0x01, 0x61, 0x03, 0x23, 0x00, 0x00]);
+  assert.deepEqual(await raw.waitClosed(), [{ type: "disconnect", reasonCode: 0x94 }]);
+  await watcher.client.publish("after", "x", { qos: 1 });
+  await waitFor(() => watcher.messages.length === 1, "the watcher's own message");
+  assert.deepEqual(watcher.messages.map((m) => m.topic), ["after"]);
+  await watcher.client.disconnect();
+  await broker.close();
+});
+
+test("Broker - v5 a client PUBLISH with a subscription identifier closes with 0x82 [MQTT-3.3.4-6]", async () => {
+  const broker = new Broker();
+  const watcher = await connectKite(broker, { clientId: "watcher", protocolVersion: 5 });
+  await watcher.client.subscribe("#");
+  const raw = new RawClient(broker, 5);
+  await raw.connect("identifier");
+  await raw.send(
+    publish("t", "x", { qos: 1, packetId: 1, properties: { subscriptionIdentifiers: [7] } }),
+  );
+  assert.deepEqual(await raw.waitClosed(), [{ type: "disconnect", reasonCode: 0x82 }]);
+  await watcher.client.publish("after", "x", { qos: 1 });
+  await waitFor(() => watcher.messages.length === 1, "the watcher's own message");
+  assert.deepEqual(watcher.messages.map((m) => m.topic), ["after"], "nothing was routed");
+  await watcher.client.disconnect();
+  await broker.close();
+});
+
 test("Broker - v5 subscription identifiers come with matching messages", async () => {
   const broker = new Broker();
   const sub = await connectKite(broker, { clientId: "sub", protocolVersion: 5 });

@@ -18,6 +18,7 @@ import { concat, hex, utf8 } from "./generate.ts";
 const MALFORMED_PACKET = 0x81;
 const PROTOCOL_ERROR = 0x82;
 const UNSUPPORTED_PROTOCOL_VERSION = 0x84;
+const TOPIC_ALIAS_INVALID = 0x94;
 const PACKET_TOO_LARGE = 0x95;
 
 interface Row {
@@ -772,7 +773,7 @@ const V5_ROWS: Omit<Row, "version">[] = [
     name: "PUBLISH with topic alias 0",
     bytes: hex(`30 07  00 01 61  03 23 00 00`),
     statementId: "MQTT-3.3.2-8",
-    reasonCode: PROTOCOL_ERROR,
+    reasonCode: TOPIC_ALIAS_INVALID,
   },
   {
     kind: "property value out of range",
