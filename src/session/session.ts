@@ -220,6 +220,9 @@ export class Session<T> {
   #pingSentAt = -1;
   #readerPaused = false;
   #window: number;
+  // Resumed PUBLISHes not yet re-sent, in their order: the server's new Receive Maximum had no
+  // room for them yet. They stay in #inflight with their packet ids.
+  #heldResends = new Set<OutgoingPublish<T>>();
 
   /** Creates a session. */
   constructor(options: SessionOptions) {
@@ -516,12 +519,22 @@ export class Session<T> {
     if (packet.sessionPresent) {
       // [MQTT-4.4.0-1] re-send every unacknowledged PUBLISH (with DUP) and PUBREL with their
       // original packet ids, in the order they were first sent [MQTT-4.6.0-1].
+      // [MQTT-3.3.4-7] but no more unacknowledged PUBLISHes than the Receive Maximum this
+      // server announced now: the rest wait, in order, for acknowledgements to make room.
+      const window = this.window;
+      let outstanding = 0;
       for (const outgoing of inflight) {
         if (outgoing.state === "publish") {
           outgoing.packet.dup = true; // [MQTT-3.3.1-1]
-          this.#pushPublish(outgoing.packet);
+          if (outstanding < window && this.#heldResends.size === 0) {
+            this.#pushPublish(outgoing.packet);
+            outstanding++;
+          } else {
+            this.#heldResends.add(outgoing);
+          }
         } else {
           this.#outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
+          outstanding++;
         }
       }
     } else {
@@ -584,6 +597,8 @@ export class Session<T> {
     this.#outbox = [];
     this.#unacknowledged = [];
     this.#unacknowledgedHead = 0;
+    // Still in flight: the next CONNACK decides again what is re-sent.
+    this.#heldResends.clear();
   }
 
   /**
@@ -600,6 +615,7 @@ export class Session<T> {
     for (const request of this.#requests.values()) tokens.push(request.token);
     for (const request of this.#queuedRequests) tokens.push(request.token);
     this.#inflight.clear();
+    this.#heldResends.clear();
     this.#waiting = [];
     this.#waitingHead = 0;
     this.#requests.clear();
@@ -795,6 +811,7 @@ export class Session<T> {
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
     this.#inflight.delete(packetId);
+    this.#heldResends.delete(outgoing);
     if (this.journaling) this.#journal.push({ op: "delete", sequence: outgoing.sequence });
     if (reasonCode >= 0x80) {
       this.#events.push({
@@ -805,7 +822,19 @@ export class Session<T> {
     } else {
       this.#events.push({ type: "complete", token: outgoing.token, packet: ack });
     }
+    this.#resendHeld();
     this.#fillWindow();
+  }
+
+  /** Re-sends held PUBLISHes of a resumed session while the Receive Maximum has room. */
+  #resendHeld(): void {
+    if (this.#heldResends.size === 0 || !this.connected) return;
+    const window = this.window;
+    for (const outgoing of this.#heldResends) {
+      if (this.#inflight.size - this.#heldResends.size >= window) return;
+      this.#heldResends.delete(outgoing);
+      this.#pushPublish(outgoing.packet);
+    }
   }
 
   #onPuback(packet: PublishAckPacket<"puback">): void {
@@ -836,6 +865,7 @@ export class Session<T> {
     // [MQTT-4.3.3-4] answer PUBREC with PUBREL; from now on the PUBLISH is never re-sent
     // [MQTT-4.3.3-6], and PUBRELs go out in the order the PUBRECs came [MQTT-4.6.0-4].
     outgoing.state = "pubrel";
+    this.#heldResends.delete(outgoing);
     // Durable before PUBREL is written: after a restart PUBREL is re-sent, never the PUBLISH.
     if (this.journaling) {
       this.#journal.push({ op: "update", sequence: outgoing.sequence, state: "pubrel", packetId });

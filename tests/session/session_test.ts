@@ -642,6 +642,44 @@ describe("Session across connections", () => {
     assert.deepEqual(events(session), ["complete:A:puback", "complete:B:pubcomp"]);
   });
 
+  test("Session resume under a smaller Receive Maximum: no more unacknowledged PUBLISHes than it allows; the rest go, in order and with their ids, as acks make room [MQTT-3.3.4-7]", () => {
+    const session = connectedSession(5, { clean: false, inflightWindow: 10 });
+    for (const [payload, qos] of [["A", 1], ["B", 2], ["C", 1], ["D", 1], ["E", 1]] as const) {
+      session.publish(message("t", qos, payload), payload);
+    }
+    session.receive({ type: "pubrec", packetId: 2 }, 0);
+    assert.deepEqual(outbox(session), [
+      "publish:1:A",
+      "publish:2:B",
+      "publish:3:C",
+      "publish:4:D",
+      "publish:5:E",
+      "pubrel:2",
+    ]);
+    session.disconnected();
+    session.connect(100);
+    session.receive(connack(true, { receiveMaximum: 2 }), 100);
+    // A and B's PUBREL fill the two places; C, D and E wait.
+    assert.deepEqual(outbox(session, 100), ["connect", "publish:1:dup:A", "pubrel:2"]);
+    session.publish(message("t", 1, "F"), "F");
+    assert.deepEqual(outbox(session, 100), []);
+    // The server acknowledges D, which it had: D needs no resend.
+    session.receive({ type: "puback", packetId: 4 }, 100);
+    assert.deepEqual(outbox(session, 100), []);
+    session.receive({ type: "puback", packetId: 1 }, 100);
+    assert.deepEqual(outbox(session, 100), ["publish:3:dup:C"]);
+    session.receive({ type: "pubcomp", packetId: 2 }, 100);
+    assert.deepEqual(outbox(session, 100), ["publish:5:dup:E"]);
+    session.receive({ type: "puback", packetId: 3 }, 100);
+    assert.deepEqual(outbox(session, 100), ["publish:6:F"]);
+    assert.deepEqual(events(session), [
+      "complete:D:puback",
+      "complete:A:puback",
+      "complete:B:pubcomp",
+      "complete:C:puback",
+    ]);
+  });
+
   test("Session resume without a session: what was in flight is sent again as new, first, with new ids and no DUP", () => {
     const session = interrupted();
     session.connect(100);
