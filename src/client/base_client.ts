@@ -1114,7 +1114,14 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       : new ConnectionClosedError(`the connection closed: ${reason.message}`, { cause: reason });
     this.#connecting?.reject(reason);
     this.#connecting = undefined;
-    for (const token of this.#session?.abandon() ?? []) token?.reject(closed);
+    // With a store, an unfinished QoS 1 or 2 publish is not lost, and the error says so: it is
+    // sent again by the next client that opens the store, so publishing it anew would double it.
+    const kept = new ConnectionClosedError(
+      `${closed.message}; the message stays in the store and is sent by the next client that opens it`,
+      { cause: closed.cause },
+    );
+    const abandoned = this.#session?.abandon((token) => token?.reject(kept)) ?? [];
+    for (const token of abandoned) token?.reject(closed);
     this.#written?.reject(closed);
     this.#written = undefined;
     this.#inWrite?.reject(closed);

@@ -604,12 +604,21 @@ export class Session<T> {
   /**
    * Gives up every operation that has not completed and returns their tokens, oldest first: for
    * a client that will not reconnect.
+   *
+   * @param onKept With a journal, receives instead the tokens of the QoS 1 and 2 publishes,
+   * whose records stay in the store: a client that opens it again completes them.
    */
-  abandon(): T[] {
+  abandon(onKept?: (token: T) => void): T[] {
     const tokens: T[] = [];
-    for (const outgoing of this.#inflight.values()) tokens.push(outgoing.token);
+    const kept = this.journaling ? onKept : undefined;
+    for (const outgoing of this.#inflight.values()) {
+      if (kept !== undefined) kept(outgoing.token);
+      else tokens.push(outgoing.token);
+    }
     for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
-      tokens.push(this.#waiting[i].token);
+      const outgoing = this.#waiting[i];
+      if (kept !== undefined && outgoing.packet.qos > 0) kept(outgoing.token);
+      else tokens.push(outgoing.token);
     }
     this.#waitingBytes = 0;
     for (const request of this.#requests.values()) tokens.push(request.token);

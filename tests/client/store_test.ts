@@ -232,6 +232,42 @@ describe("client and store", () => {
     await Promise.all([client.disconnect(), broker.closed()]);
   });
 
+  test("disconnect() with publishes unfinished: they reject saying they stay in the store, and a client opened on it sends them", async () => {
+    const store = new MemoryStore();
+    const broker = new FakeBroker(4);
+    const client = new MqttClient(broker.transport);
+    const connecting = client.connect({ clientId: "kite", clean: false, keepalive: 0, store });
+    await broker.accept();
+    await connecting;
+    const inflight = watch(client.publish("t", "in flight", { qos: 1 }));
+    await broker.expect("publish");
+    const qos0 = watch(client.publish("t", "qos 0"));
+    await Promise.all([client.disconnect(), broker.closed()]);
+    await assert.rejects(inflight.promise, (error: Error) => {
+      assert.ok(error instanceof ConnectionClosedError);
+      assert.match(error.message, /stays in the store/);
+      return true;
+    });
+    if (qos0.rejected) assert.doesNotMatch((qos0.reason as Error).message, /store/);
+    assert.deepEqual(
+      store.open().outgoing.map((record) => new TextDecoder().decode(record.packet.payload)),
+      ["in flight"],
+    );
+
+    const next = new FakeBroker(4);
+    const again = new MqttClient(next.transport);
+    const reconnecting = again.connect({ clientId: "kite", clean: false, keepalive: 0, store });
+    await next.accept(true);
+    await reconnecting;
+    const resent = await next.expect("publish");
+    assert.equal(new TextDecoder().decode(resent.payload), "in flight");
+    assert.equal(resent.dup, true);
+    await next.sendPacket({ type: "puback", packetId: resent.packetId! });
+    await settle();
+    assert.deepEqual(store.open().outgoing, []);
+    await Promise.all([again.disconnect(), next.closed()]);
+  });
+
   test("persisted() resolves once every accepted publish is in the store", async () => {
     const store = new GatedStore();
     const client = await connectedWith(store);
