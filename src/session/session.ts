@@ -1035,7 +1035,7 @@ export class PublishError extends MqttError {
  * ```ts
  * import { requestPayloadSize } from "./session.ts";
  *
- * console.log(requestPayloadSize({ type: "unsubscribe", packetId: 1, topicFilters: ["a/b"] })); // 5
+ * console.log(requestPayloadSize({ type: "unsubscribe", topicFilters: ["a/b"] })); // 5
  * ```
  */
 export function requestPayloadSize(

@@ -14,6 +14,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { main } from "../../src/cli/mod.ts";
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { concat } from "../packet/generate.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = path.join(ROOT, "src", "cli", "mod.ts");
@@ -835,7 +836,7 @@ function collector(): {
 } {
   const chunks: Uint8Array[] = [];
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
-  const text = () => new TextDecoder().decode(concat(chunks));
+  const text = () => new TextDecoder().decode(concat(...chunks));
   const write = (chunk: Uint8Array) => {
     chunks.push(chunk.slice());
     const current = text();
@@ -852,16 +853,6 @@ function collector(): {
       return new Promise((resolve) => waiters.push({ pattern, resolve }));
     },
   };
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
 }
 
 /** Runs `main(args)` in this process with captured streams. */
