@@ -303,7 +303,10 @@ export class Session<T> {
     return this.#inflight.values();
   }
 
-  /** The window in force: the configured one, capped by the server's Receive Maximum. */
+  /**
+   * The window in force: the configured one, capped by the server's Receive Maximum, beyond
+   * which no unacknowledged QoS 1 or 2 PUBLISH may be sent [MQTT-3.3.4-7].
+   */
   get window(): number {
     return Math.min(this.#window, this.limits.receiveMaximum);
   }
@@ -904,7 +907,8 @@ export class Session<T> {
     if (known !== undefined && this.journaling) {
       this.#journal.push({ op: "deleteIncoming", packetId });
     }
-    // A PUBREL for an id we do not know still gets its PUBCOMP, so the server can finish.
+    // A PUBREL for an id we do not know still gets its PUBCOMP, so the server can finish
+    // [MQTT-4.3.3-11] (5.0; [MQTT-4.3.3-2] in 3.1.1).
     this.#outbox.push(
       known === undefined && this.options.protocolVersion === 5
         ? { type: "pubcomp", packetId, reasonCode: 0x92 }
