@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { Broker } from "../../src/broker/mod.ts";
 import { connect } from "../../src/client/connect.ts";
 import type { Message } from "../../src/client/types.ts";
 import type { QoS } from "../../src/packet/types.ts";
+import { mosquittoClientsSkipReason } from "../helpers/mosquitto.ts";
 import { pause, str, versionName, VERSIONS, waitFor } from "./helpers.ts";
 
 for (const version of VERSIONS) {
@@ -103,15 +104,6 @@ test("Broker - a malformed packet over TCP closes only that socket", async () =>
   await broker.close();
 });
 
-/** Whether mosquitto's command-line clients are installed. */
-function hasMosquittoClients(): boolean {
-  try {
-    return spawnSync("mosquitto_pub", ["--help"]).error === undefined;
-  } catch {
-    return false;
-  }
-}
-
 /** Runs a command; resolves with its exit code and output. */
 function run(
   command: string,
@@ -126,12 +118,12 @@ function run(
   };
 }
 
-const mosquitto = hasMosquittoClients();
+const clientsSkip = mosquittoClientsSkipReason();
 
 for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"], [3, "mqttv31"]] as const) {
   test(
     `Broker - cross-check: mosquitto_sub and mosquitto_pub ${versionName(version)}`,
-    { skip: mosquitto ? false : "mosquitto-clients are not installed" },
+    { skip: clientsSkip },
     async () => {
       const broker = new Broker();
       const { port } = await broker.listen();
@@ -200,7 +192,7 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"]] as const) {
     `Broker - cross-check: mosquitto_sub -c gets what was queued while away (${
       versionName(version)
     })`,
-    { skip: mosquitto ? false : "mosquitto-clients are not installed" },
+    { skip: clientsSkip },
     async () => {
       const broker = new Broker();
       const { port } = await broker.listen();
@@ -240,7 +232,7 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"]] as const) {
 
 test(
   "Broker - cross-check: a killed mosquitto_sub's will reaches a Kite subscriber",
-  { skip: mosquitto ? false : "mosquitto-clients are not installed" },
+  { skip: clientsSkip },
   async () => {
     const broker = new Broker();
     const { port } = await broker.listen();

@@ -13,12 +13,17 @@ import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { main } from "../../src/cli/mod.ts";
-import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import {
+  type Mosquitto,
+  mosquittoClientsSkipReason,
+  mosquittoSkipReason,
+  startMosquitto,
+} from "../helpers/mosquitto.ts";
 import { concat } from "../packet/generate.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = path.join(ROOT, "src", "cli", "mod.ts");
-const skip = mosquittoSkipReason();
+const skip = mosquittoSkipReason() ?? mosquittoClientsSkipReason();
 const TIMEOUT = { timeout: 30_000 };
 const WITH_MOSQUITTO = { skip, timeout: 30_000 };
 

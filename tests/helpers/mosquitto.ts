@@ -98,6 +98,31 @@ export function mosquittoSkipReason(): string | undefined {
 }
 
 /**
+ * The `skip` option for tests that run mosquitto's command-line clients (`mosquitto_pub`,
+ * `mosquitto_sub`, Debian's package mosquitto-clients), as {@linkcode mosquittoSkipReason} is
+ * for the broker: with `KITE_REQUIRE_MOSQUITTO=1` a missing client throws instead of skipping.
+ *
+ * @returns `undefined` when both clients can be used, or the reason to skip.
+ *
+ * @example
+ * ```ts ignore
+ * import { test } from "node:test";
+ * test("mosquitto_sub receives it", { skip: mosquittoClientsSkipReason() }, async () => {});
+ * ```
+ */
+export function mosquittoClientsSkipReason(): string | undefined {
+  const missing = ["mosquitto_pub", "mosquitto_sub"].filter((name) =>
+    findExecutable(name, [`/usr/bin/${name}`]) === undefined
+  );
+  if (missing.length === 0) return undefined;
+  const reason = `${missing.join(" and ")} not installed (Debian: mosquitto-clients)`;
+  if (process.env.KITE_REQUIRE_MOSQUITTO === "1") {
+    throw new Error(`KITE_REQUIRE_MOSQUITTO=1 but ${reason}`);
+  }
+  return reason;
+}
+
+/**
  * Starts mosquitto on free loopback ports and resolves once every listener accepts connections.
  *
  * The broker is killed when this process exits, even if `stop()` was never called; its
