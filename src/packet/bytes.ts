@@ -26,6 +26,8 @@ export class Reader {
   end: number;
   /** The protocol version, which decides the statement ids errors cite. */
   version: number;
+  // The last topic name read through the fast path of `topicName`.
+  #topic = "";
 
   /** Creates a reader over `buf[pos, end)`. */
   constructor(buf: Uint8Array, pos: number, end: number, version: number) {
@@ -88,7 +90,14 @@ export class Reader {
    * without U+0000 [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-1], [MQTT-1.5.3-2]).
    */
   utf8(what: string): string {
-    return this.#string(what, false);
+    const end = this.#stringEnd(what);
+    const start = this.pos;
+    this.pos = end;
+    const buf = this.buf;
+    // Ids and names are short and ASCII nearly always: build those without a decoder call.
+    // Anything else takes the slow path, which checks it all.
+    if (end - start <= MAX_SHORT && plainAscii(buf, start, end)) return ascii(buf, start, end);
+    return decodeUtf8(buf, start, end, what, this.version);
   }
 
   /**
@@ -96,30 +105,34 @@ export class Reader {
    * [MQTT-3.3.2-2], checked on the bytes as they are read.
    */
   topicName(what: string): string {
-    return this.#string(what, true);
-  }
-
-  #string(what: string, topic: boolean): string {
-    const length = this.u16(what);
+    const end = this.#stringEnd(what);
     const start = this.pos;
-    const end = start + length;
-    if (end > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
     this.pos = end;
     const buf = this.buf;
-    // Topics and ids are short and ASCII nearly always: build those without a decoder call.
-    // Anything else (and a wildcard in a topic) takes the slow path, which checks it all.
-    if (length <= 32) {
-      let text = "";
-      for (let i = start; i < end; i++) {
+    const length = end - start;
+    if (length <= MAX_SHORT) {
+      // Short ASCII without wildcards, checked while comparing it with the last topic read: a
+      // repeated topic is returned again without building a string (on JavaScriptCore every
+      // new string is garbage that costs far more than the compare).
+      const last = this.#topic;
+      let same = last.length === length;
+      let i = start;
+      for (; i < end; i++) {
         const c = buf[i];
-        if (c === 0 || c > 0x7f || (topic && (c === 0x2b || c === 0x23))) break;
-        text += String.fromCharCode(c);
-        if (i === end - 1) return text;
+        if (c === 0 || c > 0x7f || c === 0x2b || c === 0x23) break;
+        if (same && c !== last.charCodeAt(i - start)) same = false;
       }
-      if (length === 0) return "";
+      if (i === end) return same ? last : (this.#topic = ascii(buf, start, end));
     }
-    const text = decodeUtf8(buf, start, end, what, this.version);
-    return topic ? checkTopic(text) : text;
+    return checkTopic(decodeUtf8(buf, start, end, what, this.version));
+  }
+
+  /** Reads a string's two-byte length; returns where the string ends, within the packet. */
+  #stringEnd(what: string): number {
+    const length = this.u16(what);
+    const end = this.pos + length;
+    if (end > this.end) throw new ProtocolError(`${what} runs past the end of the packet`);
+    return end;
   }
 
   /** Reads Binary Data as a view into the packet's bytes. */
@@ -132,6 +145,30 @@ export class Reader {
     this.pos = start + length;
     return this.buf.subarray(start, start + length);
   }
+}
+
+// The longest string `utf8` and `topicName` build from ASCII bytes themselves.
+const MAX_SHORT = 32;
+// Reused argument lists for String.fromCharCode, one per length: one flat string per call,
+// where concatenating characters one by one makes a rope on JavaScriptCore (and a string per
+// character on V8).
+const CODES: number[][] = [];
+for (let n = 0; n <= MAX_SHORT; n++) CODES.push(new Array<number>(n).fill(0));
+
+/** Whether `buf[start, end)` is ASCII without U+0000. */
+function plainAscii(buf: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c === 0 || c > 0x7f) return false;
+  }
+  return true;
+}
+
+/** The string of the ASCII bytes `buf[start, end)`, at most `MAX_SHORT` of them. */
+function ascii(buf: Uint8Array, start: number, end: number): string {
+  const codes = CODES[end - start];
+  for (let i = 0; i < codes.length; i++) codes[i] = buf[start + i];
+  return String.fromCharCode.apply(null, codes);
 }
 
 function checkTopic(topic: string): string {

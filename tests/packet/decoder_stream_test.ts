@@ -250,6 +250,57 @@ describe("PacketDecoder - zero copy", () => {
   });
 });
 
+/** A QoS 0 PUBLISH (MQTT 3.1.1) whose topic name is the bytes `topic`, payload "hi". */
+function publishTo(topic: Uint8Array): Uint8Array {
+  return concat(
+    hex(`30`),
+    new Uint8Array([2 + topic.length + 2, 0, topic.length]),
+    topic,
+    utf8("hi"),
+  );
+}
+
+describe("PacketDecoder - repeated topics", () => {
+  test("PacketDecoder - topics of the same length that differ anywhere decode as themselves", () => {
+    // The decoder may hand out the last topic again while the bytes repeat it.
+    const topics = ["a/b/c", "a/b/c", "a/b/d", "b/b/d", "a/b/c", "a/x/c", "a/x/c", "a/b", "a/b/c"];
+    const packets = feed([concat(...topics.map((topic) => publishTo(utf8(topic))))]);
+    assert.deepEqual(packets.map((packet) => (packet as PublishPacket).topic), topics);
+  });
+
+  test("PacketDecoder - after a topic, one of the same length with a wildcard is rejected", () => {
+    for (const bad of ["a/+/c", "a/b/#", "+/b/c"]) {
+      const decoder = new PacketDecoder();
+      const topics: string[] = [];
+      assert.throws(
+        () =>
+          decoder.push(
+            concat(publishTo(utf8("a/b/c")), publishTo(utf8(bad))),
+            (packet) => topics.push((packet as PublishPacket).topic),
+          ),
+        (error: unknown) => error instanceof ProtocolError && /wildcard/.test(error.message),
+      );
+      assert.deepEqual(topics, ["a/b/c"]);
+    }
+  });
+
+  test("PacketDecoder - after a topic, one of the same length with U+0000 or bad UTF-8 is rejected", () => {
+    for (const bad of [hex(`61 2f 00 2f 63`), hex(`61 2f ff 2f 63`)]) {
+      const decoder = new PacketDecoder();
+      assert.throws(
+        () => decoder.push(concat(publishTo(utf8("a/b/c")), publishTo(bad)), () => {}),
+        ProtocolError,
+      );
+    }
+  });
+
+  test("PacketDecoder - a non-ASCII topic after an ASCII one of the same byte length", () => {
+    const topics = ["a/bc", "a/é", "a/bc", "a/é"];
+    const packets = feed([concat(...topics.map((topic) => publishTo(utf8(topic))))]);
+    assert.deepEqual(packets.map((packet) => (packet as PublishPacket).topic), topics);
+  });
+});
+
 /**
  * Runs `fn` with Uint8Array and ArrayBuffer replaced by versions that refuse to allocate more
  * than `limit` bytes, so that a decoder that sized a buffer from a claimed length would fail.
