@@ -631,16 +631,24 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         if (options.properties !== undefined) packet.properties = options.properties;
       }
       // Fails here, before anything changes, when the options are not a valid DISCONNECT.
-      encodeInto(new Writer(), packet, this.#version);
+      const alone = new Writer();
+      encodeInto(alone, packet, this.#version);
       this.#state = "disconnecting";
-      // What is already queued goes first; DISCONNECT is the last packet.
-      if (session.journaling) await this.#within(this.#durable(), CLOSE_GRACE_MS);
-      for (const queued of session.takeOutbox(this.#clock.now())) {
-        encodeInto(this.#out, queued, this.#version);
-      }
-      encodeInto(this.#out, packet, this.#version);
+      // Nothing goes out before the store has what it depends on. A store that is not done
+      // within the grace keeps what is queued (the next client that opens it sends it), and
+      // DISCONNECT goes alone, past the write loop that waits for the store.
+      const durable = !session.journaling ||
+        await this.#within(this.#durable(), CLOSE_GRACE_MS);
+      const queued = session.takeOutbox(this.#clock.now());
       session.disconnected();
-      await this.#within(this.#flush(), CLOSE_GRACE_MS);
+      if (durable) {
+        // What is already queued goes first; DISCONNECT is the last packet.
+        for (const queuedPacket of queued) encodeInto(this.#out, queuedPacket, this.#version);
+        encodeInto(this.#out, packet, this.#version);
+        await this.#within(this.#flush(), CLOSE_GRACE_MS);
+      } else if (this.#writer !== undefined) {
+        await this.#within(this.#writer.write(alone.bytes()), CLOSE_GRACE_MS);
+      }
     }
     this.#state = "disconnecting";
     this.#connecting?.reject(new ConnectionClosedError("disconnect() was called while connecting"));
@@ -654,14 +662,18 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     return this.disconnect();
   }
 
-  /** Waits for `promise`, but no longer than `ms`; never rejects. */
-  async #within(promise: Promise<unknown>, ms: number): Promise<void> {
+  /**
+   * Waits for `promise`, but no longer than `ms`; never rejects.
+   *
+   * @returns Whether `promise` fulfilled in time.
+   */
+  async #within(promise: Promise<unknown>, ms: number): Promise<boolean> {
     let timer: unknown;
-    const timeout = new Promise<void>((resolve) => {
-      timer = this.#clock.setTimeout(resolve, ms);
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = this.#clock.setTimeout(() => resolve(false), ms);
     });
     try {
-      await Promise.race([promise.catch(() => {}), timeout]);
+      return await Promise.race([promise.then(() => true, () => false), timeout]);
     } finally {
       this.#clock.clearTimeout(timer);
     }
@@ -965,7 +977,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     this.#state = retry ? "reconnecting" : "disconnecting";
     // Tell a v5 broker why, where the spec gives a reason code, then close.
     const session = this.#session!;
-    let flushed: Promise<void> = Promise.resolve();
+    let flushed: Promise<unknown> = Promise.resolve();
     if (
       error instanceof ProtocolError && this.#version === 5 && this.#writer && session.connected
     ) {

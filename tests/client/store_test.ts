@@ -268,6 +268,30 @@ describe("client and store", () => {
     await Promise.all([again.disconnect(), next.closed()]);
   });
 
+  test("disconnect() with a store that does not answer: after the grace only DISCONNECT is written; the PUBLISH waits in the store", async () => {
+    const store = new GatedStore();
+    const broker = new FakeBroker(4);
+    const clock = new FakeClock();
+    const client = new MqttClient(broker.transport);
+    const connecting = client.connect({
+      clientId: "kite",
+      keepalive: 0,
+      clean: false,
+      store,
+      clock,
+    });
+    await broker.accept(true);
+    await connecting;
+    const published = watch(client.publish("a", "x", { qos: 1 }));
+    await settle();
+    const closing = client.disconnect();
+    await clock.advance(1000);
+    assert.deepEqual((await broker.closed()).map((sent) => sent.packet.type), ["disconnect"]);
+    await closing;
+    await assert.rejects(published.promise, /stays in the store/);
+    store.release();
+  });
+
   test("persisted() resolves once every accepted publish is in the store", async () => {
     const store = new GatedStore();
     const client = await connectedWith(store);
