@@ -62,6 +62,8 @@ try {
 
   const subscriberGot = collect(subscriber, 3);
   const bothGot = collect(both, 1);
+  // Awaited below, after subscriberGot: a timeout meanwhile must not count as unhandled.
+  bothGot.catch(() => {});
   const publisher = await connect(url, { clientId: `demo-pub-${run}`, reconnect: false });
   for (const qos of [0, 1, 2] as const) {
     await publisher.publish(topics[qos], `hello at QoS ${qos}`, { qos });
