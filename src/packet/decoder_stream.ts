@@ -24,6 +24,10 @@ export interface DecoderOptions {
 /** The largest packet MQTT can express: a 5-byte fixed header and 268,435,455 bytes. */
 const PROTOCOL_MAXIMUM = 268_435_460;
 
+// Parts smaller than this are copied into a shared tail buffer of up to TAIL_SIZE bytes.
+const SMALL_PART = 1024;
+const TAIL_SIZE = 16 * 1024;
+
 /**
  * Splits bytes into packets, whatever the chunking: a packet over many chunks, many packets in
  * one chunk. Pure and synchronous: `push` returns after handing every whole packet to `emit`.
@@ -50,6 +54,10 @@ export class PacketDecoder {
   // The bytes of a packet split across chunks, and how many there are.
   #parts: Uint8Array[] = [];
   #partsLength = 0;
+  // Small parts are copied together into this buffer, the last of #parts, rather than kept one
+  // view each: a packet trickled in a byte at a time costs its bytes, not a view per byte.
+  #tail: Uint8Array | undefined;
+  #tailUsed = 0;
   // The whole size of that packet once its fixed header is known, -1 before.
   #packetSize = -1;
 
@@ -106,10 +114,31 @@ export class PacketDecoder {
     }
     if (pos < end) {
       const rest = chunk.subarray(pos);
-      this.#parts.push(rest);
-      this.#partsLength = rest.length;
       this.#packetSize = this.#sizeOf(rest);
+      this.#append(rest);
     }
+  }
+
+  /** Keeps `part` of the split packet: a large one as it is, a small one copied into the tail. */
+  #append(part: Uint8Array): void {
+    const parts = this.#parts;
+    const missing = this.#packetSize < 0 ? 5 : this.#packetSize - this.#partsLength;
+    this.#partsLength += part.length;
+    if (part.length >= SMALL_PART) {
+      parts.push(part);
+      this.#tail = undefined;
+      return;
+    }
+    let tail = this.#tail;
+    if (tail === undefined || tail.length - this.#tailUsed < part.length) {
+      // Never larger than what is missing: a claimed length alone allocates nothing.
+      tail = this.#tail = new Uint8Array(Math.max(part.length, Math.min(TAIL_SIZE, missing)));
+      this.#tailUsed = 0;
+      parts.push(tail);
+    }
+    tail.set(part, this.#tailUsed);
+    this.#tailUsed += part.length;
+    parts[parts.length - 1] = tail.subarray(0, this.#tailUsed);
   }
 
   /** Decodes the packet at `buf[pos, pos + size)` whose fixed header is `headerSize` bytes. */
@@ -162,13 +191,13 @@ export class PacketDecoder {
       if (this.#packetSize < 0) {
         this.#parts[0] = head;
         this.#partsLength = head.length;
+        this.#tail = undefined;
         return -1;
       }
     }
     const missing = this.#packetSize - this.#partsLength;
     if (chunk.length < missing) {
-      this.#parts.push(chunk);
-      this.#partsLength += chunk.length;
+      this.#append(chunk);
       return -1;
     }
     const packet = new Uint8Array(this.#packetSize);
@@ -180,6 +209,7 @@ export class PacketDecoder {
     packet.set(chunk.subarray(0, missing), offset);
     this.#parts = [];
     this.#partsLength = 0;
+    this.#tail = undefined;
     this.#packetSize = -1;
     const headerSize = this.#sizeOfHeader(packet);
     emit(this.#decode(packet, 0, headerSize, packet.length));
