@@ -140,6 +140,8 @@ function randomClientId(): string {
 
 /** How long closing waits for DISCONNECT to be written before it closes anyway. */
 const CLOSE_GRACE_MS = 1000;
+/** The longest delay a timer holds: setTimeout fires at once for more (2^31 - 1 ms, 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 // CONNACK codes that retrying cannot fix: bad protocol version, client id rejected, bad
 // credentials, not authorized (3.x), and their MQTT 5 counterparts plus banned, bad
@@ -368,7 +370,15 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     session.disconnected();
     this.#session = session;
     this.#maximumIncoming = options.maximumPacketSize;
-    this.#connectTimeout = options.connectTimeout ?? 30_000;
+    const connectTimeout = options.connectTimeout ?? 30_000;
+    if (!(connectTimeout >= 0)) {
+      throw new RangeError(`connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`);
+    }
+    // 0 and anything a timer cannot hold (over 2^31 - 1 ms, Infinity) mean no limit: a timer
+    // would fire at once for those.
+    this.#connectTimeout = connectTimeout === 0 || connectTimeout > MAX_TIMER_MS
+      ? Infinity
+      : connectTimeout;
     this.#signal = options.signal;
     const reconnect = options.reconnect ?? false;
     this.#reconnect = reconnect === false || this.#dial === undefined
@@ -402,7 +412,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     const onAbort = () => controller.abort(signal!.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
     this.#attemptStartedAt = this.#clock.now();
-    const timer = this.#clock.setTimeout(() => {
+    const timer = this.#connectTimeout === Infinity ? undefined : this.#clock.setTimeout(() => {
       controller.abort(
         new TimeoutError(`could not connect to the broker within ${this.#connectTimeout} ms`),
       );
@@ -420,7 +430,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       }, () => {});
       return await Promise.race([dialing, stopped]);
     } finally {
-      this.#clock.clearTimeout(timer);
+      if (timer !== undefined) this.#clock.clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
       dialSignal.removeEventListener("abort", onStop!);
       if (this.#dialing === controller) this.#dialing = undefined;
@@ -459,6 +469,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     // connectTimeout covers the whole attempt: the dial, then CONNACK.
     const started = this.#attemptStartedAt ?? now;
     this.#attemptStartedAt = undefined;
+    if (this.#connectTimeout === Infinity) return;
     this.#connectTimer = this.#clock.setTimeout(() => {
       this.#connectTimer = undefined;
       this.#fail(new TimeoutError(`no CONNACK within ${this.#connectTimeout} ms`));
@@ -497,6 +508,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         `topic alias ${alias} exceeds the broker's Topic Alias Maximum of ${limits.topicAliasMaximum}`,
       );
     }
+    // With its whole topic, as it goes the first time this connection uses the alias.
+    if (alias !== undefined) session.resolveTopicAlias(packet);
     // Measure now, without writing: a bad packet fails here, and none larger than the broker
     // accepts is ever sent [MQTT-3.2.2-15].
     const size = publishSize(packet, this.#version);
@@ -1132,7 +1145,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       `${closed.message}; the message stays in the store and is sent by the next client that opens it`,
       { cause: closed.cause },
     );
-    const abandoned = this.#session?.abandon((token) => token?.reject(kept)) ?? [];
+    const onKept = reason instanceof StoreError ? undefined : (token: Token) => token?.reject(kept);
+    const abandoned = this.#session?.abandon(onKept) ?? [];
     for (const token of abandoned) token?.reject(closed);
     this.#written?.reject(closed);
     this.#written = undefined;

@@ -68,7 +68,10 @@ export interface ClientOptions {
   will?: WillOptions;
   /** MQTT 5 CONNECT properties (`sessionExpiryInterval`, `receiveMaximum`, ...). */
   properties?: Properties;
-  /** How long to wait for CONNACK, in milliseconds; default 30,000. */
+  /**
+   * How long a connection attempt may take, from the dial (and TLS or WebSocket handshake) to
+   * CONNACK, in milliseconds; default 30,000. 0 or `Infinity`: no limit.
+   */
   connectTimeout?: number;
   /** Aborts the connection attempt. */
   signal?: AbortSignal;

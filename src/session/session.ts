@@ -373,7 +373,7 @@ export class Session<T> {
    * While disconnected, everything waits in order ("sent" events report QoS 0 leaving).
    */
   publish(packet: PublishPacket, token: T): boolean {
-    if (packet.properties?.topicAlias !== undefined) this.#resolveAlias(packet);
+    if (packet.properties?.topicAlias !== undefined) this.resolveTopicAlias(packet);
     if (packet.qos === 0 && this.connected) {
       this.#pushPublish(packet);
       return true;
@@ -727,11 +727,14 @@ export class Session<T> {
   }
 
   /**
-   * A PUBLISH that uses a topic alias keeps its whole topic here: an empty topic takes the one
-   * the alias was last given, so the message can go again on a new connection, where the
-   * server knows no alias [MQTT-3.3.2-7], and survive a restart from a store.
+   * Gives a PUBLISH that uses a topic alias its whole topic: an empty topic takes the one the
+   * alias was last given, so the message can go again on a new connection, where the server
+   * knows no alias [MQTT-3.3.2-7], and survive a restart from a store. `publish` does it too;
+   * the client calls it first to measure the packet as it may go on the wire.
+   *
+   * @throws {LimitError} When the topic is empty and the alias has not been given one.
    */
-  #resolveAlias(packet: PublishPacket): void {
+  resolveTopicAlias(packet: PublishPacket): void {
     const alias = packet.properties!.topicAlias!;
     if (packet.topic !== "") {
       this.#declaredAliases.set(alias, packet.topic);
@@ -756,6 +759,14 @@ export class Session<T> {
     const alias = packet.properties?.topicAlias;
     if (alias === undefined) {
       this.#outbox.push(packet);
+    } else if (alias > this.limits.topicAliasMaximum) {
+      // Queued or in flight under another connection's limits: this server allows no such
+      // alias [MQTT-3.3.2-9], so the PUBLISH goes with its topic alone.
+      const { topicAlias: _, ...properties } = packet.properties!;
+      const plain: PublishPacket = { ...packet };
+      if (Object.keys(properties).length > 0) plain.properties = properties;
+      else delete plain.properties;
+      this.#outbox.push(plain);
     } else if (this.#wireAliases.get(alias) === packet.topic) {
       this.#outbox.push({ ...packet, topic: "" });
     } else {

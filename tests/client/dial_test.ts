@@ -88,6 +88,33 @@ describe("a dial that does not answer", () => {
     await broker.closed();
   });
 
+  for (const connectTimeout of [0, Infinity]) {
+    test(`connectTimeout ${connectTimeout}: no limit; a dial that takes an hour and a CONNACK a day later still connect`, async () => {
+      const dialer = new ScriptedDialer();
+      const clock = new FakeClock();
+      const client = new MqttClient(dialer.dial);
+      const connecting = watch(client.connect({ clock, connectTimeout, keepalive: 0 }));
+      await dialer.attempted(1);
+      await clock.advance(3_600_000);
+      assert.equal(connecting.settled, false);
+      const broker = new FakeBroker(4);
+      dialer.attempts[0].answer.resolve(broker.transport);
+      await broker.expect("connect");
+      await clock.advance(86_400_000);
+      assert.equal(connecting.settled, false);
+      await broker.send("20 02 00 00");
+      assert.equal(await connecting.promise, false);
+      await Promise.all([client.disconnect(), broker.closed()]);
+    });
+  }
+
+  test("a negative connectTimeout rejects connect with RangeError before anything is dialed", async () => {
+    const dialer = new ScriptedDialer();
+    const client = new MqttClient(dialer.dial);
+    await assert.rejects(client.connect({ connectTimeout: -1 }), RangeError);
+    assert.equal(dialer.attempts.length, 0);
+  });
+
   test("disconnect() while dialing rejects connect with ConnectionClosedError, also when the dialer ignores its signal", async () => {
     const dialer = new ScriptedDialer();
     const clock = new FakeClock();

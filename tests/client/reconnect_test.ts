@@ -394,6 +394,53 @@ describe("reconnect", () => {
     await rig.client.disconnect();
   });
 
+  test("topic aliases under a new server's limits: a resent PUBLISH goes without an alias it no longer allows; the size check counts the whole topic", async () => {
+    const rig = new Rig(5);
+    const next = rig.nextBroker();
+    const connecting = rig.client.connect({
+      clientId: "kite",
+      keepalive: 0,
+      clean: false,
+      protocolVersion: 5,
+      clock: rig.clock,
+      reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
+    });
+    const first = await next;
+    await first.expect("connect");
+    await first.sendPacket({
+      type: "connack",
+      sessionPresent: false,
+      reasonCode: 0,
+      properties: { topicAliasMaximum: 10, maximumPacketSize: 80 },
+    });
+    await connecting;
+    const topic = "t".repeat(40);
+    const declared = watch(
+      rig.client.publish(topic, "1", { qos: 1, properties: { topicAlias: 5 } }),
+    );
+    assert.equal((await first.expect("publish")).properties?.topicAlias, 5);
+    // 40 bytes of payload fit with the empty topic, but not with the whole one, which is how the
+    // PUBLISH goes on a connection that does not know the alias yet: refused now, not on the wire.
+    await assert.rejects(
+      rig.client.publish("", "p".repeat(40), { qos: 1, properties: { topicAlias: 5 } }),
+      LimitError,
+    );
+
+    await rig.lose(first);
+    const nextBroker = rig.nextBroker();
+    await rig.runBackoff();
+    const second = await nextBroker;
+    await second.expect("connect");
+    await second.sendPacket({ type: "connack", sessionPresent: true, reasonCode: 0 });
+    const resent = await second.expect("publish");
+    assert.equal(resent.topic, topic);
+    assert.equal(resent.dup, true);
+    assert.equal(resent.properties?.topicAlias, undefined, "this server allows no alias");
+    await second.send("40 03 00 01 00");
+    await declared.promise;
+    await rig.client.disconnect();
+  });
+
   test("a refusal worth retrying (server unavailable) is retried", async () => {
     const rig = new Rig();
     const first = await rig.start();
