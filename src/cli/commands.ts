@@ -40,6 +40,9 @@ const LINE_WINDOW = 64;
 
 const NULL_PAYLOAD = new TextEncoder().encode("(null)");
 
+/** How long `sub -C` waits for UNSUBACK before it disconnects anyway. */
+const UNSUBSCRIBE_WAIT_MS = 5000;
+
 const PROTOCOL_NAMES = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" } as const;
 
 /**
@@ -170,7 +173,8 @@ export async function runSub(settings: SubSettings, io: CommandIo): Promise<numb
       // broker answers our PUBREC before this UNSUBSCRIBE, so once UNSUBACK is here the PUBCOMP
       // is queued and goes out before DISCONNECT. (A kept session, -c, gets the PUBREL again
       // on the next connection; unsubscribing there would end the subscription.)
-      await client.unsubscribe(settings.topics);
+      // Bounded: if the broker went away meanwhile, the messages are printed all the same.
+      await withinMs(client.unsubscribe(settings.topics), UNSUBSCRIBE_WAIT_MS);
     }
   } catch (error) {
     if (!io.signal?.aborted) throw describe(error);
@@ -318,4 +322,17 @@ function describe(error: unknown, context?: string): CommandError {
  */
 export function oneLine(message: string): string {
   return message.trim().replace(/\s*[\r\n]+\s*/g, " ");
+}
+
+/** Waits for `promise` (its failure included) at most `ms` milliseconds. */
+async function withinMs(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      promise.catch(() => {}),
+      new Promise((resolve) => timer = setTimeout(resolve, ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

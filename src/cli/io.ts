@@ -179,13 +179,7 @@ export async function readAll(
 ): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of chunksOf(stream, signal)) chunks.push(chunk);
-  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
+  return join(chunks);
 }
 
 /**
@@ -209,23 +203,35 @@ export async function* readLines(
   stream: ReadableStream<Uint8Array>,
   signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
-  let pending = new Uint8Array(0);
+  // The start of the current line, as it came: each chunk is searched once, and a long line is
+  // joined once, when its newline arrives.
+  let parts: Uint8Array[] = [];
   for await (const chunk of chunksOf(stream, signal)) {
-    let data = chunk;
-    if (pending.length > 0) {
-      data = new Uint8Array(pending.length + chunk.length);
-      data.set(pending);
-      data.set(chunk, pending.length);
-    }
     let start = 0;
-    for (let newline = data.indexOf(0x0a); newline !== -1; newline = data.indexOf(0x0a, start)) {
-      const end = newline > start && data[newline - 1] === 0x0d ? newline - 1 : newline;
-      yield data.slice(start, end);
+    for (let newline = chunk.indexOf(0x0a); newline !== -1; newline = chunk.indexOf(0x0a, start)) {
+      parts.push(chunk.subarray(start, newline));
+      yield withoutCarriageReturn(join(parts));
+      parts = [];
       start = newline + 1;
     }
-    pending = data.slice(start);
+    if (start < chunk.length) parts.push(chunk.slice(start));
   }
-  if (pending.length > 0) yield pending;
+  if (parts.length > 0) yield join(parts);
+}
+
+function join(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0].slice();
+  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+function withoutCarriageReturn(line: Uint8Array): Uint8Array {
+  return line.length > 0 && line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line;
 }
 
 /** The chunks of a stream, until it ends or the signal aborts (which cancels the read). */
