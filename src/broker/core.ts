@@ -116,6 +116,10 @@ export class BrokerCore {
     this.topicAliasMaximum = options.topicAliasMaximum ?? 10;
     this.connectTimeout = options.connectTimeout ?? 10_000;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
+    if (!(this.maxBufferedBytes >= 1)) {
+      // At 0 every connection would count as congested for good: nothing would ever be sent.
+      throw new RangeError(`maxBufferedBytes must be 1 or more, not ${this.maxBufferedBytes}`);
+    }
     this.maxOverflowBytes = options.maxOverflowBytes ?? 1024 * 1024;
     this.closeTimeout = options.closeTimeout ?? 10_000;
   }

@@ -53,7 +53,7 @@ export interface BrokerOptions {
    * 2 messages wait in its session queue (within `maxQueuedMessages`) until the client catches
    * up. One message is never split, so a connection may hold up to this plus one message.
    * Other clients are not affected. Over WebSocket the runtime takes every message at once, so
-   * this bounds nothing there. Default 1 MiB (1,048,576).
+   * this bounds nothing there. At least 1; default 1 MiB (1,048,576).
    */
   maxBufferedBytes?: number;
   /**

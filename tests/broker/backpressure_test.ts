@@ -278,3 +278,8 @@ test("Broker - over TCP, a subscriber that never reads holds at most maxBuffered
   await pub.client.disconnect();
   await broker.close();
 });
+
+test("Broker - maxBufferedBytes below 1 is refused with RangeError", () => {
+  assert.throws(() => new Broker({ maxBufferedBytes: 0 }), RangeError);
+  assert.throws(() => new Broker({ maxBufferedBytes: -5 }), RangeError);
+});
