@@ -136,7 +136,11 @@ export async function runSub(settings: SubSettings, io: CommandIo): Promise<numb
   });
   const stop = () => void client.disconnect();
   io.signal?.addEventListener("abort", stop, { once: true });
-  const messages = client.messages();
+  // With -C, the loop stops at a count: what waits in the iterator then is acknowledged but
+  // never printed, so let at most one message wait.
+  const messages = client.messages(undefined, {
+    highWaterMark: settings.count === undefined ? 100 : 1,
+  });
   const writer = io.stdout.getWriter();
   const encoder = new TextEncoder();
   const space = Uint8Array.of(0x20);

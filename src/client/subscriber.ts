@@ -18,7 +18,12 @@ export type PublishHandler = (message: Message) => void | Promise<void>;
 
 /** The options of `messages()`. */
 export interface MessagesOptions {
-  /** How many messages may wait in this iterator before the client stops reading; default 100. */
+  /**
+   * How many messages may wait in this iterator before the client stops reading; default 100.
+   * A QoS 1 or 2 message is acknowledged once it waits here, so leaving a `for await` early
+   * drops up to this many acknowledged messages: keep it small (1) where every message matters
+   * and the loop may stop.
+   */
   highWaterMark?: number;
 }
 
