@@ -16,7 +16,7 @@ import {
   LimitError,
   ProtocolError,
 } from "../../src/errors.ts";
-import type { ProtocolVersion } from "../../src/packet/types.ts";
+import type { Packet, ProtocolVersion } from "../../src/packet/types.ts";
 import { FakeBroker, FakeClock, nextEvent, recordEvents, settle, watch } from "./harness.ts";
 
 /** A client whose every connection is a new fake broker, and the brokers as they are dialed. */
@@ -45,8 +45,11 @@ class Rig {
     return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
-  /** Connects the first time: CONNECT read, CONNACK answered. */
-  async start(options: ClientOptions = {}): Promise<FakeBroker> {
+  /** Connects the first time: CONNECT read, CONNACK (`connack`, or an accepting one) answered. */
+  async start(
+    options: ClientOptions = {},
+    connack?: Packet & { type: "connack" },
+  ): Promise<FakeBroker> {
     const next = this.nextBroker();
     const connecting = this.client.connect({
       clientId: "kite",
@@ -58,7 +61,7 @@ class Rig {
       ...options,
     });
     const broker = await next;
-    await broker.accept();
+    await broker.accept(false, connack);
     await connecting;
     return broker;
   }
@@ -347,19 +350,7 @@ describe("reconnect", () => {
       reasonCode: 0,
       properties: { topicAliasMaximum: 5 },
     });
-    const next = rig.nextBroker();
-    const connecting = rig.client.connect({
-      clientId: "kite",
-      keepalive: 0,
-      clean: false,
-      protocolVersion: 5,
-      clock: rig.clock,
-      reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
-    });
-    const first = await next;
-    await first.expect("connect");
-    await first.sendPacket(connack(false));
-    await connecting;
+    const first = await rig.start({}, connack(false));
     const alias = { topicAlias: 1 };
     const declared = rig.client.publish("sensors/temperature", "1", { qos: 1, properties: alias });
     assert.equal((await first.expect("publish")).topic, "sensors/temperature");
@@ -396,24 +387,12 @@ describe("reconnect", () => {
 
   test("topic aliases under a new server's limits: a resent PUBLISH goes without an alias it no longer allows; the size check counts the whole topic", async () => {
     const rig = new Rig(5);
-    const next = rig.nextBroker();
-    const connecting = rig.client.connect({
-      clientId: "kite",
-      keepalive: 0,
-      clean: false,
-      protocolVersion: 5,
-      clock: rig.clock,
-      reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
-    });
-    const first = await next;
-    await first.expect("connect");
-    await first.sendPacket({
+    const first = await rig.start({}, {
       type: "connack",
       sessionPresent: false,
       reasonCode: 0,
       properties: { topicAliasMaximum: 10, maximumPacketSize: 80 },
     });
-    await connecting;
     const topic = "t".repeat(40);
     const declared = watch(
       rig.client.publish(topic, "1", { qos: 1, properties: { topicAlias: 5 } }),
