@@ -127,25 +127,14 @@ export type Settings = PubSettings | SubSettings | BrokerSettings | {
   help: true;
 };
 
-type Draft = {
+/** The flags as they are read: the connection's, with what is still open, and the rest. */
+type Draft = Omit<ConnectionSettings, "host" | "port" | "will"> & {
   host?: string;
   port?: number;
-  tls: boolean;
-  clientId?: string;
-  protocolVersion: ProtocolVersion;
-  keepalive: number;
-  clean: boolean;
-  username?: string;
-  password?: string;
-  cafile?: string;
-  cert?: string;
-  key?: string;
-  insecure: boolean;
   willTopic?: string;
   willPayload?: string;
   willQos?: QoS;
   willRetain: boolean;
-  debug: boolean;
   topics: string[];
   messages: { flag: string; source: MessageSource }[];
   qos: QoS;
