@@ -294,7 +294,9 @@ class MosquittoBroker implements Mosquitto {
     for (;;) {
       // mosquitto logs "running" once every listener is bound. Until then a port that accepts
       // may belong to another process, and mosquitto is about to fail on it.
-      listening ||= / running$/m.test(this.#logSinceStart());
+      // The whole log since the start: clients that reconnect at once can log more than a tail's
+      // worth of lines between "running" and the next look.
+      listening ||= / running$/m.test(this.#logSinceStart(Infinity));
       for (const port of listening ? [...pending] : []) {
         if (this.#exit) break;
         if (await accepts(port)) pending.delete(port);
@@ -380,15 +382,16 @@ class MosquittoBroker implements Mosquitto {
     return lines.join("\n") + "\n";
   }
 
-  /** The log written since the latest launch, at most its last 40 lines. */
-  #logSinceStart(): string {
+  /** The log written since the latest launch: its last `lines` lines (all of it: `Infinity`). */
+  #logSinceStart(lines = 40): string {
     let log: string;
     try {
       log = fs.readFileSync(this.#logPath, "utf8");
     } catch {
       return "(no log)";
     }
-    return log.slice(log.lastIndexOf(START_MARKER)).split("\n").slice(-40).join("\n");
+    const since = log.slice(log.lastIndexOf(START_MARKER));
+    return lines === Infinity ? since : since.split("\n").slice(-lines).join("\n");
   }
 }
 
