@@ -40,25 +40,30 @@ function sessionOf(broker: Broker, clientId: string) {
   return session;
 }
 
+/** A raw MQTT 3.1.1 client that does not read, subscribed to "t" at `qos`. */
+async function pausedSubscriber(
+  broker: Broker,
+  clientId: string,
+  qos: 0 | 1,
+  clean = true,
+): Promise<RawClient> {
+  const client = new RawClient(broker, 4, { paused: true });
+  await client.send({ type: "connect", protocolVersion: 4, clientId, clean, keepalive: 0 });
+  await client.send({
+    type: "subscribe",
+    packetId: 1,
+    subscriptions: [{ topicFilter: "t", qos }],
+  });
+  return client;
+}
+
 // A PUBLISH to "t" with a 1,000-byte payload: 1 + 2 (Remaining Length 1005) + 3 + 1000 bytes,
 // 2 more with a packet id.
 const QOS0_SIZE = 1006;
 
 test("Broker - a subscriber that does not read: QoS 0 past maxBufferedBytes is dropped and counted", async () => {
   const broker = new Broker({ maxBufferedBytes: 4096 });
-  const stuck = new RawClient(broker, 4, { paused: true });
-  await stuck.send({
-    type: "connect",
-    protocolVersion: 4,
-    clientId: "stuck",
-    clean: true,
-    keepalive: 0,
-  });
-  await stuck.send({
-    type: "subscribe",
-    packetId: 1,
-    subscriptions: [{ topicFilter: "t", qos: 0 }],
-  });
+  const stuck = await pausedSubscriber(broker, "stuck", 0);
   const fast = await connectKite(broker, { clientId: "fast" });
   await fast.client.subscribe("t", { qos: 0 });
   const pub = await connectKite(broker, { clientId: "pub" });
@@ -84,19 +89,7 @@ test("Broker - a subscriber that does not read: QoS 0 past maxBufferedBytes is d
 
 test("Broker - QoS 1 for a subscriber that does not read waits in its session and arrives once it reads", async () => {
   const broker = new Broker({ maxBufferedBytes: 4096 });
-  const slow = new RawClient(broker, 4, { paused: true });
-  await slow.send({
-    type: "connect",
-    protocolVersion: 4,
-    clientId: "slow",
-    clean: true,
-    keepalive: 0,
-  });
-  await slow.send({
-    type: "subscribe",
-    packetId: 1,
-    subscriptions: [{ topicFilter: "t", qos: 1 }],
-  });
+  const slow = await pausedSubscriber(broker, "slow", 1);
   const pub = await connectKite(broker, { clientId: "pub" });
   for (let i = 0; i < 20; i++) await pub.client.publish("t", numbered(i), { qos: 1 });
 
@@ -117,19 +110,7 @@ test("Broker - QoS 1 for a subscriber that does not read waits in its session an
 
 test("Broker - a persistent session keeps the QoS 1 a stuck subscriber did not take, for its next connection", async () => {
   const broker = new Broker({ maxBufferedBytes: 4096 });
-  const stuck = new RawClient(broker, 4, { paused: true });
-  const connect = {
-    type: "connect",
-    protocolVersion: 4,
-    clientId: "keeper",
-    clean: false,
-  } as const;
-  await stuck.send({ ...connect, keepalive: 0 });
-  await stuck.send({
-    type: "subscribe",
-    packetId: 1,
-    subscriptions: [{ topicFilter: "t", qos: 1 }],
-  });
+  const stuck = await pausedSubscriber(broker, "keeper", 1, false);
   const pub = await connectKite(broker, { clientId: "pub" });
   for (let i = 0; i < 20; i++) await pub.client.publish("t", numbered(i), { qos: 1 });
   broker.dropClient("keeper");

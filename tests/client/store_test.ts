@@ -6,6 +6,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MqttClient } from "../../src/client/clients.ts";
+import type { ClientOptions } from "../../src/client/types.ts";
 import {
   MemoryStore,
   type OutgoingState,
@@ -70,7 +71,11 @@ class GatedStore implements Store {
   close(): void {}
 }
 
-async function connectedWith(store: Store, broker = new FakeBroker(4)): Promise<MqttClient> {
+async function connectedWith(
+  store: Store,
+  broker = new FakeBroker(4),
+  options: ClientOptions = {},
+): Promise<MqttClient> {
   const client = new MqttClient(broker.transport);
   const connecting = client.connect({
     clientId: "kite",
@@ -78,6 +83,7 @@ async function connectedWith(store: Store, broker = new FakeBroker(4)): Promise<
     clean: false,
     store,
     clock: new FakeClock(),
+    ...options,
   });
   await broker.accept(true);
   await connecting;
@@ -235,10 +241,7 @@ describe("client and store", () => {
   test("disconnect() with publishes unfinished: they reject saying they stay in the store, and a client opened on it sends them", async () => {
     const store = new MemoryStore();
     const broker = new FakeBroker(4);
-    const client = new MqttClient(broker.transport);
-    const connecting = client.connect({ clientId: "kite", clean: false, keepalive: 0, store });
-    await broker.accept();
-    await connecting;
+    const client = await connectedWith(store, broker);
     const inflight = watch(client.publish("t", "in flight", { qos: 1 }));
     await broker.expect("publish");
     const qos0 = watch(client.publish("t", "qos 0"));
@@ -272,16 +275,7 @@ describe("client and store", () => {
     const store = new GatedStore();
     const broker = new FakeBroker(4);
     const clock = new FakeClock();
-    const client = new MqttClient(broker.transport);
-    const connecting = client.connect({
-      clientId: "kite",
-      keepalive: 0,
-      clean: false,
-      store,
-      clock,
-    });
-    await broker.accept(true);
-    await connecting;
+    const client = await connectedWith(store, broker, { clock });
     const published = watch(client.publish("a", "x", { qos: 1 }));
     await settle();
     const closing = client.disconnect();
