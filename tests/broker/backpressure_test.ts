@@ -110,7 +110,7 @@ test("Broker - QoS 1 for a subscriber that does not read waits in its session an
 
 test("Broker - a persistent session keeps the QoS 1 a stuck subscriber did not take, for its next connection", async () => {
   const broker = new Broker({ maxBufferedBytes: 4096 });
-  const stuck = await pausedSubscriber(broker, "keeper", 1, false);
+  await pausedSubscriber(broker, "keeper", 1, false);
   const pub = await connectKite(broker, { clientId: "pub" });
   for (let i = 0; i < 20; i++) await pub.client.publish("t", numbered(i), { qos: 1 });
   broker.dropClient("keeper");
