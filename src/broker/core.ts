@@ -32,6 +32,7 @@ import {
   Session,
   type SubscriptionRecord,
 } from "./session.ts";
+import { systemClock } from "../_async.ts";
 import type { BrokerClock, BrokerOptions, RetainedMessage, SessionInfo } from "./types.ts";
 
 /** How a {@linkcode ClientHandler} reaches its connection. */
@@ -47,13 +48,6 @@ export interface Link {
    */
   readonly buffered?: number;
 }
-
-/** The default clock: the runtime's timers. */
-export const SYSTEM_CLOCK: BrokerClock = {
-  now: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
 
 const PROTOCOL_MAXIMUM = 268_435_460;
 
@@ -109,7 +103,7 @@ export class BrokerCore {
 
   /** Creates the shared state. */
   constructor(options: BrokerOptions = {}) {
-    this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.clock = options.clock ?? systemClock;
     this.maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.receiveMaximum = options.receiveMaximum ?? 65_535;
     this.maximumPacketSize = options.maximumPacketSize;

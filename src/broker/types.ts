@@ -4,17 +4,11 @@
  * @module
  */
 
+import type { Clock } from "../_async.ts";
 import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
 
 /** A source of time and timers; tests pass a fake one. The same shape as the client's. */
-export interface BrokerClock {
-  /** Milliseconds on a monotonic clock. */
-  now(): number;
-  /** Calls `callback` after `ms` milliseconds; returns a handle for `clearTimeout`. */
-  setTimeout(callback: () => void, ms: number): unknown;
-  /** Cancels a timer. */
-  clearTimeout(handle: unknown): void;
-}
+export type BrokerClock = Clock;
 
 /** A byte connection: what the broker serves and what `connectClient()` hands a client. */
 export interface BrokerTransport {

@@ -5,6 +5,7 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { within } from "../_async.ts";
 import { Broker } from "../broker/broker.ts";
 import { connect, type ConnectOptions } from "../client/connect.ts";
 import type { MqttClient } from "../client/clients.ts";
@@ -178,7 +179,7 @@ export async function runSub(settings: SubSettings, io: CommandIo): Promise<numb
       // is queued and goes out before DISCONNECT. (A kept session, -c, gets the PUBREL again
       // on the next connection; unsubscribing there would end the subscription.)
       // Bounded: if the broker went away meanwhile, the messages are printed all the same.
-      await withinMs(client.unsubscribe(settings.topics), UNSUBSCRIBE_WAIT_MS);
+      await within(client.unsubscribe(settings.topics), UNSUBSCRIBE_WAIT_MS);
     }
   } catch (error) {
     if (!io.signal?.aborted) throw describe(error);
@@ -326,17 +327,4 @@ function describe(error: unknown, context?: string): CommandError {
  */
 export function oneLine(message: string): string {
   return message.trim().replace(/\s*[\r\n]+\s*/g, " ");
-}
-
-/** Waits for `promise` (its failure included) at most `ms` milliseconds. */
-async function withinMs(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([
-      promise.catch(() => {}),
-      new Promise((resolve) => timer = setTimeout(resolve, ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

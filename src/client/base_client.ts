@@ -35,7 +35,7 @@ import type {
 import { requestPayloadSize, Session, type StoreOperation } from "../session/session.ts";
 import type { Store } from "../session/store.ts";
 import type { Transport } from "../transport/types.ts";
-import { Deferred } from "./deferred.ts";
+import { closeQuietly, Deferred, systemClock, within } from "../_async.ts";
 import type { ClientOptions, Clock, Message, ReconnectOptions } from "./types.ts";
 
 /**
@@ -113,12 +113,6 @@ export interface ReconnectEventDetail {
 
 /** A token the session hands back when an operation completes. */
 export type Token = Deferred<unknown>;
-
-const systemClock: Clock = {
-  now: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
 
 const encoder = new TextEncoder();
 
@@ -651,16 +645,16 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       // within the grace keeps what is queued (the next client that opens it sends it), and
       // DISCONNECT goes alone, past the write loop that waits for the store.
       const durable = !session.journaling ||
-        await this.#within(this.#durable(), CLOSE_GRACE_MS);
+        await within(this.#durable(), CLOSE_GRACE_MS, this.#clock);
       const queued = session.takeOutbox(this.#clock.now());
       session.disconnected();
       if (durable) {
         // What is already queued goes first; DISCONNECT is the last packet.
         for (const queuedPacket of queued) encodeInto(this.#out, queuedPacket, this.#version);
         encodeInto(this.#out, packet, this.#version);
-        await this.#within(this.#flush(), CLOSE_GRACE_MS);
+        await within(this.#flush(), CLOSE_GRACE_MS, this.#clock);
       } else if (this.#writer !== undefined) {
-        await this.#within(this.#writer.write(alone.bytes()), CLOSE_GRACE_MS);
+        await within(this.#writer.write(alone.bytes()), CLOSE_GRACE_MS, this.#clock);
       }
     }
     this.#state = "disconnecting";
@@ -673,23 +667,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Disconnects: `await using client = ...` closes it at the end of the scope. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.disconnect();
-  }
-
-  /**
-   * Waits for `promise`, but no longer than `ms`; never rejects.
-   *
-   * @returns Whether `promise` fulfilled in time.
-   */
-  async #within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-    let timer: unknown;
-    const timeout = new Promise<boolean>((resolve) => {
-      timer = this.#clock.setTimeout(() => resolve(false), ms);
-    });
-    try {
-      return await Promise.race([promise.then(() => true, () => false), timeout]);
-    } finally {
-      this.#clock.clearTimeout(timer);
-    }
   }
 
   async #readLoop(
@@ -997,7 +974,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       try {
         session.disconnected();
         encodeInto(this.#out, { type: "disconnect", reasonCode: error.reasonCode }, 5);
-        flushed = this.#within(this.#flush(), CLOSE_GRACE_MS);
+        flushed = within(this.#flush(), CLOSE_GRACE_MS, this.#clock);
       } catch {
         // The reason code may not fit DISCONNECT; closing is what matters.
       }
@@ -1092,7 +1069,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     await Promise.allSettled([
       reader?.cancel().catch(() => {}),
       // A write still pending once the grace is over never ends: closing would wait behind it.
-      writer ? this.#within(writer.close(), this.#writing ? 0 : CLOSE_GRACE_MS) : undefined,
+      writer ? within(writer.close(), this.#writing ? 0 : CLOSE_GRACE_MS, this.#clock) : undefined,
     ]);
     let closing: void | Promise<void> = undefined;
     try {
@@ -1101,7 +1078,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       // Already closed.
     }
     // A WebSocket closes with a handshake: disconnect() returns once it is done, or the grace.
-    await this.#within(Promise.all([closing, this.#readLoopDone]), CLOSE_GRACE_MS);
+    await within(Promise.all([closing, this.#readLoopDone]), CLOSE_GRACE_MS, this.#clock);
   }
 
   /** Dispatches `error` (unless it was a normal end) and `disconnect`. */
@@ -1220,14 +1197,4 @@ function toMqttError(reason: unknown): MqttError {
     `the connection failed: ${reason instanceof Error ? reason.message : String(reason)}`,
     { cause: reason },
   );
-}
-
-/** Closes a transport nobody will use; one that is closed already is fine. */
-function closeQuietly(transport: Transport): void {
-  try {
-    const closing = transport.close?.();
-    if (closing instanceof Promise) closing.catch(() => {});
-  } catch {
-    // Already closed.
-  }
 }

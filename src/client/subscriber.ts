@@ -9,7 +9,7 @@ import { MqttError, SubscribeError } from "../errors.ts";
 import type { Subscription } from "../packet/types.ts";
 import { topicMatches, validateTopicFilter } from "../topic.ts";
 import type { BaseClient } from "./base_client.ts";
-import { Deferred } from "./deferred.ts";
+import { Deferred } from "../_async.ts";
 import type { Constructor } from "./publisher.ts";
 import type { Message, SubscribeOptions, SubscriptionRequest } from "./types.ts";
 

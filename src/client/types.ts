@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { Clock } from "../_async.ts";
 import type { MqttError } from "../errors.ts";
 import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
 import type { Store } from "../session/store.ts";
@@ -40,15 +41,7 @@ export interface WillOptions {
   properties?: Properties;
 }
 
-/** A source of time and timers; tests pass a fake one. */
-export interface Clock {
-  /** Milliseconds on a monotonic clock. */
-  now(): number;
-  /** Calls `callback` after `ms` milliseconds; returns a handle for `clearTimeout`. */
-  setTimeout(callback: () => void, ms: number): unknown;
-  /** Cancels a timer. */
-  clearTimeout(handle: unknown): void;
-}
+export type { Clock } from "../_async.ts";
 
 /** The options of `connect` on a client. */
 export interface ClientOptions {

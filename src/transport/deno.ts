@@ -22,7 +22,7 @@
  * @module
  */
 
-import { abortable } from "./abort.ts";
+import { abortable, closeQuietly } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import { nodeSockets, openNodeTransport } from "./node.ts";
 import type { Transport, TransportOptions } from "./types.ts";
@@ -144,14 +144,6 @@ async function dial<T extends Deno.Conn>(
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     throw unreachable(address, error);
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
   }
 }
 

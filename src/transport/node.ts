@@ -8,7 +8,7 @@
 
 import type * as Net from "node:net";
 import type * as Tls from "node:tls";
-import { abortable } from "./abort.ts";
+import { abortable } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import type { Transport, TransportOptions } from "./types.ts";
 

@@ -15,7 +15,7 @@
  */
 
 import { ProtocolError } from "../errors.ts";
-import { abortable } from "./abort.ts";
+import { abortable } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import type { Transport, TransportOptions } from "./types.ts";
 

@@ -17,7 +17,7 @@ import type { ConnectPacket } from "../../src/packet/types.ts";
 import { MemoryStore, type Store, type StoreContents } from "../../src/session/store.ts";
 import type { Transport } from "../../src/transport/types.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
-import { Deferred } from "../../src/client/deferred.ts";
+import { Deferred } from "../../src/_async.ts";
 
 /** A dialer whose every attempt waits for the test to answer it (or never answers). */
 class ScriptedDialer {

@@ -5,7 +5,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Deferred } from "../../src/client/deferred.ts";
+import { Deferred } from "../../src/_async.ts";
 import { MqttError, TimeoutError } from "../../src/errors.ts";
 import { encode } from "../../src/packet/encode.ts";
 import type { ProtocolVersion } from "../../src/packet/types.ts";

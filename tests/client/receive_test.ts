@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MqttClient, MqttPublisher, MqttSubscriber } from "../../src/client/clients.ts";
 import type { Message } from "../../src/client/types.ts";
-import { Deferred } from "../../src/client/deferred.ts";
+import { Deferred } from "../../src/_async.ts";
 import { MqttError, ProtocolError } from "../../src/errors.ts";
 import type { ProtocolVersion } from "../../src/packet/types.ts";
 import {
