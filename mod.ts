@@ -33,10 +33,12 @@
 
 export * from "./src/packet/mod.ts";
 export {
+  BrokerDisconnect,
   ConnectionClosedError,
   ConnectionRefusedError,
   LimitError,
   StateError,
+  StoreError,
   SubscribeError,
   TimeoutError,
 } from "./src/errors.ts";
@@ -59,17 +61,16 @@ export {
 } from "./src/client/clients.ts";
 export {
   BaseClient,
-  BrokerDisconnect,
   type ClientState,
-  type ConnectEventDetail,
-  type Dialer,
-  type DisconnectEventDetail,
   type DisconnectOptions,
-  isRetryable,
   type Operation,
-  type ReconnectEventDetail,
-  StoreError,
 } from "./src/client/base_client.ts";
+export type {
+  ConnectEventDetail,
+  DisconnectEventDetail,
+  ReconnectEventDetail,
+} from "./src/client/events.ts";
+export { type Dialer, isRetryable } from "./src/client/reconnect.ts";
 export { type Constructor, Publisher, type PublisherMethods } from "./src/client/publisher.ts";
 export {
   type MessagesOptions,

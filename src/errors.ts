@@ -6,6 +6,7 @@
  */
 
 import { reasonName } from "./packet/constants.ts";
+import type { DisconnectPacket } from "./packet/types.ts";
 
 /**
  * The base class of every error Kite raises.
@@ -209,4 +210,52 @@ const CONNACK_311: readonly string[] = [
 function connackReasonName(code: number, protocolVersion: 3 | 4 | 5): string {
   if (protocolVersion < 5) return CONNACK_311[code] ?? "Unknown Return Code";
   return reasonName(code, "connack") ?? "Unknown Reason Code";
+}
+
+/**
+ * The broker sent DISCONNECT (MQTT 5): the connection ends, with the broker's reason.
+ *
+ * @example
+ * ```ts
+ * import { BrokerDisconnect } from "./errors.ts";
+ *
+ * const error = new BrokerDisconnect({ type: "disconnect", reasonCode: 0x8b });
+ * console.log(error.message); // "the broker disconnected (reason 0x8b)"
+ * ```
+ */
+export class BrokerDisconnect extends ConnectionClosedError {
+  /** The DISCONNECT packet. */
+  readonly packet: DisconnectPacket;
+
+  /** Creates the error from the broker's DISCONNECT. */
+  constructor(packet: DisconnectPacket) {
+    const code = packet.reasonCode ?? 0;
+    const reason = packet.properties?.reasonString;
+    super(
+      `the broker disconnected (reason 0x${code.toString(16).padStart(2, "0")}${
+        reason ? `: ${reason}` : ""
+      })`,
+    );
+    this.packet = packet;
+  }
+}
+
+/**
+ * The store failed to keep a change: the client stops, since it can no longer promise delivery.
+ *
+ * @example
+ * ```ts
+ * import { StoreError } from "./errors.ts";
+ *
+ * console.log(new StoreError(new Error("disk full")).message); // "the store failed: disk full"
+ * ```
+ */
+export class StoreError extends MqttError {
+  /** Creates the error around what the store threw. */
+  constructor(cause: unknown) {
+    super(
+      `the store failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
+  }
 }

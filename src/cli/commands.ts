@@ -9,7 +9,7 @@ import { within } from "../_async.ts";
 import { Broker } from "../broker/broker.ts";
 import { connect, type ConnectOptions } from "../client/connect.ts";
 import type { MqttClient } from "../client/clients.ts";
-import type { DisconnectEventDetail, ReconnectEventDetail } from "../client/base_client.ts";
+import type { DisconnectEventDetail, ReconnectEventDetail } from "../client/events.ts";
 import type { MqttError } from "../errors.ts";
 import type { BrokerSettings, ConnectionSettings, PubSettings, SubSettings } from "./args.ts";
 import { type CliIo, readAll, readLines, writeTo } from "./io.ts";

@@ -5,7 +5,8 @@
  */
 
 import type { PublishPacket } from "../packet/types.ts";
-import { type BaseClient, toBytes } from "./base_client.ts";
+import type { BaseClient } from "./base_client.ts";
+import { toBytes } from "./options.ts";
 import type { PublishOptions } from "./types.ts";
 
 /** A constructor of `T`: what a mixin extends. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Broker } from "../../src/broker/mod.ts";
-import type { DisconnectEventDetail } from "../../src/client/base_client.ts";
+import type { DisconnectEventDetail } from "../../src/client/events.ts";
 import {
   connectKite,
   FakeClock,

@@ -8,7 +8,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import type { Dialer } from "../../src/client/base_client.ts";
+import type { Dialer } from "../../src/client/reconnect.ts";
 import { MqttClient } from "../../src/client/clients.ts";
 import { connect } from "../../src/client/connect.ts";
 import { ConnectionClosedError, TimeoutError } from "../../src/errors.ts";

@@ -7,7 +7,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Dialer, isRetryable } from "../../src/client/base_client.ts";
+import { type Dialer, isRetryable } from "../../src/client/reconnect.ts";
 import { MqttClient } from "../../src/client/clients.ts";
 import type { ClientOptions } from "../../src/client/types.ts";
 import {

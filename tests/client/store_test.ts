@@ -14,7 +14,7 @@ import {
   type StoreContents,
   type StoredPublish,
 } from "../../src/session/store.ts";
-import { StoreError } from "../../src/client/base_client.ts";
+import { StoreError } from "../../src/errors.ts";
 import { ConnectionClosedError, LimitError } from "../../src/errors.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
 

@@ -15,7 +15,7 @@ import { connect } from "../../src/client/connect.ts";
 import type { MqttClient } from "../../src/client/clients.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
-import type { ConnectEventDetail } from "../../src/client/base_client.ts";
+import type { ConnectEventDetail } from "../../src/client/events.ts";
 import { indexOf, nextEvent, runtimeCommand, seedFor, Tally, within } from "./support.ts";
 
 const CHILD = fileURLToPath(new URL("./publisher_child.ts", import.meta.url));

@@ -12,7 +12,7 @@ import type {
   ConnectEventDetail,
   DisconnectEventDetail,
   ReconnectEventDetail,
-} from "../../src/client/base_client.ts";
+} from "../../src/client/events.ts";
 import { ConnectionClosedError, TimeoutError } from "../../src/errors.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";

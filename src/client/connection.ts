@@ -1,0 +1,292 @@
+/**
+ * One live connection to the broker: the read loop (transport → decoder → the owner), batched
+ * writes of the session's outbox (session → encoder → transport), and the keepalive timer. It
+ * knows packets and bytes, not users: what a packet means and what a failure leads to is the
+ * owning client's business.
+ *
+ * @module
+ */
+
+import { type Clock, Deferred, within } from "../_async.ts";
+import { ConnectionClosedError, StoreError } from "../errors.ts";
+import { Writer } from "../packet/bytes.ts";
+import { MqttDecoderStream } from "../packet/decoder_stream.ts";
+import { encodeInto } from "../packet/encode.ts";
+import type { Packet, ProtocolVersion } from "../packet/types.ts";
+import type { Session } from "../session/session.ts";
+import type { Transport } from "../transport/types.ts";
+
+/** How long closing waits for writes and the transport's close before it gives up on them. */
+export const CLOSE_GRACE_MS = 1000;
+
+/** What a connection asks of the client that owns it. */
+export interface ConnectionOwner {
+  /**
+   * Handles one packet from the broker. A returned promise holds back reading until it settles
+   * (back-pressure); a throw fails the connection.
+   */
+  handle(packet: Packet): Promise<void> | undefined;
+  /** The connection failed: the stream ended or errored, a write failed, keepalive timed out. */
+  fail(reason: unknown): void;
+  /** Resolves once what the store must keep is durable; rejects with a `StoreError`. */
+  durable(): Promise<void>;
+  /** Whether keepalive runs now (a CONNACK accepted the connection). */
+  isLive(): boolean;
+}
+
+/** The settings of a connection. */
+export interface ConnectionOptions {
+  /** The protocol version of the codec. */
+  protocolVersion: ProtocolVersion;
+  /** The largest packet accepted from the broker, if limited. */
+  maximumPacketSize: number | undefined;
+  /** Time and timers. */
+  clock: Clock;
+}
+
+/**
+ * One connection over a transport. `start` begins reading; the session's outbox is written in
+ * batches whenever `scheduleFlush` is called; `close` ends it all and never throws or hangs.
+ */
+export class Connection {
+  readonly #transport: Transport;
+  readonly #session: Session<unknown>;
+  readonly #owner: ConnectionOwner;
+  readonly #options: ConnectionOptions;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #reader: ReadableStreamDefaultReader<Packet> | undefined;
+  #readLoopDone: Promise<void> = Promise.resolve();
+  #closed = false;
+  // Two buffers: packets are encoded into #out while #spare is being written.
+  #out = new Writer(new Uint8Array(4096));
+  #spare = new Writer(new Uint8Array(4096));
+  #flushScheduled = false;
+  #writing: Promise<void> | undefined;
+  // Settles once the bytes now in the outbox are written: what QoS 0 publishes wait for.
+  #written: Deferred<void> | undefined;
+  // The same for the batch being written now: settled by the write, or by closing if it hangs.
+  #inWrite: Deferred<void> | undefined;
+  #keepaliveTimer: unknown;
+  #keepaliveAt = Infinity;
+
+  /** Wraps a transport; nothing is read or written until `start`. */
+  constructor(
+    transport: Transport,
+    session: Session<unknown>,
+    owner: ConnectionOwner,
+    options: ConnectionOptions,
+  ) {
+    this.#transport = transport;
+    this.#session = session;
+    this.#owner = owner;
+    this.#options = options;
+  }
+
+  /** Starts reading from the transport. Throws when the transport's streams cannot be used. */
+  start(): void {
+    this.#writer = this.#transport.writable.getWriter();
+    const decoder = new MqttDecoderStream({
+      protocolVersion: this.#options.protocolVersion,
+      maximumPacketSize: this.#options.maximumPacketSize,
+    });
+    const reader = this.#reader = this.#transport.readable.pipeThrough(decoder).getReader();
+    this.#readLoopDone = this.#readLoop(reader, decoder);
+  }
+
+  /** Whether packets can still be written: started and not closed. */
+  get writable(): boolean {
+    return this.#writer !== undefined && !this.#closed;
+  }
+
+  /**
+   * A promise that settles once everything queued so far is written: what a QoS 0 publish
+   * waits for. It rejects when the connection closes first.
+   */
+  written(): Promise<void> {
+    return (this.#written ??= new Deferred<void>()).promise;
+  }
+
+  async #readLoop(
+    reader: ReadableStreamDefaultReader<Packet>,
+    decoder: MqttDecoderStream,
+  ): Promise<void> {
+    let error: unknown;
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const pause = this.#owner.handle(value);
+        if (pause !== undefined) {
+          // Unread packets wait while the user catches up, a PINGRESP among them: keepalive
+          // must not take that wait for a dead broker.
+          this.#session.readerPaused();
+          await pause;
+          if (this.#closed) return;
+          this.#session.readerResumed(this.#options.clock.now());
+          if (this.#owner.isLive()) this.armKeepalive();
+        }
+        if (this.#closed) return;
+      }
+      error = new ConnectionClosedError(
+        decoder.truncated
+          ? "the connection closed in the middle of a packet"
+          : "the broker closed the connection",
+      );
+    } catch (caught) {
+      error = caught;
+    }
+    if (!this.#closed) this.#owner.fail(error);
+  }
+
+  /** Writes the outbox soon: once, at the end of this turn, for all packets queued in it. */
+  scheduleFlush(): void {
+    if (this.#flushScheduled || this.#writing !== undefined) return;
+    this.#flushScheduled = true;
+    queueMicrotask(this.#flushTask);
+  }
+
+  #flushTask = (): void => {
+    this.#flushScheduled = false;
+    if (this.#writing === undefined) this.#flush();
+  };
+
+  /**
+   * Encodes `packets` after whatever is queued, then `last` (an encoded DISCONNECT), and writes
+   * it all: the end of a connection. Settles once written or when the write fails.
+   */
+  sendLast(packets: Packet[], last: Uint8Array): Promise<void> {
+    for (let i = 0; i < packets.length; i++) {
+      encodeInto(this.#out, packets[i], this.#options.protocolVersion);
+    }
+    this.#out.reserve(last.length);
+    this.#out.raw(last);
+    return this.#flush();
+  }
+
+  /** Writes bytes at once, past the write loop (which may be waiting for the store). */
+  writeNow(bytes: Uint8Array): Promise<void> {
+    return this.#writer?.write(bytes) ?? Promise.resolve();
+  }
+
+  /** Writes everything in the outbox, one write per batch, until nothing is left. */
+  #flush(): Promise<void> {
+    if (this.#writing !== undefined) return this.#writing;
+    const writer = this.#writer;
+    if (writer === undefined || this.#closed) return Promise.resolve();
+    return this.#writing = this.#writeLoop(writer).finally(() => {
+      this.#writing = undefined;
+      // Packets queued while the loop was finishing would otherwise wait for the next one.
+      if (!this.#closed && (this.#session.hasOutput || this.#out.pos > 0)) this.scheduleFlush();
+    });
+  }
+
+  async #writeLoop(writer: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
+    const session = this.#session;
+    const version = this.#options.protocolVersion;
+    try {
+      while (true) {
+        // What the store must keep is durable before the packets that depend on it go out.
+        if (session.journaling) await this.#owner.durable();
+        if (this.#closed) return;
+        const packets = session.takeOutbox(this.#options.clock.now());
+        for (let i = 0; i < packets.length; i++) encodeInto(this.#out, packets[i], version);
+        if (this.#out.pos === 0) break;
+        const bytes = this.#out.bytes();
+        const written = this.#inWrite = this.#written;
+        this.#written = undefined;
+        // Swap buffers: the next batch is encoded while this one is written.
+        const next = this.#spare;
+        this.#spare = this.#out;
+        this.#out = next;
+        next.reset();
+        await writer.write(bytes);
+        written?.resolve();
+        this.#inWrite = undefined;
+        if (this.#owner.isLive()) this.armKeepalive();
+      }
+    } catch (error) {
+      const failure = error instanceof StoreError
+        ? error
+        : new ConnectionClosedError("writing to the broker failed", { cause: error });
+      this.rejectWrites(failure);
+      if (!this.#closed) this.#owner.fail(failure);
+    }
+  }
+
+  /** Rejects what waits for bytes to be written: the connection will not write them. */
+  rejectWrites(error: unknown): void {
+    this.#inWrite?.reject(error);
+    this.#inWrite = undefined;
+    this.#written?.reject(error);
+    this.#written = undefined;
+  }
+
+  /** Lets the session's keepalive clock run, and sets the timer for its next deadline. */
+  armKeepalive(): void {
+    const session = this.#session;
+    const clock = this.#options.clock;
+    let deadline: number;
+    try {
+      deadline = session.tick(clock.now());
+    } catch (error) {
+      this.#owner.fail(error);
+      return;
+    }
+    if (session.hasOutput) this.scheduleFlush();
+    if (
+      deadline === Infinity ||
+      (this.#keepaliveTimer !== undefined && this.#keepaliveAt <= deadline)
+    ) {
+      return;
+    }
+    if (this.#keepaliveTimer !== undefined) clock.clearTimeout(this.#keepaliveTimer);
+    this.#keepaliveAt = deadline;
+    this.#keepaliveTimer = clock.setTimeout(
+      this.#onKeepaliveTimer,
+      Math.max(0, deadline - clock.now()),
+    );
+  }
+
+  #onKeepaliveTimer = (): void => {
+    this.#keepaliveTimer = undefined;
+    this.#keepaliveAt = Infinity;
+    if (!this.#closed && this.#owner.isLive()) this.armKeepalive();
+  };
+
+  /**
+   * Stops reading, writing and the keepalive timer, and closes the transport. Never throws;
+   * returns within a few graces even when the transport does not answer.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const clock = this.#options.clock;
+    if (this.#keepaliveTimer !== undefined) {
+      clock.clearTimeout(this.#keepaliveTimer);
+      this.#keepaliveTimer = undefined;
+      this.#keepaliveAt = Infinity;
+    }
+    // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
+    // a reconnection would start new batches and leave them unsettled.
+    this.rejectWrites(
+      new ConnectionClosedError("the connection closed before the bytes were written"),
+    );
+    const reader = this.#reader;
+    const writer = this.#writer;
+    this.#reader = undefined;
+    this.#writer = undefined;
+    await Promise.allSettled([
+      reader?.cancel().catch(() => {}),
+      // A write still pending once the grace is over never ends: closing would wait behind it.
+      writer ? within(writer.close(), this.#writing ? 0 : CLOSE_GRACE_MS, clock) : undefined,
+    ]);
+    let closing: void | Promise<void> = undefined;
+    try {
+      closing = this.#transport.close?.();
+    } catch {
+      // Already closed.
+    }
+    // A WebSocket closes with a handshake: closing ends once it is done, or after the grace.
+    await within(Promise.all([closing, this.#readLoopDone]), CLOSE_GRACE_MS, clock);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Reading the options of `connect`: defaults, checks, and the settings of the session, the
+ * connection and reconnecting that follow from them, before anything is opened.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "../_async.ts";
+import type { Properties, ProtocolVersion } from "../packet/types.ts";
+import type { SessionOptions } from "../session/session.ts";
+import type { Store } from "../session/store.ts";
+import type { ClientOptions, ReconnectOptions } from "./types.ts";
+
+/** The longest delay a timer holds: setTimeout fires at once for more (2^31 - 1 ms, 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+const encoder = new TextEncoder();
+
+/**
+ * Turns a string into UTF-8 bytes; leaves bytes as they are (no copy).
+ *
+ * @example
+ * ```ts
+ * import { toBytes } from "./options.ts";
+ *
+ * console.log(toBytes("hé").length); // 3
+ * ```
+ */
+export function toBytes(value: string | Uint8Array): Uint8Array {
+  return typeof value === "string" ? encoder.encode(value) : value;
+}
+
+/**
+ * A random client identifier of 16 characters from [0-9a-z]: within MQTT 3.1's limit of 23 and
+ * what every 3.1.1 server must accept [MQTT-3.1.3-5].
+ */
+function randomClientId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  let id = "kite";
+  for (const byte of bytes) id += "0123456789abcdefghijklmnopqrstuvwxyz"[byte % 36];
+  return id;
+}
+
+/** The client's settings, read from its options. */
+export interface ClientSettings {
+  /** The protocol version. */
+  protocolVersion: ProtocolVersion;
+  /** Time and timers. */
+  clock: Clock;
+  /** The store, if any. */
+  store: Store | undefined;
+  /** The settings of the session. */
+  session: SessionOptions;
+  /** The largest packet accepted from the broker, if limited. */
+  maximumIncoming: number | undefined;
+  /** How long an attempt may take, dial to CONNACK; `Infinity` for no limit. */
+  connectTimeout: number;
+  /** Aborts the first attempt. */
+  signal: AbortSignal | undefined;
+  /** How to reconnect; absent: the client does not. */
+  reconnect: ReconnectOptions | undefined;
+}
+
+/**
+ * Reads the options of `connect`.
+ *
+ * @param canDial Whether the client has a dialer: only then can it reconnect.
+ * @throws {TypeError} For an unknown protocol version.
+ * @throws {RangeError} For a negative `connectTimeout`.
+ */
+export function readOptions(options: ClientOptions, canDial: boolean): ClientSettings {
+  const version = options.protocolVersion ?? 4;
+  if (version !== 3 && version !== 4 && version !== 5) {
+    throw new TypeError(`protocolVersion must be 3, 4 or 5, not ${version}`);
+  }
+  const properties: Properties | undefined = version === 5
+    ? {
+      ...options.properties,
+      ...(options.maximumPacketSize !== undefined
+        ? { maximumPacketSize: options.maximumPacketSize }
+        : {}),
+    }
+    : undefined;
+  const will = options.will;
+  const connectTimeout = options.connectTimeout ?? 30_000;
+  if (!(connectTimeout >= 0)) {
+    throw new RangeError(`connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`);
+  }
+  const reconnect = options.reconnect ?? false;
+  return {
+    protocolVersion: version,
+    clock: options.clock ?? systemClock,
+    store: options.store,
+    session: {
+      protocolVersion: version,
+      clientId: options.clientId ?? randomClientId(),
+      clean: options.clean ?? true,
+      keepalive: options.keepalive ?? 60,
+      username: options.username,
+      password: options.password === undefined ? undefined : toBytes(options.password),
+      will: will && {
+        topic: will.topic,
+        payload: toBytes(will.payload),
+        qos: will.qos ?? 0,
+        retain: will.retain ?? false,
+        ...(will.properties ? { properties: will.properties } : {}),
+      },
+      properties: properties && Object.keys(properties).length > 0 ? properties : undefined,
+      inflightWindow: options.inflightWindow,
+      pingTimeout: options.pingTimeout,
+      journal: options.store !== undefined,
+      resubscribe: options.resubscribe,
+    },
+    maximumIncoming: options.maximumPacketSize,
+    // 0 and anything a timer cannot hold (over 2^31 - 1 ms, Infinity) mean no limit: a timer
+    // would fire at once for those.
+    connectTimeout: connectTimeout === 0 || connectTimeout > MAX_TIMER_MS
+      ? Infinity
+      : connectTimeout,
+    signal: options.signal,
+    reconnect: reconnect === false || !canDial ? undefined : reconnect === true ? {} : reconnect,
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * Hands the session's journal to the store, in order, and tells when all of it is durable: the
+ * client waits for that before it writes the packets that depend on it.
+ *
+ * @module
+ */
+
+import { StoreError } from "../errors.ts";
+import type { StoreOperation } from "../session/session.ts";
+import type { Store } from "../session/store.ts";
+
+/** Applies journal operations to a store and tracks the last write that is not yet durable. */
+export class StoreWriter {
+  readonly #store: Store;
+  readonly #take: () => StoreOperation[];
+  readonly #onFail: (error: StoreError) => void;
+  // The last store write not yet durable; writes are ordered, so it stands for all before it.
+  #busy: Promise<void> | undefined;
+
+  /**
+   * @param store Where the operations go.
+   * @param take Hands out the operations not yet applied (the session's journal).
+   * @param onFail Told when a write fails later, whether or not anything waits for it.
+   */
+  constructor(
+    store: Store,
+    take: () => StoreOperation[],
+    onFail: (error: StoreError) => void,
+  ) {
+    this.#store = store;
+    this.#take = take;
+    this.#onFail = onFail;
+  }
+
+  /**
+   * Hands the operations not yet applied to the store.
+   *
+   * @throws {StoreError} When the store refuses one at once.
+   */
+  apply(): void {
+    const operations = this.#take();
+    for (let i = 0; i < operations.length; i++) {
+      let result: void | Promise<void>;
+      try {
+        result = applyOperation(this.#store, operations[i]);
+      } catch (error) {
+        throw new StoreError(error);
+      }
+      if (result !== undefined) {
+        const busy = result.catch((error) => {
+          throw new StoreError(error);
+        });
+        // Whether or not a write waits for it, a failing store ends the client.
+        busy.catch(this.#onFail);
+        this.#busy = busy;
+      }
+    }
+  }
+
+  /** Applies what is pending and resolves once all of it is durable; rejects with StoreError. */
+  async durable(): Promise<void> {
+    this.apply();
+    while (this.#busy !== undefined) {
+      const busy = this.#busy;
+      await busy;
+      if (this.#busy === busy) this.#busy = undefined;
+      this.apply();
+    }
+  }
+}
+
+function applyOperation(store: Store, operation: StoreOperation): void | Promise<void> {
+  switch (operation.op) {
+    case "put":
+      return store.put(operation.record);
+    case "update":
+      return store.update(operation.sequence, operation.state, operation.packetId);
+    case "delete":
+      return store.delete(operation.sequence);
+    case "putIncoming":
+      return store.putIncoming(operation.packetId);
+    case "deleteIncoming":
+      return store.deleteIncoming(operation.packetId);
+  }
+}
