@@ -11,6 +11,7 @@ import {
   ConnectionRefusedError,
   type MqttError,
   ProtocolError,
+  StoreError,
   TimeoutError,
 } from "../errors.ts";
 import type { ProtocolVersion } from "../packet/types.ts";
@@ -112,4 +113,98 @@ export async function dialWithin(
     if (timer !== undefined) clock.clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * The dialing side of one client: each attempt within `connectTimeout`, the count of attempts
+ * since the last accepted connection, the backoff timer between them, and whether a failure is
+ * worth another one.
+ */
+export class Redialer {
+  readonly #dial: Dialer | undefined;
+  readonly #settings: RedialSettings;
+  #attempt = 0;
+  #backoffTimer: unknown;
+  #dialing: AbortController | undefined;
+  // When the dial of the current attempt began: connectTimeout counts from there.
+  #startedAt: number | undefined;
+
+  /** Dials with `dial` (none: the client has one transport and cannot reconnect). */
+  constructor(dial: Dialer | undefined, settings: RedialSettings) {
+    this.#dial = dial;
+    this.#settings = settings;
+  }
+
+  /** Opens a transport for `attempt` (0 for the first connection) within `connectTimeout`. */
+  async dial(attempt: number): Promise<Transport> {
+    const settings = this.#settings;
+    const controller = this.#dialing = new AbortController();
+    this.#startedAt = settings.clock.now();
+    try {
+      return await dialWithin(this.#dial!, attempt, {
+        controller,
+        timeout: settings.connectTimeout,
+        signal: attempt === 0 ? settings.signal : undefined,
+        clock: settings.clock,
+      });
+    } finally {
+      if (this.#dialing === controller) this.#dialing = undefined;
+    }
+  }
+
+  /** When the dial of the current attempt began, once; later calls return `undefined`. */
+  takeStartedAt(): number | undefined {
+    const startedAt = this.#startedAt;
+    this.#startedAt = undefined;
+    return startedAt;
+  }
+
+  /** A connection was accepted: the next loss starts counting attempts from 1 again. */
+  connected(): void {
+    this.#attempt = 0;
+  }
+
+  /** Whether to try again after `error`, given the options and the attempts made. */
+  shouldRetry(error: MqttError, everConnected: boolean): boolean {
+    const reconnect = this.#settings.reconnect;
+    if (reconnect === undefined || !everConnected || error instanceof StoreError) return false;
+    if (this.#attempt >= (reconnect.attempts ?? Infinity)) return false;
+    return reconnect.shouldRetry?.(error) ?? isRetryable(error, this.#settings.protocolVersion);
+  }
+
+  /** Counts the next attempt and calls `due` with it after the backoff delay. */
+  schedule(due: (attempt: number) => void): { attempt: number; delay: number } {
+    const attempt = ++this.#attempt;
+    const delay = backoffDelay(attempt, this.#settings.reconnect!);
+    this.#backoffTimer = this.#settings.clock.setTimeout(() => {
+      this.#backoffTimer = undefined;
+      due(attempt);
+    }, delay);
+    return { attempt, delay };
+  }
+
+  /** Stops a backoff wait; with `reason`, also aborts a dial under way. */
+  stop(reason?: unknown): void {
+    if (this.#backoffTimer !== undefined) {
+      this.#settings.clock.clearTimeout(this.#backoffTimer);
+      this.#backoffTimer = undefined;
+    }
+    if (reason === undefined) return;
+    this.#dialing?.abort(reason);
+    this.#dialing = undefined;
+  }
+}
+
+/** What a {@linkcode Redialer} needs of the client's settings. */
+export interface RedialSettings {
+  /** The protocol version, for the default retry policy. */
+  protocolVersion: ProtocolVersion;
+  /** How long an attempt may take; `Infinity` for no limit. */
+  connectTimeout: number;
+  /** Aborts the first attempt. */
+  signal: AbortSignal | undefined;
+  /** How to reconnect; absent: never. */
+  reconnect: ReconnectOptions | undefined;
+  /** Time and timers. */
+  clock: Clock;
 }

@@ -1,0 +1,474 @@
+/**
+ * The transitions of a client's state machine: a connection attempt (store, dial, CONNECT,
+ * CONNACK within the timeout), an accepted connection, its failure, reconnecting with backoff,
+ * and closing for good with every promise settled. The client handle asks; this decides.
+ *
+ * @module
+ */
+
+import { type Clock, closeQuietly, Deferred, systemClock, within } from "../_async.ts";
+import {
+  BrokerDisconnect,
+  ConnectionClosedError,
+  ConnectionRefusedError,
+  MqttError,
+  ProtocolError,
+  StoreError,
+  TimeoutError,
+} from "../errors.ts";
+import { Writer } from "../packet/bytes.ts";
+import { encode, encodeInto } from "../packet/encode.ts";
+import type { ConnackPacket, DisconnectPacket, Packet, Properties } from "../packet/types.ts";
+import { Session } from "../session/session.ts";
+import type { Transport } from "../transport/types.ts";
+import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
+import type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
+import { type ClientSettings, readOptions } from "./options.ts";
+import { type Dialer, Redialer } from "./reconnect.ts";
+import { StoreWriter } from "./store_writer.ts";
+import type { ClientOptions } from "./types.ts";
+
+/**
+ * Where a client is in its life. `idle` until `connect`; `connecting` until the first CONNACK;
+ * `connected`; `reconnecting` from an unexpected loss until the next CONNACK (waiting out the
+ * backoff, dialing, or waiting for CONNACK); `disconnecting` while it closes; `closed` for good.
+ */
+export type ClientState =
+  | "idle"
+  | "connecting"
+  | "connected"
+  | "reconnecting"
+  | "disconnecting"
+  | "closed";
+
+/** The options of `disconnect`. */
+export interface DisconnectOptions {
+  /** MQTT 5 reason code; 0x04 asks the broker to publish the will anyway. */
+  reasonCode?: number;
+  /** MQTT 5 DISCONNECT properties, such as `sessionExpiryInterval`. */
+  properties?: Properties;
+}
+
+/** A token the session hands back when an operation completes: the promise given to the user. */
+export type Token = Deferred<unknown>;
+
+/** What the lifecycle asks of the client handle that owns it. */
+export interface LifecycleHost {
+  /** Acts on the session's events; a returned promise holds back reading (back-pressure). */
+  pump(): Promise<void> | undefined;
+  /** Tells the user: `connect`, `disconnect`, `reconnect` and `error` events. */
+  dispatchEvent(event: Event): boolean;
+  /** The client closed for good: consumers of messages end. */
+  closed(): void;
+}
+
+/** The lifecycle of one client: every state change but `idle` → `connecting` happens here. */
+export class Lifecycle {
+  state: ClientState = "idle";
+  /** The session, once configured. */
+  session: Session<Token> | undefined;
+  /** The settings, once configured. */
+  settings: ClientSettings | undefined;
+  /** The time source in use. */
+  clock: Clock = systemClock;
+  /** The CONNACK of the current (or last) connection. */
+  connack: ConnackPacket | undefined;
+  readonly #host: LifecycleHost;
+  // The transport given to the constructor, for the one connection such a client makes.
+  readonly #transport: Transport | undefined;
+  readonly #dial: Dialer | undefined;
+  readonly #owner: ConnectionOwner;
+  #connection: Connection | undefined;
+  #storeWriter: StoreWriter | undefined;
+  #redialer: Redialer | undefined;
+  #connectTimer: unknown;
+  // The promise of the first connect(); later connections have none.
+  #connecting: Deferred<boolean> | undefined;
+  #closed = new Deferred<void>();
+  #abort: (() => void) | undefined;
+  #everConnected = false;
+
+  /** A lifecycle over a transport opened by hand, or a dialer that opens one per attempt. */
+  constructor(host: LifecycleHost, transport: Transport | Dialer | undefined) {
+    this.#host = host;
+    if (typeof transport === "function") this.#dial = transport;
+    else this.#transport = transport;
+    this.#owner = {
+      handle: (packet) => this.#handle(packet),
+      fail: (reason) => this.#fail(reason),
+      durable: () => this.durable(),
+      isLive: () => this.state === "connected",
+    };
+  }
+
+  /** Whether there is a way to connect: a transport or a dialer. */
+  get canConnect(): boolean {
+    return this.#transport !== undefined || this.#dial !== undefined;
+  }
+
+  /** The live connection, if any. */
+  get connection(): Connection | undefined {
+    return this.#connection;
+  }
+
+  /** Sets up the session from the options, before the first connection. */
+  configure(options: ClientOptions): void {
+    const settings = readOptions(options, this.#dial !== undefined);
+    this.settings = settings;
+    this.clock = settings.clock;
+    const session = new Session<Token>(settings.session);
+    // Check the CONNECT now, so a bad option fails here rather than on the wire.
+    encodeInto(new Writer(), session.connect(0), settings.protocolVersion);
+    session.disconnected();
+    this.session = session;
+    this.#redialer = new Redialer(this.#dial, settings);
+    const store = settings.store;
+    if (store !== undefined) {
+      this.#storeWriter = new StoreWriter(
+        store,
+        () => session.takeJournal(),
+        (error) => this.#fail(error),
+      );
+    }
+  }
+
+  /** The first connection: opens the store, dials, and resolves on CONNACK. */
+  async connect(): Promise<boolean> {
+    this.state = "connecting";
+    const connecting = this.#connecting = new Deferred<boolean>();
+    try {
+      const store = this.settings!.store;
+      if (store !== undefined) {
+        const contents = await store.open();
+        // disconnect() while the store opened: it has settled `connecting` already.
+        if (this.state !== "connecting") return connecting.promise;
+        // Publishes of an earlier process: nobody waits for them here, they just complete.
+        this.session!.restore(contents, () => new Deferred<unknown>());
+      }
+      let transport = this.#transport;
+      if (transport === undefined) {
+        transport = await this.#redialer!.dial(0);
+        if (this.state !== "connecting") {
+          closeQuietly(transport);
+          return connecting.promise;
+        }
+      }
+      this.#open(transport);
+    } catch (error) {
+      if (this.state === "connecting") {
+        this.state = "disconnecting";
+        this.#connecting = undefined;
+        this.#finishClose(toMqttError(error));
+      }
+      throw error;
+    }
+    return connecting.promise;
+  }
+
+  /** Starts a connection over `transport`: sends CONNECT, reads until CONNACK. */
+  #open(transport: Transport): void {
+    const settings = this.settings!;
+    const session = this.session!;
+    const connection = this.#connection = new Connection(transport, session, this.#owner, {
+      protocolVersion: settings.protocolVersion,
+      maximumPacketSize: settings.maximumIncoming,
+      clock: this.clock,
+    });
+    const signal = settings.signal;
+    if (signal !== undefined && this.#connecting !== undefined) {
+      if (signal.aborted) {
+        this.#fail(signal.reason);
+        return;
+      }
+      const onAbort = () => this.#fail(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#abort = () => signal.removeEventListener("abort", onAbort);
+    }
+    try {
+      connection.start();
+    } catch (error) {
+      this.#fail(new ConnectionClosedError("the transport cannot be used", { cause: error }));
+      return;
+    }
+    const now = this.clock.now();
+    session.connect(now);
+    connection.scheduleFlush();
+    // connectTimeout covers the whole attempt: the dial, then CONNACK.
+    const started = this.#redialer!.takeStartedAt() ?? now;
+    const timeout = settings.connectTimeout;
+    if (timeout === Infinity) return;
+    this.#connectTimer = this.clock.setTimeout(() => {
+      this.#connectTimer = undefined;
+      this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
+    }, Math.max(0, started + timeout - now));
+  }
+
+  /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
+  #handle(packet: Packet): Promise<void> | undefined {
+    const session = this.session!;
+    if (!session.connected && packet.type !== "connack") {
+      throw new ProtocolError(
+        `the broker sent ${packet.type.toUpperCase()} before CONNACK`,
+        "MQTT-3.2.0-1",
+        0x82,
+      );
+    }
+    session.receive(packet, this.clock.now());
+    if (packet.type === "connack") this.#onConnack(packet);
+    else if (packet.type === "disconnect") throw new BrokerDisconnect(packet);
+    else if (packet.type === "auth") {
+      throw new ProtocolError(
+        "the broker sent AUTH, but no authentication method was set",
+        undefined,
+        0x82,
+      );
+    }
+    return this.#host.pump();
+  }
+
+  #onConnack(connack: ConnackPacket): void {
+    this.#clearConnectTimer();
+    this.connack = connack;
+    if (connack.reasonCode !== 0) {
+      throw new ConnectionRefusedError(
+        connack.reasonCode,
+        this.settings!.protocolVersion,
+        connack.properties?.reasonString,
+      );
+    }
+    const reconnected = this.#everConnected;
+    this.#everConnected = true;
+    this.#redialer!.connected();
+    this.state = "connected";
+    this.#abort?.();
+    this.#abort = undefined;
+    const connecting = this.#connecting;
+    this.#connecting = undefined;
+    connecting?.resolve(connack.sessionPresent);
+    this.#connection?.armKeepalive();
+    this.#host.dispatchEvent(
+      new CustomEvent<ConnectEventDetail>("connect", {
+        detail: { connack, sessionPresent: connack.sessionPresent, reconnected },
+      }),
+    );
+  }
+
+  /** Applies what the store must keep now, for changes no packet waits for; a failure fails. */
+  applyJournal(): void {
+    if (this.#storeWriter === undefined) return;
+    try {
+      this.#storeWriter.apply();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  /** Hands the session's journal to the store and waits until all of it is durable. */
+  durable(): Promise<void> {
+    return this.#storeWriter?.durable() ?? Promise.resolve();
+  }
+
+  #clearConnectTimer(): void {
+    if (this.#connectTimer !== undefined) {
+      this.clock.clearTimeout(this.#connectTimer);
+      this.#connectTimer = undefined;
+    }
+  }
+
+  /**
+   * Sends DISCONNECT and closes the connection, or stops reconnecting. Idempotent, and always
+   * settles, within about a second when the broker is gone.
+   */
+  async disconnect(options: DisconnectOptions): Promise<void> {
+    switch (this.state) {
+      case "idle":
+        this.#finishClose(undefined);
+        return;
+      case "disconnecting":
+      case "closed":
+        return this.#closed.promise;
+    }
+    const session = this.session!;
+    const connection = this.#connection;
+    const version = this.settings!.protocolVersion;
+    if (this.state === "connected" && connection?.writable) {
+      const packet: DisconnectPacket = { type: "disconnect" };
+      if (version === 5) {
+        if (options.reasonCode !== undefined) packet.reasonCode = options.reasonCode;
+        if (options.properties !== undefined) packet.properties = options.properties;
+      }
+      // Fails here, before anything changes, when the options are not a valid DISCONNECT.
+      const bytes = encode(packet, version);
+      this.state = "disconnecting";
+      // Nothing goes out before the store has what it depends on. A store that is not done
+      // within the grace keeps what is queued (the next client that opens it sends it), and
+      // DISCONNECT goes alone, past the write loop that waits for the store.
+      const durable = !session.journaling ||
+        await within(this.durable(), CLOSE_GRACE_MS, this.clock);
+      const queued = session.takeOutbox(this.clock.now());
+      session.disconnected();
+      // What is already queued goes first; DISCONNECT is the last packet.
+      await within(
+        durable ? connection.sendLast(queued, bytes) : connection.writeNow(bytes),
+        CLOSE_GRACE_MS,
+        this.clock,
+      );
+    }
+    this.state = "disconnecting";
+    this.#connecting?.reject(new ConnectionClosedError("disconnect() was called while connecting"));
+    this.#connecting = undefined;
+    await this.#teardown();
+    this.#finishClose(undefined);
+  }
+
+  /**
+   * The connection failed: report why, close it, and either reconnect or settle everything.
+   * Safe to call more than once and from any state.
+   */
+  #fail(reason: unknown): void {
+    const state = this.state;
+    if (state === "closed" || state === "disconnecting" || state === "idle") return;
+    if (this.#connection === undefined && state === "reconnecting") {
+      return; // already torn down, waiting for the next attempt
+    }
+    const error = toMqttError(reason);
+    const retry = this.#redialer!.shouldRetry(error, this.#everConnected);
+    // An aborted attempt rejects with the signal's reason, as fetch does.
+    this.#connecting?.reject(reason === this.settings?.signal?.reason ? reason : error);
+    this.#connecting = undefined;
+    this.state = retry ? "reconnecting" : "disconnecting";
+    // Tell a v5 broker why, where the spec gives a reason code, then close.
+    const session = this.session!;
+    const connection = this.#connection;
+    let flushed: Promise<unknown> = Promise.resolve();
+    if (
+      error instanceof ProtocolError && this.settings!.protocolVersion === 5 &&
+      connection?.writable && session.connected
+    ) {
+      try {
+        session.disconnected();
+        const bytes = encode({ type: "disconnect", reasonCode: error.reasonCode }, 5);
+        flushed = within(connection.sendLast([], bytes), CLOSE_GRACE_MS, this.clock);
+      } catch {
+        // The reason code may not fit DISCONNECT; closing is what matters.
+      }
+    }
+    const packet = error instanceof BrokerDisconnect ? error.packet : undefined;
+    flushed.then(() => this.#teardown()).finally(() => {
+      if (retry && this.state === "reconnecting") {
+        this.#report(error, packet, true);
+        this.#scheduleReconnect(error);
+      } else {
+        this.#finishClose(error, packet);
+      }
+    });
+  }
+
+  #scheduleReconnect(error: MqttError): void {
+    const { attempt, delay } = this.#redialer!.schedule((due) => this.#redial(due));
+    this.#host.dispatchEvent(
+      new CustomEvent<ReconnectEventDetail>("reconnect", { detail: { attempt, delay, error } }),
+    );
+  }
+
+  async #redial(attempt: number): Promise<void> {
+    if (this.state !== "reconnecting") return;
+    let transport: Transport;
+    try {
+      transport = await this.#redialer!.dial(attempt);
+    } catch (error) {
+      if (this.state !== "reconnecting") return;
+      const failure = toMqttError(error);
+      if (this.#redialer!.shouldRetry(failure, this.#everConnected)) {
+        this.#scheduleReconnect(failure);
+      } else {
+        this.#finishClose(failure);
+      }
+      return;
+    }
+    if (this.state !== "reconnecting") {
+      closeQuietly(transport);
+      return;
+    }
+    this.#open(transport);
+  }
+
+  /** Closes the connection and stops the timers and any dial. Never throws, never hangs. */
+  async #teardown(): Promise<void> {
+    this.#clearConnectTimer();
+    this.#redialer?.stop(new ConnectionClosedError("the client is closing"));
+    this.#abort?.();
+    this.#abort = undefined;
+    this.session?.disconnected();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    await connection?.close();
+  }
+
+  /** Dispatches `error` (unless it was a normal end) and `disconnect`. */
+  #report(
+    error: MqttError | undefined,
+    packet: DisconnectPacket | undefined,
+    again: boolean,
+  ): void {
+    if (
+      error !== undefined && !(error instanceof BrokerDisconnect && (packet?.reasonCode ?? 0) === 0)
+    ) {
+      this.#host.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
+    }
+    this.#host.dispatchEvent(
+      new CustomEvent<DisconnectEventDetail>("disconnect", {
+        detail: {
+          ...(error ? { error } : {}),
+          ...(packet ? { packet } : {}),
+          reconnecting: again,
+        },
+      }),
+    );
+  }
+
+  #finishClose(error: MqttError | undefined, packet?: DisconnectPacket): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.#redialer?.stop();
+    const reason = error ?? new ConnectionClosedError("the client disconnected");
+    const closed = reason instanceof ConnectionClosedError
+      ? reason
+      : new ConnectionClosedError(`the connection closed: ${reason.message}`, { cause: reason });
+    this.#connecting?.reject(reason);
+    this.#connecting = undefined;
+    // With a store, an unfinished QoS 1 or 2 publish is not lost, and the error says so: it is
+    // sent again by the next client that opens the store, so publishing it anew would double it.
+    const kept = new ConnectionClosedError(
+      `${closed.message}; the message stays in the store and is sent by the next client that opens it`,
+      { cause: closed.cause },
+    );
+    const onKept = reason instanceof StoreError ? undefined : (token: Token) => token?.reject(kept);
+    const abandoned = this.session?.abandon(onKept) ?? [];
+    for (const token of abandoned) token?.reject(closed);
+    this.#connection?.rejectWrites(closed);
+    this.#host.closed();
+    this.#report(error, packet, false);
+    const store = this.settings?.store;
+    const closing = store === undefined ? undefined : (async () => {
+      try {
+        await this.durable();
+      } catch {
+        // Reported already.
+      }
+      await store.close();
+    })();
+    (closing ?? Promise.resolve()).catch(() => {}).finally(() => this.#closed.resolve());
+  }
+}
+
+function toMqttError(reason: unknown): MqttError {
+  if (reason instanceof MqttError) return reason;
+  if (reason instanceof DOMException && reason.name === "AbortError") {
+    return new ConnectionClosedError("the connection attempt was aborted", { cause: reason });
+  }
+  return new ConnectionClosedError(
+    `the connection failed: ${reason instanceof Error ? reason.message : String(reason)}`,
+    { cause: reason },
+  );
+}
