@@ -27,11 +27,11 @@ import type {
 import { topicMatches, TopicTrie, validateTopicFilter } from "../topic.ts";
 import {
   type BrokerMessage,
+  BrokerSession,
   type Delivery,
   type Inflight,
-  Session,
   type SubscriptionRecord,
-} from "./session.ts";
+} from "./broker_session.ts";
 import { systemClock } from "../_async.ts";
 import type { BrokerClock, BrokerOptions, RetainedMessage, SessionInfo } from "./types.ts";
 
@@ -88,7 +88,7 @@ export class BrokerCore {
   readonly maxOverflowBytes: number;
   readonly closeTimeout: number;
   /** Sessions by client identifier. */
-  readonly sessions: Map<string, Session> = new Map();
+  readonly sessions: Map<string, BrokerSession> = new Map();
   /** Subscriptions by topic filter. */
   readonly trie: TopicTrie<SubscriptionRecord> = new TopicTrie();
   /** Retained messages by topic. */
@@ -128,14 +128,14 @@ export class BrokerCore {
   }
 
   /** Routes a message to every matching subscription; stores or clears it when retained. */
-  publish(message: BrokerMessage, from: Session | undefined): void {
+  publish(message: BrokerMessage, from: BrokerSession | undefined): void {
     if (message.retain) {
       // An empty retained message clears the topic and is not itself stored (3.1.1 [MQTT-3.3.1-10]
       // and [MQTT-3.3.1-11], v5 [MQTT-3.3.1-6] and [MQTT-3.3.1-7]).
       if (message.payload.length === 0) this.retained.delete(message.topic);
       else this.retained.set(message.topic, message);
     }
-    const targets = new Map<Session, { qos: number; asPublished: boolean; ids: number[] }>();
+    const targets = new Map<BrokerSession, { qos: number; asPublished: boolean; ids: number[] }>();
     for (const sub of this.trie.match(message.topic)) {
       // v5 [MQTT-3.8.3-3] No Local: not back to the connection that published it.
       if (sub.noLocal && sub.session === from) continue;
@@ -160,7 +160,7 @@ export class BrokerCore {
   }
 
   /** Hands a message to a session: sent now if its client is connected, else queued. */
-  deliver(session: Session, delivery: Delivery): void {
+  deliver(session: BrokerSession, delivery: Delivery): void {
     const handler = session.owner as ClientHandler | undefined;
     if (handler !== undefined) {
       // One client's trouble must not reach the client that published.
@@ -177,7 +177,7 @@ export class BrokerCore {
   }
 
   /** Queues a delivery for later, within the bound. */
-  enqueue(session: Session, delivery: Delivery): void {
+  enqueue(session: BrokerSession, delivery: Delivery): void {
     if (session.queue.length >= this.maxQueuedMessages) {
       session.dropped++;
       return;
@@ -186,12 +186,12 @@ export class BrokerCore {
   }
 
   /** The connected handler that serves a session, if any. */
-  handlerOf(session: Session): ClientHandler | undefined {
+  handlerOf(session: BrokerSession): ClientHandler | undefined {
     return session.owner as ClientHandler | undefined;
   }
 
   /** Ends a session: its subscriptions go, and a will waiting on a delay is published now. */
-  endSession(session: Session): void {
+  endSession(session: BrokerSession): void {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     for (const [filter, sub] of session.subscriptions) this.trie.delete(filter, sub);
     session.subscriptions.clear();
@@ -235,7 +235,7 @@ export class BrokerCore {
   }
 
   /** Clears one of a session's timers. */
-  clearTimer(session: Session, which: "expiryTimer" | "willTimer"): void {
+  clearTimer(session: BrokerSession, which: "expiryTimer" | "willTimer"): void {
     if (session[which] !== undefined) {
       this.clock.clearTimeout(session[which]);
       session[which] = undefined;
@@ -307,7 +307,7 @@ type Ending = "disconnect" | "will" | "lost" | "error";
  */
 export class ClientHandler {
   /** The session, once CONNECT is accepted. */
-  session: Session | undefined = undefined;
+  session: BrokerSession | undefined = undefined;
   /** The client identifier, once CONNECT is read. */
   clientId: string | undefined = undefined;
   readonly #core: BrokerCore;
@@ -598,7 +598,7 @@ export class ClientHandler {
       existing = core.sessions.get(clientId);
     }
     let sessionPresent = false;
-    let session: Session;
+    let session: BrokerSession;
     if (existing !== undefined && !packet.clean) {
       session = existing;
       sessionPresent = true;
@@ -610,7 +610,7 @@ export class ClientHandler {
       session.expiryInterval = expiry;
     } else {
       if (existing !== undefined) core.endSession(existing);
-      session = new Session(clientId, version, expiry);
+      session = new BrokerSession(clientId, version, expiry);
       core.sessions.set(clientId, session);
     }
     this.session = session;

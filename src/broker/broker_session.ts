@@ -39,7 +39,7 @@ export interface Delivery {
 /** One subscription, as stored in the broker's topic trie. */
 export interface SubscriptionRecord extends SubscriptionInfo {
   /** The session it belongs to. */
-  session: Session;
+  session: BrokerSession;
 }
 
 /** An outgoing QoS 1 or 2 message sent and waiting for its acknowledgement. */
@@ -51,7 +51,7 @@ export interface Inflight {
 }
 
 /** What a broker knows about one client identifier, across connections. */
-export class Session {
+export class BrokerSession {
   /** The client identifier. */
   readonly clientId: string;
   /** The protocol version of the last connection. */
