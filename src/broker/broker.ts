@@ -1,6 +1,7 @@
 /**
- * The {@linkcode Broker}: the protocol core of `core.ts` served over TCP and WebSocket listeners
- * and in-memory connection pairs.
+ * The {@linkcode Broker}: the protocol logic of `registry.ts` (shared state and routing) and
+ * `client_handler.ts` (one client) served over TCP and WebSocket listeners and in-memory
+ * connection pairs.
  *
  * @module
  */
@@ -9,7 +10,8 @@ import type * as Net from "node:net";
 import { brokerAddress } from "../transport/address.ts";
 import { hasDenoSockets } from "../transport/deno.ts";
 import { nodeSockets, NodeSocketTransport } from "../transport/node.ts";
-import { BrokerCore, ClientHandler } from "./core.ts";
+import { ClientHandler } from "./client_handler.ts";
+import { BrokerCore } from "./registry.ts";
 import { memoryPair } from "./memory.ts";
 import { listenWebSocket, type WebSocketListenOptions } from "./websocket.ts";
 import type {
