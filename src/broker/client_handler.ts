@@ -1,9 +1,10 @@
 /**
- * One connected client, without sockets: a {@linkcode ClientHandler} is fed bytes, reads
- * CONNECT and answers CONNACK, handles every packet the client sends after it, enforces the
- * keepalive on the injected clock and hands the will on when the connection ends. It answers
- * through a {@linkcode Link} and never touches a socket, so the same code serves TCP, WebSocket
- * and in-memory connections, and tests drive time by hand.
+ * One connected client, without sockets: a {@linkcode ClientHandler} is fed bytes, reads CONNECT
+ * and answers CONNACK, handles every packet the client sends after it (what carries messages goes
+ * to its {@linkcode Inbox} and {@linkcode Outbox}), enforces the keepalive on the injected clock
+ * and hands the will on when the connection ends. It answers through a {@linkcode Link} and never
+ * touches a socket, so the same code serves TCP, WebSocket and in-memory connections, and tests
+ * drive time by hand.
  *
  * @module
  */
@@ -16,7 +17,6 @@ import type {
   DisconnectPacket,
   Packet,
   Properties,
-  PublishPacket,
   SubscribePacket,
   UnsubscribePacket,
   Will,
@@ -28,6 +28,7 @@ import type {
   Delivery,
   SubscriptionRecord,
 } from "./broker_session.ts";
+import { Inbox } from "./inbox.ts";
 import { Outbox } from "./outbox.ts";
 import { PROTOCOL_MAXIMUM, RC } from "./reason_codes.ts";
 import type { BrokerCore } from "./registry.ts";
@@ -49,12 +50,12 @@ export class ClientHandler implements ClientConnection {
   readonly #link: Link;
   readonly #decoder: PacketDecoder;
   readonly #outbox: Outbox;
+  readonly #inbox: Inbox;
   #state: "connecting" | "connected" | "closed" = "connecting";
   #will: Will | undefined = undefined;
   #keepalive = 0;
   // The CONNECT deadline until CONNECT is read, then the keepalive deadline.
   #timer: unknown = undefined;
-  #aliases = new Map<number, string>();
   // The bytes before CONNECT is read, to answer an unsupported protocol level.
   #head: Uint8Array[] = [];
 
@@ -68,6 +69,7 @@ export class ClientHandler implements ClientConnection {
     this.#outbox = new Outbox(core, link, () => {
       this.#end("error", this.#v5 ? RC.quotaExceeded : undefined);
     });
+    this.#inbox = new Inbox(core, this.#outbox);
     core.handlers.add(this);
     this.#timer = core.clock.setTimeout(() => {
       this.#timer = undefined;
@@ -162,13 +164,13 @@ export class ClientHandler implements ClientConnection {
     this.#touch();
     switch (packet.type) {
       case "publish":
-        return this.#publish(packet);
+        return this.#inbox.publish(this.session!, packet);
       case "puback":
         return this.#outbox.acked(packet.packetId, 1);
       case "pubrec":
         return this.#outbox.pubrec(packet.packetId, packet.reasonCode ?? 0);
       case "pubrel":
-        return this.#pubrel(packet.packetId);
+        return this.#inbox.pubrel(this.session!, packet.packetId);
       case "pubcomp":
         return this.#outbox.acked(packet.packetId, 2);
       case "subscribe":
@@ -274,82 +276,6 @@ export class ClientHandler implements ClientConnection {
     this.#outbox.send({ type: "connack", sessionPresent: false, reasonCode });
     this.#will = undefined;
     this.#end("disconnect", undefined, true);
-  }
-
-  #publish(packet: PublishPacket): void {
-    const core = this.#core;
-    const session = this.session!;
-    let topic = packet.topic;
-    const properties = packet.properties;
-    // v5 [MQTT-3.3.4-6]: a client's PUBLISH carries no Subscription Identifier.
-    if (
-      properties?.subscriptionIdentifiers !== undefined ||
-      properties?.subscriptionIdentifier !== undefined
-    ) {
-      throw new ProtocolError(
-        "a client's PUBLISH carries a Subscription Identifier",
-        "MQTT-3.3.4-6",
-        RC.protocolError,
-      );
-    }
-    const alias = properties?.topicAlias;
-    if (alias !== undefined) {
-      // Topic Alias 0 never gets here: the codec refuses it with 0x94 already [MQTT-3.3.2-8].
-      if (alias > core.topicAliasMaximum) {
-        throw new ProtocolError(
-          `topic alias ${alias} is above the Topic Alias Maximum ${core.topicAliasMaximum}`,
-          "MQTT-3.3.2-9",
-          RC.topicAliasInvalid,
-        );
-      }
-      if (topic === "") {
-        const known = this.#aliases.get(alias);
-        if (known === undefined) {
-          throw new ProtocolError(`topic alias ${alias} is not set`, undefined, RC.protocolError);
-        }
-        topic = known;
-      } else {
-        this.#aliases.set(alias, topic);
-      }
-    }
-    const message = core.message(
-      topic,
-      packet.payload.slice(),
-      packet.qos,
-      packet.retain,
-      properties,
-    );
-    const withhold = core.withholdingAcks;
-    if (packet.qos === 0) {
-      core.publish(message, session);
-    } else if (packet.qos === 1) {
-      core.publish(message, session);
-      if (!withhold) this.#outbox.send({ type: "puback", packetId: packet.packetId! });
-    } else {
-      const packetId = packet.packetId!;
-      // 3.1.1 [MQTT-4.3.3-2], v5 [MQTT-4.3.3-10]: until PUBREL, a packet id already seen is a
-      // re-delivery: acknowledged again, not routed again.
-      if (!session.incoming.has(packetId)) {
-        if (session.incoming.size >= core.receiveMaximum) {
-          throw new ProtocolError(
-            `more than ${core.receiveMaximum} QoS 2 messages unacknowledged`,
-            "MQTT-3.3.4-7",
-            RC.receiveMaximumExceeded,
-          );
-        }
-        session.incoming.add(packetId);
-        core.publish(message, session);
-      }
-      if (!withhold) this.#outbox.send({ type: "pubrec", packetId });
-    }
-  }
-
-  #pubrel(packetId: number): void {
-    const known = this.session!.incoming.delete(packetId);
-    if (this.#core.withholdingAcks) return;
-    const pubcomp: Packet = { type: "pubcomp", packetId };
-    if (!known && this.#v5) pubcomp.reasonCode = RC.packetIdNotFound;
-    this.#outbox.send(pubcomp);
   }
 
   #subscribe(packet: SubscribePacket): void {
