@@ -1,7 +1,13 @@
 /**
- * The {@linkcode Broker}: the protocol logic of `registry.ts` (shared state and routing) and
- * `client_handler.ts` (one client) served over TCP and WebSocket listeners and in-memory
- * connection pairs.
+ * The {@linkcode Broker}: the broker's protocol logic served over TCP and WebSocket listeners and
+ * in-memory connection pairs, each connection's byte streams joined to its handler.
+ *
+ * The parts, each one job: `registry.ts` holds what all connections share (sessions by client
+ * identifier, subscriptions, retained messages, wills) and routes messages; `client_handler.ts`
+ * speaks MQTT with one client, with `inbox.ts` for what it publishes and `outbox.ts` for what it
+ * is sent; `broker_session.ts` is the state kept per client identifier; `tcp.ts`,
+ * `websocket.ts` and `memory.ts` carry the bytes; `reason_codes.ts` holds the numbers the codec
+ * does not name yet.
  *
  * @module
  */
