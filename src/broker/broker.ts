@@ -1,16 +1,24 @@
 /**
- * The {@linkcode Broker}: the protocol core of `core.ts` served over TCP and WebSocket listeners
- * and in-memory connection pairs.
+ * The {@linkcode Broker}: the broker's protocol logic served over TCP and WebSocket listeners and
+ * in-memory connection pairs, each connection's byte streams joined to its handler.
+ *
+ * The parts, each one job: `registry.ts` holds what all connections share (sessions by client
+ * identifier, subscriptions, retained messages, wills) and routes messages; `client_handler.ts`
+ * speaks MQTT with one client, with `inbox.ts` for what it publishes and `outbox.ts` for what it
+ * is sent; `broker_session.ts` is the state kept per client identifier; `tcp.ts`,
+ * `websocket.ts` and `memory.ts` carry the bytes; `reason_codes.ts` holds the numbers the codec
+ * does not name yet.
  *
  * @module
  */
 
-import type * as Net from "node:net";
-import { brokerAddress } from "../transport/address.ts";
+import { closeQuietly, Deferred } from "../_async.ts";
 import { hasDenoSockets } from "../transport/deno.ts";
-import { nodeSockets, NodeSocketTransport } from "../transport/node.ts";
-import { BrokerCore, ClientHandler } from "./core.ts";
+import { nodeSockets } from "../transport/node.ts";
+import { ClientHandler } from "./client_handler.ts";
+import { BrokerCore } from "./registry.ts";
 import { memoryPair } from "./memory.ts";
+import { listenDenoTcp, listenNodeTcp } from "./tcp.ts";
 import { listenWebSocket, type WebSocketListenOptions } from "./websocket.ts";
 import type {
   BrokerOptions,
@@ -23,6 +31,7 @@ import type {
 
 /** A listener the broker can stop. */
 interface Listener {
+  address: ListenAddress;
   close(): Promise<void>;
 }
 
@@ -92,12 +101,13 @@ export class Broker {
     if (this.#closed) throw new Error("the broker is closed");
     const hostname = options.hostname ?? "127.0.0.1";
     const port = options.port ?? 0;
-    if (hasDenoSockets()) return this.#listenDeno(hostname, port);
+    const serve = (transport: BrokerTransport) => this.#serve(transport);
+    if (hasDenoSockets()) return this.#track(listenDenoTcp(hostname, port, serve));
     const sockets = nodeSockets();
     if (sockets === undefined) {
       throw new Error("this runtime offers neither Deno.listen nor node:net");
     }
-    return await this.#listenNode(sockets.net, hostname, port);
+    return this.#track(await listenNodeTcp(sockets.net, hostname, port, serve));
   }
 
   /**
@@ -120,65 +130,13 @@ export class Broker {
    */
   async listenWebSocket(options: WebSocketListenOptions = {}): Promise<ListenAddress> {
     if (this.#closed) throw new Error("the broker is closed");
-    const listener = await listenWebSocket(options, (transport) => this.#serve(transport));
+    return this.#track(await listenWebSocket(options, (transport) => this.#serve(transport)));
+  }
+
+  /** Keeps a listener to stop on close. */
+  #track(listener: Listener): ListenAddress {
     this.#listeners.add(listener);
     return listener.address;
-  }
-
-  #listenDeno(hostname: string, port: number): ListenAddress {
-    const listener = Deno.listen({ hostname, port, transport: "tcp" });
-    const addr = listener.addr as Deno.NetAddr;
-    const loop = (async () => {
-      try {
-        for await (const conn of listener) {
-          try {
-            conn.setNoDelay(true);
-          } catch {
-            // Not every connection supports it; the broker works without.
-          }
-          this.#serve(conn);
-        }
-      } catch {
-        // The listener was closed.
-      }
-    })();
-    this.#listeners.add({
-      close: async () => {
-        try {
-          listener.close();
-        } catch {
-          // Already closed.
-        }
-        await loop;
-      },
-    });
-    return { port: addr.port, hostname: addr.hostname };
-  }
-
-  #listenNode(net: typeof Net, hostname: string, port: number): Promise<ListenAddress> {
-    const sockets = new Set<Net.Socket>();
-    const server = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.once("close", () => sockets.delete(socket));
-      socket.setNoDelay(true);
-      const address = brokerAddress(new URL(`mqtt://127.0.0.1:${socket.localPort ?? 1883}`));
-      this.#serve(new NodeSocketTransport(socket, address));
-    });
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, hostname, () => {
-        server.off("error", reject);
-        const bound = server.address() as Net.AddressInfo;
-        this.#listeners.add({
-          close: () =>
-            new Promise<void>((done) => {
-              for (const socket of sockets) socket.destroy();
-              server.close(() => done());
-            }),
-        });
-        resolve({ port: bound.port, hostname: bound.address });
-      });
-    });
   }
 
   /**
@@ -231,11 +189,7 @@ export class Broker {
   #serve(transport: BrokerTransport): void {
     if (this.#closed) {
       // A connection accepted while the listeners were stopping.
-      try {
-        transport.close?.();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(transport);
       transport.readable.cancel().catch(() => {});
       transport.writable.abort().catch(() => {});
       return;
@@ -246,20 +200,12 @@ export class Broker {
     let ended = false;
     // Bytes handed to the writer whose write has not settled: what the client has not taken.
     let buffered = 0;
-    let markClosed!: () => void;
-    const closed = new Promise<void>((resolve) => markClosed = resolve);
-    const closeTransport = () => {
-      try {
-        transport.close?.();
-      } catch {
-        // Already closed.
-      }
-    };
+    const closed = new Deferred<void>();
     const abort = () => {
       writer.abort().catch(() => {});
       // A write the client never takes would hold the abort back: closing the transport fails it.
-      closeTransport();
-      markClosed();
+      closeQuietly(transport);
+      closed.resolve();
     };
     const handler = new ClientHandler(this.#core, {
       write: (bytes) => {
@@ -285,8 +231,8 @@ export class Broker {
         const deadline = clock.setTimeout(abort, this.#core.closeTimeout);
         writer.close().catch(() => {}).finally(() => {
           clock.clearTimeout(deadline);
-          closeTransport();
-          markClosed();
+          closeQuietly(transport);
+          closed.resolve();
         });
       },
     });
@@ -301,7 +247,7 @@ export class Broker {
         // A broken connection is a lost one.
       }
       handler.lost();
-      await closed;
+      await closed.promise;
     })();
     const link = { handler, done };
     this.#links.add(link);

@@ -1,11 +1,13 @@
 /**
  * Kite's local MQTT broker (`jsr:@kite/mqtt/broker`): a small MQTT 3.1, 3.1.1 and 5.0 broker that
  * runs inside your process, over TCP, over WebSocket (Deno and Bun), or over in-memory connections
- * that need no socket. It is meant for tests, demos and local development and is **not a
- * production broker**: no authentication or authorization, no TLS, no shared subscriptions,
- * nothing kept on disk. For production use mosquitto, EMQX or HiveMQ. A subscriber that does not
- * read costs a bounded amount of memory: past `maxBufferedBytes` its QoS 0 messages are dropped
- * and its QoS 1 and 2 messages wait in its session.
+ * that need no socket.
+ *
+ * It is meant for tests, demos and local development and is **not a production broker**: no
+ * authentication or authorization, no TLS, no shared subscriptions, nothing kept on disk. For
+ * production use mosquitto, EMQX or HiveMQ. A subscriber that does not read costs a bounded amount
+ * of memory: past `maxBufferedBytes` its QoS 0 messages are dropped and its QoS 1 and 2 messages
+ * wait in its session.
  *
  * What it does, it does by the specification: QoS 0, 1 and 2 (exactly once), retained messages,
  * clean and persistent sessions with bounded queues, session takeover, wills (with the MQTT 5 will

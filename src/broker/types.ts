@@ -1,5 +1,6 @@
 /**
- * The options and inspection values of the local broker.
+ * The options and inspection values of the local broker, and the byte connection its parts
+ * write to.
  *
  * @module
  */
@@ -18,6 +19,19 @@ export interface BrokerTransport {
   writable: WritableStream<Uint8Array>;
   /** Closes the connection at once, where the transport can. */
   close?(): void;
+}
+
+/** How a connection handler reaches its connection, whatever carries the bytes. */
+export interface Link {
+  /** Sends bytes, in order. */
+  write(bytes: Uint8Array): void;
+  /** Ends the connection: `graceful` lets written bytes go out first. */
+  end(graceful: boolean): void;
+  /**
+   * Bytes written and not yet taken by the connection. The link calls the handler's `flushed()`
+   * as they are taken. Absent: the link holds nothing back (0).
+   */
+  readonly buffered?: number;
 }
 
 /** The options of {@linkcode Broker}. */

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BrokerCore, ClientHandler } from "../../src/broker/core.ts";
+import { ClientHandler } from "../../src/broker/client_handler.ts";
+import { BrokerCore } from "../../src/broker/registry.ts";
 import { PacketDecoder } from "../../src/packet/decoder_stream.ts";
 import { encode } from "../../src/packet/encode.ts";
 import type { Packet, ProtocolVersion } from "../../src/packet/types.ts";

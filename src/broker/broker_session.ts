@@ -39,7 +39,7 @@ export interface Delivery {
 /** One subscription, as stored in the broker's topic trie. */
 export interface SubscriptionRecord extends SubscriptionInfo {
   /** The session it belongs to. */
-  session: Session;
+  session: BrokerSession;
 }
 
 /** An outgoing QoS 1 or 2 message sent and waiting for its acknowledgement. */
@@ -50,8 +50,23 @@ export interface Inflight {
   released: boolean;
 }
 
+/**
+ * A client's connection as the registry sees it: what it needs to hand the connection messages,
+ * to close it over an error and to take its session over. `ClientHandler` implements it.
+ */
+export interface ClientConnection {
+  /** Bytes written to the connection and not yet taken by its client. */
+  readonly buffered: number;
+  /** Sends a message to the client now, or queues it in the session. */
+  deliver(delivery: Delivery): void;
+  /** Closes the connection over an error (v5: DISCONNECT with the error's reason code). */
+  fail(error: unknown): void;
+  /** Ends the connection because a new one takes its session over. */
+  takeOver(): void;
+}
+
 /** What a broker knows about one client identifier, across connections. */
-export class Session {
+export class BrokerSession {
   /** The client identifier. */
   readonly clientId: string;
   /** The protocol version of the last connection. */
@@ -71,8 +86,8 @@ export class Session {
   readonly incoming: Set<number> = new Set();
   /** Messages dropped: QoS 1 and 2 when the queue was full, QoS 0 while the client was slow. */
   dropped = 0;
-  /** The connection that serves the session now, if any (a `ClientHandler`). */
-  owner: unknown = undefined;
+  /** The connection that serves the session now, if any. */
+  owner: ClientConnection | undefined = undefined;
   /** The expiry timer, while the session outlives a connection. */
   expiryTimer: unknown = undefined;
   /** A will waiting for its delay to pass. */

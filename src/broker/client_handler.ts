@@ -1,0 +1,436 @@
+/**
+ * One connected client, without sockets: a {@linkcode ClientHandler} is fed bytes, reads CONNECT
+ * and answers CONNACK, handles every packet the client sends after it (what carries messages goes
+ * to its {@linkcode Inbox} and {@linkcode Outbox}), enforces the keepalive on the injected clock
+ * and hands the will on when the connection ends. It answers through a {@linkcode Link} and never
+ * touches a socket, so the same code serves TCP, WebSocket and in-memory connections, and tests
+ * drive time by hand.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+import { PacketDecoder } from "../packet/decoder_stream.ts";
+import { encode } from "../packet/encode.ts";
+import type {
+  ConnectPacket,
+  DisconnectPacket,
+  Packet,
+  Properties,
+  SubscribePacket,
+  UnsubscribePacket,
+  Will,
+} from "../packet/types.ts";
+import { validateTopicFilter } from "../topic.ts";
+import type {
+  BrokerSession,
+  ClientConnection,
+  Delivery,
+  SubscriptionRecord,
+} from "./broker_session.ts";
+import { Inbox } from "./inbox.ts";
+import { Outbox } from "./outbox.ts";
+import { PROTOCOL_MAXIMUM, RC } from "./reason_codes.ts";
+import type { BrokerCore } from "./registry.ts";
+import type { Link } from "./types.ts";
+
+/** Why a connection ended, for the will and the reason code. */
+type Ending = "disconnect" | "will" | "lost" | "error";
+
+/**
+ * Speaks MQTT with one client: fed bytes, it answers through its {@linkcode Link}. It never
+ * throws: a malformed or illegal packet closes only this connection.
+ */
+export class ClientHandler implements ClientConnection {
+  /** The session, once CONNECT is accepted. */
+  session: BrokerSession | undefined = undefined;
+  /** The client identifier, once CONNECT is read. */
+  clientId: string | undefined = undefined;
+  readonly #core: BrokerCore;
+  readonly #link: Link;
+  readonly #decoder: PacketDecoder;
+  readonly #outbox: Outbox;
+  readonly #inbox: Inbox;
+  #state: "connecting" | "connected" | "closed" = "connecting";
+  #will: Will | undefined = undefined;
+  #keepalive = 0;
+  // The CONNECT deadline until CONNECT is read, then the keepalive deadline.
+  #timer: unknown = undefined;
+  // The bytes before CONNECT is read, to answer an unsupported protocol level.
+  #head: Uint8Array[] = [];
+
+  /** Creates a handler for a new connection. */
+  constructor(core: BrokerCore, link: Link) {
+    this.#core = core;
+    this.#link = link;
+    this.#decoder = new PacketDecoder({
+      maximumPacketSize: core.maximumPacketSize ?? PROTOCOL_MAXIMUM,
+    });
+    this.#outbox = new Outbox(core, link, () => {
+      this.#end("error", this.#v5 ? RC.quotaExceeded : undefined);
+    });
+    this.#inbox = new Inbox(core, this.#outbox);
+    core.handlers.add(this);
+    this.#timer = core.clock.setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#state === "connecting") this.#end("error", undefined);
+    }, core.connectTimeout);
+  }
+
+  /** Whether CONNECT was accepted and the connection is open. */
+  get connected(): boolean {
+    return this.#state === "connected";
+  }
+
+  /** Whether the connection has ended. */
+  get closed(): boolean {
+    return this.#state === "closed";
+  }
+
+  /** Bytes written to the connection and not yet taken by the client. */
+  get buffered(): number {
+    return this.#outbox.buffered;
+  }
+
+  /** The link says the client took bytes: deliveries held back for it may go on. */
+  flushed(): void {
+    this.#outbox.flushed();
+  }
+
+  /** Feeds bytes from the client. Never throws. */
+  receive(chunk: Uint8Array): void {
+    if (this.#state === "closed") return;
+    if (this.#state === "connecting") {
+      // [MQTT-3.1.0-1] the first packet must be CONNECT: no need to wait for the rest of it.
+      if (this.#head.length === 0 && chunk.length > 0 && chunk[0] !== 0x10) {
+        this.#end("error", undefined);
+        return;
+      }
+      if (this.#head.length < 16) this.#head.push(chunk);
+    }
+    try {
+      this.#decoder.push(chunk, (packet) => {
+        if (this.#state !== "closed") this.#handle(packet);
+      });
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  /** The connection ended from the client's side (or broke). */
+  lost(): void {
+    this.#end("lost", undefined);
+  }
+
+  /** Test hook: cut the connection as if the network failed; the will is published. */
+  drop(): void {
+    this.#end("lost", undefined);
+  }
+
+  /** The broker is closing: v5 clients get DISCONNECT 0x8B; no will is published. */
+  shutdown(): void {
+    this.#will = undefined;
+    this.#end("disconnect", this.#v5 ? RC.serverShuttingDown : undefined);
+  }
+
+  /** A new connection takes the session over: v5 clients get DISCONNECT 0x8E. */
+  takeOver(): void {
+    this.#end("lost", this.#v5 ? RC.sessionTakenOver : undefined);
+  }
+
+  /** Sends a message to this client now, or queues it (see {@linkcode Outbox.prototype.deliver}). */
+  deliver(delivery: Delivery): void {
+    this.#outbox.deliver(delivery);
+  }
+
+  /** Closes this connection over an error (v5: DISCONNECT with the error's reason code). */
+  fail(error: unknown): void {
+    this.#fail(error);
+  }
+
+  get #v5(): boolean {
+    return this.#outbox.version === 5;
+  }
+
+  #handle(packet: Packet): void {
+    if (this.#state === "connecting") {
+      if (packet.type !== "connect") {
+        // [MQTT-3.1.0-1] the first packet must be CONNECT.
+        throw new ProtocolError(`the first packet is ${packet.type}, not connect`, "MQTT-3.1.0-1");
+      }
+      this.#connect(packet);
+      return;
+    }
+    this.#touch();
+    switch (packet.type) {
+      case "publish":
+        return this.#inbox.publish(this.session!, packet);
+      case "puback":
+        return this.#outbox.acked(packet.packetId, 1);
+      case "pubrec":
+        return this.#outbox.pubrec(packet.packetId, packet.reasonCode ?? 0);
+      case "pubrel":
+        return this.#inbox.pubrel(this.session!, packet.packetId);
+      case "pubcomp":
+        return this.#outbox.acked(packet.packetId, 2);
+      case "subscribe":
+        return this.#subscribe(packet);
+      case "unsubscribe":
+        return this.#unsubscribe(packet);
+      case "pingreq":
+        this.#outbox.send({ type: "pingresp" });
+        return;
+      case "disconnect":
+        return this.#disconnect(packet);
+      case "connect":
+        throw new ProtocolError("a second CONNECT", "MQTT-3.1.0-2", RC.protocolError);
+      case "auth":
+        throw new ProtocolError(
+          "AUTH without an authentication method",
+          "MQTT-4.12.0-7",
+          RC.protocolError,
+        );
+      default:
+        throw new ProtocolError(
+          `a client does not send ${packet.type}`,
+          undefined,
+          RC.protocolError,
+        );
+    }
+  }
+
+  #connect(packet: ConnectPacket): void {
+    const core = this.#core;
+    const version = packet.protocolVersion;
+    this.#outbox.version = version;
+    this.#decoder.protocolVersion = version;
+    this.#head = [];
+    this.#stopTimer();
+    const v5 = version === 5;
+    if (core.refusing) {
+      return this.#refuse(v5 ? RC.serverUnavailable : 0x03);
+    }
+    if (v5 && packet.properties?.authenticationMethod !== undefined) {
+      return this.#refuse(RC.badAuthenticationMethod);
+    }
+    let clientId = packet.clientId;
+    let assigned = false;
+    if (clientId === "") {
+      // 3.1.1 [MQTT-3.1.3-8]: an empty id needs a clean session; 3.1 has no empty ids.
+      if (version === 3 || (version === 4 && !packet.clean)) {
+        return this.#refuse(v5 ? RC.identifierNotValid : 0x02);
+      }
+      clientId = core.assignClientId();
+      assigned = true;
+    }
+    this.clientId = clientId;
+    const expiry = v5
+      ? (packet.properties?.sessionExpiryInterval ?? 0)
+      : packet.clean
+      ? 0
+      : Infinity;
+    const { session, sessionPresent } = core.openSession(
+      this,
+      clientId,
+      packet.clean,
+      version,
+      expiry,
+    );
+    this.session = session;
+    if (packet.will) {
+      this.#will = { ...packet.will, payload: packet.will.payload.slice() };
+    }
+    const properties = packet.properties;
+    this.#outbox.open(
+      session,
+      properties?.receiveMaximum ?? 65_535,
+      properties?.maximumPacketSize ?? Infinity,
+    );
+    this.#keepalive = packet.keepalive;
+    this.#state = "connected";
+
+    const connack: Packet = {
+      type: "connack",
+      sessionPresent: version !== 3 && sessionPresent,
+      reasonCode: 0,
+    };
+    if (v5) {
+      const props: Properties = {
+        topicAliasMaximum: core.topicAliasMaximum,
+        retainAvailable: true,
+        wildcardSubscriptionAvailable: true,
+        subscriptionIdentifierAvailable: true,
+        sharedSubscriptionAvailable: false,
+      };
+      if (core.receiveMaximum !== 65_535) props.receiveMaximum = core.receiveMaximum;
+      if (core.maximumPacketSize !== undefined) props.maximumPacketSize = core.maximumPacketSize;
+      if (assigned) props.assignedClientIdentifier = clientId;
+      connack.properties = props;
+    }
+    this.#outbox.send(connack);
+    this.#touch();
+    this.#outbox.resume();
+  }
+
+  #refuse(reasonCode: number): void {
+    this.#outbox.send({ type: "connack", sessionPresent: false, reasonCode });
+    this.#will = undefined;
+    this.#end("disconnect", undefined, true);
+  }
+
+  #subscribe(packet: SubscribePacket): void {
+    const session = this.session!;
+    const v5 = this.#v5;
+    const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined;
+    const reasonCodes: number[] = [];
+    const retainedToSend: SubscriptionRecord[] = [];
+    for (const request of packet.subscriptions) {
+      const filter = request.topicFilter;
+      try {
+        validateTopicFilter(filter);
+      } catch {
+        reasonCodes.push(v5 ? RC.topicFilterInvalid : 0x80);
+        continue;
+      }
+      if (filter.startsWith("$share/")) {
+        reasonCodes.push(v5 ? RC.sharedSubscriptionsNotSupported : 0x80);
+        continue;
+      }
+      const record: SubscriptionRecord = {
+        session,
+        topicFilter: filter,
+        qos: request.qos,
+        noLocal: v5 && (request.noLocal ?? false),
+        retainAsPublished: v5 && (request.retainAsPublished ?? false),
+        retainHandling: v5 ? request.retainHandling ?? 0 : 0,
+      };
+      if (identifier !== undefined) record.subscriptionIdentifier = identifier;
+      const replaced = this.#core.subscribe(record);
+      reasonCodes.push(request.qos);
+      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not.
+      if (record.retainHandling === 0 || (record.retainHandling === 1 && !replaced)) {
+        retainedToSend.push(record);
+      }
+    }
+    this.#outbox.send({ type: "suback", packetId: packet.packetId, reasonCodes });
+    for (const record of retainedToSend) this.#core.deliverRetained(record);
+  }
+
+  #unsubscribe(packet: UnsubscribePacket): void {
+    const session = this.session!;
+    const reasonCodes = packet.topicFilters.map((filter) =>
+      this.#core.unsubscribe(session, filter) ? RC.success : RC.noSubscriptionExisted
+    );
+    const unsuback: Packet = { type: "unsuback", packetId: packet.packetId };
+    if (this.#v5) unsuback.reasonCodes = reasonCodes;
+    this.#outbox.send(unsuback);
+  }
+
+  #disconnect(packet: DisconnectPacket): void {
+    const session = this.session!;
+    const expiry = packet.properties?.sessionExpiryInterval;
+    if (expiry !== undefined) {
+      if (session.expiryInterval === 0 && expiry !== 0) {
+        throw new ProtocolError(
+          "DISCONNECT sets a Session Expiry Interval after CONNECT set 0 (section 3.14.2.2.2)",
+          undefined,
+          RC.protocolError,
+        );
+      }
+      session.expiryInterval = expiry;
+    }
+    // v5 [MQTT-3.14.4-3]: only a DISCONNECT with reason 0x00 discards the will.
+    this.#end((packet.reasonCode ?? 0) === 0 ? "disconnect" : "will", undefined);
+  }
+
+  /**
+   * Restarts the keepalive deadline: 1.5 times the keepalive (3.1.1 [MQTT-3.1.2-24], v5
+   * [MQTT-3.1.2-22]).
+   */
+  #touch(): void {
+    if (this.#keepalive === 0 || this.#state !== "connected") return;
+    this.#stopTimer();
+    this.#timer = this.#core.clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#end("lost", this.#v5 ? RC.keepAliveTimeout : undefined);
+    }, this.#keepalive * 1500);
+  }
+
+  #stopTimer(): void {
+    if (this.#timer !== undefined) {
+      this.#core.clock.clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #fail(error: unknown): void {
+    if (this.#state === "connecting") {
+      // An unsupported protocol level is answered with CONNACK before closing ([MQTT-3.1.2-2]);
+      // so is any other bad CONNECT that says it is MQTT 5 (v5 section 3.2.2.2).
+      const level = error instanceof ProtocolError ? requestedLevel(this.#head) : undefined;
+      if (level !== undefined) {
+        const unsupported = error instanceof ProtocolError &&
+          error.reasonCode === RC.unsupportedVersion;
+        const v5 = level >= 5;
+        if (unsupported || level === 5) {
+          const reasonCode = unsupported
+            ? (v5 ? RC.unsupportedVersion : 0x01)
+            : (error as ProtocolError).reasonCode;
+          this.#link.write(
+            encode({ type: "connack", sessionPresent: false, reasonCode }, v5 ? 5 : 4),
+          );
+          this.#end("error", undefined, true);
+          return;
+        }
+      }
+      this.#end("error", undefined);
+      return;
+    }
+    const reasonCode = error instanceof ProtocolError ? error.reasonCode : RC.unspecified;
+    this.#end("error", this.#v5 ? reasonCode : undefined);
+  }
+
+  /**
+   * Ends the connection once. `reasonCode` sends a v5 DISCONNECT first. A will is published
+   * unless the client ended with a normal DISCONNECT or the broker is closing.
+   */
+  #end(how: Ending, reasonCode: number | undefined, graceful = reasonCode !== undefined): void {
+    if (this.#state === "closed") return;
+    const wasConnected = this.#state === "connected";
+    if (reasonCode !== undefined && wasConnected) {
+      // Written past any limit: it is the last packet of the connection.
+      this.#outbox.sendLast({ type: "disconnect", reasonCode });
+    }
+    this.#state = "closed";
+    this.#outbox.close();
+    this.#core.handlers.delete(this);
+    this.#stopTimer();
+    this.#link.end(graceful || how === "disconnect" || how === "will");
+    const session = this.session;
+    if (!wasConnected || session === undefined) return;
+    const will = how === "disconnect" ? undefined : this.#will;
+    this.#will = undefined;
+    this.#core.releaseSession(session, this, will);
+  }
+}
+
+/** The protocol level byte of the CONNECT read so far, if its name is MQTT or MQIsdp. */
+function requestedLevel(head: Uint8Array[]): number | undefined {
+  let size = 0;
+  for (const part of head) size += part.length;
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const part of head) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  let pos = 1;
+  while (pos < bytes.length && bytes[pos] & 0x80) pos++;
+  pos++;
+  if (pos + 2 > bytes.length) return undefined;
+  const nameLength = (bytes[pos] << 8) | bytes[pos + 1];
+  const name = new TextDecoder().decode(bytes.subarray(pos + 2, pos + 2 + nameLength));
+  const levelAt = pos + 2 + nameLength;
+  if ((name !== "MQTT" && name !== "MQIsdp") || levelAt >= bytes.length) return undefined;
+  return bytes[levelAt];
+}

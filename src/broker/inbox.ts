@@ -1,0 +1,109 @@
+/**
+ * What one connected client publishes: its MQTT 5 Topic Aliases resolved, its QoS 2 packet ids
+ * remembered until PUBREL so each message is routed once, and the PUBACK, PUBREC and PUBCOMP it
+ * is owed. Routing itself is the registry's; replies go out through the client's outbox.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+import type { Packet, PublishPacket } from "../packet/types.ts";
+import type { BrokerSession } from "./broker_session.ts";
+import type { Outbox } from "./outbox.ts";
+import { RC } from "./reason_codes.ts";
+import type { BrokerCore } from "./registry.ts";
+
+/** The packets coming in on one connection that carry or settle the client's messages. */
+export class Inbox {
+  readonly #core: BrokerCore;
+  readonly #outbox: Outbox;
+  #aliases = new Map<number, string>();
+
+  /** Creates the inbox of a new connection; its replies go out through `outbox`. */
+  constructor(core: BrokerCore, outbox: Outbox) {
+    this.#core = core;
+    this.#outbox = outbox;
+  }
+
+  /**
+   * A PUBLISH from the client, on behalf of `session`: routed, and acknowledged unless the
+   * broker withholds acknowledgements.
+   *
+   * @throws {ProtocolError} On an illegal PUBLISH; the connection is to be closed.
+   */
+  publish(session: BrokerSession, packet: PublishPacket): void {
+    const core = this.#core;
+    let topic = packet.topic;
+    const properties = packet.properties;
+    // v5 [MQTT-3.3.4-6]: a client's PUBLISH carries no Subscription Identifier.
+    if (
+      properties?.subscriptionIdentifiers !== undefined ||
+      properties?.subscriptionIdentifier !== undefined
+    ) {
+      throw new ProtocolError(
+        "a client's PUBLISH carries a Subscription Identifier",
+        "MQTT-3.3.4-6",
+        RC.protocolError,
+      );
+    }
+    const alias = properties?.topicAlias;
+    if (alias !== undefined) {
+      // Topic Alias 0 never gets here: the codec refuses it with 0x94 already [MQTT-3.3.2-8].
+      if (alias > core.topicAliasMaximum) {
+        throw new ProtocolError(
+          `topic alias ${alias} is above the Topic Alias Maximum ${core.topicAliasMaximum}`,
+          "MQTT-3.3.2-9",
+          RC.topicAliasInvalid,
+        );
+      }
+      if (topic === "") {
+        const known = this.#aliases.get(alias);
+        if (known === undefined) {
+          throw new ProtocolError(`topic alias ${alias} is not set`, undefined, RC.protocolError);
+        }
+        topic = known;
+      } else {
+        this.#aliases.set(alias, topic);
+      }
+    }
+    const message = core.message(
+      topic,
+      packet.payload.slice(),
+      packet.qos,
+      packet.retain,
+      properties,
+    );
+    const withhold = core.withholdingAcks;
+    if (packet.qos === 0) {
+      core.publish(message, session);
+    } else if (packet.qos === 1) {
+      core.publish(message, session);
+      if (!withhold) this.#outbox.send({ type: "puback", packetId: packet.packetId! });
+    } else {
+      const packetId = packet.packetId!;
+      // 3.1.1 [MQTT-4.3.3-2], v5 [MQTT-4.3.3-10]: until PUBREL, a packet id already seen is a
+      // re-delivery: acknowledged again, not routed again.
+      if (!session.incoming.has(packetId)) {
+        if (session.incoming.size >= core.receiveMaximum) {
+          throw new ProtocolError(
+            `more than ${core.receiveMaximum} QoS 2 messages unacknowledged`,
+            "MQTT-3.3.4-7",
+            RC.receiveMaximumExceeded,
+          );
+        }
+        session.incoming.add(packetId);
+        core.publish(message, session);
+      }
+      if (!withhold) this.#outbox.send({ type: "pubrec", packetId });
+    }
+  }
+
+  /** A PUBREL from the client: its QoS 2 message is done; PUBCOMP goes out. */
+  pubrel(session: BrokerSession, packetId: number): void {
+    const known = session.incoming.delete(packetId);
+    if (this.#core.withholdingAcks) return;
+    const pubcomp: Packet = { type: "pubcomp", packetId };
+    if (!known && this.#outbox.version === 5) pubcomp.reasonCode = RC.packetIdNotFound;
+    this.#outbox.send(pubcomp);
+  }
+}
