@@ -33,7 +33,7 @@ import type {
   UnsubscribePacket,
 } from "../packet/types.ts";
 import { requestPayloadSize, Session, type StoreOperation } from "../session/session.ts";
-import type { Store } from "../session/store.ts";
+import type { Store } from "../store/store.ts";
 import type { Transport } from "../transport/types.ts";
 import { closeQuietly, Deferred, systemClock, within } from "../_async.ts";
 import type { ClientOptions, Clock, Message, ReconnectOptions } from "./types.ts";

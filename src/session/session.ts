@@ -16,7 +16,7 @@
 import { LimitError, MqttError, ProtocolError, TimeoutError } from "../errors.ts";
 import { utf8Length } from "../packet/bytes.ts";
 import { publishSize } from "../packet/publish.ts";
-import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
+import type { OutgoingState, StoreContents, StoredPublish } from "../store/store.ts";
 import type {
   ConnackPacket,
   ConnectPacket,

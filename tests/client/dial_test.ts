@@ -14,7 +14,7 @@ import { connect } from "../../src/client/connect.ts";
 import { ConnectionClosedError, TimeoutError } from "../../src/errors.ts";
 import { decode, encode } from "../../src/packet/mod.ts";
 import type { ConnectPacket } from "../../src/packet/types.ts";
-import { MemoryStore, type Store, type StoreContents } from "../../src/session/store.ts";
+import { MemoryStore, type Store, type StoreContents } from "../../src/store/store.ts";
 import type { Transport } from "../../src/transport/types.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
 import { Deferred } from "../../src/_async.ts";

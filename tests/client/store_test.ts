@@ -13,7 +13,7 @@ import {
   type Store,
   type StoreContents,
   type StoredPublish,
-} from "../../src/session/store.ts";
+} from "../../src/store/store.ts";
 import { StoreError } from "../../src/client/base_client.ts";
 import { ConnectionClosedError, LimitError } from "../../src/errors.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
