@@ -32,8 +32,8 @@ import type {
   UnsubackPacket,
   UnsubscribePacket,
 } from "../packet/types.ts";
-import { requestPayloadSize, Session, type StoreOperation } from "../session/session.ts";
-import type { Store } from "../store/store.ts";
+import { requestPayloadSize, Session } from "../session/session.ts";
+import { applyOperation, type Store } from "../store/store.ts";
 import type { Transport } from "../transport/types.ts";
 import { closeQuietly, Deferred, systemClock, within } from "../_async.ts";
 import type { ClientOptions, Clock, Message, ReconnectOptions } from "./types.ts";
@@ -1170,21 +1170,6 @@ export class StoreError extends MqttError {
       `the store failed: ${cause instanceof Error ? cause.message : String(cause)}`,
       { cause },
     );
-  }
-}
-
-function applyOperation(store: Store, operation: StoreOperation): void | Promise<void> {
-  switch (operation.op) {
-    case "put":
-      return store.put(operation.record);
-    case "update":
-      return store.update(operation.sequence, operation.state, operation.packetId);
-    case "delete":
-      return store.delete(operation.sequence);
-    case "putIncoming":
-      return store.putIncoming(operation.packetId);
-    case "deleteIncoming":
-      return store.deleteIncoming(operation.packetId);
   }
 }
 

@@ -7,13 +7,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MqttClient } from "../../src/client/clients.ts";
 import type { ClientOptions } from "../../src/client/types.ts";
-import {
-  MemoryStore,
-  type OutgoingState,
-  type Store,
-  type StoreContents,
-  type StoredPublish,
-} from "../../src/store/store.ts";
+import { MemoryStore } from "../../src/store/memory_store.ts";
+import type { OutgoingState, Store, StoreContents, StoredPublish } from "../../src/store/store.ts";
 import { StoreError } from "../../src/client/base_client.ts";
 import { ConnectionClosedError, LimitError } from "../../src/errors.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
