@@ -8,7 +8,7 @@
 import { type Clock, systemClock } from "../_async.ts";
 import type { Properties, ProtocolVersion } from "../packet/types.ts";
 import type { SessionOptions } from "../session/session.ts";
-import type { Store } from "../session/store.ts";
+import type { Store } from "../store/store.ts";
 import type { ClientOptions, ReconnectOptions } from "./types.ts";
 
 /** The longest delay a timer holds: setTimeout fires at once for more (2^31 - 1 ms, 24.8 days). */

@@ -6,8 +6,7 @@
  */
 
 import { StoreError } from "../errors.ts";
-import type { StoreOperation } from "../session/session.ts";
-import type { Store } from "../session/store.ts";
+import { applyOperation, type Store, type StoreOperation } from "../store/store.ts";
 
 /** Applies journal operations to a store and tracks the last write that is not yet durable. */
 export class StoreWriter {
@@ -66,20 +65,5 @@ export class StoreWriter {
       if (this.#busy === busy) this.#busy = undefined;
       this.apply();
     }
-  }
-}
-
-function applyOperation(store: Store, operation: StoreOperation): void | Promise<void> {
-  switch (operation.op) {
-    case "put":
-      return store.put(operation.record);
-    case "update":
-      return store.update(operation.sequence, operation.state, operation.packetId);
-    case "delete":
-      return store.delete(operation.sequence);
-    case "putIncoming":
-      return store.putIncoming(operation.packetId);
-    case "deleteIncoming":
-      return store.deleteIncoming(operation.packetId);
   }
 }

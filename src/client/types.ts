@@ -7,7 +7,7 @@
 import type { Clock } from "../_async.ts";
 import type { MqttError } from "../errors.ts";
 import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
-import type { Store } from "../session/store.ts";
+import type { Store } from "../store/store.ts";
 
 /** A message that arrived from the broker. */
 export interface Message {

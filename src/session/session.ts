@@ -16,7 +16,7 @@
 import { LimitError, MqttError, ProtocolError, TimeoutError } from "../errors.ts";
 import { utf8Length } from "../packet/bytes.ts";
 import { publishSize } from "../packet/publish.ts";
-import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
+import type { StoreContents, StoredPublish, StoreOperation } from "../store/store.ts";
 import type {
   ConnackPacket,
   ConnectPacket,
@@ -106,17 +106,6 @@ export interface OutgoingPublish<T> {
   /** Orders publishes as they were accepted; the key in the store (QoS 1 and 2). */
   sequence: number;
 }
-
-/**
- * A change the store must make durable before the packets that follow it are written: the
- * journal of a session.
- */
-export type StoreOperation =
-  | { op: "put"; record: StoredPublish }
-  | { op: "update"; sequence: number; state: OutgoingState; packetId?: number }
-  | { op: "delete"; sequence: number }
-  | { op: "putIncoming"; packetId: number }
-  | { op: "deleteIncoming"; packetId: number };
 
 interface Request<T> {
   packet: SubscribePacket | UnsubscribePacket;

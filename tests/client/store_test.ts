@@ -7,15 +7,9 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MqttClient } from "../../src/client/clients.ts";
 import type { ClientOptions } from "../../src/client/types.ts";
-import {
-  MemoryStore,
-  type OutgoingState,
-  type Store,
-  type StoreContents,
-  type StoredPublish,
-} from "../../src/session/store.ts";
-import { StoreError } from "../../src/errors.ts";
-import { ConnectionClosedError, LimitError } from "../../src/errors.ts";
+import { MemoryStore } from "../../src/store/memory_store.ts";
+import type { OutgoingState, Store, StoreContents, StoredPublish } from "../../src/store/store.ts";
+import { ConnectionClosedError, LimitError, StoreError } from "../../src/errors.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
 
 /** A store whose every write waits until the test releases it, and that logs what it did. */

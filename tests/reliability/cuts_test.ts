@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { connect } from "../../src/client/connect.ts";
-import { FileStore } from "../../src/session/file_store.ts";
+import { FileStore } from "../../src/store/file_store.ts";
 import type { MqttClient } from "../../src/client/clients.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";

@@ -18,7 +18,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { connect } from "../../src/client/connect.ts";
-import { FileStore } from "../../src/session/file_store.ts";
+import { FileStore } from "../../src/store/file_store.ts";
 import { payloadOf } from "./support.ts";
 
 const { values } = parseArgs({

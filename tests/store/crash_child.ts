@@ -8,14 +8,14 @@
  *
  * Three in four publishes are deleted, so that the log is compacted again and again.
  *
- * Usage: `deno run -A tests/session/crash_child.ts DIR` or `bun run tests/session/crash_child.ts DIR`.
+ * Usage: `deno run -A tests/store/crash_child.ts DIR` or `bun run tests/store/crash_child.ts DIR`.
  *
  * @module
  */
 
 import process from "node:process";
 import type { PublishPacket } from "../../src/packet/types.ts";
-import { FileStore } from "../../src/session/file_store.ts";
+import { FileStore } from "../../src/store/file_store.ts";
 
 const ROUND = 8;
 const LIMIT = 200_000;

@@ -1,7 +1,11 @@
 /**
- * Where a session keeps what must survive a lost connection or a killed process: our QoS 1 and
- * 2 publishes that have not completed (sent or still queued), and the ids of incoming QoS 2
- * messages between PUBLISH and PUBREL.
+ * Persistence (`src/store/`): keeps what a session must not lose across a lost connection or a
+ * restart of the process, that is our QoS 1 and 2 publishes that have not completed (sent or
+ * still queued) and the ids of incoming QoS 2 messages between PUBLISH and PUBREL.
+ *
+ * This file is the contract between the layer and the client: the {@linkcode Store} interface,
+ * the records it keeps, and the journal of changes ({@linkcode StoreOperation}) a session hands
+ * out for a store to apply.
  *
  * The client writes a publish to the store before its PUBLISH goes on the wire, and removes it
  * when its flow completes. Every method may return a promise (a store on disk does); the client
@@ -40,7 +44,7 @@ export interface StoreContents {
 }
 
 /**
- * Durable session state. {@linkcode MemoryStore} is the default; a store on disk makes
+ * Durable session state. `MemoryStore` (in `memory_store.ts`) is the default; a store on disk makes
  * publishes survive a restart of the process.
  */
 export interface Store {
@@ -63,53 +67,42 @@ export interface Store {
 }
 
 /**
- * A store in memory: it survives a lost connection, not a restart. The default.
+ * A change the store must make durable before the packets that follow it are written: the
+ * journal of a session.
+ */
+export type StoreOperation =
+  | { op: "put"; record: StoredPublish }
+  | { op: "update"; sequence: number; state: OutgoingState; packetId?: number }
+  | { op: "delete"; sequence: number }
+  | { op: "putIncoming"; packetId: number }
+  | { op: "deleteIncoming"; packetId: number };
+
+/**
+ * Makes the call on `store` that a journal entry stands for.
+ *
+ * @returns What the store's method returned: a promise when the store writes asynchronously.
  *
  * @example
  * ```ts
- * import { MemoryStore } from "./store.ts";
+ * import { applyOperation } from "./store.ts";
+ * import { MemoryStore } from "./memory_store.ts";
  *
  * const store = new MemoryStore();
- * store.put({ sequence: 1, state: "queued", packet: { type: "publish", topic: "a", payload: new Uint8Array(), qos: 1, retain: false, dup: false } });
- * console.log(store.open().outgoing.length); // 1
+ * applyOperation(store, { op: "putIncoming", packetId: 7 });
+ * console.log(store.open().incoming); // [7]
  * ```
  */
-export class MemoryStore implements Store {
-  #outgoing = new Map<number, StoredPublish>();
-  #incoming = new Set<number>();
-
-  open(): StoreContents {
-    const outgoing = [...this.#outgoing.values()].sort((a, b) => a.sequence - b.sequence);
-    return { outgoing, incoming: [...this.#incoming] };
+export function applyOperation(store: Store, operation: StoreOperation): void | Promise<void> {
+  switch (operation.op) {
+    case "put":
+      return store.put(operation.record);
+    case "update":
+      return store.update(operation.sequence, operation.state, operation.packetId);
+    case "delete":
+      return store.delete(operation.sequence);
+    case "putIncoming":
+      return store.putIncoming(operation.packetId);
+    case "deleteIncoming":
+      return store.deleteIncoming(operation.packetId);
   }
-
-  put(record: StoredPublish): void {
-    this.#outgoing.set(record.sequence, record);
-  }
-
-  update(sequence: number, state: OutgoingState, packetId?: number): void {
-    const record = this.#outgoing.get(sequence);
-    if (record === undefined) return;
-    record.state = state;
-    if (packetId !== undefined) record.packet.packetId = packetId;
-  }
-
-  delete(sequence: number): void {
-    this.#outgoing.delete(sequence);
-  }
-
-  putIncoming(packetId: number): void {
-    this.#incoming.add(packetId);
-  }
-
-  deleteIncoming(packetId: number): void {
-    this.#incoming.delete(packetId);
-  }
-
-  clear(): void {
-    this.#outgoing.clear();
-    this.#incoming.clear();
-  }
-
-  close(): void {}
 }

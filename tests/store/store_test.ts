@@ -9,8 +9,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PublishPacket } from "../../src/packet/types.ts";
-import { FileStore } from "../../src/session/file_store.ts";
-import { MemoryStore, type Store, type StoreContents } from "../../src/session/store.ts";
+import { FileStore } from "../../src/store/file_store.ts";
+import { MemoryStore } from "../../src/store/memory_store.ts";
+import type { Store, StoreContents } from "../../src/store/store.ts";
 
 /** A store under test, and how to read back what it holds as a fresh `open()` would. */
 interface Subject {

@@ -13,8 +13,9 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { MqttError } from "../../src/errors.ts";
 import type { PublishPacket } from "../../src/packet/types.ts";
-import { FileStore, type FileStoreOptions } from "../../src/session/file_store.ts";
-import { MemoryStore, type StoreContents } from "../../src/session/store.ts";
+import { FileStore, type FileStoreOptions } from "../../src/store/file_store.ts";
+import { MemoryStore } from "../../src/store/memory_store.ts";
+import type { StoreContents } from "../../src/store/store.ts";
 import { crashPayload } from "./crash_child.ts";
 
 /** Runs `body` with a new temporary folder, removed afterwards. */
