@@ -11,7 +11,7 @@ import { connect, type ConnectOptions } from "../client/connect.ts";
 import type { MqttClient } from "../client/clients.ts";
 import type { DisconnectEventDetail, ReconnectEventDetail } from "../client/events.ts";
 import type { MqttError } from "../errors.ts";
-import type { BrokerSettings, ConnectionSettings, PubSettings, SubSettings } from "./args.ts";
+import type { BrokerSettings, ConnectionSettings, PubSettings, SubSettings } from "./settings.ts";
 import { type CliIo, readAll, readLines, writeTo } from "./io.ts";
 
 /**

@@ -24,7 +24,8 @@
  */
 
 import process from "node:process";
-import { type Command, parseArgs, UsageError } from "./args.ts";
+import { parseArgs } from "./args.ts";
+import { type Command, UsageError } from "./settings.ts";
 import { CommandError, type CommandIo, oneLine, runBroker, runPub, runSub } from "./commands.ts";
 import { type CliIo, processIo, writeTo } from "./io.ts";
 
