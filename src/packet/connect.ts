@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { cite, type Reader, utf8Length, type Writer } from "./bytes.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import { varintLength } from "./bytes.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { Reader } from "./bytes.ts";
 import { decodeBody, readRemainingLength } from "./decode.ts";
 import type { Packet, ProtocolVersion } from "./types.ts";

@@ -69,4 +69,4 @@ export {
   type PropertyDefinition,
   type PropertyType,
 } from "./properties.ts";
-export { MqttError, ProtocolError } from "../errors.ts";
+export { MqttError, ProtocolError } from "./errors.ts";

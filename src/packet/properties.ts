@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { MAX_VARINT, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
 import { PACKET_TYPE_NUMBERS } from "./constants.ts";
 import type { PacketType, Properties } from "./types.ts";
