@@ -24,7 +24,8 @@ import type {
   UnsubscribePacket,
   Will,
 } from "../packet/types.ts";
-import { topicMatches, TopicTrie, validateTopicFilter } from "../topic.ts";
+import { validateTopicFilter } from "../packet/topic.ts";
+import { topicMatches, TopicTrie } from "../topic.ts";
 import {
   type BrokerMessage,
   type Delivery,

@@ -6,7 +6,7 @@
  */
 
 import type { ProtocolVersion, QoS } from "../packet/types.ts";
-import { validateTopicFilter, validateTopicName } from "../topic.ts";
+import { validateTopicFilter, validateTopicName } from "../packet/topic.ts";
 
 /** The subcommands. */
 export type Command = "pub" | "sub" | "broker";

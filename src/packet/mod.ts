@@ -7,6 +7,8 @@
  * - {@linkcode decode} reads exactly one whole packet.
  * - {@linkcode MqttDecoderStream} turns a byte stream into packets, whatever the chunking;
  *   {@linkcode PacketDecoder} does the same synchronously.
+ * - {@linkcode validateTopicName} and {@linkcode validateTopicFilter} hold the rules for topic
+ *   names and filters that the encoder enforces.
  *
  * Every packet a receiver must reject makes the decoder throw a {@linkcode ProtocolError} whose
  * message names the problem and the specification statement, such as `[MQTT-3.3.2-2]`.
@@ -70,3 +72,9 @@ export {
   type PropertyType,
 } from "./properties.ts";
 export { MqttError, ProtocolError } from "./errors.ts";
+export {
+  isValidTopicFilter,
+  isValidTopicName,
+  validateTopicFilter,
+  validateTopicName,
+} from "./topic.ts";

@@ -5,7 +5,6 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { validateTopicFilter } from "../topic.ts";
 import {
   checkPacketId,
   cite,
@@ -17,11 +16,8 @@ import {
 } from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
+import { isShared, validateTopicFilter } from "./topic.ts";
 import type { QoS, SubackPacket, SubscribePacket, Subscription } from "./types.ts";
-
-function isShared(filter: string): boolean {
-  return filter.startsWith("$share/");
-}
 
 /** Reads the body of a SUBSCRIBE. */
 export function readSubscribe(r: Reader, version: number): SubscribePacket {

@@ -5,7 +5,6 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { validateTopicFilter } from "../topic.ts";
 import {
   checkPacketId,
   cite,
@@ -17,6 +16,7 @@ import {
 } from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
+import { validateTopicFilter } from "./topic.ts";
 import type { UnsubackPacket, UnsubscribePacket } from "./types.ts";
 
 /** Reads the body of an UNSUBSCRIBE. */

@@ -143,7 +143,7 @@ for (const version of [3, 4, 5] as const) {
     sub([]),
     cite(version === 5 ? "MQTT-3.8.3-2" : "MQTT-3.8.3-3"),
   );
-  // Topic filter rules cite MQTT 3.1.1's ids (see src/topic.ts).
+  // Topic filter rules cite MQTT 3.1.1's ids (see src/packet/topic.ts).
   add("SUBSCRIBE to a/#/b", sub([{ topicFilter: "a/#/b", qos: 0 }]), cite("MQTT-4.7.1-2"));
   add("SUBSCRIBE to a#", sub([{ topicFilter: "a#", qos: 0 }]), cite("MQTT-4.7.1-2"));
   add("SUBSCRIBE to a+", sub([{ topicFilter: "a+", qos: 0 }]), cite("MQTT-4.7.1-3"));
