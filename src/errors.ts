@@ -9,7 +9,7 @@
  */
 
 import { MqttError } from "./packet/errors.ts";
-import { reasonName } from "./packet/constants.ts";
+import { connackReasonName } from "./packet/constants.ts";
 
 export { MqttError, ProtocolError } from "./packet/errors.ts";
 
@@ -149,18 +149,3 @@ export class StateError extends MqttError {
  * ```
  */
 export class LimitError extends MqttError {}
-
-const CONNACK_311: readonly string[] = [
-  "Connection Accepted",
-  "Unacceptable Protocol Version",
-  "Identifier Rejected",
-  "Server Unavailable",
-  "Bad User Name or Password",
-  "Not Authorized",
-];
-
-/** The name of a CONNACK code; MQTT 5's come from the codec's table of reason codes. */
-function connackReasonName(code: number, protocolVersion: 3 | 4 | 5): string {
-  if (protocolVersion < 5) return CONNACK_311[code] ?? "Unknown Return Code";
-  return reasonName(code, "connack") ?? "Unknown Reason Code";
-}

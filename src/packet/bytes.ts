@@ -9,6 +9,7 @@
  * @module
  */
 
+import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 
 const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -173,7 +174,11 @@ function ascii(buf: Uint8Array, start: number, end: number): string {
 
 function checkTopic(topic: string): string {
   if (topic.includes("+") || topic.includes("#")) {
-    throw new ProtocolError(`PUBLISH topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+    throw new ProtocolError(
+      `PUBLISH topic "${topic}" contains a wildcard`,
+      "MQTT-3.3.2-2",
+      ReasonCode.TopicNameInvalid,
+    );
   }
   return topic;
 }

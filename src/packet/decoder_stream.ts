@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import { Reader } from "./bytes.ts";
 import { decodeBody, readRemainingLength } from "./decode.ts";
@@ -172,7 +173,7 @@ export class PacketDecoder {
       throw new ProtocolError(
         `a ${size}-byte packet exceeds the maximum packet size of ${this.#maximum} bytes`,
         this.#version === 5 ? "MQTT-3.1.2-24" : undefined,
-        0x95,
+        ReasonCode.PacketTooLarge,
       );
     }
   }

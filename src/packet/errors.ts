@@ -5,6 +5,8 @@
  * @module
  */
 
+import { ReasonCode } from "./constants.ts";
+
 /**
  * The base class of every error Kite raises.
  *
@@ -50,7 +52,11 @@ export class ProtocolError extends MqttError {
    * @param statementId The specification statement id, without brackets.
    * @param reasonCode The MQTT 5 reason code: 0x81 (Malformed Packet) unless told otherwise.
    */
-  constructor(message: string, statementId?: string, reasonCode = 0x81) {
+  constructor(
+    message: string,
+    statementId?: string,
+    reasonCode: number = ReasonCode.MalformedPacket,
+  ) {
     super(statementId ? `${message} [${statementId}]` : message);
     this.statementId = statementId;
     this.reasonCode = reasonCode;

@@ -60,10 +60,13 @@ export { Writer } from "./bytes.ts";
 export { type DecoderOptions, MqttDecoderStream, PacketDecoder } from "./decoder_stream.ts";
 export {
   CONNACK_RETURN_CODES,
+  connackReasonName,
+  ConnackReturnCode,
   PACKET_TYPE_NUMBERS,
   REASON_CODES,
-  type ReasonCode,
+  ReasonCode,
   reasonName,
+  SubackReturnCode,
 } from "./constants.ts";
 export {
   PROPERTIES,

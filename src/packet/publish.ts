@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import {
   checkPacketId,
@@ -35,7 +36,7 @@ export function readPublish(r: Reader, flags: number, version: number): PublishP
     throw new ProtocolError(
       "PUBLISH has an empty topic name",
       version === 5 ? undefined : "MQTT-4.7.3-1",
-      0x82,
+      ReasonCode.ProtocolError,
     );
   }
   // The payload is a view into the bytes read, never a copy.
@@ -59,7 +60,11 @@ function topicNameLength(topic: string, version: number): number {
   for (let i = 0; i < n; i++) {
     const c = topic.charCodeAt(i);
     if (c === 0x2b || c === 0x23) {
-      throw new ProtocolError(`the topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+      throw new ProtocolError(
+        `the topic "${topic}" contains a wildcard`,
+        "MQTT-3.3.2-2",
+        ReasonCode.TopicNameInvalid,
+      );
     }
     if (c === 0 || c > 0x7f) return utf8Length(topic, "the topic name", version);
   }
@@ -87,10 +92,14 @@ function measure(packet: PublishPacket, version: number): void {
     if (properties !== undefined) propsLength = propertiesLength(properties, "publish");
     length += varintLength(propsLength) + propsLength;
     if (topicLength === 0 && properties?.topicAlias === undefined) {
-      throw new ProtocolError("an empty topic needs a topic alias", undefined, 0x82);
+      throw new ProtocolError(
+        "an empty topic needs a topic alias",
+        undefined,
+        ReasonCode.ProtocolError,
+      );
     }
   } else if (topicLength === 0) {
-    throw new ProtocolError("the topic name is empty", "MQTT-4.7.3-1", 0x90);
+    throw new ProtocolError("the topic name is empty", "MQTT-4.7.3-1", ReasonCode.TopicNameInvalid);
   }
   sizes.topicLength = topicLength;
   sizes.propertiesLength = propsLength;

@@ -18,6 +18,7 @@
  * @module
  */
 
+import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 
 /** The char code of `/`, the topic level separator. */
@@ -33,10 +34,6 @@ const SHARE_PREFIX = "$share/";
 export const SHARE_PREFIX_LENGTH = 7;
 /** [MQTT-4.7.3-3] topic names and filters must not encode to more than 65535 bytes. */
 const MAX_TOPIC_BYTES = 65535;
-/** MQTT 5 reason code 0x90, Topic Name invalid. */
-const TOPIC_NAME_INVALID = 0x90;
-/** MQTT 5 reason code 0x8F, Topic Filter invalid. */
-const TOPIC_FILTER_INVALID = 0x8f;
 
 /** What is wrong with a topic: said after the quoted topic, and the statement it breaks. */
 interface Problem {
@@ -214,7 +211,7 @@ export function validateTopicName(name: string): void {
     throw new ProtocolError(
       `topic name ${quote(name)} ${problem.message}`,
       problem.statementId,
-      TOPIC_NAME_INVALID,
+      ReasonCode.TopicNameInvalid,
     );
   }
 }
@@ -248,7 +245,7 @@ export function validateTopicFilter(filter: string): void {
     throw new ProtocolError(
       `topic filter ${quote(filter)} ${problem.message}`,
       problem.statementId,
-      TOPIC_FILTER_INVALID,
+      ReasonCode.TopicFilterInvalid,
     );
   }
 }
