@@ -9,7 +9,7 @@
  * @module
  */
 
-import { ReasonCode } from "./constants.ts";
+import { MAX_VARINT, ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 
 const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -306,9 +306,6 @@ export function allocate(size: number): Uint8Array {
   slabUsed = start + size;
   return slab.subarray(start, slabUsed);
 }
-
-/** The largest value a Variable Byte Integer holds. */
-export const MAX_VARINT = 268_435_455;
 
 /**
  * Writes packets into a buffer. `reserve(n)` makes room for `n` more bytes: a writer that starts

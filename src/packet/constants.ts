@@ -7,6 +7,26 @@
 
 import type { PacketType, ProtocolVersion } from "./types.ts";
 
+/**
+ * The largest value a Variable Byte Integer holds (section 1.5.5 of both specifications), and so
+ * the largest Remaining Length.
+ */
+export const MAX_VARINT = 268_435_455;
+
+/**
+ * The largest packet MQTT can express: the first byte, a Remaining Length in its longest form
+ * (four bytes) and {@linkcode MAX_VARINT} bytes after it. The Maximum Packet Size to assume when
+ * the peer states none (MQTT 5.0 section 3.1.2.11.4), and the decoder's default limit.
+ *
+ * @example
+ * ```ts
+ * import { MAXIMUM_PACKET_SIZE } from "./mod.ts";
+ *
+ * console.log(MAXIMUM_PACKET_SIZE); // 268435460
+ * ```
+ */
+export const MAXIMUM_PACKET_SIZE: number = 1 + 4 + MAX_VARINT;
+
 /** The 4-bit control packet type of each packet, as the fixed header carries it. */
 export const PACKET_TYPE_NUMBERS: Readonly<Record<PacketType, number>> = {
   connect: 1,

@@ -62,6 +62,7 @@ export {
   CONNACK_RETURN_CODES,
   connackReasonName,
   ConnackReturnCode,
+  MAXIMUM_PACKET_SIZE,
   PACKET_TYPE_NUMBERS,
   REASON_CODES,
   ReasonCode,

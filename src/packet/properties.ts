@@ -5,10 +5,9 @@
  * @module
  */
 
-import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
-import { MAX_VARINT, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
-import { PACKET_TYPE_NUMBERS } from "./constants.ts";
+import { type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
+import { MAX_VARINT, PACKET_TYPE_NUMBERS, ReasonCode } from "./constants.ts";
 import type { PacketType, Properties } from "./types.ts";
 
 /** How a property's value is written. */
