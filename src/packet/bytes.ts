@@ -308,6 +308,19 @@ export function allocate(size: number): Uint8Array {
 }
 
 /**
+ * The size of a whole packet whose Remaining Length is `remainingLength`: the first byte, the
+ * Remaining Length itself and what it counts. Throws when no Variable Byte Integer holds it.
+ */
+export function packetLength(remainingLength: number): number {
+  if (remainingLength > MAX_VARINT) {
+    throw new ProtocolError(
+      `the packet would be ${remainingLength} bytes long; MQTT allows at most ${MAX_VARINT}`,
+    );
+  }
+  return 1 + varintLength(remainingLength) + remainingLength;
+}
+
+/**
  * Writes packets into a buffer. `reserve(n)` makes room for `n` more bytes: a writer that starts
  * empty allocates exactly that (one packet, one allocation); one that already holds bytes grows
  * geometrically, so that many packets can be written back to back and sent in one write.
@@ -347,17 +360,15 @@ export class Writer {
 
   /**
    * Reserves room for a whole packet and writes its fixed header: the type and flags byte, then
-   * the Remaining Length.
+   * the Remaining Length. Returns whether the rest of the packet is to be written: always `true`
+   * here; a writer that only measures packets returns `false`, and the packet writers, which
+   * make every check before the header, stop there.
    */
-  header(firstByte: number, remainingLength: number): void {
-    if (remainingLength > MAX_VARINT) {
-      throw new ProtocolError(
-        `the packet would be ${remainingLength} bytes long; MQTT allows at most ${MAX_VARINT}`,
-      );
-    }
-    this.reserve(1 + varintLength(remainingLength) + remainingLength);
+  header(firstByte: number, remainingLength: number): boolean {
+    this.reserve(packetLength(remainingLength));
     this.buf[this.pos++] = firstByte;
     this.varint(remainingLength);
+    return true;
   }
 
   /** Writes one byte. */
@@ -418,5 +429,18 @@ export class Writer {
   raw(data: Uint8Array): void {
     this.buf.set(data, this.pos);
     this.pos += data.length;
+  }
+}
+
+/**
+ * A {@linkcode Writer} that measures instead of writing: `header` adds the whole packet's size to
+ * `pos` and returns `false`, so a packet writer makes all its checks and writes nothing. The
+ * buffer stays empty.
+ */
+export class SizeCounter extends Writer {
+  /** Counts the packet whose Remaining Length is `remainingLength`; writes nothing. */
+  override header(_firstByte: number, remainingLength: number): boolean {
+    this.pos += packetLength(remainingLength);
+    return false;
   }
 }

@@ -68,7 +68,7 @@ export function writeConnack(w: Writer, packet: ConnackPacket, version: number):
     propsLength = propertiesLength(packet.properties, "connack");
     length += varintLength(propsLength) + propsLength;
   }
-  w.header(0x20, length);
+  if (!w.header(0x20, length)) return;
   w.u8(version > 3 && packet.sessionPresent ? 1 : 0);
   w.u8(code);
   if (version === 5) writeProperties(w, packet.properties, propsLength);

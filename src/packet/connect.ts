@@ -154,7 +154,7 @@ export function writeConnect(w: Writer, packet: ConnectPacket): void {
     flags |= 0x40;
     length += 2 + password.length;
   }
-  w.header(0x10, length);
+  if (!w.header(0x10, length)) return;
   w.utf8(name, name.length);
   w.u8(version);
   w.u8(flags);

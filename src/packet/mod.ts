@@ -4,6 +4,7 @@
  *
  * - {@linkcode encode} writes one packet; {@linkcode encodeInto} appends packets to a
  *   {@linkcode Writer} so that several go out in one write.
+ * - {@linkcode packetSize} measures a packet, with the same checks, without encoding it.
  * - {@linkcode decode} reads exactly one whole packet.
  * - {@linkcode MqttDecoderStream} turns a byte stream into packets, whatever the chunking;
  *   {@linkcode PacketDecoder} does the same synchronously.
@@ -55,7 +56,7 @@ export type {
   Will,
 } from "./types.ts";
 export { decode } from "./decode.ts";
-export { encode, encodeInto } from "./encode.ts";
+export { encode, encodeInto, packetSize } from "./encode.ts";
 export { Writer } from "./bytes.ts";
 export { type DecoderOptions, MqttDecoderStream, PacketDecoder } from "./decoder_stream.ts";
 export {

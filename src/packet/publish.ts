@@ -9,6 +9,7 @@ import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import {
   checkPacketId,
+  packetLength,
   type Reader,
   readPacketId,
   utf8Length,
@@ -109,7 +110,8 @@ function measure(packet: PublishPacket, version: number): void {
 /**
  * The number of bytes a PUBLISH takes on the wire, after the same checks as `encode`, without
  * writing it: how a client holds a publish against the broker's Maximum Packet Size. A QoS 1 or
- * 2 PUBLISH without a packet id yet is measured as if it had one.
+ * 2 PUBLISH without a packet id yet is measured as if it had one, and a size beyond the protocol's
+ * limit is returned rather than refused: {@linkcode sizePublish} is the exact measure.
  */
 export function publishSize(packet: PublishPacket, version: number): number {
   measure(
@@ -117,6 +119,12 @@ export function publishSize(packet: PublishPacket, version: number): number {
     version,
   );
   return 1 + varintLength(sizes.remainingLength) + sizes.remainingLength;
+}
+
+/** The size {@linkcode writePublish} gives a PUBLISH, after exactly its checks. */
+export function sizePublish(packet: PublishPacket, version: number): number {
+  measure(packet, version);
+  return packetLength(sizes.remainingLength);
 }
 
 /** Writes a PUBLISH, checking what a broker would refuse. */
@@ -127,7 +135,7 @@ export function writePublish(w: Writer, packet: PublishPacket, version: number):
   let flags = 0x30 | (qos << 1);
   if (packet.retain) flags |= 0x01;
   if (packet.dup) flags |= 0x08;
-  w.header(flags, remainingLength);
+  if (!w.header(flags, remainingLength)) return;
   w.utf8(packet.topic, topicLength);
   if (qos > 0) w.u16(packet.packetId!);
   if (version === 5) writeProperties(w, packet.properties, propsLength);

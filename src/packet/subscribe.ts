@@ -117,7 +117,7 @@ export function writeSubscribe(w: Writer, packet: SubscribePacket, version: numb
     options.push(option);
     length += 2 + filterLength + 1;
   }
-  w.header(0x82, length);
+  if (!w.header(0x82, length)) return;
   w.u16(packet.packetId);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
   for (let i = 0; i < subscriptions.length; i++) {
@@ -172,7 +172,7 @@ export function writeSuback(w: Writer, packet: SubackPacket, version: number): v
     propsLength = propertiesLength(packet.properties, "suback");
     length += varintLength(propsLength) + propsLength;
   }
-  w.header(0x90, length);
+  if (!w.header(0x90, length)) return;
   w.u16(packet.packetId);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
   for (const code of codes) w.u8(code);
