@@ -42,14 +42,7 @@ export {
   SubscribeError,
   TimeoutError,
 } from "./src/errors.ts";
-export {
-  isValidTopicFilter,
-  isValidTopicName,
-  topicMatches,
-  TopicTrie,
-  validateTopicFilter,
-  validateTopicName,
-} from "./src/topic.ts";
+export { topicMatches, TopicTrie } from "./src/topic.ts";
 export { connect, type ConnectionChange, type ConnectOptions } from "./src/client/connect.ts";
 export {
   ClientBase,

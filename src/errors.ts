@@ -2,63 +2,17 @@
  * The error classes Kite throws and rejects with. Every one extends {@linkcode MqttError}, so a
  * single `instanceof MqttError` check tells Kite's errors from everything else.
  *
+ * {@linkcode MqttError} and {@linkcode ProtocolError} belong to the codec (`./packet/errors.ts`),
+ * which stands on its own; they are re-exported here so that one import serves the rest of Kite.
+ *
  * @module
  */
 
-import { reasonName } from "./packet/constants.ts";
+import { connackReasonName } from "./packet/constants.ts";
+import { MqttError } from "./packet/errors.ts";
 import type { DisconnectPacket } from "./packet/types.ts";
 
-/**
- * The base class of every error Kite raises.
- *
- * @example Telling Kite's errors apart
- * ```ts
- * import { MqttError, ProtocolError } from "./errors.ts";
- *
- * const error: unknown = new ProtocolError("PUBLISH topic contains a wildcard", "MQTT-3.3.2-2");
- * if (error instanceof MqttError) console.log(error.name, error.message);
- * ```
- */
-export class MqttError extends Error {
-  /** Creates an error with a message that says what happened and what to do. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
-
-/**
- * A packet is malformed or breaks a rule of the protocol: bytes a broker sent that no compliant
- * broker would send, or a packet the encoder was asked to write that no broker would accept.
- *
- * @example Reading the statement id
- * ```ts
- * import { ProtocolError } from "./errors.ts";
- *
- * const error = new ProtocolError("PUBLISH topic contains a wildcard", "MQTT-3.3.2-2");
- * console.log(error.statementId); // "MQTT-3.3.2-2"
- * console.log(error.message); // "PUBLISH topic contains a wildcard [MQTT-3.3.2-2]"
- * ```
- */
-export class ProtocolError extends MqttError {
-  /** The id of the specification statement that was broken, such as `MQTT-3.3.2-2`, if any. */
-  readonly statementId?: string;
-  /** The MQTT 5 reason code that fits this error when it is reported to the peer. */
-  readonly reasonCode: number;
-
-  /**
-   * Creates a protocol error.
-   *
-   * @param message What is wrong, without the statement id.
-   * @param statementId The specification statement id, without brackets.
-   * @param reasonCode The MQTT 5 reason code: 0x81 (Malformed Packet) unless told otherwise.
-   */
-  constructor(message: string, statementId?: string, reasonCode = 0x81) {
-    super(statementId ? `${message} [${statementId}]` : message);
-    this.statementId = statementId;
-    this.reasonCode = reasonCode;
-  }
-}
+export { MqttError, ProtocolError } from "./packet/errors.ts";
 
 /**
  * The broker answered CONNECT with a CONNACK that refuses the connection.
@@ -196,22 +150,6 @@ export class StateError extends MqttError {
  * ```
  */
 export class LimitError extends MqttError {}
-
-const CONNACK_311: readonly string[] = [
-  "Connection Accepted",
-  "Unacceptable Protocol Version",
-  "Identifier Rejected",
-  "Server Unavailable",
-  "Bad User Name or Password",
-  "Not Authorized",
-];
-
-/** The name of a CONNACK code; MQTT 5's come from the codec's table of reason codes. */
-function connackReasonName(code: number, protocolVersion: 3 | 4 | 5): string {
-  if (protocolVersion < 5) return CONNACK_311[code] ?? "Unknown Return Code";
-  return reasonName(code, "connack") ?? "Unknown Reason Code";
-}
-
 /**
  * The broker sent DISCONNECT (MQTT 5): the connection ends, with the broker's reason.
  *
@@ -258,4 +196,27 @@ export class StoreError extends MqttError {
       { cause },
     );
   }
+}
+
+/**
+ * Turns whatever ended a connection or an attempt into an {@linkcode MqttError}: an
+ * `MqttError` stays as it is, an abort becomes "aborted", anything else "the connection
+ * failed", with the original as the cause.
+ *
+ * @example
+ * ```ts
+ * import { toMqttError } from "./errors.ts";
+ *
+ * console.log(toMqttError(new Error("ECONNRESET")).message); // "the connection failed: ECONNRESET"
+ * ```
+ */
+export function toMqttError(reason: unknown): MqttError {
+  if (reason instanceof MqttError) return reason;
+  if (reason instanceof DOMException && reason.name === "AbortError") {
+    return new ConnectionClosedError("the connection attempt was aborted", { cause: reason });
+  }
+  return new ConnectionClosedError(
+    `the connection failed: ${reason instanceof Error ? reason.message : String(reason)}`,
+    { cause: reason },
+  );
 }

@@ -4,11 +4,10 @@ import { ProtocolError } from "../src/errors.ts";
 import {
   isValidTopicFilter,
   isValidTopicName,
-  topicMatches,
-  TopicTrie,
   validateTopicFilter,
   validateTopicName,
-} from "../src/topic.ts";
+} from "../src/packet/topic.ts";
+import { topicMatches, TopicTrie } from "../src/topic.ts";
 
 const TOPIC_NAME_INVALID = 0x90;
 const TOPIC_FILTER_INVALID = 0x8f;

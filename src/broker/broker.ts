@@ -6,8 +6,7 @@
  * identifier, subscriptions, retained messages, wills) and routes messages; `client_handler.ts`
  * speaks MQTT with one client, with `inbox.ts` for what it publishes and `outbox.ts` for what it
  * is sent; `broker_session.ts` is the state kept per client identifier; `tcp.ts`,
- * `websocket.ts` and `memory.ts` carry the bytes; `reason_codes.ts` holds the numbers the codec
- * does not name yet.
+ * `websocket.ts` and `memory.ts` carry the bytes.
  *
  * @module
  */

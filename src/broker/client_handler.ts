@@ -21,7 +21,7 @@ import type {
   UnsubscribePacket,
   Will,
 } from "../packet/types.ts";
-import { validateTopicFilter } from "../topic.ts";
+import { validateTopicFilter } from "../packet/topic.ts";
 import type {
   BrokerSession,
   ClientConnection,
@@ -30,7 +30,12 @@ import type {
 } from "./broker_session.ts";
 import { Inbox } from "./inbox.ts";
 import { Outbox } from "./outbox.ts";
-import { PROTOCOL_MAXIMUM, RC } from "./reason_codes.ts";
+import {
+  ConnackReturnCode,
+  MAXIMUM_PACKET_SIZE,
+  ReasonCode,
+  SubackReturnCode,
+} from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
 import type { Link } from "./types.ts";
 
@@ -64,10 +69,10 @@ export class ClientHandler implements ClientConnection {
     this.#core = core;
     this.#link = link;
     this.#decoder = new PacketDecoder({
-      maximumPacketSize: core.maximumPacketSize ?? PROTOCOL_MAXIMUM,
+      maximumPacketSize: core.maximumPacketSize ?? MAXIMUM_PACKET_SIZE,
     });
     this.#outbox = new Outbox(core, link, () => {
-      this.#end("error", this.#v5 ? RC.quotaExceeded : undefined);
+      this.#end("error", this.#v5 ? ReasonCode.QuotaExceeded : undefined);
     });
     this.#inbox = new Inbox(core, this.#outbox);
     core.handlers.add(this);
@@ -130,12 +135,12 @@ export class ClientHandler implements ClientConnection {
   /** The broker is closing: v5 clients get DISCONNECT 0x8B; no will is published. */
   shutdown(): void {
     this.#will = undefined;
-    this.#end("disconnect", this.#v5 ? RC.serverShuttingDown : undefined);
+    this.#end("disconnect", this.#v5 ? ReasonCode.ServerShuttingDown : undefined);
   }
 
   /** A new connection takes the session over: v5 clients get DISCONNECT 0x8E. */
   takeOver(): void {
-    this.#end("lost", this.#v5 ? RC.sessionTakenOver : undefined);
+    this.#end("lost", this.#v5 ? ReasonCode.SessionTakenOver : undefined);
   }
 
   /** Sends a message to this client now, or queues it (see {@linkcode Outbox.prototype.deliver}). */
@@ -183,18 +188,18 @@ export class ClientHandler implements ClientConnection {
       case "disconnect":
         return this.#disconnect(packet);
       case "connect":
-        throw new ProtocolError("a second CONNECT", "MQTT-3.1.0-2", RC.protocolError);
+        throw new ProtocolError("a second CONNECT", "MQTT-3.1.0-2", ReasonCode.ProtocolError);
       case "auth":
         throw new ProtocolError(
           "AUTH without an authentication method",
           "MQTT-4.12.0-7",
-          RC.protocolError,
+          ReasonCode.ProtocolError,
         );
       default:
         throw new ProtocolError(
           `a client does not send ${packet.type}`,
           undefined,
-          RC.protocolError,
+          ReasonCode.ProtocolError,
         );
     }
   }
@@ -208,17 +213,19 @@ export class ClientHandler implements ClientConnection {
     this.#stopTimer();
     const v5 = version === 5;
     if (core.refusing) {
-      return this.#refuse(v5 ? RC.serverUnavailable : 0x03);
+      return this.#refuse(v5 ? ReasonCode.ServerUnavailable : ConnackReturnCode.ServerUnavailable);
     }
     if (v5 && packet.properties?.authenticationMethod !== undefined) {
-      return this.#refuse(RC.badAuthenticationMethod);
+      return this.#refuse(ReasonCode.BadAuthenticationMethod);
     }
     let clientId = packet.clientId;
     let assigned = false;
     if (clientId === "") {
       // 3.1.1 [MQTT-3.1.3-8]: an empty id needs a clean session; 3.1 has no empty ids.
       if (version === 3 || (version === 4 && !packet.clean)) {
-        return this.#refuse(v5 ? RC.identifierNotValid : 0x02);
+        return this.#refuse(
+          v5 ? ReasonCode.ClientIdentifierNotValid : ConnackReturnCode.IdentifierRejected,
+        );
       }
       clientId = core.assignClientId();
       assigned = true;
@@ -289,11 +296,13 @@ export class ClientHandler implements ClientConnection {
       try {
         validateTopicFilter(filter);
       } catch {
-        reasonCodes.push(v5 ? RC.topicFilterInvalid : 0x80);
+        reasonCodes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackReturnCode.Failure);
         continue;
       }
       if (filter.startsWith("$share/")) {
-        reasonCodes.push(v5 ? RC.sharedSubscriptionsNotSupported : 0x80);
+        reasonCodes.push(
+          v5 ? ReasonCode.SharedSubscriptionsNotSupported : SubackReturnCode.Failure,
+        );
         continue;
       }
       const record: SubscriptionRecord = {
@@ -319,7 +328,9 @@ export class ClientHandler implements ClientConnection {
   #unsubscribe(packet: UnsubscribePacket): void {
     const session = this.session!;
     const reasonCodes = packet.topicFilters.map((filter) =>
-      this.#core.unsubscribe(session, filter) ? RC.success : RC.noSubscriptionExisted
+      this.#core.unsubscribe(session, filter)
+        ? ReasonCode.Success
+        : ReasonCode.NoSubscriptionExisted
     );
     const unsuback: Packet = { type: "unsuback", packetId: packet.packetId };
     if (this.#v5) unsuback.reasonCodes = reasonCodes;
@@ -334,7 +345,7 @@ export class ClientHandler implements ClientConnection {
         throw new ProtocolError(
           "DISCONNECT sets a Session Expiry Interval after CONNECT set 0 (section 3.14.2.2.2)",
           undefined,
-          RC.protocolError,
+          ReasonCode.ProtocolError,
         );
       }
       session.expiryInterval = expiry;
@@ -352,7 +363,7 @@ export class ClientHandler implements ClientConnection {
     this.#stopTimer();
     this.#timer = this.#core.clock.setTimeout(() => {
       this.#timer = undefined;
-      this.#end("lost", this.#v5 ? RC.keepAliveTimeout : undefined);
+      this.#end("lost", this.#v5 ? ReasonCode.KeepAliveTimeout : undefined);
     }, this.#keepalive * 1500);
   }
 
@@ -370,11 +381,13 @@ export class ClientHandler implements ClientConnection {
       const level = error instanceof ProtocolError ? requestedLevel(this.#head) : undefined;
       if (level !== undefined) {
         const unsupported = error instanceof ProtocolError &&
-          error.reasonCode === RC.unsupportedVersion;
+          error.reasonCode === ReasonCode.UnsupportedProtocolVersion;
         const v5 = level >= 5;
         if (unsupported || level === 5) {
           const reasonCode = unsupported
-            ? (v5 ? RC.unsupportedVersion : 0x01)
+            ? (v5
+              ? ReasonCode.UnsupportedProtocolVersion
+              : ConnackReturnCode.UnacceptableProtocolVersion)
             : (error as ProtocolError).reasonCode;
           this.#link.write(
             encode({ type: "connack", sessionPresent: false, reasonCode }, v5 ? 5 : 4),
@@ -386,7 +399,9 @@ export class ClientHandler implements ClientConnection {
       this.#end("error", undefined);
       return;
     }
-    const reasonCode = error instanceof ProtocolError ? error.reasonCode : RC.unspecified;
+    const reasonCode = error instanceof ProtocolError
+      ? error.reasonCode
+      : ReasonCode.UnspecifiedError;
     this.#end("error", this.#v5 ? reasonCode : undefined);
   }
 

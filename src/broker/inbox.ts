@@ -10,7 +10,7 @@ import { ProtocolError } from "../errors.ts";
 import type { Packet, PublishPacket } from "../packet/types.ts";
 import type { BrokerSession } from "./broker_session.ts";
 import type { Outbox } from "./outbox.ts";
-import { RC } from "./reason_codes.ts";
+import { ReasonCode } from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
 
 /** The packets coming in on one connection that carry or settle the client's messages. */
@@ -43,7 +43,7 @@ export class Inbox {
       throw new ProtocolError(
         "a client's PUBLISH carries a Subscription Identifier",
         "MQTT-3.3.4-6",
-        RC.protocolError,
+        ReasonCode.ProtocolError,
       );
     }
     const alias = properties?.topicAlias;
@@ -53,13 +53,17 @@ export class Inbox {
         throw new ProtocolError(
           `topic alias ${alias} is above the Topic Alias Maximum ${core.topicAliasMaximum}`,
           "MQTT-3.3.2-9",
-          RC.topicAliasInvalid,
+          ReasonCode.TopicAliasInvalid,
         );
       }
       if (topic === "") {
         const known = this.#aliases.get(alias);
         if (known === undefined) {
-          throw new ProtocolError(`topic alias ${alias} is not set`, undefined, RC.protocolError);
+          throw new ProtocolError(
+            `topic alias ${alias} is not set`,
+            undefined,
+            ReasonCode.ProtocolError,
+          );
         }
         topic = known;
       } else {
@@ -88,7 +92,7 @@ export class Inbox {
           throw new ProtocolError(
             `more than ${core.receiveMaximum} QoS 2 messages unacknowledged`,
             "MQTT-3.3.4-7",
-            RC.receiveMaximumExceeded,
+            ReasonCode.ReceiveMaximumExceeded,
           );
         }
         session.incoming.add(packetId);
@@ -103,7 +107,9 @@ export class Inbox {
     const known = session.incoming.delete(packetId);
     if (this.#core.withholdingAcks) return;
     const pubcomp: Packet = { type: "pubcomp", packetId };
-    if (!known && this.#outbox.version === 5) pubcomp.reasonCode = RC.packetIdNotFound;
+    if (!known && this.#outbox.version === 5) {
+      pubcomp.reasonCode = ReasonCode.PacketIdentifierNotFound;
+    }
     this.#outbox.send(pubcomp);
   }
 }

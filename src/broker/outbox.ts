@@ -10,7 +10,7 @@
 import { encode } from "../packet/encode.ts";
 import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../packet/types.ts";
 import type { BrokerSession, Delivery, Inflight } from "./broker_session.ts";
-import { RC } from "./reason_codes.ts";
+import { ReasonCode } from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
 import type { Link } from "./types.ts";
 
@@ -126,7 +126,7 @@ export class Outbox {
     const inflight = session.inflight.get(packetId);
     if (inflight === undefined || inflight.packet.qos !== 2) {
       if (this.version === 5) {
-        this.send({ type: "pubrel", packetId, reasonCode: RC.packetIdNotFound });
+        this.send({ type: "pubrel", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
       }
       return;
     }

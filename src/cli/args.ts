@@ -5,7 +5,7 @@
  * @module
  */
 
-import { validateTopicFilter, validateTopicName } from "../topic.ts";
+import { validateTopicFilter, validateTopicName } from "../packet/topic.ts";
 import { applyUrl, BY_NAME, type Draft } from "./flags.ts";
 import { type Command, type ConnectionSettings, type Settings, UsageError } from "./settings.ts";
 

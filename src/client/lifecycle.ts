@@ -15,6 +15,7 @@ import {
   ProtocolError,
   StoreError,
   TimeoutError,
+  toMqttError,
 } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
 import { encode, encodeInto } from "../packet/encode.ts";
@@ -460,15 +461,4 @@ export class Lifecycle {
     })();
     (closing ?? Promise.resolve()).catch(() => {}).finally(() => this.#closed.resolve());
   }
-}
-
-function toMqttError(reason: unknown): MqttError {
-  if (reason instanceof MqttError) return reason;
-  if (reason instanceof DOMException && reason.name === "AbortError") {
-    return new ConnectionClosedError("the connection attempt was aborted", { cause: reason });
-  }
-  return new ConnectionClosedError(
-    `the connection failed: ${reason instanceof Error ? reason.message : String(reason)}`,
-    { cause: reason },
-  );
 }

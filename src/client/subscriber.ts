@@ -7,7 +7,8 @@
 
 import { MqttError, SubscribeError } from "../errors.ts";
 import type { Subscription } from "../packet/types.ts";
-import { topicMatches, validateTopicFilter } from "../topic.ts";
+import { validateTopicFilter } from "../packet/topic.ts";
+import { topicMatches } from "../topic.ts";
 import type { BaseClient } from "./base_client.ts";
 import { Deferred } from "../_async.ts";
 import type { Constructor } from "./publisher.ts";

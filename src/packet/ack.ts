@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { checkPacketId, type Reader, readPacketId, varintLength, type Writer } from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
@@ -60,7 +60,7 @@ export function writeAck(w: Writer, packet: PublishAckPacket<AckType>, version: 
   const { type, packetId } = packet;
   checkPacketId(packetId, type.toUpperCase(), version);
   if (version !== 5) {
-    w.header(FIRST_BYTE[type], 2);
+    if (!w.header(FIRST_BYTE[type], 2)) return;
     w.u16(packetId);
     return;
   }
@@ -71,12 +71,12 @@ export function writeAck(w: Writer, packet: PublishAckPacket<AckType>, version: 
   const propsLength = propertiesLength(packet.properties, type);
   if (propsLength === 0) {
     const withCode = reasonCode !== 0;
-    w.header(FIRST_BYTE[type], withCode ? 3 : 2);
+    if (!w.header(FIRST_BYTE[type], withCode ? 3 : 2)) return;
     w.u16(packetId);
     if (withCode) w.u8(reasonCode);
     return;
   }
-  w.header(FIRST_BYTE[type], 3 + varintLength(propsLength) + propsLength);
+  if (!w.header(FIRST_BYTE[type], 3 + varintLength(propsLength) + propsLength)) return;
   w.u16(packetId);
   w.u8(reasonCode);
   writeProperties(w, packet.properties, propsLength);

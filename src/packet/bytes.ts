@@ -9,7 +9,8 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { MAX_VARINT, ReasonCode } from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
 
 const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
@@ -173,7 +174,11 @@ function ascii(buf: Uint8Array, start: number, end: number): string {
 
 function checkTopic(topic: string): string {
   if (topic.includes("+") || topic.includes("#")) {
-    throw new ProtocolError(`PUBLISH topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+    throw new ProtocolError(
+      `PUBLISH topic "${topic}" contains a wildcard`,
+      "MQTT-3.3.2-2",
+      ReasonCode.TopicNameInvalid,
+    );
   }
   return topic;
 }
@@ -302,8 +307,18 @@ export function allocate(size: number): Uint8Array {
   return slab.subarray(start, slabUsed);
 }
 
-/** The largest value a Variable Byte Integer holds. */
-export const MAX_VARINT = 268_435_455;
+/**
+ * The size of a whole packet whose Remaining Length is `remainingLength`: the first byte, the
+ * Remaining Length itself and what it counts. Throws when no Variable Byte Integer holds it.
+ */
+export function packetLength(remainingLength: number): number {
+  if (remainingLength > MAX_VARINT) {
+    throw new ProtocolError(
+      `the packet would be ${remainingLength} bytes long; MQTT allows at most ${MAX_VARINT}`,
+    );
+  }
+  return 1 + varintLength(remainingLength) + remainingLength;
+}
 
 /**
  * Writes packets into a buffer. `reserve(n)` makes room for `n` more bytes: a writer that starts
@@ -345,17 +360,15 @@ export class Writer {
 
   /**
    * Reserves room for a whole packet and writes its fixed header: the type and flags byte, then
-   * the Remaining Length.
+   * the Remaining Length. Returns whether the rest of the packet is to be written: always `true`
+   * here; a writer that only measures packets returns `false`, and the packet writers, which
+   * make every check before the header, stop there.
    */
-  header(firstByte: number, remainingLength: number): void {
-    if (remainingLength > MAX_VARINT) {
-      throw new ProtocolError(
-        `the packet would be ${remainingLength} bytes long; MQTT allows at most ${MAX_VARINT}`,
-      );
-    }
-    this.reserve(1 + varintLength(remainingLength) + remainingLength);
+  header(firstByte: number, remainingLength: number): boolean {
+    this.reserve(packetLength(remainingLength));
     this.buf[this.pos++] = firstByte;
     this.varint(remainingLength);
+    return true;
   }
 
   /** Writes one byte. */
@@ -416,5 +429,18 @@ export class Writer {
   raw(data: Uint8Array): void {
     this.buf.set(data, this.pos);
     this.pos += data.length;
+  }
+}
+
+/**
+ * A {@linkcode Writer} that measures instead of writing: `header` adds the whole packet's size to
+ * `pos` and returns `false`, so a packet writer makes all its checks and writes nothing. The
+ * buffer stays empty.
+ */
+export class SizeCounter extends Writer {
+  /** Counts the packet whose Remaining Length is `remainingLength`; writes nothing. */
+  override header(_firstByte: number, remainingLength: number): boolean {
+    this.pos += packetLength(remainingLength);
+    return false;
   }
 }

@@ -4,9 +4,9 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { cite, type Reader, varintLength, type Writer } from "./bytes.ts";
-import { reasonName } from "./constants.ts";
+import { ConnackReturnCode, reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import type { ConnackPacket } from "./types.ts";
 
@@ -29,7 +29,7 @@ export function readConnack(r: Reader, version: number): ConnackPacket {
         "MQTT-3.2.2-8",
       );
     }
-  } else if (reasonCode > 5) {
+  } else if (reasonCode > ConnackReturnCode.NotAuthorized) {
     throw new ProtocolError(`${reasonCode} is a reserved CONNACK return code`);
   }
   if (sessionPresent && reasonCode !== 0) {
@@ -49,7 +49,11 @@ export function readConnack(r: Reader, version: number): ConnackPacket {
 /** Writes a CONNACK. */
 export function writeConnack(w: Writer, packet: ConnackPacket, version: number): void {
   const code = packet.reasonCode;
-  if (version === 5 ? reasonName(code, "connack") === undefined : !(code >= 0 && code <= 5)) {
+  if (
+    version === 5
+      ? reasonName(code, "connack") === undefined
+      : !(code >= 0 && code <= ConnackReturnCode.NotAuthorized)
+  ) {
     throw new ProtocolError(`${code} is not a CONNACK code in protocol version ${version}`);
   }
   if (packet.sessionPresent && code !== 0) {
@@ -64,7 +68,7 @@ export function writeConnack(w: Writer, packet: ConnackPacket, version: number):
     propsLength = propertiesLength(packet.properties, "connack");
     length += varintLength(propsLength) + propsLength;
   }
-  w.header(0x20, length);
+  if (!w.header(0x20, length)) return;
   w.u8(version > 3 && packet.sessionPresent ? 1 : 0);
   w.u8(code);
   if (version === 5) writeProperties(w, packet.properties, propsLength);

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ReasonCode } from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
 import { cite, type Reader, utf8Length, type Writer } from "./bytes.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import { varintLength } from "./bytes.ts";
@@ -19,12 +20,16 @@ export function readConnect(r: Reader): ConnectPacket {
   const level = r.u8("the protocol level");
   if (!((name === MQTT && (level === 4 || level === 5)) || (name === MQISDP && level === 3))) {
     if (name !== MQTT && name !== MQISDP) {
-      throw new ProtocolError(`unknown protocol name "${name}"`, "MQTT-3.1.2-1", 0x84);
+      throw new ProtocolError(
+        `unknown protocol name "${name}"`,
+        "MQTT-3.1.2-1",
+        ReasonCode.UnsupportedProtocolVersion,
+      );
     }
     throw new ProtocolError(
       `unsupported protocol level ${level} for "${name}"`,
       "MQTT-3.1.2-2",
-      0x84,
+      ReasonCode.UnsupportedProtocolVersion,
     );
   }
   const version = level as ProtocolVersion;
@@ -149,7 +154,7 @@ export function writeConnect(w: Writer, packet: ConnectPacket): void {
     flags |= 0x40;
     length += 2 + password.length;
   }
-  w.header(0x10, length);
+  if (!w.header(0x10, length)) return;
   w.utf8(name, name.length);
   w.u8(version);
   w.u8(flags);
@@ -167,13 +172,17 @@ export function writeConnect(w: Writer, packet: ConnectPacket): void {
 
 function checkWillTopic(topic: string): void {
   if (typeof topic !== "string" || topic === "") {
-    throw new ProtocolError("the will topic must be a non-empty string", "MQTT-4.7.3-1", 0x90);
+    throw new ProtocolError(
+      "the will topic must be a non-empty string",
+      "MQTT-4.7.3-1",
+      ReasonCode.TopicNameInvalid,
+    );
   }
   if (topic.includes("+") || topic.includes("#")) {
     throw new ProtocolError(
       `the will topic "${topic}" contains a wildcard`,
       "MQTT-3.3.2-2",
-      0x90,
+      ReasonCode.TopicNameInvalid,
     );
   }
 }

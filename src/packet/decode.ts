@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { readAck } from "./ack.ts";
 import { cite, Reader } from "./bytes.ts";
 import { readConnack } from "./connack.ts";

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { MAXIMUM_PACKET_SIZE, ReasonCode } from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
 import { Reader } from "./bytes.ts";
 import { decodeBody, readRemainingLength } from "./decode.ts";
 import type { Packet, ProtocolVersion } from "./types.ts";
@@ -16,13 +17,11 @@ export interface DecoderOptions {
   protocolVersion?: ProtocolVersion;
   /**
    * The largest whole packet, in bytes, to accept; a larger one is rejected as soon as its fixed
-   * header is read, before any of it is buffered. Default: the protocol's limit (268,435,460).
+   * header is read, before any of it is buffered. Default: the protocol's limit,
+   * {@linkcode MAXIMUM_PACKET_SIZE} (268,435,460).
    */
   maximumPacketSize?: number;
 }
-
-/** The largest packet MQTT can express: a 5-byte fixed header and 268,435,455 bytes. */
-const PROTOCOL_MAXIMUM = 268_435_460;
 
 // Parts smaller than this are copied into a shared tail buffer of up to TAIL_SIZE bytes.
 const SMALL_PART = 1024;
@@ -64,7 +63,7 @@ export class PacketDecoder {
   /** Creates a decoder. */
   constructor(options: DecoderOptions = {}) {
     this.#version = options.protocolVersion ?? 4;
-    this.#maximum = options.maximumPacketSize ?? PROTOCOL_MAXIMUM;
+    this.#maximum = options.maximumPacketSize ?? MAXIMUM_PACKET_SIZE;
   }
 
   /** The protocol version packets are decoded for; a broker sets it after reading CONNECT. */
@@ -172,7 +171,7 @@ export class PacketDecoder {
       throw new ProtocolError(
         `a ${size}-byte packet exceeds the maximum packet size of ${this.#maximum} bytes`,
         this.#version === 5 ? "MQTT-3.1.2-24" : undefined,
-        0x95,
+        ReasonCode.PacketTooLarge,
       );
     }
   }

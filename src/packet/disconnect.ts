@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 import { type Reader, varintLength, type Writer } from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
@@ -77,11 +77,10 @@ function writeReasonAndProperties(
   const propsLength = propertiesLength(properties, type);
   if (propsLength === 0) {
     // The shortest form: nothing for 0x00, the code alone otherwise.
-    w.header(firstByte, reasonCode === 0 ? 0 : 1);
-    if (reasonCode !== 0) w.u8(reasonCode);
+    if (w.header(firstByte, reasonCode === 0 ? 0 : 1) && reasonCode !== 0) w.u8(reasonCode);
     return;
   }
-  w.header(firstByte, 1 + varintLength(propsLength) + propsLength);
+  if (!w.header(firstByte, 1 + varintLength(propsLength) + propsLength)) return;
   w.u8(reasonCode);
   writeProperties(w, properties, propsLength);
 }

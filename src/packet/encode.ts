@@ -6,14 +6,26 @@
  */
 
 import { writeAck } from "./ack.ts";
-import { Writer } from "./bytes.ts";
+import { SizeCounter, Writer } from "./bytes.ts";
 import { writeConnack } from "./connack.ts";
 import { writeConnect } from "./connect.ts";
 import { writeAuth, writeDisconnect } from "./disconnect.ts";
-import { writePublish } from "./publish.ts";
+import { sizePublish, writePublish } from "./publish.ts";
 import { writeSuback, writeSubscribe } from "./subscribe.ts";
 import { writeUnsuback, writeUnsubscribe } from "./unsubscribe.ts";
 import type { Packet, ProtocolVersion } from "./types.ts";
+
+/** Refuses properties on a connection below MQTT 5; CONNECT says its own version. */
+function checkPropertiesVersion(packet: Packet, protocolVersion: ProtocolVersion): void {
+  if (
+    protocolVersion !== 5 && packet.type !== "connect" &&
+    (packet as { properties?: unknown }).properties !== undefined
+  ) {
+    throw new TypeError(
+      `properties need MQTT 5; this connection speaks version ${protocolVersion}`,
+    );
+  }
+}
 
 /**
  * Writes `packet` at the end of what `w` holds, growing its buffer as needed: the way to put
@@ -26,14 +38,7 @@ import type { Packet, ProtocolVersion } from "./types.ts";
  * @throws {TypeError} When a field has the wrong type, or MQTT 5 properties are given for 3.x.
  */
 export function encodeInto(w: Writer, packet: Packet, protocolVersion: ProtocolVersion = 4): void {
-  if (
-    protocolVersion !== 5 && packet.type !== "connect" &&
-    (packet as { properties?: unknown }).properties !== undefined
-  ) {
-    throw new TypeError(
-      `properties need MQTT 5; this connection speaks version ${protocolVersion}`,
-    );
-  }
+  checkPropertiesVersion(packet, protocolVersion);
   switch (packet.type) {
     case "publish":
       return writePublish(w, packet, protocolVersion);
@@ -102,4 +107,44 @@ export function encode(packet: Packet, protocolVersion: ProtocolVersion = 4): Ui
   const w = new Writer();
   encodeInto(w, packet, protocolVersion);
   return w.buf;
+}
+
+// Reused: packetSize runs to completion before anything else can use it.
+const counter = new SizeCounter();
+
+/**
+ * The number of bytes {@linkcode encode} would return for a packet, after exactly the same
+ * checks, without writing them: how to hold a packet against a Maximum Packet Size, or validate
+ * it, without the cost of encoding it. A PUBLISH is measured in one pass over its topic and
+ * properties, whatever the size of its payload.
+ *
+ * @param packet The packet.
+ * @param protocolVersion The protocol version of the connection: 3, 4 (the default) or 5.
+ * @returns The size of the encoded packet, in bytes.
+ * @throws {ProtocolError} When the packet breaks a rule a broker would enforce, as `encode` does.
+ * @throws {TypeError} When a field has the wrong type, or MQTT 5 properties are given for 3.x.
+ *
+ * @example Checking a packet against the broker's Maximum Packet Size
+ * ```ts
+ * import { encode, type Packet, packetSize } from "./mod.ts";
+ *
+ * const packet: Packet = {
+ *   type: "subscribe",
+ *   packetId: 1,
+ *   subscriptions: [{ topicFilter: "sensors/#", qos: 1 }],
+ * };
+ * const size = packetSize(packet, 5);
+ * console.log(size, size === encode(packet, 5).length); // 17 true
+ * if (size > 1024) throw new Error("the broker accepts at most 1024 bytes");
+ * ```
+ */
+export function packetSize(packet: Packet, protocolVersion: ProtocolVersion = 4): number {
+  if (packet.type === "publish") {
+    // The hot case: straight to the PUBLISH measure, without the dispatch or a counter.
+    checkPropertiesVersion(packet, protocolVersion);
+    return sizePublish(packet, protocolVersion);
+  }
+  counter.pos = 0;
+  encodeInto(counter, packet, protocolVersion);
+  return counter.pos;
 }

@@ -4,9 +4,12 @@
  *
  * - {@linkcode encode} writes one packet; {@linkcode encodeInto} appends packets to a
  *   {@linkcode Writer} so that several go out in one write.
+ * - {@linkcode packetSize} measures a packet, with the same checks, without encoding it.
  * - {@linkcode decode} reads exactly one whole packet.
  * - {@linkcode MqttDecoderStream} turns a byte stream into packets, whatever the chunking;
  *   {@linkcode PacketDecoder} does the same synchronously.
+ * - {@linkcode validateTopicName} and {@linkcode validateTopicFilter} hold the rules for topic
+ *   names and filters that the encoder enforces.
  *
  * Every packet a receiver must reject makes the decoder throw a {@linkcode ProtocolError} whose
  * message names the problem and the specification statement, such as `[MQTT-3.3.2-2]`.
@@ -53,15 +56,19 @@ export type {
   Will,
 } from "./types.ts";
 export { decode } from "./decode.ts";
-export { encode, encodeInto } from "./encode.ts";
+export { encode, encodeInto, packetSize } from "./encode.ts";
 export { Writer } from "./bytes.ts";
 export { type DecoderOptions, MqttDecoderStream, PacketDecoder } from "./decoder_stream.ts";
 export {
   CONNACK_RETURN_CODES,
+  connackReasonName,
+  ConnackReturnCode,
+  MAXIMUM_PACKET_SIZE,
   PACKET_TYPE_NUMBERS,
   REASON_CODES,
-  type ReasonCode,
+  ReasonCode,
   reasonName,
+  SubackReturnCode,
 } from "./constants.ts";
 export {
   PROPERTIES,
@@ -69,4 +76,10 @@ export {
   type PropertyDefinition,
   type PropertyType,
 } from "./properties.ts";
-export { MqttError, ProtocolError } from "../errors.ts";
+export { MqttError, ProtocolError } from "./errors.ts";
+export {
+  isValidTopicFilter,
+  isValidTopicName,
+  validateTopicFilter,
+  validateTopicName,
+} from "./topic.ts";

@@ -5,9 +5,9 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
-import { MAX_VARINT, type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
-import { PACKET_TYPE_NUMBERS } from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
+import { type Reader, utf8Length, varintLength, type Writer } from "./bytes.ts";
+import { MAX_VARINT, PACKET_TYPE_NUMBERS, ReasonCode } from "./constants.ts";
 import type { PacketType, Properties } from "./types.ts";
 
 /** How a property's value is written. */
@@ -143,7 +143,7 @@ function contextName(context: PropertyContext): string {
 }
 
 function protocolError(message: string, statementId?: string): ProtocolError {
-  return new ProtocolError(message, statementId, 0x82);
+  return new ProtocolError(message, statementId, ReasonCode.ProtocolError);
 }
 
 /** Checks a value that the property's type and the specification allow; throws otherwise. */
@@ -159,7 +159,9 @@ function checkValue(definition: Definition, value: number): void {
       // Still a Protocol Error, reported with the code a receiver closes with for a bad alias:
       // 0x94 Topic Alias invalid (v5 section 3.3.2.3.4), so a broker and a client need not
       // repeat this check to answer it rightly.
-      if (value === 0) throw new ProtocolError("Topic Alias is 0", "MQTT-3.3.2-8", 0x94);
+      if (value === 0) {
+        throw new ProtocolError("Topic Alias is 0", "MQTT-3.3.2-8", ReasonCode.TopicAliasInvalid);
+      }
       break;
     case "maximumQoS":
       if (value > 1) throw protocolError(`Maximum QoS is ${value}; it must be 0 or 1`);

@@ -5,9 +5,11 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
+import { ReasonCode } from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
 import {
   checkPacketId,
+  packetLength,
   type Reader,
   readPacketId,
   utf8Length,
@@ -35,7 +37,7 @@ export function readPublish(r: Reader, flags: number, version: number): PublishP
     throw new ProtocolError(
       "PUBLISH has an empty topic name",
       version === 5 ? undefined : "MQTT-4.7.3-1",
-      0x82,
+      ReasonCode.ProtocolError,
     );
   }
   // The payload is a view into the bytes read, never a copy.
@@ -59,7 +61,11 @@ function topicNameLength(topic: string, version: number): number {
   for (let i = 0; i < n; i++) {
     const c = topic.charCodeAt(i);
     if (c === 0x2b || c === 0x23) {
-      throw new ProtocolError(`the topic "${topic}" contains a wildcard`, "MQTT-3.3.2-2", 0x90);
+      throw new ProtocolError(
+        `the topic "${topic}" contains a wildcard`,
+        "MQTT-3.3.2-2",
+        ReasonCode.TopicNameInvalid,
+      );
     }
     if (c === 0 || c > 0x7f) return utf8Length(topic, "the topic name", version);
   }
@@ -87,10 +93,14 @@ function measure(packet: PublishPacket, version: number): void {
     if (properties !== undefined) propsLength = propertiesLength(properties, "publish");
     length += varintLength(propsLength) + propsLength;
     if (topicLength === 0 && properties?.topicAlias === undefined) {
-      throw new ProtocolError("an empty topic needs a topic alias", undefined, 0x82);
+      throw new ProtocolError(
+        "an empty topic needs a topic alias",
+        undefined,
+        ReasonCode.ProtocolError,
+      );
     }
   } else if (topicLength === 0) {
-    throw new ProtocolError("the topic name is empty", "MQTT-4.7.3-1", 0x90);
+    throw new ProtocolError("the topic name is empty", "MQTT-4.7.3-1", ReasonCode.TopicNameInvalid);
   }
   sizes.topicLength = topicLength;
   sizes.propertiesLength = propsLength;
@@ -100,7 +110,8 @@ function measure(packet: PublishPacket, version: number): void {
 /**
  * The number of bytes a PUBLISH takes on the wire, after the same checks as `encode`, without
  * writing it: how a client holds a publish against the broker's Maximum Packet Size. A QoS 1 or
- * 2 PUBLISH without a packet id yet is measured as if it had one.
+ * 2 PUBLISH without a packet id yet is measured as if it had one, and a size beyond the protocol's
+ * limit is returned rather than refused: {@linkcode sizePublish} is the exact measure.
  */
 export function publishSize(packet: PublishPacket, version: number): number {
   measure(
@@ -108,6 +119,12 @@ export function publishSize(packet: PublishPacket, version: number): number {
     version,
   );
   return 1 + varintLength(sizes.remainingLength) + sizes.remainingLength;
+}
+
+/** The size {@linkcode writePublish} gives a PUBLISH, after exactly its checks. */
+export function sizePublish(packet: PublishPacket, version: number): number {
+  measure(packet, version);
+  return packetLength(sizes.remainingLength);
 }
 
 /** Writes a PUBLISH, checking what a broker would refuse. */
@@ -118,7 +135,7 @@ export function writePublish(w: Writer, packet: PublishPacket, version: number):
   let flags = 0x30 | (qos << 1);
   if (packet.retain) flags |= 0x01;
   if (packet.dup) flags |= 0x08;
-  w.header(flags, remainingLength);
+  if (!w.header(flags, remainingLength)) return;
   w.utf8(packet.topic, topicLength);
   if (qos > 0) w.u16(packet.packetId!);
   if (version === 5) writeProperties(w, packet.properties, propsLength);

@@ -4,8 +4,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
-import { validateTopicFilter } from "../topic.ts";
+import { ProtocolError } from "./errors.ts";
 import {
   checkPacketId,
   cite,
@@ -15,13 +14,10 @@ import {
   varintLength,
   type Writer,
 } from "./bytes.ts";
-import { reasonName } from "./constants.ts";
+import { ReasonCode, reasonName, SubackReturnCode } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
+import { isShared, validateTopicFilter } from "./topic.ts";
 import type { QoS, SubackPacket, SubscribePacket, Subscription } from "./types.ts";
-
-function isShared(filter: string): boolean {
-  return filter.startsWith("$share/");
-}
 
 /** Reads the body of a SUBSCRIBE. */
 export function readSubscribe(r: Reader, version: number): SubscribePacket {
@@ -39,7 +35,7 @@ export function readSubscribe(r: Reader, version: number): SubscribePacket {
       throw new ProtocolError(
         `SUBSCRIBE asks for QoS 3 on "${topicFilter}"`,
         version === 5 ? undefined : "MQTT-3.8.3-4",
-        version === 5 ? 0x82 : 0x81,
+        version === 5 ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket,
       );
     }
     const subscription: Subscription = { topicFilter, qos: qos as QoS };
@@ -49,13 +45,17 @@ export function readSubscribe(r: Reader, version: number): SubscribePacket {
       }
       const retainHandling = (options >> 4) & 0x03;
       if (retainHandling === 3) {
-        throw new ProtocolError("Retain Handling is 3", undefined, 0x82);
+        throw new ProtocolError("Retain Handling is 3", undefined, ReasonCode.ProtocolError);
       }
       subscription.noLocal = (options & 0x04) !== 0;
       subscription.retainAsPublished = (options & 0x08) !== 0;
       subscription.retainHandling = retainHandling as 0 | 1 | 2;
       if (subscription.noLocal && isShared(topicFilter)) {
-        throw new ProtocolError("No Local is set on a shared subscription", "MQTT-3.8.3-4", 0x82);
+        throw new ProtocolError(
+          "No Local is set on a shared subscription",
+          "MQTT-3.8.3-4",
+          ReasonCode.ProtocolError,
+        );
       }
     } else if (options & 0xfc) {
       throw new ProtocolError("reserved subscription option bits are set", "MQTT-3.8.3-4");
@@ -104,7 +104,7 @@ export function writeSubscribe(w: Writer, packet: SubscribePacket, version: numb
         throw new ProtocolError(
           `noLocal cannot be set on the shared subscription "${s.topicFilter}"`,
           "MQTT-3.8.3-4",
-          0x82,
+          ReasonCode.ProtocolError,
         );
       }
       option |= (s.noLocal ? 0x04 : 0) | (s.retainAsPublished ? 0x08 : 0) |
@@ -117,7 +117,7 @@ export function writeSubscribe(w: Writer, packet: SubscribePacket, version: numb
     options.push(option);
     length += 2 + filterLength + 1;
   }
-  w.header(0x82, length);
+  if (!w.header(0x82, length)) return;
   w.u16(packet.packetId);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
   for (let i = 0; i < subscriptions.length; i++) {
@@ -150,7 +150,8 @@ export function readSuback(r: Reader, version: number): SubackPacket {
 
 function isSubackCode(code: number, version: number): boolean {
   if (version === 5) return reasonName(code, "suback") !== undefined;
-  return code <= 2 || (version === 4 && code === 0x80);
+  return code <= SubackReturnCode.GrantedQoS2 ||
+    (version === 4 && code === SubackReturnCode.Failure);
 }
 
 /** Writes a SUBACK. */
@@ -171,7 +172,7 @@ export function writeSuback(w: Writer, packet: SubackPacket, version: number): v
     propsLength = propertiesLength(packet.properties, "suback");
     length += varintLength(propsLength) + propsLength;
   }
-  w.header(0x90, length);
+  if (!w.header(0x90, length)) return;
   w.u16(packet.packetId);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
   for (const code of codes) w.u8(code);

@@ -4,8 +4,7 @@
  * @module
  */
 
-import { ProtocolError } from "../errors.ts";
-import { validateTopicFilter } from "../topic.ts";
+import { ProtocolError } from "./errors.ts";
 import {
   checkPacketId,
   cite,
@@ -17,6 +16,7 @@ import {
 } from "./bytes.ts";
 import { reasonName } from "./constants.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
+import { validateTopicFilter } from "./topic.ts";
 import type { UnsubackPacket, UnsubscribePacket } from "./types.ts";
 
 /** Reads the body of an UNSUBSCRIBE. */
@@ -56,7 +56,7 @@ export function writeUnsubscribe(w: Writer, packet: UnsubscribePacket, version: 
     length += 2 + n;
     return n;
   });
-  w.header(0xa2, length);
+  if (!w.header(0xa2, length)) return;
   w.u16(packet.packetId);
   if (version === 5) writeProperties(w, packet.properties, propsLength);
   for (let i = 0; i < filters.length; i++) w.utf8(filters[i], lengths[i]);
@@ -90,8 +90,7 @@ export function readUnsuback(r: Reader, version: number): UnsubackPacket {
 export function writeUnsuback(w: Writer, packet: UnsubackPacket, version: number): void {
   checkPacketId(packet.packetId, "UNSUBACK", version);
   if (version !== 5) {
-    w.header(0xb0, 2);
-    w.u16(packet.packetId);
+    if (w.header(0xb0, 2)) w.u16(packet.packetId);
     return;
   }
   const codes = packet.reasonCodes ?? [];
@@ -102,7 +101,7 @@ export function writeUnsuback(w: Writer, packet: UnsubackPacket, version: number
     }
   }
   const propsLength = propertiesLength(packet.properties, "unsuback");
-  w.header(0xb0, 2 + varintLength(propsLength) + propsLength + codes.length);
+  if (!w.header(0xb0, 2 + varintLength(propsLength) + propsLength + codes.length)) return;
   w.u16(packet.packetId);
   writeProperties(w, packet.properties, propsLength);
   for (const code of codes) w.u8(code);

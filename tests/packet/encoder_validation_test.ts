@@ -9,6 +9,7 @@ import {
   encode,
   encodeInto,
   type Packet,
+  packetSize,
   ProtocolError,
   type ProtocolVersion,
   Writer,
@@ -143,7 +144,7 @@ for (const version of [3, 4, 5] as const) {
     sub([]),
     cite(version === 5 ? "MQTT-3.8.3-2" : "MQTT-3.8.3-3"),
   );
-  // Topic filter rules cite MQTT 3.1.1's ids (see src/topic.ts).
+  // Topic filter rules cite MQTT 3.1.1's ids (see src/packet/topic.ts).
   add("SUBSCRIBE to a/#/b", sub([{ topicFilter: "a/#/b", qos: 0 }]), cite("MQTT-4.7.1-2"));
   add("SUBSCRIBE to a#", sub([{ topicFilter: "a#", qos: 0 }]), cite("MQTT-4.7.1-2"));
   add("SUBSCRIBE to a+", sub([{ topicFilter: "a+", qos: 0 }]), cite("MQTT-4.7.1-3"));
@@ -517,6 +518,42 @@ describe("encode - refuses packets a broker would reject", () => {
   });
 });
 
+describe("packetSize - refuses what encode refuses, with the same error", () => {
+  for (const { name, version, packet } of ROWS) {
+    test(`packetSize - ${VERSION_NAMES[version]} - ${name} throws as encode does`, () => {
+      let expected: unknown;
+      try {
+        encode(packet, version);
+      } catch (error) {
+        expected = error;
+      }
+      assert.ok(expected instanceof Error, "encode threw");
+      assert.throws(() => packetSize(packet, version), (error: unknown) => {
+        assert.ok(error instanceof Error, `expected an Error, got ${error}`);
+        assert.equal(error.constructor, expected.constructor);
+        assert.equal(error.message, expected.message);
+        if (error instanceof ProtocolError && expected instanceof ProtocolError) {
+          assert.equal(error.statementId, expected.statementId);
+          assert.equal(error.reasonCode, expected.reasonCode);
+        }
+        return true;
+      });
+    });
+  }
+
+  test("packetSize - a PUBLISH beyond the largest Remaining Length throws as encode does", () => {
+    // A payload that claims 268435456 bytes without holding them.
+    class HugePayload extends Uint8Array {
+      override get length(): number {
+        return 268_435_456;
+      }
+    }
+    const packet = publish({ payload: new HugePayload(0) });
+    assert.throws(() => encode(packet, 4), /MQTT allows at most 268435455/);
+    assert.throws(() => packetSize(packet, 4), /MQTT allows at most 268435455/);
+  });
+});
+
 describe("encode - accepts the edges of what is allowed", () => {
   const accepted: [string, ProtocolVersion, Packet][] = [
     [
@@ -556,6 +593,9 @@ describe("encode - accepts the edges of what is allowed", () => {
   for (const [name, version, packet] of accepted) {
     test(`encode - ${VERSION_NAMES[version]} - ${name} is accepted`, () => {
       assert.ok(encode(packet, version).length >= 2);
+    });
+    test(`packetSize - ${VERSION_NAMES[version]} - ${name} measures as encode writes`, () => {
+      assert.equal(packetSize(packet, version), encode(packet, version).length);
     });
   }
 });

@@ -7,13 +7,17 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   CONNACK_RETURN_CODES,
+  connackReasonName,
+  ConnackReturnCode,
   decode,
   encode,
   type Packet,
   ProtocolError,
   type ProtocolVersion,
   REASON_CODES,
+  ReasonCode,
   reasonName,
+  SubackReturnCode,
 } from "../../src/packet/mod.ts";
 import { SPEC_REASON_CODES } from "./generate.ts";
 
@@ -93,6 +97,34 @@ describe("REASON_CODES", () => {
     assert.equal(CONNACK_RETURN_CODES.length, 6);
     assert.equal(CONNACK_RETURN_CODES[0], "Connection Accepted");
     assert.equal(CONNACK_RETURN_CODES[5], "Connection Refused, not authorized");
+  });
+
+  test("ReasonCode - one constant per row of Table 2-6, with the row's value", () => {
+    const constants = Object.entries(ReasonCode);
+    assert.equal(constants.length, REASON_CODES.length);
+    assert.deepEqual(
+      constants.map(([, code]) => code),
+      REASON_CODES.map((row) => row.code),
+    );
+    assert.equal(ReasonCode.NoMatchingSubscribers, 0x10);
+    assert.equal(ReasonCode.WildcardSubscriptionsNotSupported, 0xa2);
+  });
+
+  test("ConnackReturnCode and SubackReturnCode - the MQTT 3.1.1 return codes by name", () => {
+    assert.deepEqual(Object.values(ConnackReturnCode), [0, 1, 2, 3, 4, 5]);
+    assert.equal(CONNACK_RETURN_CODES.length, Object.keys(ConnackReturnCode).length);
+    assert.deepEqual(Object.values(SubackReturnCode), [0, 1, 2, 0x80]);
+  });
+
+  test("connackReasonName - the short 3.x names and the MQTT 5 names", () => {
+    assert.equal(connackReasonName(ConnackReturnCode.NotAuthorized, 4), "Not Authorized");
+    assert.equal(
+      connackReasonName(ConnackReturnCode.BadUserNameOrPassword, 3),
+      "Bad User Name or Password",
+    );
+    assert.equal(connackReasonName(6, 4), "Unknown Return Code");
+    assert.equal(connackReasonName(ReasonCode.NotAuthorized, 5), "Not authorized");
+    assert.equal(connackReasonName(ReasonCode.NoMatchingSubscribers, 5), "Unknown Reason Code");
   });
 });
 

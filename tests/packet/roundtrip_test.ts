@@ -13,6 +13,7 @@ import {
   MqttDecoderStream,
   type Packet,
   PacketDecoder,
+  packetSize,
   type ProtocolVersion,
   type PublishPacket,
   Writer,
@@ -116,6 +117,20 @@ describe("publishSize", () => {
       }
     }
   });
+});
+
+describe("packetSize", () => {
+  for (const version of [3, 4, 5] as const) {
+    test(`packetSize - ${VERSION_NAMES[version]} - is the length encode writes, for random packets of every type`, () => {
+      for (const type of packetTypes(version)) {
+        const random = new Random(0x512e0000 + version * 100 + packetTypes(5).indexOf(type));
+        for (let i = 0; i < 100; i++) {
+          const packet = randomPacket(random, type, version);
+          assert.equal(packetSize(packet, version), encode(packet, version).length, show(packet));
+        }
+      }
+    });
+  }
 });
 
 describe("PacketDecoder - a connection that changes version", () => {

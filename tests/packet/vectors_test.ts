@@ -12,6 +12,7 @@ import {
   encode,
   encodeInto,
   type Packet,
+  packetSize,
   type ProtocolVersion,
   Writer,
 } from "../../src/packet/mod.ts";
@@ -1086,4 +1087,22 @@ describe("encodeInto", () => {
     assert.equal(writer.buf, buffer);
     assert.deepEqual(writer.bytes(), hex(`c0 00`));
   });
+});
+
+describe("packetSize - the length of every byte vector, without encoding", () => {
+  for (const version of [3, 4, 5] as const) {
+    test(`packetSize - ${VERSION_NAMES[version]} - every vector measures as its bytes`, () => {
+      for (const { name, versions, packet, bytes } of VECTORS) {
+        if (versions.includes(version)) {
+          assert.equal(packetSize(packet, version), bytes.length, name);
+        }
+      }
+    });
+    test(`packetSize - ${VERSION_NAMES[version]} - a PUBLISH with a Remaining Length of 1 to 4 bytes`, () => {
+      for (const remainingLength of [127, 128, 16383, 16384, 2097151, 2097152]) {
+        const packet = publishOfLength(remainingLength, version);
+        assert.equal(packetSize(packet, version), encode(packet, version).length);
+      }
+    });
+  }
 });
