@@ -183,6 +183,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
  * Call it in the body of a `describe`. Its properties can be read once the block's tests run.
  *
  * @param options Which listeners to add and whether to persist.
+ * @param skip Why the block's tests are skipped, if they are: then no broker is started. By
+ * default {@linkcode mosquittoSkipReason}.
  * @returns The broker the tests share.
  *
  * @example
@@ -195,10 +197,13 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
  * });
  * ```
  */
-export function sharedMosquitto(options: MosquittoOptions = {}): Mosquitto {
+export function sharedMosquitto(
+  options: MosquittoOptions = {},
+  skip: string | undefined = mosquittoSkipReason(),
+): Mosquitto {
   let started: Mosquitto | undefined;
   before(async () => {
-    if (mosquittoSkipReason() !== undefined) return;
+    if (skip !== undefined) return;
     started = await startMosquitto(options);
   }, { timeout: 60_000 });
   after(async () => {
