@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
-import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "./helpers/mosquitto.ts";
+import { mosquittoSkipReason, startMosquitto } from "./helpers/mosquitto.ts";
 
 /** Starts an example with the runtime running this test. */
 function run(example: string, args: string[], env?: Record<string, string>): ChildProcess {
@@ -65,8 +65,8 @@ describe("demo", () => {
     skip: mosquittoSkipReason(),
     timeout: 60_000,
   }, async () => {
-    const broker = await startMosquitto();
-    const child = run("examples/demo.ts", [], { MQTT_URL: `mqtt://127.0.0.1:${broker.port}` });
+    await using broker = await startMosquitto();
+    const child = run("examples/demo.ts", [], { MQTT_URL: broker.url });
     try {
       const { code, out } = await finished(child);
       assert.equal(code, 0, out);
@@ -75,7 +75,6 @@ describe("demo", () => {
       assert.match(out, /every message arrived/);
     } finally {
       child.kill("SIGKILL");
-      await broker.stop();
     }
   });
 });
@@ -84,8 +83,8 @@ describe("examples", { skip: mosquittoSkipReason() }, () => {
   test("subscriber.ts receives the QoS 0, 1 and 2 messages publisher.ts sends", {
     timeout: 60_000,
   }, async () => {
-    const broker: Mosquitto = await startMosquitto();
-    const url = `mqtt://127.0.0.1:${broker.port}`;
+    await using broker = await startMosquitto();
+    const url = broker.url;
     const children: ChildProcess[] = [];
     try {
       const subscriber = run("examples/subscriber.ts", [url, "--count", "3"]);
@@ -104,20 +103,18 @@ describe("examples", { skip: mosquittoSkipReason() }, () => {
       }
     } finally {
       for (const child of children) child.kill("SIGKILL");
-      await broker.stop();
     }
   });
 
   test("pubsub.ts gets back each message it publishes", { timeout: 60_000 }, async () => {
-    const broker = await startMosquitto();
-    const child = run("examples/pubsub.ts", [`mqtt://127.0.0.1:${broker.port}`, "--count", "1"]);
+    await using broker = await startMosquitto();
+    const child = run("examples/pubsub.ts", [broker.url, "--count", "1"]);
     try {
       const { code, out } = await finished(child);
       assert.equal(code, 0, out);
       for (const qos of [0, 1, 2]) assert.match(out, new RegExp(`received foo/bar/qos${qos}`));
     } finally {
       child.kill("SIGKILL");
-      await broker.stop();
     }
   });
 });

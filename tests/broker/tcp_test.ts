@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { Broker } from "../../src/broker/mod.ts";
-import { connect } from "../../src/client/connect.ts";
+import { Clients } from "../helpers/clients.ts";
 import type { Message } from "../../src/client/types.ts";
 import type { QoS } from "../../src/packet/types.ts";
 import { mosquittoClientsSkipReason } from "../helpers/mosquitto.ts";
@@ -10,11 +10,12 @@ import { pause, str, versionName, VERSIONS, waitFor } from "./helpers.ts";
 
 for (const version of VERSIONS) {
   test(`Broker - ${versionName(version)} over TCP: QoS 0, 1 and 2 and retained`, async () => {
-    const broker = new Broker();
+    await using broker = new Broker();
     const { port } = await broker.listen({ port: 0, hostname: "127.0.0.1" });
     assert.ok(port > 0);
     const url = `mqtt://127.0.0.1:${port}`;
-    const sub = await connect(url, {
+    await using clients = new Clients();
+    const sub = await clients.connect(url, {
       clientId: "tcp-sub",
       protocolVersion: version,
       reconnect: false,
@@ -24,7 +25,7 @@ for (const version of VERSIONS) {
       messages.push({ ...message, payload: message.payload.slice() });
     });
     await sub.subscribe("tcp/#", { qos: 2 });
-    const pub = await connect(url, {
+    const pub = await clients.connect(url, {
       clientId: "tcp-pub",
       protocolVersion: version,
       reconnect: false,
@@ -38,7 +39,7 @@ for (const version of VERSIONS) {
       ["tcp/2", "q2", 2],
       ["tcp/kept", "retained", 1],
     ]);
-    const late = await connect(url, {
+    const late = await clients.connect(url, {
       clientId: "tcp-late",
       protocolVersion: version,
       reconnect: false,
@@ -50,22 +51,21 @@ for (const version of VERSIONS) {
     await late.subscribe("tcp/#", { qos: 1 });
     await waitFor(() => lateMessages.length === 1, "the retained message");
     assert.equal(lateMessages[0].retain, true);
-    await Promise.all([sub, pub, late].map((client) => client.disconnect()));
-    await broker.close();
   });
 }
 
 test("Broker - over TCP: dropClient publishes the will and close() ends connections", async () => {
-  const broker = new Broker();
+  await using broker = new Broker();
   const { port } = await broker.listen();
   const url = `mqtt://127.0.0.1:${port}`;
-  const watcher = await connect(url, { clientId: "watcher", reconnect: false });
+  await using clients = new Clients();
+  const watcher = await clients.connect(url, { clientId: "watcher", reconnect: false });
   const wills: Message[] = [];
   watcher.setPublishHandler((message) => {
     wills.push(message);
   });
   await watcher.subscribe("will/#", { qos: 1 });
-  const dying = await connect(url, {
+  const dying = await clients.connect(url, {
     clientId: "dying",
     reconnect: false,
     will: { topic: "will/dying", payload: "lost", qos: 1 },
@@ -80,10 +80,11 @@ test("Broker - over TCP: dropClient publishes the will and close() ends connecti
 });
 
 test("Broker - a malformed packet over TCP closes only that socket", async () => {
-  const broker = new Broker();
+  await using broker = new Broker();
   const { port } = await broker.listen();
   const url = `mqtt://127.0.0.1:${port}`;
-  const good = await connect(url, { clientId: "good", reconnect: false });
+  await using clients = new Clients();
+  const good = await clients.connect(url, { clientId: "good", reconnect: false });
   const got: Message[] = [];
   good.setPublishHandler((message) => {
     got.push(message);
@@ -100,8 +101,6 @@ test("Broker - a malformed packet over TCP closes only that socket", async () =>
   await closed;
   await good.publish("t", "still here", { qos: 1 });
   await waitFor(() => got.length === 1, "the message");
-  await good.disconnect();
-  await broker.close();
 });
 
 /** Runs a command; resolves with its exit code and output. */
@@ -125,7 +124,7 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"], [3, "mqttv31"]] a
     `Broker - cross-check: mosquitto_sub and mosquitto_pub ${versionName(version)}`,
     { skip: clientsSkip },
     async () => {
-      const broker = new Broker();
+      await using broker = new Broker();
       const { port } = await broker.listen();
       const common = ["-h", "127.0.0.1", "-p", `${port}`, "-V", flag];
       const sub = run("mosquitto_sub", [
@@ -162,7 +161,8 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"], [3, "mqttv31"]] a
       assert.equal(result.code, 0);
       assert.deepEqual(result.stdout.trim().split("\n"), ["x/0 m0", "x/1 m1", "x/2 m2"]);
       // A retained message from Kite reaches a later mosquitto_sub.
-      const kite = await connect(`mqtt://127.0.0.1:${port}`, {
+      await using clients = new Clients();
+      const kite = await clients.connect(`mqtt://127.0.0.1:${port}`, {
         clientId: "kite",
         protocolVersion: version,
         reconnect: false,
@@ -182,7 +182,6 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"], [3, "mqttv31"]] a
       assert.equal(retained.stdout.trim(), "x/kept from kite");
       await kite.disconnect();
       await pause(10);
-      await broker.close();
     },
   );
 }
@@ -194,14 +193,15 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"]] as const) {
     })`,
     { skip: clientsSkip },
     async () => {
-      const broker = new Broker();
+      await using broker = new Broker();
       const { port } = await broker.listen();
       const common = ["-h", "127.0.0.1", "-p", `${port}`, "-V", flag, "-i", "persist", "-c"];
       // MQTT 5 needs a Session Expiry Interval for the session to outlive the connection.
       const expiry = version === 5 ? ["-x", "600"] : [];
       const first = run("mosquitto_sub", [...common, ...expiry, "-t", "q/#", "-q", "1", "-E"]);
       assert.equal((await first.done).code, 0);
-      const kite = await connect(`mqtt://127.0.0.1:${port}`, {
+      await using clients = new Clients();
+      const kite = await clients.connect(`mqtt://127.0.0.1:${port}`, {
         clientId: "kite",
         protocolVersion: version,
         reconnect: false,
@@ -224,8 +224,6 @@ for (const [version, flag] of [[4, "mqttv311"], [5, "mqttv5"]] as const) {
       const result = await second.done;
       assert.equal(result.code, 0);
       assert.deepEqual(result.stdout.trim().split("\n"), ["q/1 first", "q/2 second"]);
-      await kite.disconnect();
-      await broker.close();
     },
   );
 }
@@ -234,9 +232,13 @@ test(
   "Broker - cross-check: a killed mosquitto_sub's will reaches a Kite subscriber",
   { skip: clientsSkip },
   async () => {
-    const broker = new Broker();
+    await using broker = new Broker();
     const { port } = await broker.listen();
-    const kite = await connect(`mqtt://127.0.0.1:${port}`, { clientId: "kite", reconnect: false });
+    await using clients = new Clients();
+    const kite = await clients.connect(`mqtt://127.0.0.1:${port}`, {
+      clientId: "kite",
+      reconnect: false,
+    });
     const wills: Message[] = [];
     kite.setPublishHandler((message) => {
       wills.push({ ...message, payload: message.payload.slice() });
@@ -255,7 +257,5 @@ test(
     await waitFor(() => wills.length === 1, "the will");
     assert.equal(wills[0].topic, "will/doomed");
     assert.equal(str(wills[0].payload), "killed");
-    await kite.disconnect();
-    await broker.close();
   },
 );

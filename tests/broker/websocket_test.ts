@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Broker } from "../../src/broker/mod.ts";
-import { connect } from "../../src/client/connect.ts";
+import { Clients } from "../helpers/clients.ts";
 import type { Message } from "../../src/client/types.ts";
 import type { QoS } from "../../src/packet/types.ts";
 import { str, versionName, VERSIONS, waitFor } from "./helpers.ts";
@@ -14,10 +14,11 @@ for (const version of VERSIONS) {
     `Broker - ${versionName(version)} over WebSocket: QoS 0, 1 and 2`,
     { skip: canServe ? false : "this runtime cannot serve WebSocket" },
     async () => {
-      const broker = new Broker();
+      await using broker = new Broker();
       const { port } = await broker.listenWebSocket({ port: 0 });
       const url = `ws://127.0.0.1:${port}/mqtt`;
-      const sub = await connect(url, {
+      await using clients = new Clients();
+      const sub = await clients.connect(url, {
         clientId: "ws-sub",
         protocolVersion: version,
         reconnect: false,
@@ -27,7 +28,7 @@ for (const version of VERSIONS) {
         messages.push({ ...message, payload: message.payload.slice() });
       });
       await sub.subscribe("ws/#", { qos: 2 });
-      const pub = await connect(url, {
+      const pub = await clients.connect(url, {
         clientId: "ws-pub",
         protocolVersion: version,
         reconnect: false,

@@ -4,7 +4,7 @@
  * cross-checked with mosquitto's own command-line clients. A few tests call `main()` in-process.
  */
 
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -17,7 +17,7 @@ import {
   type Mosquitto,
   mosquittoClientsSkipReason,
   mosquittoSkipReason,
-  startMosquitto,
+  sharedMosquitto,
 } from "../helpers/mosquitto.ts";
 import { concat } from "../packet/generate.ts";
 
@@ -230,17 +230,12 @@ async function closedPort(): Promise<number> {
 }
 
 describe("kite against mosquitto", () => {
-  let broker: Mosquitto;
+  const broker = sharedMosquitto({ tls: true }, skip);
   let at: string[];
 
-  before(async () => {
+  before(() => {
     if (skip) return;
-    broker = await startMosquitto({ tls: true });
     at = ["-h", broker.host, "-p", `${broker.port}`];
-  });
-
-  after(async () => {
-    await broker?.stop();
   });
 
   test("kite pub - mosquitto_sub receives the message", WITH_MOSQUITTO, async () => {

@@ -19,6 +19,7 @@ import type { Store, StoreContents } from "../../src/store/store.ts";
 import type { Transport } from "../../src/transport/types.ts";
 import { FakeBroker, FakeClock, nextEvent, settle, UnhandledGuard, watch } from "./harness.ts";
 import { Deferred } from "../../src/_async.ts";
+import { Clients } from "../helpers/clients.ts";
 
 /** A dialer whose every attempt waits for the test to answer it (or never answers). */
 class ScriptedDialer {
@@ -210,7 +211,8 @@ describe("beforeConnect", () => {
     await using first = await listen();
     await using second = await listen();
     const seen: { attempt: number; url: string }[] = [];
-    const client = await connect(`mqtt://${first.host}:${first.port}`, {
+    await using clients = new Clients();
+    const client = await clients.connect(`mqtt://${first.host}:${first.port}`, {
       keepalive: 0,
       reconnect: { minDelay: 1, maxDelay: 1 },
       beforeConnect: ({ attempt, url }) => {
@@ -221,23 +223,19 @@ describe("beforeConnect", () => {
         return { password: "refreshed" };
       },
     });
-    try {
-      assert.equal(first.connects.length, 0);
-      assert.equal(second.connects.length, 1);
-      assert.equal(second.connects[0].username, "user 1");
-      assert.deepEqual(second.connects[0].password, new TextEncoder().encode("p@ss"));
-      // Lose the connection: the next attempt goes to the same URL, with the new password.
-      const reconnected = nextEvent(client, "connect");
-      second.dropAll();
-      await reconnected;
-      assert.equal(second.connects.length, 2);
-      assert.equal(second.connects[1].username, "user 1");
-      assert.deepEqual(second.connects[1].password, new TextEncoder().encode("refreshed"));
-      assert.deepEqual(seen.map((s) => s.attempt), [0, 1]);
-      assert.equal(seen[1].url, `mqtt://user%201:p%40ss@${second.host}:${second.port}`);
-    } finally {
-      await client.disconnect();
-    }
+    assert.equal(first.connects.length, 0);
+    assert.equal(second.connects.length, 1);
+    assert.equal(second.connects[0].username, "user 1");
+    assert.deepEqual(second.connects[0].password, new TextEncoder().encode("p@ss"));
+    // Lose the connection: the next attempt goes to the same URL, with the new password.
+    const reconnected = nextEvent(client, "connect");
+    second.dropAll();
+    await reconnected;
+    assert.equal(second.connects.length, 2);
+    assert.equal(second.connects[1].username, "user 1");
+    assert.deepEqual(second.connects[1].password, new TextEncoder().encode("refreshed"));
+    assert.deepEqual(seen.map((s) => s.attempt), [0, 1]);
+    assert.equal(seen[1].url, `mqtt://user%201:p%40ss@${second.host}:${second.port}`);
   });
 });
 

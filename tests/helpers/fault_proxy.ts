@@ -66,12 +66,17 @@ export interface RandomCutOptions {
   direction?: CutDirection;
 }
 
-/** A running fault proxy, listening on loopback in front of one target. */
-export interface FaultProxy {
+/**
+ * A running fault proxy, listening on loopback in front of one target. `await using` closes it at
+ * the end of the scope.
+ */
+export interface FaultProxy extends AsyncDisposable {
   /** The proxy listens on this loopback address only. */
   readonly host: "127.0.0.1";
   /** Where clients connect. */
   readonly port: number;
+  /** `mqtt://127.0.0.1:port`, the proxy as a URL for `connect()`. */
+  readonly url: string;
   /** The seed that `cutRandomly` uses when it is given none. */
   readonly seed: number;
   /** Proxied connections whose sockets are not both closed yet. */
@@ -135,17 +140,15 @@ export interface FaultProxy {
  * @param options `seed`: the default seed for `cutRandomly` (random unless given).
  * @returns The listening proxy.
  *
+ * This is how a test puts a proxy in front of its broker: with `await using`, it is closed when
+ * the test ends, passed or failed, before the broker declared ahead of it is stopped.
+ *
  * @example Cut the connection in the middle of the client's first packet
  * ```ts ignore
- * const broker = await startMosquitto();
- * const proxy = await startFaultProxy(broker);
- * try {
- *   proxy.cutAfterBytes(5, "up");
- *   // connect a client to proxy.port: the broker gets 5 bytes of its CONNECT, then EOF
- * } finally {
- *   await proxy.close();
- *   await broker.stop();
- * }
+ * await using broker = await startMosquitto();
+ * await using proxy = await startFaultProxy(broker);
+ * proxy.cutAfterBytes(5, "up");
+ * // connect a client to proxy.url: the broker gets 5 bytes of its CONNECT, then EOF
  * ```
  */
 export async function startFaultProxy(
@@ -311,6 +314,14 @@ class FaultProxyServer implements FaultProxy {
     return () => {
       this.#listeners.delete(entry);
     };
+  }
+
+  get url(): string {
+    return `mqtt://${HOST}:${this.port}`;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   close(): Promise<void> {

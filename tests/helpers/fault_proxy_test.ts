@@ -683,42 +683,32 @@ const skip = mosquittoSkipReason();
 test("FaultProxy - mosquitto answers through the proxy, and a stalled PINGREQ on resume", {
   skip,
 }, async () => {
-  const broker = await startMosquitto();
-  const proxy = await startFaultProxy(broker);
-  try {
-    const client = await connect(proxy.port);
-    client.write(CONNECT);
-    await expectBytes(client, CONNACK_ACCEPTED);
-    proxy.stall();
-    client.write(PINGREQ);
-    proxy.resume();
-    await expectBytes(client, PINGRESP);
-  } finally {
-    await proxy.close();
-    await broker.stop();
-  }
+  await using broker = await startMosquitto();
+  await using proxy = await startFaultProxy(broker);
+  const client = await connect(proxy.port);
+  client.write(CONNECT);
+  await expectBytes(client, CONNACK_ACCEPTED);
+  proxy.stall();
+  client.write(PINGREQ);
+  proxy.resume();
+  await expectBytes(client, PINGRESP);
 });
 
 test("FaultProxy - a cut in the middle of a PUBLISH makes mosquitto publish the will", {
   skip,
 }, async () => {
-  const broker = await startMosquitto();
-  const proxy = await startFaultProxy(broker);
-  try {
-    const topic = "kite/fault-proxy/cut";
-    const watcher = await subscriber(broker.port, topic);
-    const client = await connect(proxy.port);
-    client.write(connectWithWill(60, topic, "gone"));
-    await expectBytes(client, CONNACK_ACCEPTED);
-    proxy.cutAfterBytes(3, "up");
-    client.write(publish("kite/fault-proxy/other", "never whole"));
-    await expectBytes(watcher, publish(topic, "gone"));
-    await client.close();
-    watcher.socket.destroy();
-  } finally {
-    await proxy.close();
-    await broker.stop();
-  }
+  await using broker = await startMosquitto();
+  await using proxy = await startFaultProxy(broker);
+  const topic = "kite/fault-proxy/cut";
+  const watcher = await subscriber(broker.port, topic);
+  const client = await connect(proxy.port);
+  client.write(connectWithWill(60, topic, "gone"));
+  await expectBytes(client, CONNACK_ACCEPTED);
+  proxy.cutAfterBytes(3, "up");
+  client.write(publish("kite/fault-proxy/other", "never whole"));
+  await expectBytes(watcher, publish(topic, "gone"));
+  await client.close();
+  watcher.socket.destroy();
 });
 
 // mosquitto 2.0 notices an expired keepalive only on its next periodic check, up to ~5 s later.
@@ -726,28 +716,23 @@ test("FaultProxy - while stalled, mosquitto's keepalive expires; its EOF waits f
   skip,
   timeout: 20_000,
 }, async () => {
-  const broker = await startMosquitto();
-  const proxy = await startFaultProxy(broker);
-  try {
-    const topic = "kite/fault-proxy/keepalive";
-    const watcher = await subscriber(broker.port, topic);
-    const client = await connect(proxy.port);
-    client.write(connectWithWill(1, topic, "timed out"));
-    await expectBytes(client, CONNACK_ACCEPTED);
-    proxy.stall();
-    // mosquitto gives up after 1.5 keepalives without a packet, and publishes the will.
-    await expectBytes(watcher, publish(topic, "timed out"));
-    for (let i = 0; i < 3; i++) {
-      watcher.write(PINGREQ);
-      await expectBytes(watcher, PINGRESP);
-    }
-    assert.equal(client.isClosed, false, "the broker's EOF is held while stalled");
-    proxy.resume();
-    await client.close();
-    assert.equal(client.ending, "end");
-    watcher.socket.destroy();
-  } finally {
-    await proxy.close();
-    await broker.stop();
+  await using broker = await startMosquitto();
+  await using proxy = await startFaultProxy(broker);
+  const topic = "kite/fault-proxy/keepalive";
+  const watcher = await subscriber(broker.port, topic);
+  const client = await connect(proxy.port);
+  client.write(connectWithWill(1, topic, "timed out"));
+  await expectBytes(client, CONNACK_ACCEPTED);
+  proxy.stall();
+  // mosquitto gives up after 1.5 keepalives without a packet, and publishes the will.
+  await expectBytes(watcher, publish(topic, "timed out"));
+  for (let i = 0; i < 3; i++) {
+    watcher.write(PINGREQ);
+    await expectBytes(watcher, PINGRESP);
   }
+  assert.equal(client.isClosed, false, "the broker's EOF is held while stalled");
+  proxy.resume();
+  await client.close();
+  assert.equal(client.ending, "end");
+  watcher.socket.destroy();
 });

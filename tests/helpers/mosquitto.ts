@@ -13,6 +13,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
+import { after, before } from "node:test";
 
 const HOST = "127.0.0.1";
 const READY_TIMEOUT_MS = 10_000;
@@ -36,8 +37,11 @@ export interface MosquittoOptions {
   extraConfig?: string;
 }
 
-/** A running mosquitto broker that this process started and owns. */
-export interface Mosquitto {
+/**
+ * A running mosquitto broker that this process started and owns. `await using` stops it at the
+ * end of the scope.
+ */
+export interface Mosquitto extends AsyncDisposable {
   /** Every listener binds to this loopback address only. */
   host: "127.0.0.1";
   /** The plain MQTT listener. */
@@ -56,6 +60,8 @@ export interface Mosquitto {
   clientCert: string;
   /** The private key of `clientCert` (PEM); an empty string without the `tls` option. */
   clientKey: string;
+  /** `mqtt://127.0.0.1:port`, the plain listener as a URL for `connect()`. */
+  url: string;
   /** The temporary directory with mosquitto.conf, the certificates, mosquitto.db, mosquitto.log. */
   dir: string;
   /** Sends SIGTERM and waits for the broker to exit (SIGKILL after 5 s). Idempotent. */
@@ -131,14 +137,15 @@ export function mosquittoClientsSkipReason(): string | undefined {
  * @param options Which listeners to add and whether to persist.
  * @returns The running broker.
  *
- * @example Start a broker with TLS and stop it
+ * This is how a test gets a broker of its own: with `await using`, it is stopped when the test
+ * ends, passed or failed. Tests that share one broker use {@linkcode sharedMosquitto}.
+ *
+ * @example Start a broker with TLS for one test
  * ```ts ignore
- * const broker = await startMosquitto({ tls: true });
- * try {
- *   // connect to broker.port, or to broker.tlsPort trusting broker.ca
- * } finally {
- *   await broker.stop();
- * }
+ * test("over TLS", { skip: mosquittoSkipReason() }, async () => {
+ *   await using broker = await startMosquitto({ tls: true });
+ *   // connect to broker.url, or to broker.tlsPort trusting broker.ca
+ * });
  * ```
  */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
@@ -166,6 +173,86 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       if (!(error instanceof AddressInUseError) || attempt === START_ATTEMPTS) throw error;
     }
   }
+}
+
+/**
+ * One mosquitto for every test of the enclosing `describe` block: started in its `before` hook
+ * (unless mosquitto is missing and the tests are skipped, see {@linkcode mosquittoSkipReason})
+ * and stopped in its `after` hook, whether the tests passed or not.
+ *
+ * Call it in the body of a `describe`. Its properties can be read once the block's tests run.
+ *
+ * @param options Which listeners to add and whether to persist.
+ * @param skip Why the block's tests are skipped, if they are: then no broker is started. By
+ * default {@linkcode mosquittoSkipReason}.
+ * @returns The broker the tests share.
+ *
+ * @example
+ * ```ts ignore
+ * describe("round trips", () => {
+ *   const broker = sharedMosquitto();
+ *   test("connects", { skip: mosquittoSkipReason() }, async () => {
+ *     await using client = await connect(broker.url);
+ *   });
+ * });
+ * ```
+ */
+export function sharedMosquitto(
+  options: MosquittoOptions = {},
+  skip: string | undefined = mosquittoSkipReason(),
+): Mosquitto {
+  let started: Mosquitto | undefined;
+  before(async () => {
+    if (skip !== undefined) return;
+    started = await startMosquitto(options);
+  }, { timeout: 60_000 });
+  after(async () => {
+    await started?.stop();
+  });
+  const broker = () => {
+    if (started === undefined) {
+      throw new Error(
+        "sharedMosquitto(): the broker is read before its describe block's tests ran",
+      );
+    }
+    return started;
+  };
+  return {
+    host: HOST,
+    get port() {
+      return broker().port;
+    },
+    get tlsPort() {
+      return broker().tlsPort;
+    },
+    get mtlsPort() {
+      return broker().mtlsPort;
+    },
+    get wsPort() {
+      return broker().wsPort;
+    },
+    get wssPort() {
+      return broker().wssPort;
+    },
+    get ca() {
+      return broker().ca;
+    },
+    get clientCert() {
+      return broker().clientCert;
+    },
+    get clientKey() {
+      return broker().clientKey;
+    },
+    get url() {
+      return broker().url;
+    },
+    get dir() {
+      return broker().dir;
+    },
+    stop: () => broker().stop(),
+    restart: () => broker().restart(),
+    [Symbol.asyncDispose]: () => broker().stop(),
+  };
 }
 
 interface Certificates {
@@ -240,9 +327,17 @@ class MosquittoBroker implements Mosquitto {
     fs.writeFileSync(this.#configPath, this.#config(options));
   }
 
+  get url(): string {
+    return `mqtt://${HOST}:${this.port}`;
+  }
+
   async stop(): Promise<void> {
     this.#stopping ??= this.#terminate();
     await this.#stopping;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 
   async restart(): Promise<void> {

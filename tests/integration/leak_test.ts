@@ -17,22 +17,21 @@ import {
 } from "../../mod.ts";
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
+import { Clients } from "../helpers/clients.ts";
 
 /** Publishes, subscribes, receives and disconnects, over a fresh `connect(url)`. */
 async function session(url: string, tlsOptions: { ca?: string }): Promise<void> {
-  const client = await connect(url, { ...tlsOptions, keepalive: 5 });
-  try {
-    await client.publish("kite/leak", "one", { qos: 1 });
-    assert.equal(await client.subscribe("kite/leak/#", { qos: 1 }), 1);
-    const message = (async () => {
-      for await (const message of client.messages("kite/leak/#")) return message;
-      return undefined;
-    })();
-    await client.publish("kite/leak/echo", "two", { qos: 1 });
-    assert.equal(new TextDecoder().decode((await message)?.payload), "two");
-  } finally {
-    await client.disconnect();
-  }
+  await using clients = new Clients();
+  const client = await clients.connect(url, { ...tlsOptions, keepalive: 5 });
+  await client.publish("kite/leak", "one", { qos: 1 });
+  assert.equal(await client.subscribe("kite/leak/#", { qos: 1 }), 1);
+  const message = (async () => {
+    for await (const message of client.messages("kite/leak/#")) return message;
+    return undefined;
+  })();
+  await client.publish("kite/leak/echo", "two", { qos: 1 });
+  assert.equal(new TextDecoder().decode((await message)?.payload), "two");
+  await client.disconnect();
   assert.equal(client.state, "closed");
 }
 
@@ -54,13 +53,13 @@ if (typeof Deno !== "undefined") {
     async fn() {
       broker = await startMosquitto({ tls: true, websockets: true });
       doomed = await startMosquitto();
-      proxy = await startFaultProxy({ host: broker.host, port: broker.port });
+      proxy = await startFaultProxy(broker);
       strict = await startMosquitto({ extraConfig: "allow_anonymous false" });
     },
   });
 
   const targets: [string, () => string, () => { ca?: string }][] = [
-    ["mqtt:", () => `mqtt://127.0.0.1:${broker.port}`, () => ({})],
+    ["mqtt:", () => broker.url, () => ({})],
     ["mqtts:", () => `mqtts://127.0.0.1:${broker.tlsPort}`, () => ({ ca: broker.ca })],
     ["ws:", () => `ws://127.0.0.1:${broker.wsPort}`, () => ({})],
     ["wss:", () => `wss://127.0.0.1:${broker.wssPort}`, () => ({ ca: broker.ca })],
@@ -89,30 +88,27 @@ if (typeof Deno !== "undefined") {
           resolve({ closed: info.closed });
         });
       });
-      const client = await connect(`mqtt://127.0.0.1:${proxy.port}`, {
+      await using clients = new Clients();
+      const client = await clients.connect(proxy.url, {
         reconnect: false,
         keepalive: 5,
       });
       const proxied = await accepted;
-      try {
-        await client.publish("kite/leak/cut", "before", { qos: 1 });
-        const disconnected = new Promise<CustomEvent<DisconnectEventDetail>>((resolve) =>
-          client.addEventListener(
-            "disconnect",
-            (event) => resolve(event as CustomEvent<DisconnectEventDetail>),
-            { once: true },
-          )
-        );
-        proxy.cutAll();
-        const event = await disconnected;
-        assert.equal(event.detail.reconnecting, false);
-        assert.ok(event.detail.error instanceof ConnectionClosedError);
-        assert.equal(client.state, "closed");
-      } finally {
-        await client.disconnect();
-        // The proxy's own two sockets of this connection are not the client's to close.
-        await proxied.closed;
-      }
+      await client.publish("kite/leak/cut", "before", { qos: 1 });
+      const disconnected = new Promise<CustomEvent<DisconnectEventDetail>>((resolve) =>
+        client.addEventListener(
+          "disconnect",
+          (event) => resolve(event as CustomEvent<DisconnectEventDetail>),
+          { once: true },
+        )
+      );
+      proxy.cutAll();
+      const event = await disconnected;
+      assert.equal(event.detail.reconnecting, false);
+      assert.ok(event.detail.error instanceof ConnectionClosedError);
+      assert.equal(client.state, "closed");
+      // The proxy's own two sockets of this connection are not the client's to close.
+      await proxied.closed;
     },
   });
 
@@ -121,23 +117,20 @@ if (typeof Deno !== "undefined") {
       "mqtt: the broker stops mid-session (reconnect: false): nothing left after the disconnect event",
     ...sanitized,
     async fn() {
-      const client = await connect(`mqtt://127.0.0.1:${doomed.port}`, {
+      await using clients = new Clients();
+      const client = await clients.connect(doomed.url, {
         reconnect: false,
         keepalive: 5,
       });
-      try {
-        await client.subscribe("kite/leak/stop", { qos: 1 });
-        const disconnected = new Promise<Event>((resolve) =>
-          client.addEventListener("disconnect", resolve, { once: true })
-        );
-        await doomed.stop();
-        const event = await disconnected as CustomEvent<DisconnectEventDetail>;
-        assert.equal(event.detail.reconnecting, false);
-        assert.ok(event.detail.error instanceof ConnectionClosedError);
-        assert.equal(client.state, "closed");
-      } finally {
-        await client.disconnect();
-      }
+      await client.subscribe("kite/leak/stop", { qos: 1 });
+      const disconnected = new Promise<Event>((resolve) =>
+        client.addEventListener("disconnect", resolve, { once: true })
+      );
+      await doomed.stop();
+      const event = await disconnected as CustomEvent<DisconnectEventDetail>;
+      assert.equal(event.detail.reconnecting, false);
+      assert.ok(event.detail.error instanceof ConnectionClosedError);
+      assert.equal(client.state, "closed");
     },
   });
 
@@ -148,27 +141,28 @@ if (typeof Deno !== "undefined") {
       ...sanitized,
       async fn() {
         // The broker ends the connection, with every sanitizer on: no process to wait for here.
-        const client = await connect(url(), { ...tlsOptions(), reconnect: false, keepalive: 5 });
+        await using clients = new Clients();
+        const client = await clients.connect(url(), {
+          ...tlsOptions(),
+          reconnect: false,
+          keepalive: 5,
+        });
         const disconnected = new Promise<Event>((resolve) =>
           client.addEventListener("disconnect", resolve, { once: true })
         );
-        try {
-          // When the same client id connects again, mosquitto closes the first connection
-          // without a DISCONNECT (MQTT 3.1.1), as a broker going away would. The thief comes
-          // over plain TCP, whose disconnect() leaves nothing open (unlike a WebSocket's, today).
-          const thief = await connect(`mqtt://127.0.0.1:${broker.port}`, {
-            clientId: client.clientId,
-            reconnect: false,
-            keepalive: 5,
-          });
-          await thief.disconnect();
-          const event = await disconnected as CustomEvent<DisconnectEventDetail>;
-          assert.equal(event.detail.reconnecting, false);
-          assert.ok(event.detail.error instanceof ConnectionClosedError);
-          assert.equal(client.state, "closed");
-        } finally {
-          await client.disconnect();
-        }
+        // When the same client id connects again, mosquitto closes the first connection
+        // without a DISCONNECT (MQTT 3.1.1), as a broker going away would. The thief comes
+        // over plain TCP, whose disconnect() leaves nothing open (unlike a WebSocket's, today).
+        const thief = await clients.connect(broker.url, {
+          clientId: client.clientId,
+          reconnect: false,
+          keepalive: 5,
+        });
+        await thief.disconnect();
+        const event = await disconnected as CustomEvent<DisconnectEventDetail>;
+        assert.equal(event.detail.reconnecting, false);
+        assert.ok(event.detail.error instanceof ConnectionClosedError);
+        assert.equal(client.state, "closed");
       },
     });
   }
@@ -177,7 +171,7 @@ if (typeof Deno !== "undefined") {
     name: "mqtt: a refused CONNACK (anonymous not allowed) leaves no socket or timer",
     ...sanitized,
     async fn() {
-      const error = await connect(`mqtt://127.0.0.1:${strict.port}`, { keepalive: 5 }).then(
+      const error = await connect(strict.url, { keepalive: 5 }).then(
         (client) => client.disconnect().then(() => assert.fail("the broker accepted")),
         (error: unknown) => error,
       );

@@ -4,7 +4,7 @@
  * QoS 2 publishes, and a refused CONNACK. Each describe block starts its own broker.
  */
 
-import { after, before, describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -21,8 +21,9 @@ import {
   type QoS,
   type Transport,
 } from "../../mod.ts";
-import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
-import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
+import { mosquittoSkipReason, sharedMosquitto } from "../helpers/mosquitto.ts";
+import { startFaultProxy } from "../helpers/fault_proxy.ts";
+import { Clients } from "../helpers/clients.ts";
 
 const skip = mosquittoSkipReason();
 const SLOW = { skip, timeout: 60_000 };
@@ -93,16 +94,8 @@ class Inbox {
 async function withClients(
   body: (open: (url: string, options?: ConnectOptions) => Promise<MqttClient>) => Promise<void>,
 ): Promise<void> {
-  const clients: MqttClient[] = [];
-  try {
-    await body(async (url, options = {}) => {
-      const client = await connect(url, { reconnect: false, keepalive: 30, ...options });
-      clients.push(client);
-      return client;
-    });
-  } finally {
-    await Promise.all(clients.map((client) => client.disconnect()));
-  }
+  await using clients = new Clients({ reconnect: false, keepalive: 30 });
+  await body((url, options) => clients.connect(url, options));
 }
 
 /**
@@ -166,16 +159,7 @@ function binaryPayload(tag: number): Uint8Array {
 }
 
 describe("mosquitto: round trips", () => {
-  let broker: Mosquitto;
-  let url: string;
-  before(async () => {
-    if (skip) return;
-    broker = await startMosquitto();
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  }, { timeout: 60_000 });
-  after(async () => {
-    await broker?.stop();
-  });
+  const broker = sharedMosquitto();
 
   for (const version of VERSIONS) {
     for (const publishQos of QOS) {
@@ -187,7 +171,7 @@ describe("mosquitto: round trips", () => {
         async () => {
           await withClients(async (open) => {
             const prefix = `kite/rt/v${version}/p${publishQos}`;
-            const subscriber = await open(url, {
+            const subscriber = await open(broker.url, {
               clientId: clientId("sub"),
               protocolVersion: version,
             });
@@ -198,7 +182,7 @@ describe("mosquitto: round trips", () => {
               });
               assert.equal(granted, subscribeQos);
             }
-            const publisher = await open(url, {
+            const publisher = await open(broker.url, {
               clientId: clientId("pub"),
               protocolVersion: version,
             });
@@ -228,10 +212,13 @@ describe("mosquitto: round trips", () => {
     SLOW,
     async () => {
       await withClients(async (open) => {
-        const subscriber = await open(url, { clientId: clientId("sub"), protocolVersion: 5 });
+        const subscriber = await open(broker.url, {
+          clientId: clientId("sub"),
+          protocolVersion: 5,
+        });
         const inbox = new Inbox(subscriber);
         await subscriber.subscribe("kite/props", { qos: 1 });
-        const publisher = await open(url, { clientId: clientId("pub"), protocolVersion: 5 });
+        const publisher = await open(broker.url, { clientId: clientId("pub"), protocolVersion: 5 });
         await publisher.publish("kite/props", "{}", {
           qos: 1,
           properties: {
@@ -252,23 +239,20 @@ describe("mosquitto: round trips", () => {
     "low level: MqttClient over a TCP connection opened by hand, MQTT 3.1, QoS 2",
     SLOW,
     async () => {
-      const client = new MqttClient(await openTcp(broker.host, broker.port));
-      try {
-        const sessionPresent = await client.connect({
-          clientId: clientId("low"),
-          protocolVersion: 3,
-          keepalive: 0,
-        });
-        assert.equal(sessionPresent, false);
-        const inbox = new Inbox(client);
-        assert.equal(await client.subscribe("kite/low", { qos: 2 }), 2);
-        await client.publish("kite/low", "by hand", { qos: 2 });
-        const [message] = await inbox.waitFor(1);
-        assert.equal(decoder.decode(message.payload), "by hand");
-        assert.equal(message.qos, 2);
-      } finally {
-        await client.disconnect();
-      }
+      await using clients = new Clients();
+      const client = clients.add(new MqttClient(await openTcp(broker.host, broker.port)));
+      const sessionPresent = await client.connect({
+        clientId: clientId("low"),
+        protocolVersion: 3,
+        keepalive: 0,
+      });
+      assert.equal(sessionPresent, false);
+      const inbox = new Inbox(client);
+      assert.equal(await client.subscribe("kite/low", { qos: 2 }), 2);
+      await client.publish("kite/low", "by hand", { qos: 2 });
+      const [message] = await inbox.waitFor(1);
+      assert.equal(decoder.decode(message.payload), "by hand");
+      assert.equal(message.qos, 2);
     },
   );
 
@@ -281,13 +265,16 @@ describe("mosquitto: round trips", () => {
       async () => {
         await withClients(async (open) => {
           const topic = `kite/retained/v${version}`;
-          const publisher = await open(url, {
+          const publisher = await open(broker.url, {
             clientId: clientId("pub"),
             protocolVersion: version,
           });
           await publisher.publish(topic, "kept", { qos: 1, retain: true });
 
-          const first = await open(url, { clientId: clientId("sub"), protocolVersion: version });
+          const first = await open(broker.url, {
+            clientId: clientId("sub"),
+            protocolVersion: version,
+          });
           const firstInbox = new Inbox(first);
           await first.subscribe(topic, { qos: 1 });
           const [retained] = await firstInbox.waitFor(1);
@@ -302,7 +289,10 @@ describe("mosquitto: round trips", () => {
           assert.equal(cleared.payload.length, 0);
           assert.equal(cleared.retain, false);
 
-          const second = await open(url, { clientId: clientId("sub"), protocolVersion: version });
+          const second = await open(broker.url, {
+            clientId: clientId("sub"),
+            protocolVersion: version,
+          });
           const secondInbox = new Inbox(second);
           await second.subscribe(topic, { qos: 1 });
           await secondInbox.staysAt(0, 500);
@@ -313,26 +303,14 @@ describe("mosquitto: round trips", () => {
 });
 
 describe("mosquitto: wills", () => {
-  let broker: Mosquitto;
-  let proxy: FaultProxy;
-  let url: string;
-  before(async () => {
-    if (skip) return;
-    broker = await startMosquitto();
-    proxy = await startFaultProxy({ host: broker.host, port: broker.port });
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  }, { timeout: 60_000 });
-  after(async () => {
-    await proxy?.close();
-    await broker?.stop();
-  });
+  const broker = sharedMosquitto();
 
   /** A client on the will topic, and its inbox. */
   async function watcher(
     open: (url: string, options?: ConnectOptions) => Promise<MqttClient>,
     topic: string,
   ): Promise<Inbox> {
-    const client = await open(url, { clientId: clientId("watch") });
+    const client = await open(broker.url, { clientId: clientId("watch") });
     const inbox = new Inbox(client);
     await client.subscribe(topic, { qos: 1 });
     return inbox;
@@ -379,10 +357,11 @@ describe("mosquitto: wills", () => {
     "will: the broker publishes it when the network cuts the connection (connect(url) through a proxy)",
     SLOW,
     async () => {
+      await using proxy = await startFaultProxy(broker);
       await withClients(async (open) => {
         const topic = "kite/will/proxy";
         const inbox = await watcher(open, topic);
-        const client = await open(`mqtt://127.0.0.1:${proxy.port}`, {
+        const client = await open(proxy.url, {
           clientId: clientId("will"),
           will: { topic, payload: "cut", qos: 1 },
         });
@@ -404,7 +383,7 @@ describe("mosquitto: wills", () => {
       await withClients(async (open) => {
         const topic = `kite/will/normal/v${version}`;
         const inbox = await watcher(open, topic);
-        const client = await open(url, {
+        const client = await open(broker.url, {
           clientId: clientId("will"),
           protocolVersion: version,
           will: { topic, payload: "should not appear", qos: 1 },
@@ -421,10 +400,13 @@ describe("mosquitto: wills", () => {
     async () => {
       await withClients(async (open) => {
         const topic = "kite/will/0x04";
-        const watcherClient = await open(url, { clientId: clientId("watch"), protocolVersion: 5 });
+        const watcherClient = await open(broker.url, {
+          clientId: clientId("watch"),
+          protocolVersion: 5,
+        });
         const inbox = new Inbox(watcherClient);
         await watcherClient.subscribe(topic, { qos: 1 });
-        const client = await open(url, {
+        const client = await open(broker.url, {
           clientId: clientId("will"),
           protocolVersion: 5,
           will: {
@@ -444,16 +426,7 @@ describe("mosquitto: wills", () => {
 });
 
 describe("mosquitto: clean and persistent sessions", () => {
-  let broker: Mosquitto;
-  let url: string;
-  before(async () => {
-    if (skip) return;
-    broker = await startMosquitto();
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  }, { timeout: 60_000 });
-  after(async () => {
-    await broker?.stop();
-  });
+  const broker = sharedMosquitto();
 
   for (const version of VERSIONS) {
     // MQTT 5 keeps a session only for its Session Expiry Interval, which defaults to 0.
@@ -470,7 +443,7 @@ describe("mosquitto: clean and persistent sessions", () => {
         await withClients(async (open) => {
           const id = clientId("pers");
           const topic = `kite/session/persistent/v${version}`;
-          const first = await open(url, {
+          const first = await open(broker.url, {
             clientId: id,
             protocolVersion: version,
             clean: false,
@@ -479,13 +452,13 @@ describe("mosquitto: clean and persistent sessions", () => {
           await first.subscribe(topic, { qos: 1 });
           await first.disconnect();
 
-          const publisher = await open(url, {
+          const publisher = await open(broker.url, {
             clientId: clientId("pub"),
             protocolVersion: version,
           });
           for (let i = 0; i < 5; i++) await publisher.publish(topic, `offline ${i}`, { qos: 1 });
 
-          const again = await open(url, {
+          const again = await open(broker.url, {
             clientId: id,
             protocolVersion: version,
             clean: false,
@@ -515,7 +488,7 @@ describe("mosquitto: clean and persistent sessions", () => {
         await withClients(async (open) => {
           const id = clientId("clean");
           const topic = `kite/session/clean/v${version}`;
-          const first = await open(url, {
+          const first = await open(broker.url, {
             clientId: id,
             protocolVersion: version,
             clean: false,
@@ -524,13 +497,17 @@ describe("mosquitto: clean and persistent sessions", () => {
           await first.subscribe(topic, { qos: 1 });
           await first.disconnect();
 
-          const publisher = await open(url, {
+          const publisher = await open(broker.url, {
             clientId: clientId("pub"),
             protocolVersion: version,
           });
           for (let i = 0; i < 3; i++) await publisher.publish(topic, `lost ${i}`, { qos: 1 });
 
-          const again = await open(url, { clientId: id, protocolVersion: version, clean: true });
+          const again = await open(broker.url, {
+            clientId: id,
+            protocolVersion: version,
+            clean: true,
+          });
           assert.equal(again.sessionPresent, false);
           const inbox = new Inbox(again);
           await inbox.staysAt(0, 700);
@@ -544,14 +521,7 @@ describe("mosquitto: clean and persistent sessions", () => {
 });
 
 describe("mosquitto: TLS, mutual TLS, websockets", () => {
-  let broker: Mosquitto;
-  before(async () => {
-    if (skip) return;
-    broker = await startMosquitto({ tls: true, websockets: true });
-  }, { timeout: 60_000 });
-  after(async () => {
-    await broker?.stop();
-  });
+  const broker = sharedMosquitto({ tls: true, websockets: true });
 
   // mosquitto 2.0 sends large messages to websocket clients at about 40 KB/s (a 200 KB one takes
   // 5 s, on Deno and Bun alike), so the websocket cases use a smaller payload.
@@ -612,16 +582,7 @@ describe("mosquitto: TLS, mutual TLS, websockets", () => {
 });
 
 describe("mosquitto: a burst of 1,000 QoS 2 publishes (max_inflight 20)", () => {
-  let broker: Mosquitto;
-  let url: string;
-  before(async () => {
-    if (skip) return;
-    broker = await startMosquitto();
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  }, { timeout: 60_000 });
-  after(async () => {
-    await broker?.stop();
-  });
+  const broker = sharedMosquitto();
 
   for (const version of [4, 5] as const) {
     test(
@@ -632,13 +593,13 @@ describe("mosquitto: a burst of 1,000 QoS 2 publishes (max_inflight 20)", () => 
       async () => {
         await withClients(async (open) => {
           const topic = `kite/burst/v${version}`;
-          const subscriber = await open(url, {
+          const subscriber = await open(broker.url, {
             clientId: clientId("sub"),
             protocolVersion: version,
           });
           const inbox = new Inbox(subscriber);
           await subscriber.subscribe(topic, { qos: 2 });
-          const publisher = await open(url, {
+          const publisher = await open(broker.url, {
             clientId: clientId("pub"),
             protocolVersion: version,
           });
@@ -681,17 +642,11 @@ describe("mosquitto: a refused CONNACK (allow_anonymous false + password file)",
   const setup = skip ? { reason: skip } : passwordFile("kite", "s3cret");
   const refusedSkip = skip ?? setup.reason;
   const REFUSED = { skip: refusedSkip, timeout: 60_000 };
-  let broker: Mosquitto;
-  let url: string;
-  before(async () => {
-    if (refusedSkip) return;
-    broker = await startMosquitto({
-      extraConfig: `allow_anonymous false\npassword_file ${setup.file}`,
-    });
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  }, { timeout: 60_000 });
-  after(async () => {
-    await broker?.stop();
+  const broker = sharedMosquitto(
+    { extraConfig: `allow_anonymous false\npassword_file ${setup.file}` },
+    refusedSkip,
+  );
+  after(() => {
     if (setup.file) fs.rmSync(path.dirname(setup.file), { recursive: true, force: true });
   });
 
@@ -703,7 +658,7 @@ describe("mosquitto: a refused CONNACK (allow_anonymous false + password file)",
       `${NAMES[version]} anonymous: ConnectionRefusedError with code ${expected}`,
       REFUSED,
       async () => {
-        const error = await connect(url, {
+        const error = await connect(broker.url, {
           clientId: clientId("anon"),
           protocolVersion: version,
         }).then(
@@ -719,7 +674,7 @@ describe("mosquitto: a refused CONNACK (allow_anonymous false + password file)",
       `${NAMES[version]} wrong password: ConnectionRefusedError with code ${expected}`,
       REFUSED,
       async () => {
-        const error = await connect(url, {
+        const error = await connect(broker.url, {
           clientId: clientId("bad"),
           protocolVersion: version,
           username: "kite",

@@ -11,10 +11,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { connect } from "../../src/client/connect.ts";
-import type { MqttClient } from "../../src/client/clients.ts";
-import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
-import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { startFaultProxy } from "../helpers/fault_proxy.ts";
+import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { Clients } from "../helpers/clients.ts";
 import type { ConnectEventDetail } from "../../src/client/events.ts";
 import { indexOf, nextEvent, runtimeCommand, seedFor, Tally, within } from "./support.ts";
 
@@ -94,18 +93,14 @@ async function crashAndResume(qos: 1 | 2, cuts = false, brokerRestart = false): 
   // Somewhere between 10 % and 40 % of the way.
   const killAfter = BATCH *
     Math.floor((COUNT / BATCH) * (0.1 + (seed % 1000) / 1000 * 0.3));
-  let broker: Mosquitto | undefined;
-  let subscriber: MqttClient | undefined;
-  let proxy: FaultProxy | undefined;
   try {
-    broker = await startMosquitto({ extraConfig: "max_queued_messages 0" });
-    if (cuts) {
-      // Both runs of the child go through connections cut every 1 to 6 KB.
-      proxy = await startFaultProxy(broker, { seed });
-      proxy.cutRandomly({ minBytes: 1_000, maxBytes: 6_000 });
-    }
+    await using broker = await startMosquitto({ extraConfig: "max_queued_messages 0" });
+    // With cuts, both runs of the child go through connections cut every 1 to 6 KB.
+    await using proxy = cuts ? await startFaultProxy(broker, { seed }) : undefined;
+    proxy?.cutRandomly({ minBytes: 1_000, maxBytes: 6_000 });
     const tally = new Tally(COUNT, COUNT);
-    subscriber = await connect(`mqtt://127.0.0.1:${broker.port}`, {
+    await using clients = new Clients();
+    const subscriber = await clients.connect(broker.url, {
       clientId: `crash-sub-${seed}`,
       clean: false,
       reconnect: { minDelay: 10, maxDelay: 100 },
@@ -175,9 +170,6 @@ async function crashAndResume(qos: 1 | 2, cuts = false, brokerRestart = false): 
       );
     }
   } finally {
-    await subscriber?.disconnect();
-    await proxy?.close();
-    await broker?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -9,11 +9,10 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { connect } from "../../src/client/connect.ts";
 import { FileStore } from "../../src/store/file_store.ts";
-import type { MqttClient } from "../../src/client/clients.ts";
-import { type FaultProxy, startFaultProxy } from "../helpers/fault_proxy.ts";
-import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { startFaultProxy } from "../helpers/fault_proxy.ts";
+import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { Clients } from "../helpers/clients.ts";
 import { countLosses, indexOf, payloadOf, seedFor, Tally, within } from "./support.ts";
 
 const TOTAL = 10_000;
@@ -35,25 +34,21 @@ interface Run {
 async function throughCuts({ qos, cutSubscriber, name, v5, fileStore }: Run): Promise<void> {
   const seed = seedFor(name);
   const topic = `reliability/${seed}/cuts`;
-  let broker: Mosquitto | undefined;
-  let publisherProxy: FaultProxy | undefined;
-  let subscriberProxy: FaultProxy | undefined;
-  let publisher: MqttClient | undefined;
-  let subscriber: MqttClient | undefined;
   const storeDir = fileStore ? fs.mkdtempSync(path.join(os.tmpdir(), "kite-cuts-")) : undefined;
   const version = v5
     ? { protocolVersion: 5, properties: { sessionExpiryInterval: 300 } } as const
     : {};
   try {
     // No cap on what mosquitto queues for the persistent subscriber while it is cut off.
-    broker = await startMosquitto({ extraConfig: "max_queued_messages 0" });
-    publisherProxy = await startFaultProxy(broker, { seed });
-    subscriberProxy = await startFaultProxy(broker, {
+    await using broker = await startMosquitto({ extraConfig: "max_queued_messages 0" });
+    await using publisherProxy = await startFaultProxy(broker, { seed });
+    await using subscriberProxy = await startFaultProxy(broker, {
       seed: seed ^ 0x5bd1e995,
     });
     const tally = new Tally(TOTAL);
     let wrongQos = 0;
-    subscriber = await connect(`mqtt://127.0.0.1:${subscriberProxy.port}`, {
+    await using clients = new Clients();
+    const subscriber = await clients.connect(subscriberProxy.url, {
       ...version,
       clientId: `sub-${seed}`,
       clean: false,
@@ -67,7 +62,7 @@ async function throughCuts({ qos, cutSubscriber, name, v5, fileStore }: Run): Pr
     assert.equal(await subscriber.subscribe(topic, { qos }), qos);
     const subscriberLosses = countLosses(subscriber);
 
-    publisher = await connect(`mqtt://127.0.0.1:${publisherProxy.port}`, {
+    const publisher = await clients.connect(publisherProxy.url, {
       ...version,
       clientId: `pub-${seed}`,
       clean: false,
@@ -110,8 +105,8 @@ async function throughCuts({ qos, cutSubscriber, name, v5, fileStore }: Run): Pr
       })`,
     ).catch((error) => {
       throw new Error(
-        `${error.message}; subscriber ${subscriber!.state}, cut ${subscriberLosses.lost} times, ` +
-          `${subscriberProxy!.connections} open connections; seed ${seed}`,
+        `${error.message}; subscriber ${subscriber.state}, cut ${subscriberLosses.lost} times, ` +
+          `${subscriberProxy.connections} open connections; seed ${seed}`,
       );
     });
     const elapsed = performance.now() - started;
@@ -148,11 +143,6 @@ async function throughCuts({ qos, cutSubscriber, name, v5, fileStore }: Run): Pr
       );
     }
   } finally {
-    await publisher?.disconnect();
-    await subscriber?.disconnect();
-    await publisherProxy?.close();
-    await subscriberProxy?.close();
-    await broker?.stop();
     if (storeDir !== undefined) fs.rmSync(storeDir, { recursive: true, force: true });
   }
 }

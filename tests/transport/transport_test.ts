@@ -10,7 +10,7 @@ import * as tls from "node:tls";
 import { ConnectionClosedError } from "../../src/errors.ts";
 import { brokerAddress } from "../../src/transport/address.ts";
 import { openTransport, type Transport, type TransportOptions } from "../../src/transport/mod.ts";
-import { type Mosquitto, mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
 
 const skip = mosquittoSkipReason();
 // Large transfers and brokers take longer than bun test's default of 5 s on a busy machine.
@@ -26,18 +26,6 @@ const CONNACK_ACCEPTED = [0x20, 0x02, 0x00, 0x00];
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async function withBroker(
-  options: Parameters<typeof startMosquitto>[0],
-  body: (broker: Mosquitto) => Promise<void>,
-): Promise<void> {
-  const broker = await startMosquitto(options);
-  try {
-    await body(broker);
-  } finally {
-    await broker.stop();
-  }
-}
 
 /** Runs `body` with the transport and closes it afterwards, whatever happens. */
 async function using(
@@ -455,11 +443,10 @@ test(
   "openTransport - mqtt: and tcp: reach mosquitto: CONNECT gets CONNACK",
   withMosquitto,
   async () => {
-    await withBroker({}, async (broker) => {
-      for (const scheme of ["mqtt", "tcp"]) {
-        await using(openTransport(new URL(`${scheme}://${HOST}:${broker.port}`)), assertConnack);
-      }
-    });
+    await using broker = await startMosquitto();
+    for (const scheme of ["mqtt", "tcp"]) {
+      await using(openTransport(new URL(`${scheme}://${HOST}:${broker.port}`)), assertConnack);
+    }
   },
 );
 
@@ -494,10 +481,9 @@ test("openTransport - 8 MiB written over TCP come back intact and in order", slo
 });
 
 test("openTransport - 8 MiB through mosquitto over TCP arrive intact", withMosquitto, async () => {
-  await withBroker({}, async (broker) => {
-    await using(openTransport(new URL(`mqtt://${HOST}:${broker.port}`)), async (transport) => {
-      await assertRoundTrip(transport, pattern(8 * MiB, 1));
-    });
+  await using broker = await startMosquitto();
+  await using(openTransport(new URL(`mqtt://${HOST}:${broker.port}`)), async (transport) => {
+    await assertRoundTrip(transport, pattern(8 * MiB, 1));
   });
 });
 
@@ -612,10 +598,9 @@ test(
   "openTransport - close() ends the readable side and fails writes (TCP)",
   withMosquitto,
   async () => {
-    await withBroker({}, async (broker) => {
-      const transport = await openTransport(new URL(`mqtt://${HOST}:${broker.port}`));
-      await assertClosesBothStreams(transport);
-    });
+    await using broker = await startMosquitto();
+    const transport = await openTransport(new URL(`mqtt://${HOST}:${broker.port}`));
+    await assertClosesBothStreams(transport);
   },
 );
 
@@ -637,17 +622,16 @@ test(
   "openTransport - the broker ending the connection closes the readable side",
   withMosquitto,
   async () => {
-    await withBroker({}, async (broker) => {
-      await using(openTransport(new URL(`mqtt://${HOST}:${broker.port}`)), async (transport) => {
-        await assertConnack(transport);
-        // A second CONNECT is a protocol violation [MQTT-3.1.0-2]: mosquitto disconnects.
-        const writer = transport.writable.getWriter();
-        await writer.write(CONNECT);
-        const reader = transport.readable.getReader();
-        assert.deepEqual(await within(reader.read(), 5_000, "read"), {
-          value: undefined,
-          done: true,
-        });
+    await using broker = await startMosquitto();
+    await using(openTransport(new URL(`mqtt://${HOST}:${broker.port}`)), async (transport) => {
+      await assertConnack(transport);
+      // A second CONNECT is a protocol violation [MQTT-3.1.0-2]: mosquitto disconnects.
+      const writer = transport.writable.getWriter();
+      await writer.write(CONNECT);
+      const reader = transport.readable.getReader();
+      assert.deepEqual(await within(reader.read(), 5_000, "read"), {
+        value: undefined,
+        done: true,
       });
     });
   },
@@ -671,26 +655,24 @@ test("openTransport - abort while the TCP connect is pending", async () => {
 // TLS
 
 test("openTransport - mqtts: and tls: with the test CA", withMosquitto, async () => {
-  await withBroker({ tls: true }, async (broker) => {
-    for (const scheme of ["mqtts", "tls"]) {
-      const url = new URL(`${scheme}://${HOST}:${broker.tlsPort}`);
-      await using(openTransport(url, { ca: broker.ca }), assertConnack);
-      await using(openTransport(url, { ca: [broker.ca] }), assertConnack);
-    }
-  });
+  await using broker = await startMosquitto({ tls: true });
+  for (const scheme of ["mqtts", "tls"]) {
+    const url = new URL(`${scheme}://${HOST}:${broker.tlsPort}`);
+    await using(openTransport(url, { ca: broker.ca }), assertConnack);
+    await using(openTransport(url, { ca: [broker.ca] }), assertConnack);
+  }
 });
 
 test(
   "openTransport - TLS to an untrusted certificate is a ConnectionClosedError",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true }, async (broker) => {
-      const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
-      await assert.rejects(openTransport(url), (error: Error) => {
-        assert.ok(error instanceof ConnectionClosedError, String(error));
-        assert.match(error.message, /certificate|UnknownIssuer/i);
-        return true;
-      });
+    await using broker = await startMosquitto({ tls: true });
+    const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
+    await assert.rejects(openTransport(url), (error: Error) => {
+      assert.ok(error instanceof ConnectionClosedError, String(error));
+      assert.match(error.message, /certificate|UnknownIssuer/i);
+      return true;
     });
   },
 );
@@ -699,48 +681,45 @@ test(
   "openTransport - rejectUnauthorized: false accepts an untrusted certificate",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true }, async (broker) => {
-      const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
-      await using(openTransport(url, { rejectUnauthorized: false }), assertConnack);
-    });
+    await using broker = await startMosquitto({ tls: true });
+    const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
+    await using(openTransport(url, { rejectUnauthorized: false }), assertConnack);
   },
 );
 
 test("openTransport - mutual TLS with a client certificate", withMosquitto, async () => {
-  await withBroker({ tls: true }, async (broker) => {
-    const url = new URL(`mqtts://${HOST}:${broker.mtlsPort}`);
-    const { ca, clientCert: cert, clientKey: key } = broker;
-    await using(openTransport(url, { ca, cert, key }), assertConnack);
-    // Also through node:tls on Deno, which servername with a client certificate takes there.
-    await using(openTransport(url, { ca, cert, key, servername: "localhost" }), assertConnack);
-  });
+  await using broker = await startMosquitto({ tls: true });
+  const url = new URL(`mqtts://${HOST}:${broker.mtlsPort}`);
+  const { ca, clientCert: cert, clientKey: key } = broker;
+  await using(openTransport(url, { ca, cert, key }), assertConnack);
+  // Also through node:tls on Deno, which servername with a client certificate takes there.
+  await using(openTransport(url, { ca, cert, key, servername: "localhost" }), assertConnack);
 });
 
 test(
   "openTransport - mutual TLS without a client certificate gets no CONNACK",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true }, async (broker) => {
-      const url = new URL(`mqtts://${HOST}:${broker.mtlsPort}`);
-      let transport: Transport;
-      try {
-        transport = await openTransport(url, { ca: broker.ca });
-      } catch (error) {
-        // TLS 1.2 fails the handshake itself.
-        assert.ok(error instanceof ConnectionClosedError);
-        return;
-      }
-      // With TLS 1.3 the client's handshake completes; the server's alert arrives on first read.
-      await using(Promise.resolve(transport), async () => {
-        const writer = transport.writable.getWriter();
-        await writer.write(CONNECT).catch(() => {});
-        const reader = transport.readable.getReader();
-        const result = await within(reader.read().catch((error) => error), 5_000, "read");
-        if (result instanceof Error) {
-          assert.ok(result instanceof ConnectionClosedError);
-          assert.match(result.message, /certificate/i);
-        } else assert.deepEqual(result, { value: undefined, done: true });
-      });
+    await using broker = await startMosquitto({ tls: true });
+    const url = new URL(`mqtts://${HOST}:${broker.mtlsPort}`);
+    let transport: Transport;
+    try {
+      transport = await openTransport(url, { ca: broker.ca });
+    } catch (error) {
+      // TLS 1.2 fails the handshake itself.
+      assert.ok(error instanceof ConnectionClosedError);
+      return;
+    }
+    // With TLS 1.3 the client's handshake completes; the server's alert arrives on first read.
+    await using(Promise.resolve(transport), async () => {
+      const writer = transport.writable.getWriter();
+      await writer.write(CONNECT).catch(() => {});
+      const reader = transport.readable.getReader();
+      const result = await within(reader.read().catch((error) => error), 5_000, "read");
+      if (result instanceof Error) {
+        assert.ok(result instanceof ConnectionClosedError);
+        assert.match(result.message, /certificate/i);
+      } else assert.deepEqual(result, { value: undefined, done: true });
     });
   },
 );
@@ -814,11 +793,10 @@ test(
 );
 
 test("openTransport - 8 MiB through mosquitto over TLS arrive intact", withMosquitto, async () => {
-  await withBroker({ tls: true }, async (broker) => {
-    const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
-    await using(openTransport(url, { ca: broker.ca }), async (transport) => {
-      await assertRoundTrip(transport, pattern(8 * MiB, 2));
-    });
+  await using broker = await startMosquitto({ tls: true });
+  const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
+  await using(openTransport(url, { ca: broker.ca }), async (transport) => {
+    await assertRoundTrip(transport, pattern(8 * MiB, 2));
   });
 });
 
@@ -826,14 +804,13 @@ test(
   "openTransport - close() ends the readable side and fails writes (TLS)",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true }, async (broker) => {
-      const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
-      await assertClosesBothStreams(await openTransport(url, { ca: broker.ca }));
-      await assertClosesBothStreams(
-        await openTransport(url, { ca: broker.ca, servername: "localhost" }),
-      );
-      await assertClosesBothStreams(await openTransport(url, { rejectUnauthorized: false }));
-    });
+    await using broker = await startMosquitto({ tls: true });
+    const url = new URL(`mqtts://${HOST}:${broker.tlsPort}`);
+    await assertClosesBothStreams(await openTransport(url, { ca: broker.ca }));
+    await assertClosesBothStreams(
+      await openTransport(url, { ca: broker.ca, servername: "localhost" }),
+    );
+    await assertClosesBothStreams(await openTransport(url, { rejectUnauthorized: false }));
   },
 );
 
@@ -863,10 +840,9 @@ test("openTransport - abort during a TLS handshake the peer never answers", slow
 // WebSocket
 
 test("openTransport - ws: reaches mosquitto", withMosquitto, async () => {
-  await withBroker({ websockets: true }, async (broker) => {
-    await using(openTransport(new URL(`ws://${HOST}:${broker.wsPort}`)), assertConnack);
-    await using(openTransport(new URL(`ws://${HOST}:${broker.wsPort}/mqtt`)), assertConnack);
-  });
+  await using broker = await startMosquitto({ websockets: true });
+  await using(openTransport(new URL(`ws://${HOST}:${broker.wsPort}`)), assertConnack);
+  await using(openTransport(new URL(`ws://${HOST}:${broker.wsPort}/mqtt`)), assertConnack);
 });
 
 test("openTransport - ws: asks for subprotocol mqtt on path /mqtt", async () => {
@@ -890,23 +866,21 @@ test("openTransport - ws: asks for subprotocol mqtt on path /mqtt", async () => 
 });
 
 test("openTransport - wss: with the test CA", withMosquitto, async () => {
-  await withBroker({ tls: true, websockets: true }, async (broker) => {
-    const url = new URL(`wss://${HOST}:${broker.wssPort}/mqtt`);
-    await using(openTransport(url, { ca: broker.ca }), assertConnack);
-  });
+  await using broker = await startMosquitto({ tls: true, websockets: true });
+  const url = new URL(`wss://${HOST}:${broker.wssPort}/mqtt`);
+  await using(openTransport(url, { ca: broker.ca }), assertConnack);
 });
 
 test(
   "openTransport - wss: to an untrusted certificate is a ConnectionClosedError",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true, websockets: true }, async (broker) => {
-      const url = new URL(`wss://${HOST}:${broker.wssPort}/mqtt`);
-      await assert.rejects(openTransport(url), (error: Error) => {
-        assert.ok(error instanceof ConnectionClosedError, String(error));
-        assert.match(error.message, /certificate|UnknownIssuer/i);
-        return true;
-      });
+    await using broker = await startMosquitto({ tls: true, websockets: true });
+    const url = new URL(`wss://${HOST}:${broker.wssPort}/mqtt`);
+    await assert.rejects(openTransport(url), (error: Error) => {
+      assert.ok(error instanceof ConnectionClosedError, String(error));
+      assert.match(error.message, /certificate|UnknownIssuer/i);
+      return true;
     });
   },
 );
@@ -915,23 +889,22 @@ test(
   "openTransport - wss: with rejectUnauthorized: false and servername",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true, websockets: true }, async (broker) => {
-      const url = new URL(`wss://${HOST}:${broker.wssPort}/mqtt`);
-      if (runtime === "bun") {
-        await using(openTransport(url, { rejectUnauthorized: false }), assertConnack);
-        await using(openTransport(url, { ca: broker.ca, servername: "localhost" }), assertConnack);
-        await assert.rejects(
-          openTransport(url, { ca: broker.ca, servername: "other.test" }),
-          ConnectionClosedError,
-        );
-        return;
-      }
-      // Deno's WebSocket cannot skip verification or set SNI per connection; the failure says so.
-      await assert.rejects(openTransport(url, { rejectUnauthorized: false }), (error: Error) => {
-        assert.ok(error instanceof ConnectionClosedError);
-        assert.match(error.message, /cannot apply rejectUnauthorized: false/);
-        return true;
-      });
+    await using broker = await startMosquitto({ tls: true, websockets: true });
+    const url = new URL(`wss://${HOST}:${broker.wssPort}/mqtt`);
+    if (runtime === "bun") {
+      await using(openTransport(url, { rejectUnauthorized: false }), assertConnack);
+      await using(openTransport(url, { ca: broker.ca, servername: "localhost" }), assertConnack);
+      await assert.rejects(
+        openTransport(url, { ca: broker.ca, servername: "other.test" }),
+        ConnectionClosedError,
+      );
+      return;
+    }
+    // Deno's WebSocket cannot skip verification or set SNI per connection; the failure says so.
+    await assert.rejects(openTransport(url, { rejectUnauthorized: false }), (error: Error) => {
+      assert.ok(error instanceof ConnectionClosedError);
+      assert.match(error.message, /cannot apply rejectUnauthorized: false/);
+      return true;
     });
   },
 );
@@ -970,14 +943,13 @@ test(
   "openTransport - a PUBLISH through mosquitto over ws: and wss: comes back",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true, websockets: true }, async (broker) => {
-      await using(openTransport(new URL(`ws://${HOST}:${broker.wsPort}`)), async (transport) => {
-        await assertRoundTrip(transport, pattern(4000, 4));
-      });
-      const url = new URL(`wss://${HOST}:${broker.wssPort}`);
-      await using(openTransport(url, { ca: broker.ca }), async (transport) => {
-        await assertRoundTrip(transport, pattern(4000, 5));
-      });
+    await using broker = await startMosquitto({ tls: true, websockets: true });
+    await using(openTransport(new URL(`ws://${HOST}:${broker.wsPort}`)), async (transport) => {
+      await assertRoundTrip(transport, pattern(4000, 4));
+    });
+    const url = new URL(`wss://${HOST}:${broker.wssPort}`);
+    await using(openTransport(url, { ca: broker.ca }), async (transport) => {
+      await assertRoundTrip(transport, pattern(4000, 5));
     });
   },
 );
@@ -1012,11 +984,10 @@ test(
   "openTransport - close() ends the readable side and fails writes (WebSocket)",
   withMosquitto,
   async () => {
-    await withBroker({ tls: true, websockets: true }, async (broker) => {
-      await assertClosesBothStreams(await openTransport(new URL(`ws://${HOST}:${broker.wsPort}`)));
-      const url = new URL(`wss://${HOST}:${broker.wssPort}`);
-      await assertClosesBothStreams(await openTransport(url, { ca: broker.ca }));
-    });
+    await using broker = await startMosquitto({ tls: true, websockets: true });
+    await assertClosesBothStreams(await openTransport(new URL(`ws://${HOST}:${broker.wsPort}`)));
+    const url = new URL(`wss://${HOST}:${broker.wssPort}`);
+    await assertClosesBothStreams(await openTransport(url, { ca: broker.ca }));
   },
 );
 
