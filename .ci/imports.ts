@@ -6,6 +6,9 @@
  * - a file under `src/packet/` imports anything outside `src/packet/`: the codec stands on its
  *   own (`jsr:@kite/mqtt/packet`), so it may not reach into the rest of Kite, nor into `node:`
  *   or any other non-relative specifier;
+ * - a file imports upward or sideways: each file belongs to one layer of `LAYERS`, and may
+ *   import its own layer's files and those of the layers below, never a layer above nor another
+ *   layer on its own floor (the client and the broker do not know each other);
  * - the files import each other in a cycle. Only relative specifiers make edges.
  *
  * It prints one line per problem and exits with 1, or prints nothing and exits with 0.
@@ -16,6 +19,27 @@
 
 const ROOT = new URL("../", import.meta.url);
 const CODEC = "src/packet/";
+
+/** The layers, floor by floor from the ground up; a layer is a folder or a file of `src/`. */
+const LAYERS: readonly (readonly string[])[] = [
+  ["src/packet/", "src/_async.ts"],
+  ["src/errors.ts", "src/topic.ts"],
+  ["src/transport/", "src/store/"],
+  ["src/session/"],
+  ["src/client/", "src/broker/"],
+  ["src/cli/"],
+  ["mod.ts"],
+];
+
+/** The floor and the layer a file belongs to; a file of no layer is a problem of its own. */
+function layerOf(file: string): { floor: number; layer: string } | undefined {
+  for (let floor = 0; floor < LAYERS.length; floor++) {
+    for (const layer of LAYERS[floor]) {
+      if (layer.endsWith("/") ? file.startsWith(layer) : file === layer) return { floor, layer };
+    }
+  }
+  return undefined;
+}
 
 /** The code of a TypeScript file with its comments blanked out; strings are kept. */
 function withoutComments(source: string): string {
@@ -101,7 +125,19 @@ for (const file of files) {
       problems.push(`${file} imports "${specifier}", which is outside ${CODEC}`);
     }
     if (target !== undefined && !targets.includes(target)) targets.push(target);
+    const from = layerOf(file);
+    const to = target === undefined ? undefined : layerOf(target);
+    if (
+      from !== undefined && to !== undefined && from.layer !== to.layer && to.floor >= from.floor
+    ) {
+      problems.push(
+        `${file} imports "${specifier}": ${to.layer} is ${
+          to.floor > from.floor ? "above" : "beside"
+        } ${from.layer}; imports run downward only`,
+      );
+    }
   }
+  if (layerOf(file) === undefined) problems.push(`${file} belongs to no layer of .ci/imports.ts`);
   edges.set(file, targets.sort());
 }
 

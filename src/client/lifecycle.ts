@@ -17,8 +17,8 @@ import {
   TimeoutError,
   toMqttError,
 } from "../errors.ts";
-import { Writer } from "../packet/bytes.ts";
-import { encode, encodeInto } from "../packet/encode.ts";
+import { ReasonCode } from "../packet/constants.ts";
+import { encode, packetSize } from "../packet/encode.ts";
 import type { ConnackPacket, DisconnectPacket, Packet, Properties } from "../packet/types.ts";
 import { Session } from "../session/session.ts";
 import type { Transport } from "../transport/types.ts";
@@ -119,7 +119,7 @@ export class Lifecycle {
     this.clock = settings.clock;
     const session = new Session<Token>(settings.session);
     // Check the CONNECT now, so a bad option fails here rather than on the wire.
-    encodeInto(new Writer(), session.connect(0), settings.protocolVersion);
+    packetSize(session.connect(0), settings.protocolVersion);
     session.disconnected();
     this.session = session;
     this.#redialer = new Redialer(this.#dial, settings);
@@ -211,7 +211,7 @@ export class Lifecycle {
       throw new ProtocolError(
         `the broker sent ${packet.type.toUpperCase()} before CONNACK`,
         "MQTT-3.2.0-1",
-        0x82,
+        ReasonCode.ProtocolError,
       );
     }
     session.receive(packet, this.clock.now());
@@ -221,7 +221,7 @@ export class Lifecycle {
       throw new ProtocolError(
         "the broker sent AUTH, but no authentication method was set",
         undefined,
-        0x82,
+        ReasonCode.ProtocolError,
       );
     }
     return this.#host.pump();

@@ -14,6 +14,7 @@ import {
   StoreError,
   TimeoutError,
 } from "../errors.ts";
+import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
 import type { ReconnectOptions } from "./types.ts";
@@ -24,24 +25,29 @@ import type { ReconnectOptions } from "./types.ts";
  */
 export type Dialer = (signal: AbortSignal, attempt: number) => Promise<Transport>;
 
-// CONNACK codes that retrying cannot fix: bad protocol version, client id rejected, bad
-// credentials, not authorized (3.x), and their MQTT 5 counterparts plus banned, bad
-// authentication method and the "will not accept this" family.
-const FINAL_REFUSALS_3 = new Set([1, 2, 4, 5]);
-const FINAL_REFUSALS_5 = new Set([
-  0x81,
-  0x82,
-  0x84,
-  0x85,
-  0x86,
-  0x87,
-  0x8a,
-  0x8c,
-  0x90,
-  0x95,
-  0x99,
-  0x9a,
-  0x9b,
+// CONNACK codes that retrying cannot fix: a refused protocol version, client identifier or
+// credentials, and no authorization; in MQTT 5 also a ban, a bad authentication method, and
+// a CONNECT the server will not accept as it is.
+const FINAL_REFUSALS_3: ReadonlySet<number> = new Set([
+  ConnackReturnCode.UnacceptableProtocolVersion,
+  ConnackReturnCode.IdentifierRejected,
+  ConnackReturnCode.BadUserNameOrPassword,
+  ConnackReturnCode.NotAuthorized,
+]);
+const FINAL_REFUSALS_5: ReadonlySet<number> = new Set([
+  ReasonCode.MalformedPacket,
+  ReasonCode.ProtocolError,
+  ReasonCode.UnsupportedProtocolVersion,
+  ReasonCode.ClientIdentifierNotValid,
+  ReasonCode.BadUserNameOrPassword,
+  ReasonCode.NotAuthorized,
+  ReasonCode.Banned,
+  ReasonCode.BadAuthenticationMethod,
+  ReasonCode.TopicNameInvalid,
+  ReasonCode.PacketTooLarge,
+  ReasonCode.PayloadFormatInvalid,
+  ReasonCode.RetainNotSupported,
+  ReasonCode.QoSNotSupported,
 ]);
 
 /**
@@ -61,7 +67,9 @@ export function isRetryable(error: MqttError, protocolVersion: ProtocolVersion):
     return !(protocolVersion === 5 ? FINAL_REFUSALS_5 : FINAL_REFUSALS_3).has(error.reasonCode);
   }
   // Another client took the session over: fighting it back would loop for ever.
-  if (error instanceof BrokerDisconnect) return error.packet.reasonCode !== 0x8e;
+  if (error instanceof BrokerDisconnect) {
+    return error.packet.reasonCode !== ReasonCode.SessionTakenOver;
+  }
   return !(error instanceof ProtocolError);
 }
 
