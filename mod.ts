@@ -84,7 +84,13 @@ export type {
   WillOptions,
 } from "./src/client/types.ts";
 export { PublishError } from "./src/session/session.ts";
-export { FileStore, type FileStoreOptions } from "./src/store/file_store.ts";
-export { MemoryStore } from "./src/store/memory_store.ts";
-export type { OutgoingState, Store, StoreContents, StoredPublish } from "./src/store/store.ts";
+export {
+  FileStore,
+  type FileStoreOptions,
+  MemoryStore,
+  type OutgoingState,
+  type Store,
+  type StoreContents,
+  type StoredPublish,
+} from "./src/store/mod.ts";
 export type { Transport, TransportOptions } from "./src/transport/types.ts";
