@@ -13,8 +13,15 @@
  * @module
  */
 
-import { LimitError, MqttError, ProtocolError, TimeoutError } from "../errors.ts";
-import { utf8Length } from "../packet/bytes.ts";
+import {
+  ConnectionClosedError,
+  LimitError,
+  MqttError,
+  ProtocolError,
+  TimeoutError,
+} from "../errors.ts";
+import { utf8Length, Writer } from "../packet/bytes.ts";
+import { encodeInto } from "../packet/encode.ts";
 import { publishSize } from "../packet/publish.ts";
 import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
 import type {
@@ -62,6 +69,18 @@ export interface SessionOptions {
   journal?: boolean;
   /** Subscribe again after reconnecting to a server that lost the session; default true. */
   resubscribe?: boolean;
+  /**
+   * The most operations that may wait to be sent: publishes waiting for a connection or for room
+   * in the window, and SUBSCRIBE or UNSUBSCRIBE requests made while disconnected. Default 10,000.
+   */
+  maxQueuedMessages?: number;
+  /**
+   * The most bytes those operations may hold: the payloads of the publishes, and the payloads of
+   * the requests (see {@linkcode requestPayloadSize}). Default 64 MiB.
+   */
+  maxQueuedBytes?: number;
+  /** Refuse QoS 0 publishes while disconnected, instead of queuing them; default false. */
+  dropQos0Offline?: boolean;
 }
 
 /** Something the user must hear about. */
@@ -371,9 +390,36 @@ export class Session<T> {
    * Queues a PUBLISH. QoS 0 goes to the outbox at once when connected and returns `true`; QoS 1
    * and 2 get a packet id and go out when the window has room, in the order they were published.
    * While disconnected, everything waits in order ("sent" events report QoS 0 leaving).
+   *
+   * A PUBLISH with a topic alias and an empty topic takes the topic the alias was last given, so
+   * it can go again on a new connection, where the server knows no alias [MQTT-3.3.2-7], and
+   * survive a restart from a store.
+   *
+   * @throws {LimitError} Before anything changes, when the server's limits forbid the PUBLISH
+   * (its QoS, retain, topic alias or size), when its alias has not been given a topic yet, or when
+   * it would wait and the queue is full (`maxQueuedMessages`, `maxQueuedBytes`).
+   * @throws {ConnectionClosedError} For QoS 0 while disconnected, with `dropQos0Offline`.
    */
   publish(packet: PublishPacket, token: T): boolean {
-    if (packet.properties?.topicAlias !== undefined) this.resolveTopicAlias(packet);
+    const alias = packet.properties?.topicAlias;
+    // Measured and checked with its whole topic, as it goes the first time a connection uses
+    // the alias; an alias never given a topic leaves it empty, which publishRefusal refuses.
+    if (alias !== undefined && packet.topic === "") {
+      packet.topic = this.#declaredAliases.get(alias) ?? "";
+    }
+    const refusal = publishRefusal(packet, this.limits, this.options.protocolVersion, true);
+    if (refusal !== undefined) throw refusal;
+    if (!this.connected) {
+      if (packet.qos === 0 && this.options.dropQos0Offline) {
+        throw new ConnectionClosedError(
+          'not connected, and QoS 0 publishes are dropped while offline (queue.qos0: "drop")',
+        );
+      }
+      this.#requireQueueRoom(packet.payload.length);
+    } else if (packet.qos > 0 && this.waitingCount > 0) {
+      this.#requireQueueRoom(packet.payload.length);
+    }
+    if (alias !== undefined) this.#declaredAliases.set(alias, packet.topic);
     if (packet.qos === 0 && this.connected) {
       this.#pushPublish(packet);
       return true;
@@ -400,14 +446,54 @@ export class Session<T> {
     return false;
   }
 
-  /** Queues a SUBSCRIBE. */
+  /**
+   * Queues a SUBSCRIBE: sent at once when connected, after the next CONNACK otherwise.
+   *
+   * @throws {ProtocolError | TypeError} Before anything changes, when the packet cannot be
+   * encoded (what `encode` throws for it).
+   * @throws {LimitError} Before anything changes, when it is larger than the server accepts, or
+   * when disconnected and the queue is full.
+   */
   subscribe(packet: Omit<SubscribePacket, "packetId">, token: T): void {
-    this.#request({ ...packet, packetId: 0 } as SubscribePacket, token);
+    // The packet id it is measured with; the real one is given when it is sent.
+    this.#checkedRequest({ ...packet, packetId: 1 } as SubscribePacket, token);
   }
 
-  /** Queues an UNSUBSCRIBE. */
+  /**
+   * Queues an UNSUBSCRIBE: sent at once when connected, after the next CONNACK otherwise.
+   *
+   * @throws {ProtocolError | TypeError} Before anything changes, when the packet cannot be
+   * encoded (what `encode` throws for it).
+   * @throws {LimitError} Before anything changes, when it is larger than the server accepts, or
+   * when disconnected and the queue is full.
+   */
   unsubscribe(packet: Omit<UnsubscribePacket, "packetId">, token: T): void {
-    this.#request({ ...packet, packetId: 0 } as UnsubscribePacket, token);
+    this.#checkedRequest({ ...packet, packetId: 1 } as UnsubscribePacket, token);
+  }
+
+  #checkedRequest(packet: SubscribePacket | UnsubscribePacket, token: T): void {
+    const refusal = requestRefusal(packet, this.limits, this.options.protocolVersion);
+    if (refusal !== undefined) throw refusal;
+    if (!this.connected) this.#requireQueueRoom(requestPayloadSize(packet));
+    this.#request(packet, token);
+  }
+
+  /**
+   * Throws {@linkcode LimitError} when the queue has no room for one more entry of `bytes`
+   * bytes. Publishes waiting to be sent and requests made while disconnected share its bounds.
+   */
+  #requireQueueRoom(bytes: number): void {
+    const publishes = this.waitingCount;
+    const requests = this.#queuedRequests.length;
+    const queuedBytes = this.#waitingBytes + this.#queuedRequestBytes;
+    if (
+      publishes + requests >= (this.options.maxQueuedMessages ?? 10_000) ||
+      queuedBytes + bytes > (this.options.maxQueuedBytes ?? 64 * 1024 * 1024)
+    ) {
+      throw new LimitError(
+        `the queue of operations waiting to be sent is full (${publishes} publishes, ${requests} subscribe or unsubscribe requests, ${queuedBytes} bytes; see the queue option)`,
+      );
+    }
   }
 
   #request(packet: SubscribePacket | UnsubscribePacket, token: T): void {
@@ -727,30 +813,6 @@ export class Session<T> {
   }
 
   /**
-   * Gives a PUBLISH that uses a topic alias its whole topic: an empty topic takes the one the
-   * alias was last given, so the message can go again on a new connection, where the server
-   * knows no alias [MQTT-3.3.2-7], and survive a restart from a store. `publish` does it too;
-   * the client calls it first to measure the packet as it may go on the wire.
-   *
-   * @throws {LimitError} When the topic is empty and the alias has not been given one.
-   */
-  resolveTopicAlias(packet: PublishPacket): void {
-    const alias = packet.properties!.topicAlias!;
-    if (packet.topic !== "") {
-      this.#declaredAliases.set(alias, packet.topic);
-      return;
-    }
-    const topic = this.#declaredAliases.get(alias);
-    if (topic === undefined) {
-      // An empty topic needs an alias that has been given a topic (MQTT 5.0, 3.3.2.3.4).
-      throw new LimitError(
-        `topic alias ${alias} has not been given a topic yet; publish with the topic and the alias first`,
-      );
-    }
-    packet.topic = topic;
-  }
-
-  /**
    * Puts a PUBLISH in the outbox. With a topic alias, it goes with an empty topic only when this
    * connection's server already maps the alias to its topic; otherwise with the topic, which
    * sets the mapping (MQTT 5.0, 3.3.2.3.4). Resent packets after a reconnection thus carry the topic.
@@ -782,7 +844,7 @@ export class Session<T> {
     while (this.#waitingHead < waiting.length) {
       const outgoing = waiting[this.#waitingHead];
       // Queued before this CONNACK: hold it against the limits the server just announced.
-      const refusal = this.#refusal(outgoing.packet);
+      const refusal = publishRefusal(outgoing.packet, this.limits, this.options.protocolVersion);
       if (refusal !== undefined) {
         if (this.journaling && outgoing.packet.qos > 0) {
           this.#journal.push({ op: "delete", sequence: outgoing.sequence });
@@ -806,30 +868,6 @@ export class Session<T> {
       this.#waiting = waiting.slice(this.#waitingHead);
       this.#waitingHead = 0;
     }
-  }
-
-  /** Why the server's limits forbid sending `packet`, if they do. */
-  #refusal(packet: PublishPacket): MqttError | undefined {
-    const limits = this.limits;
-    if (packet.qos > limits.maximumQoS) {
-      // [MQTT-3.2.2-11]
-      return new LimitError(
-        `the broker supports QoS ${limits.maximumQoS} at most; this publish asks for ${packet.qos}`,
-      );
-    }
-    if (packet.retain && !limits.retainAvailable) {
-      return new LimitError("the broker does not support retained messages"); // [MQTT-3.2.2-14]
-    }
-    if (limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize) {
-      const size = publishSize(packet, this.options.protocolVersion);
-      if (size > limits.maximumPacketSize) {
-        // [MQTT-3.2.2-15]
-        return new LimitError(
-          `the PUBLISH is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
-        );
-      }
-    }
-    return undefined;
   }
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
@@ -1069,4 +1107,78 @@ export function requestPayloadSize(
 
 function reasonStringOf(packet: Packet): string | undefined {
   return (packet as { properties?: Properties }).properties?.reasonString;
+}
+
+/**
+ * Why the server's limits forbid sending a PUBLISH, if they do. A `fresh` one, just published,
+ * is also held to the Topic Alias Maximum and measured in any case (measuring checks that it can
+ * be encoded); one queued before a CONNACK was checked when published, goes without an alias
+ * the new server does not allow, and is measured only against a lower Maximum Packet Size.
+ */
+function publishRefusal(
+  packet: PublishPacket,
+  limits: ServerLimits,
+  protocolVersion: ProtocolVersion,
+  fresh = false,
+): LimitError | undefined {
+  if (packet.qos > limits.maximumQoS) {
+    // [MQTT-3.2.2-11]
+    return new LimitError(
+      `the broker supports QoS ${limits.maximumQoS} at most; this publish asks for ${packet.qos}`,
+    );
+  }
+  if (packet.retain && !limits.retainAvailable) {
+    return new LimitError("the broker does not support retained messages"); // [MQTT-3.2.2-14]
+  }
+  const alias = fresh ? packet.properties?.topicAlias : undefined;
+  if (alias !== undefined) {
+    if (alias > limits.topicAliasMaximum) {
+      // [MQTT-3.3.2-9]
+      return new LimitError(
+        `topic alias ${alias} exceeds the broker's Topic Alias Maximum of ${limits.topicAliasMaximum}`,
+      );
+    }
+    if (packet.topic === "") {
+      // An empty topic needs an alias that has been given a topic (MQTT 5.0, 3.3.2.3.4).
+      return new LimitError(
+        `topic alias ${alias} has not been given a topic yet; publish with the topic and the alias first`,
+      );
+    }
+  }
+  if (fresh || limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize) {
+    const size = publishSize(packet, protocolVersion);
+    if (size > limits.maximumPacketSize) {
+      // [MQTT-3.2.2-15]
+      return new LimitError(
+        `the PUBLISH is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why a SUBSCRIBE or UNSUBSCRIBE cannot be sent: larger than the server accepts
+ * [MQTT-3.2.2-15]. Throws what encoding throws for a packet that cannot be encoded.
+ */
+function requestRefusal(
+  packet: SubscribePacket | UnsubscribePacket,
+  limits: ServerLimits,
+  protocolVersion: ProtocolVersion,
+): LimitError | undefined {
+  const size = encodedSize(packet, protocolVersion);
+  if (size > limits.maximumPacketSize) {
+    return new LimitError(
+      `the ${packet.type.toUpperCase()} is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
+    );
+  }
+  return undefined;
+}
+
+// Becomes the codec's packetSize(packet, protocolVersion), which validates as encode does
+// without allocating the bytes.
+function encodedSize(packet: Packet, protocolVersion: ProtocolVersion): number {
+  const writer = new Writer();
+  encodeInto(writer, packet, protocolVersion);
+  return writer.pos;
 }
