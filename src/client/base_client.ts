@@ -7,16 +7,7 @@
  */
 
 import { Deferred } from "../_async.ts";
-import {
-  ConnectionClosedError,
-  LimitError,
-  type MqttError,
-  StateError,
-  SubscribeError,
-} from "../errors.ts";
-import { Writer } from "../packet/bytes.ts";
-import { encodeInto } from "../packet/encode.ts";
-import { publishSize } from "../packet/publish.ts";
+import { type MqttError, StateError, SubscribeError } from "../errors.ts";
 import type {
   ConnackPacket,
   ProtocolVersion,
@@ -26,7 +17,6 @@ import type {
   UnsubackPacket,
   UnsubscribePacket,
 } from "../packet/types.ts";
-import { requestPayloadSize } from "../session/session.ts";
 import type { Transport } from "../transport/types.ts";
 import { type ClientState, type DisconnectOptions, Lifecycle, type Token } from "./lifecycle.ts";
 import { toBytes } from "./options.ts";
@@ -74,9 +64,6 @@ const ALLOWED: Record<ClientState, ReadonlySet<Operation>> = {
  */
 export class BaseClient extends EventTarget implements AsyncDisposable {
   readonly #life: Lifecycle;
-  #maxQueued = 10_000;
-  #maxQueuedBytes = 64 * 1024 * 1024;
-  #dropQos0Offline = false;
 
   /**
    * Creates a client over a connection you opened (anything with `readable` and `writable` byte
@@ -144,9 +131,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Sets up the session from the options, before the first connection. */
   protected configure(options: ClientOptions): void {
     this.#life.configure(options);
-    this.#maxQueued = options.queue?.maxMessages ?? 10_000;
-    this.#maxQueuedBytes = options.queue?.maxBytes ?? 64 * 1024 * 1024;
-    this.#dropQos0Offline = options.queue?.qos0 === "drop";
   }
 
   /** Replaces the user name and password sent with the next CONNECT (a refreshed token). */
@@ -164,55 +148,19 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Queues a PUBLISH built by a mixin, after checking it against the broker's limits and the
-   * queue's bounds.
+   * Queues a PUBLISH built by a mixin; the session checks it against the broker's limits and
+   * the queue's bounds first.
    *
    * @returns A promise that settles when the flow completes (QoS 1, 2) or the bytes are written.
    */
   protected sendPublish(packet: PublishPacket): Promise<void> {
     this.requireState("publish");
     const session = this.#life.session!;
-    const limits = session.limits;
-    if (packet.qos > limits.maximumQoS) {
-      // [MQTT-3.2.2-11]
-      throw new LimitError(
-        `the broker supports QoS ${limits.maximumQoS} at most; this publish asks for ${packet.qos}`,
-      );
-    }
-    if (packet.retain && !limits.retainAvailable) {
-      // [MQTT-3.2.2-14]
-      throw new LimitError("the broker does not support retained messages");
-    }
-    const alias = packet.properties?.topicAlias;
-    if (alias !== undefined && alias > limits.topicAliasMaximum) {
-      // [MQTT-3.3.2-9]
-      throw new LimitError(
-        `topic alias ${alias} exceeds the broker's Topic Alias Maximum of ${limits.topicAliasMaximum}`,
-      );
-    }
-    // With its whole topic, as it goes the first time this connection uses the alias.
-    if (alias !== undefined) session.resolveTopicAlias(packet);
-    // Measure now, without writing: a bad packet fails here, and none larger than the broker
-    // accepts is ever sent [MQTT-3.2.2-15].
-    const size = publishSize(packet, this.protocolVersion);
-    if (size > limits.maximumPacketSize) {
-      throw new LimitError(
-        `the PUBLISH is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
-      );
-    }
     if (packet.qos === 0 && session.connected) {
       session.publish(packet, undefined as unknown as Token);
       const connection = this.#life.connection!;
       connection.scheduleFlush();
       return connection.written();
-    }
-    if (packet.qos === 0 && this.#dropQos0Offline) {
-      throw new ConnectionClosedError(
-        'not connected, and QoS 0 publishes are dropped while offline (queue.qos0: "drop")',
-      );
-    }
-    if (session.waitingCount > 0 || !session.connected) {
-      this.#requireQueueRoom(packet.payload.length);
     }
     const token = new Deferred<unknown>();
     session.publish(packet, token);
@@ -220,46 +168,11 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     return token.promise as Promise<void>;
   }
 
-  /**
-   * Throws {@linkcode LimitError} when the offline queue has no room for one more entry of
-   * `bytes` bytes. Publishes waiting to be sent and SUBSCRIBE or UNSUBSCRIBE requests made while
-   * disconnected share its bounds (`queue.maxMessages`, `queue.maxBytes`).
-   */
-  #requireQueueRoom(bytes: number): void {
-    const session = this.#life.session!;
-    const publishes = session.waitingCount;
-    const requests = session.queuedRequestCount;
-    const queuedBytes = session.waitingBytes + session.queuedRequestBytes;
-    if (publishes + requests >= this.#maxQueued || queuedBytes + bytes > this.#maxQueuedBytes) {
-      throw new LimitError(
-        `the queue of operations waiting to be sent is full (${publishes} publishes, ${requests} subscribe or unsubscribe requests, ${queuedBytes} bytes; see the queue option)`,
-      );
-    }
-  }
-
-  /**
-   * Encodes a SUBSCRIBE or UNSUBSCRIBE to check it: a bad one fails here rather than on the wire,
-   * and none larger than the broker accepts is ever sent [MQTT-3.2.2-15].
-   */
-  #checkSize(packet: SubscribePacket | UnsubscribePacket): void {
-    const writer = new Writer();
-    encodeInto(writer, packet, this.protocolVersion);
-    const maximum = this.#life.session!.limits.maximumPacketSize;
-    if (writer.pos > maximum) {
-      throw new LimitError(
-        `the ${packet.type.toUpperCase()} is ${writer.pos} bytes; the broker accepts at most ${maximum}`,
-      );
-    }
-  }
-
   /** Queues a SUBSCRIBE; settles with the SUBACK. */
   protected sendSubscribe(packet: Omit<SubscribePacket, "packetId">): Promise<SubackPacket> {
     this.requireState("subscribe");
-    this.#checkSize({ ...packet, packetId: 1 } as SubscribePacket);
-    const session = this.#life.session!;
-    if (!session.connected) this.#requireQueueRoom(requestPayloadSize(packet));
     const token = new Deferred<unknown>();
-    session.subscribe(packet, token);
+    this.#life.session!.subscribe(packet, token);
     this.#pump();
     return token.promise as Promise<SubackPacket>;
   }
@@ -269,11 +182,8 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     packet: Omit<UnsubscribePacket, "packetId">,
   ): Promise<UnsubackPacket> {
     this.requireState("unsubscribe");
-    this.#checkSize({ ...packet, packetId: 1 } as UnsubscribePacket);
-    const session = this.#life.session!;
-    if (!session.connected) this.#requireQueueRoom(requestPayloadSize(packet));
     const token = new Deferred<unknown>();
-    session.unsubscribe(packet, token);
+    this.#life.session!.unsubscribe(packet, token);
     this.#pump();
     return token.promise as Promise<UnsubackPacket>;
   }

@@ -11,7 +11,7 @@ import {
   BrokerDisconnect,
   ConnectionClosedError,
   ConnectionRefusedError,
-  MqttError,
+  type MqttError,
   ProtocolError,
   StoreError,
   TimeoutError,

@@ -110,6 +110,9 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       pingTimeout: options.pingTimeout,
       journal: options.store !== undefined,
       resubscribe: options.resubscribe,
+      maxQueuedMessages: options.queue?.maxMessages,
+      maxQueuedBytes: options.queue?.maxBytes,
+      dropQos0Offline: options.queue?.qos0 === "drop",
     },
     maximumIncoming: options.maximumPacketSize,
     // 0 and anything a timer cannot hold (over 2^31 - 1 ms, Infinity) mean no limit: a timer

@@ -72,8 +72,11 @@ function topicNameLength(topic: string, version: number): number {
   return n > 0xffff ? utf8Length(topic, "the topic name", version) : n;
 }
 
-/** Checks a PUBLISH against what a broker would refuse, and measures its parts into `sizes`. */
-function measure(packet: PublishPacket, version: number): void {
+/**
+ * Checks a PUBLISH against what a broker would refuse, and measures its parts into `sizes`.
+ * With `idToCome`, a QoS 1 or 2 PUBLISH may still lack its packet id (it gets one when sent).
+ */
+function measure(packet: PublishPacket, version: number, idToCome = false): void {
   const { topic, payload, qos } = packet;
   if (qos !== 0 && qos !== 1 && qos !== 2) {
     throw new ProtocolError(`QoS must be 0, 1 or 2, not ${qos}`, "MQTT-3.3.1-4");
@@ -83,7 +86,9 @@ function measure(packet: PublishPacket, version: number): void {
   const topicLength = topicNameLength(topic, version);
   let length = 2 + topicLength + payload.length;
   if (qos > 0) {
-    checkPacketId(packet.packetId, `PUBLISH at QoS ${qos}`, version);
+    if (!idToCome || packet.packetId !== undefined) {
+      checkPacketId(packet.packetId, `PUBLISH at QoS ${qos}`, version);
+    }
     length += 2;
   }
   if (packet.dup && qos === 0) throw new ProtocolError("DUP must be 0 at QoS 0", "MQTT-3.3.1-2");
@@ -114,10 +119,7 @@ function measure(packet: PublishPacket, version: number): void {
  * limit is returned rather than refused: {@linkcode sizePublish} is the exact measure.
  */
 export function publishSize(packet: PublishPacket, version: number): number {
-  measure(
-    packet.qos > 0 && packet.packetId === undefined ? { ...packet, packetId: 1 } : packet,
-    version,
-  );
+  measure(packet, version, true);
   return 1 + varintLength(sizes.remainingLength) + sizes.remainingLength;
 }
 

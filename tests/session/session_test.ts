@@ -5,7 +5,13 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { MqttError, ProtocolError, TimeoutError } from "../../src/errors.ts";
+import {
+  ConnectionClosedError,
+  LimitError,
+  MqttError,
+  ProtocolError,
+  TimeoutError,
+} from "../../src/errors.ts";
 import type {
   ConnackPacket,
   Packet,
@@ -874,5 +880,218 @@ describe("Session tick", () => {
     assert.equal(session.tick(0), 5000);
     session.tick(5000);
     assert.deepEqual(outbox(session, 5000), ["pingreq"]);
+  });
+});
+
+describe("Session gate: what publish, subscribe and unsubscribe refuse before changing anything", () => {
+  /** Asserts that nothing changed: no packet id used, no journal entry, no packet, no event. */
+  function assertUnchanged(session: Session<string>): void {
+    assert.deepEqual(session.takeJournal(), []);
+    assert.deepEqual(outbox(session), []);
+    assert.deepEqual(events(session), []);
+    assert.equal(session.waitingCount, 0);
+    assert.equal(session.inflightCount, 0);
+    assert.equal(session.queuedRequestCount, 0);
+    // The first packet id is still free.
+    session.publish(message("t", 1, "ok"), "ok");
+    assert.deepEqual(outbox(session), ["publish:1:ok"]);
+  }
+
+  const limits: [string, Properties, PublishPacket, string][] = [
+    [
+      "QoS above Maximum QoS",
+      { maximumQoS: 1 },
+      message("t", 2),
+      "the broker supports QoS 1 at most; this publish asks for 2",
+    ],
+    [
+      "retain without Retain Available",
+      { retainAvailable: false },
+      { ...message("t", 1), retain: true },
+      "the broker does not support retained messages",
+    ],
+    [
+      "a topic alias above Topic Alias Maximum",
+      { topicAliasMaximum: 2 },
+      { ...message("t", 1), properties: { topicAlias: 3 } },
+      "topic alias 3 exceeds the broker's Topic Alias Maximum of 2",
+    ],
+    [
+      "a topic alias never given a topic",
+      { topicAliasMaximum: 2 },
+      { ...message("", 1), properties: { topicAlias: 2 } },
+      "topic alias 2 has not been given a topic yet; publish with the topic and the alias first",
+    ],
+    [
+      "more bytes than Maximum Packet Size",
+      { maximumPacketSize: 32 },
+      message("t", 1, "x".repeat(25)),
+      "the PUBLISH is 33 bytes; the broker accepts at most 32",
+    ],
+  ];
+  for (const [what, properties, packet, text] of limits) {
+    test(`Session publish refuses ${what} with LimitError; nothing changes`, () => {
+      const session = connectedSession(5, { journal: true }, properties);
+      session.takeJournal();
+      assert.throws(
+        () => session.publish(packet, "refused"),
+        (error: unknown) => error instanceof LimitError && error.message === text,
+      );
+      assertUnchanged(session);
+    });
+  }
+
+  test("Session publish: a refused publish with a topic and an alias does not give the alias its topic", () => {
+    const session = connectedSession(5, {}, { topicAliasMaximum: 2, maximumPacketSize: 32 });
+    const large = { ...message("a/b", 1, "x".repeat(40)), properties: { topicAlias: 1 } };
+    assert.throws(() => session.publish(large, "large"), LimitError);
+    assert.throws(
+      () => session.publish({ ...message("", 1), properties: { topicAlias: 1 } }, "after"),
+      /topic alias 1 has not been given a topic yet/,
+    );
+    assertUnchanged(session);
+  });
+
+  test("Session publish with an alias resolves it once: a topic-less publish after a declared one carries the topic on a new connection", () => {
+    const session = connectedSession(5, {}, { topicAliasMaximum: 2 });
+    session.publish({ ...message("a/b", 1, "1"), properties: { topicAlias: 1 } }, "declared");
+    const later = { ...message("", 1, "2"), properties: { topicAlias: 1 } };
+    session.publish(later, "topic-less");
+    // The packet now holds the whole topic; this connection's server knows the alias.
+    assert.equal(later.topic, "a/b");
+    assert.deepEqual(
+      session.takeOutbox(0).map((p) => p.type === "publish" && p.topic),
+      ["a/b", ""],
+    );
+    session.disconnected();
+    const offline = { ...message("", 1, "3"), properties: { topicAlias: 1 } };
+    session.publish(offline, "offline");
+    assert.equal(offline.topic, "a/b");
+    session.connect(0);
+    session.receive(connack(true, { topicAliasMaximum: 2 }), 0);
+    // A new connection knows no alias [MQTT-3.3.2-7]: the first PUBLISH with it carries the topic.
+    assert.deepEqual(
+      session.takeOutbox(0).map((p) =>
+        p.type === "publish" ? `${p.topic}:${p.properties?.topicAlias}:${p.packetId}` : p.type
+      ),
+      ["connect", "a/b:1:1", ":1:2", ":1:3"],
+    );
+  });
+
+  test("Session queue bound by count: publishes and requests waiting while disconnected share maxQueuedMessages", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+      maxQueuedMessages: 3,
+    });
+    session.publish(message("t", 0, "a"), "qos0");
+    session.publish(message("t", 1, "b"), "qos1");
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "f", qos: 0 }] }, "s");
+    const full =
+      "the queue of operations waiting to be sent is full (2 publishes, 1 subscribe or unsubscribe requests, 6 bytes; see the queue option)";
+    assert.throws(() => session.publish(message("t", 0, "c"), "c"), { message: full });
+    assert.throws(() => session.publish(message("t", 2, "c"), "c"), { message: full });
+    assert.throws(
+      () => session.unsubscribe({ type: "unsubscribe", topicFilters: ["f"] }, "u"),
+      (error: unknown) => error instanceof LimitError && error.message === full,
+    );
+    assert.equal(session.waitingCount, 2);
+    assert.equal(session.queuedRequestCount, 1);
+    session.connect(0);
+    session.receive(connack(), 0);
+    assert.deepEqual(outbox(session), ["connect", "subscribe:1", "publish:-:a", "publish:2:b"]);
+    assert.deepEqual(events(session), ["sent:qos0"]);
+  });
+
+  test("Session queue bound by bytes: publish payloads and request payloads share maxQueuedBytes", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+      maxQueuedBytes: 10,
+    });
+    session.publish(message("t", 1, "123456"), "six");
+    // 3 + 2 bytes: the filter, its length and its options byte; 11 would be too many.
+    const subscribe = {
+      type: "subscribe" as const,
+      subscriptions: [{ topicFilter: "ab", qos: 1 as const }],
+    };
+    assert.throws(() => session.subscribe(subscribe, "s"), LimitError);
+    session.unsubscribe({ type: "unsubscribe", topicFilters: ["ab"] }, "u"); // 4 bytes: 10
+    assert.equal(session.waitingBytes + session.queuedRequestBytes, 10);
+    assert.throws(() => session.publish(message("t", 0, "x"), "x"), LimitError);
+    // An empty payload still fits the bytes.
+    session.publish(message("t", 0), "empty");
+    assert.equal(session.waitingCount, 2);
+  });
+
+  test("Session queue bound while connected: a publish waiting behind a full window counts; QoS 0 and requests go at once", () => {
+    const session = connectedSession(4, { inflightWindow: 1, maxQueuedMessages: 1 });
+    session.publish(message("t", 1, "a"), "a"); // in flight
+    session.publish(message("t", 1, "b"), "b"); // waits: the queue is full now
+    assert.throws(() => session.publish(message("t", 1, "c"), "c"), LimitError);
+    session.publish(message("t", 0, "d"), "d");
+    session.subscribe({ type: "subscribe", subscriptions: [{ topicFilter: "f", qos: 0 }] }, "s");
+    assert.deepEqual(outbox(session), ["publish:1:a", "publish:-:d", "subscribe:2"]);
+  });
+
+  test("Session dropQos0Offline: a QoS 0 publish while disconnected throws ConnectionClosedError; QoS 1 waits; connected, QoS 0 goes", () => {
+    const session = new Session<string>({
+      protocolVersion: 4,
+      clientId: "c",
+      clean: true,
+      keepalive: 0,
+      dropQos0Offline: true,
+    });
+    assert.throws(
+      () => session.publish(message("t", 0, "a"), "a"),
+      (error: unknown) =>
+        error instanceof ConnectionClosedError &&
+        error.message ===
+          'not connected, and QoS 0 publishes are dropped while offline (queue.qos0: "drop")',
+    );
+    assert.equal(session.waitingCount, 0);
+    session.publish(message("t", 1, "b"), "b");
+    session.connect(0);
+    session.receive(connack(), 0);
+    assert.equal(session.publish(message("t", 0, "c"), "c"), true);
+    assert.deepEqual(outbox(session), ["connect", "publish:1:b", "publish:-:c"]);
+  });
+
+  test("Session SUBSCRIBE and UNSUBSCRIBE larger than Maximum Packet Size throw LimitError; invalid ones throw what encoding throws; nothing changes", () => {
+    const session = connectedSession(5, { journal: true }, { maximumPacketSize: 32 });
+    session.takeJournal();
+    assert.throws(
+      () =>
+        session.subscribe(
+          { type: "subscribe", subscriptions: [{ topicFilter: "f".repeat(25), qos: 1 }] },
+          "s",
+        ),
+      (error: unknown) =>
+        error instanceof LimitError &&
+        error.message === "the SUBSCRIBE is 33 bytes; the broker accepts at most 32",
+    );
+    assert.throws(
+      () => session.unsubscribe({ type: "unsubscribe", topicFilters: ["f".repeat(26)] }, "u"),
+      (error: unknown) =>
+        error instanceof LimitError &&
+        error.message === "the UNSUBSCRIBE is 33 bytes; the broker accepts at most 32",
+    );
+    assert.throws(
+      () => session.subscribe({ type: "subscribe", subscriptions: [] }, "empty"),
+      ProtocolError,
+    );
+    assert.throws(
+      () =>
+        session.subscribe(
+          { type: "subscribe", subscriptions: [{ topicFilter: "a/#/b", qos: 0 }] },
+          "bad filter",
+        ),
+      ProtocolError,
+    );
+    assertUnchanged(session);
   });
 });

@@ -1,0 +1,227 @@
+/**
+ * The limits a session holds its operations to: the server's, announced in CONNACK, and the
+ * bounds of the queue of operations waiting to be sent. Each rule is here once, as a function
+ * that says why an operation is refused, or `undefined`; the session calls them before it changes
+ * anything, so a refused operation leaves no trace.
+ *
+ * @module
+ */
+
+import { LimitError } from "../errors.ts";
+import { utf8Length } from "../packet/bytes.ts";
+import { MAXIMUM_PACKET_SIZE } from "../packet/constants.ts";
+import { packetSize } from "../packet/encode.ts";
+import { publishSize } from "../packet/publish.ts";
+import type {
+  Properties,
+  ProtocolVersion,
+  PublishPacket,
+  SubscribePacket,
+  UnsubscribePacket,
+} from "../packet/types.ts";
+
+/** The limits a server announced in CONNACK (MQTT 5), or their defaults. */
+export interface ServerLimits {
+  /** How many QoS 1 and 2 publishes it accepts at once. */
+  receiveMaximum: number;
+  /** The largest packet it accepts, in bytes. */
+  maximumPacketSize: number;
+  /** The highest QoS it supports. */
+  maximumQoS: 0 | 1 | 2;
+  /** Whether it supports retained messages. */
+  retainAvailable: boolean;
+  /** The highest topic alias it accepts; 0 for none. */
+  topicAliasMaximum: number;
+}
+
+/** The limits of a server that announced none: what MQTT allows, and no topic aliases. */
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
+  receiveMaximum: 65535,
+  maximumPacketSize: MAXIMUM_PACKET_SIZE,
+  maximumQoS: 2,
+  retainAvailable: true,
+  topicAliasMaximum: 0,
+};
+
+/**
+ * The limits a CONNACK announces: each property it carries, the default for each it leaves out.
+ *
+ * @example
+ * ```ts
+ * import { limitsFromConnack } from "./limits.ts";
+ *
+ * console.log(limitsFromConnack({ maximumQoS: 1 }).maximumQoS); // 1
+ * ```
+ */
+export function limitsFromConnack(properties: Properties | undefined): ServerLimits {
+  return {
+    receiveMaximum: properties?.receiveMaximum ?? DEFAULT_LIMITS.receiveMaximum,
+    maximumPacketSize: properties?.maximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize,
+    maximumQoS: properties?.maximumQoS ?? DEFAULT_LIMITS.maximumQoS,
+    retainAvailable: properties?.retainAvailable ?? DEFAULT_LIMITS.retainAvailable,
+    topicAliasMaximum: properties?.topicAliasMaximum ?? DEFAULT_LIMITS.topicAliasMaximum,
+  };
+}
+
+/**
+ * Why the server's limits forbid sending a PUBLISH, if they do.
+ *
+ * A `fresh` PUBLISH, just published, is also held to the Topic Alias Maximum, must have a topic
+ * (an alias that was never given one leaves it empty), and is measured in any case: measuring
+ * checks that it can be encoded, so a bad one fails when it is published, not on the wire. One
+ * that was queued before a CONNACK passed those checks when it was published; it goes without an
+ * alias the new server does not allow, and is measured only when the server accepts less than
+ * the largest packet MQTT allows.
+ *
+ * @throws What encoding throws for a PUBLISH that cannot be encoded.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS, publishRefusal } from "./limits.ts";
+ *
+ * const packet = {
+ *   type: "publish" as const, topic: "a", payload: new Uint8Array(), qos: 2 as const, retain: false, dup: false,
+ * };
+ * console.log(publishRefusal(packet, { ...DEFAULT_LIMITS, maximumQoS: 1 }, 5, true)?.message);
+ * // "the broker supports QoS 1 at most; this publish asks for 2"
+ * ```
+ */
+export function publishRefusal(
+  packet: PublishPacket,
+  limits: ServerLimits,
+  protocolVersion: ProtocolVersion,
+  fresh: boolean,
+): LimitError | undefined {
+  if (packet.qos > limits.maximumQoS) {
+    // [MQTT-3.2.2-11]
+    return new LimitError(
+      `the broker supports QoS ${limits.maximumQoS} at most; this publish asks for ${packet.qos}`,
+    );
+  }
+  if (packet.retain && !limits.retainAvailable) {
+    return new LimitError("the broker does not support retained messages"); // [MQTT-3.2.2-14]
+  }
+  const alias = fresh ? packet.properties?.topicAlias : undefined;
+  if (alias !== undefined) {
+    if (alias > limits.topicAliasMaximum) {
+      // [MQTT-3.3.2-9]
+      return new LimitError(
+        `topic alias ${alias} exceeds the broker's Topic Alias Maximum of ${limits.topicAliasMaximum}`,
+      );
+    }
+    if (packet.topic === "") {
+      // An empty topic needs an alias that has been given a topic (MQTT 5.0, 3.3.2.3.4).
+      return new LimitError(
+        `topic alias ${alias} has not been given a topic yet; publish with the topic and the alias first`,
+      );
+    }
+  }
+  if (fresh || limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize) {
+    const size = publishSize(packet, protocolVersion);
+    if (size > limits.maximumPacketSize) {
+      // [MQTT-3.2.2-15]
+      return new LimitError(
+        `the PUBLISH is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why a SUBSCRIBE or UNSUBSCRIBE cannot be sent, if it cannot: it is larger than the server
+ * accepts. Give it a packet id (any valid one): it is measured as it goes on the wire.
+ *
+ * @throws What encoding throws for a packet that cannot be encoded: a bad one fails when it is
+ * made, not on the wire.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS, requestRefusal } from "./limits.ts";
+ *
+ * const packet = { type: "unsubscribe" as const, packetId: 1, topicFilters: ["a/b"] };
+ * console.log(requestRefusal(packet, { ...DEFAULT_LIMITS, maximumPacketSize: 8 }, 4)?.message);
+ * // "the UNSUBSCRIBE is 9 bytes; the broker accepts at most 8"
+ * ```
+ */
+export function requestRefusal(
+  packet: SubscribePacket | UnsubscribePacket,
+  limits: ServerLimits,
+  protocolVersion: ProtocolVersion,
+): LimitError | undefined {
+  const size = packetSize(packet, protocolVersion);
+  if (size > limits.maximumPacketSize) {
+    // [MQTT-3.2.2-15]
+    return new LimitError(
+      `the ${packet.type.toUpperCase()} is ${size} bytes; the broker accepts at most ${limits.maximumPacketSize}`,
+    );
+  }
+  return undefined;
+}
+
+/** The bounds of the queue of operations waiting to be sent. */
+export interface QueueBounds {
+  /** The most operations that may wait. */
+  maxMessages: number;
+  /** The most bytes they may hold. */
+  maxBytes: number;
+}
+
+/**
+ * Why the queue of operations waiting to be sent has no room for one more of `bytes` bytes, if it
+ * has none. Publishes waiting to be sent and SUBSCRIBE or UNSUBSCRIBE requests made while
+ * disconnected share its bounds; a publish counts its payload, a request its
+ * {@linkcode requestPayloadSize}.
+ *
+ * @param publishes The publishes waiting.
+ * @param requests The requests waiting.
+ * @param queuedBytes The bytes of both.
+ *
+ * @example
+ * ```ts
+ * import { queueRefusal } from "./limits.ts";
+ *
+ * console.log(queueRefusal({ maxMessages: 2, maxBytes: 100 }, 1, 0, 10, 5)); // undefined
+ * console.log(queueRefusal({ maxMessages: 2, maxBytes: 100 }, 1, 1, 10, 5) !== undefined); // true
+ * ```
+ */
+export function queueRefusal(
+  bounds: QueueBounds,
+  publishes: number,
+  requests: number,
+  queuedBytes: number,
+  bytes: number,
+): LimitError | undefined {
+  if (publishes + requests >= bounds.maxMessages || queuedBytes + bytes > bounds.maxBytes) {
+    return new LimitError(
+      `the queue of operations waiting to be sent is full (${publishes} publishes, ${requests} subscribe or unsubscribe requests, ${queuedBytes} bytes; see the queue option)`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * The size of the payload of a SUBSCRIBE or UNSUBSCRIBE: each topic filter as a UTF-8 string
+ * with its 2-byte length, and for SUBSCRIBE its options byte. What a request counts against the
+ * byte bound of the offline queue, as a PUBLISH counts its payload.
+ *
+ * @example
+ * ```ts
+ * import { requestPayloadSize } from "./limits.ts";
+ *
+ * console.log(requestPayloadSize({ type: "unsubscribe", topicFilters: ["a/b"] })); // 5
+ * ```
+ */
+export function requestPayloadSize(
+  packet: Omit<SubscribePacket, "packetId"> | Omit<UnsubscribePacket, "packetId">,
+): number {
+  let size = 0;
+  if (packet.type === "subscribe") {
+    for (const subscription of packet.subscriptions) {
+      size += 3 + utf8Length(subscription.topicFilter, "a topic filter");
+    }
+  } else {
+    for (const filter of packet.topicFilters) size += 2 + utf8Length(filter, "a topic filter");
+  }
+  return size;
+}

@@ -1,0 +1,399 @@
+/**
+ * Our publishes, from `publish` until they complete: those waiting for a connection or for room
+ * in the window, in order; those in flight, by packet id; the re-sends a resumed session holds
+ * back; PUBACK, PUBREC and PUBCOMP; and the topic aliases we use. It changes the state it
+ * shares with the rest of the session and nothing else (see `shared_state.ts`).
+ *
+ * @module
+ */
+
+import { MqttError } from "../errors.ts";
+import type { Packet, Properties, PublishAckPacket, PublishPacket } from "../packet/types.ts";
+import { publishRefusal } from "./limits.ts";
+import type { OutgoingPublish, SharedState } from "./shared_state.ts";
+import type { StoredPublish } from "../store/store.ts";
+import { ReasonCode } from "../packet/constants.ts";
+
+/** Our QoS 0, 1 and 2 publishes and their flows. */
+export class Outgoing<T> {
+  #shared: SharedState<T>;
+  #window: number;
+  // Publishes waiting for room in the window (or for a connection), in order; the ones before
+  // #waitingHead have left.
+  #waiting: OutgoingPublish<T>[] = [];
+  #waitingHead = 0;
+  #waitingBytes = 0;
+  #nextSequence = 1;
+  // Resumed PUBLISHes not yet re-sent, in their order: the server's new Receive Maximum had no
+  // room for them yet. They stay in flight with their packet ids.
+  #heldResends = new Set<OutgoingPublish<T>>();
+  // Topic aliases: what the user declared (alias -> topic, across connections), and what this
+  // connection's server has been told, in the order the packets go out.
+  #declaredAliases = new Map<number, string>();
+  #wireAliases = new Map<number, string>();
+
+  /**
+   * Creates the outgoing flows of a session.
+   *
+   * @param inflightWindow The most QoS 1 and 2 publishes in flight at once.
+   */
+  constructor(shared: SharedState<T>, inflightWindow: number) {
+    this.#shared = shared;
+    this.#window = inflightWindow;
+  }
+
+  /**
+   * The window in force: the configured one, capped by the server's Receive Maximum, beyond
+   * which no unacknowledged QoS 1 or 2 PUBLISH may be sent [MQTT-3.3.4-7].
+   */
+  get window(): number {
+    return Math.min(this.#window, this.#shared.limits.receiveMaximum);
+  }
+
+  /** The number of publishes waiting to be sent. */
+  get waitingCount(): number {
+    return this.#waiting.length - this.#waitingHead;
+  }
+
+  /** The total payload bytes of the publishes waiting to be sent. */
+  get waitingBytes(): number {
+    return this.#waitingBytes;
+  }
+
+  /**
+   * Gives a PUBLISH with a topic alias and an empty topic the topic the alias was last given,
+   * or leaves it empty when the alias has none. Changes nothing else.
+   */
+  resolveTopic(packet: PublishPacket): void {
+    const alias = packet.properties?.topicAlias;
+    if (alias !== undefined && packet.topic === "") {
+      packet.topic = this.#declaredAliases.get(alias) ?? "";
+    }
+  }
+
+  /**
+   * Takes a PUBLISH that passed every check: QoS 0 goes to the outbox at once when connected
+   * (returns `true`); the rest get a sequence number (QoS 1 and 2) and a packet id when the
+   * window has room, in the order they were published.
+   */
+  publish(packet: PublishPacket, token: T): boolean {
+    const shared = this.#shared;
+    const alias = packet.properties?.topicAlias;
+    if (alias !== undefined) this.#declaredAliases.set(alias, packet.topic);
+    if (packet.qos === 0 && shared.connected) {
+      this.#pushPublish(packet);
+      return true;
+    }
+    const outgoing: OutgoingPublish<T> = { packet, token, state: "publish", sequence: 0 };
+    if (packet.qos > 0) {
+      outgoing.sequence = this.#nextSequence++;
+      if (shared.journaling) {
+        shared.journal.push({
+          op: "put",
+          record: { sequence: outgoing.sequence, packet, state: "queued" },
+        });
+      }
+    }
+    if (
+      packet.qos > 0 && shared.connected && this.waitingCount === 0 &&
+      shared.inflight.size < this.window
+    ) {
+      this.#send(outgoing);
+    } else {
+      this.#waiting.push(outgoing);
+      this.#waitingBytes += packet.payload.length;
+    }
+    return false;
+  }
+
+  /**
+   * Takes back the publishes a store held: those that were sent go back in flight with their
+   * packet ids; queued ones wait again.
+   */
+  restore(records: readonly StoredPublish[], token: (record: StoredPublish) => T): void {
+    const inflight = this.#shared.inflight;
+    for (const record of records) {
+      const outgoing: OutgoingPublish<T> = {
+        packet: record.packet,
+        token: token(record),
+        state: record.state === "pubrel" ? "pubrel" : "publish",
+        sequence: record.sequence,
+      };
+      const packetId = record.packet.packetId;
+      if (record.state !== "queued" && packetId !== undefined && !inflight.has(packetId)) {
+        inflight.set(packetId, outgoing);
+      } else {
+        delete record.packet.packetId;
+        this.#waiting.push(outgoing);
+        // Counted like any waiting publish, since fillWindow takes it off again.
+        this.#waitingBytes += record.packet.payload.length;
+      }
+      this.#nextSequence = Math.max(this.#nextSequence, record.sequence + 1);
+    }
+  }
+
+  /** Forgets what the server of the last connection was told about aliases. */
+  forgetAliases(): void {
+    this.#wireAliases.clear();
+  }
+
+  /**
+   * After a CONNACK with a session present: re-sends every unacknowledged PUBLISH (with DUP) and
+   * PUBREL with their original packet ids, in the order they were first sent.
+   */
+  resume(): void {
+    const shared = this.#shared;
+    // [MQTT-4.4.0-1] re-send every unacknowledged PUBLISH (with DUP) and PUBREL with their
+    // original packet ids, in the order they were first sent [MQTT-4.6.0-1].
+    // [MQTT-3.3.4-7] but no more unacknowledged PUBLISHes than the Receive Maximum this
+    // server announced now: the rest wait, in order, for acknowledgements to make room.
+    const window = this.window;
+    let outstanding = 0;
+    for (const outgoing of shared.inflight.values()) {
+      if (outgoing.state === "publish") {
+        outgoing.packet.dup = true; // [MQTT-3.3.1-1]
+        if (outstanding < window && this.#heldResends.size === 0) {
+          this.#pushPublish(outgoing.packet);
+          outstanding++;
+        } else {
+          this.#heldResends.add(outgoing);
+        }
+      } else {
+        shared.outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
+        outstanding++;
+      }
+    }
+  }
+
+  /**
+   * After a CONNACK without a session: nothing of ours is in flight at the server. What we had
+   * in flight goes again, first, as new messages.
+   */
+  restart(): void {
+    const shared = this.#shared;
+    const inflight = [...shared.inflight.values()];
+    shared.inflight.clear();
+    const resend = inflight.map((outgoing) => {
+      outgoing.state = "publish";
+      outgoing.packet.dup = false;
+      delete outgoing.packet.packetId;
+      if (shared.journaling) {
+        shared.journal.push({ op: "update", sequence: outgoing.sequence, state: "queued" });
+      }
+      this.#waitingBytes += outgoing.packet.payload.length;
+      return outgoing;
+    });
+    this.#waiting = [...resend, ...this.#waiting.slice(this.#waitingHead)];
+    this.#waitingHead = 0;
+  }
+
+  /**
+   * Sends what waits, in order, while connected and the window has room. Those that waited for
+   * a connection are held against the limits its CONNACK announced; a refused one fails.
+   */
+  fillWindow(): void {
+    const shared = this.#shared;
+    if (!shared.connected) return;
+    const window = this.window;
+    const waiting = this.#waiting;
+    while (this.#waitingHead < waiting.length) {
+      const outgoing = waiting[this.#waitingHead];
+      const refusal = publishRefusal(outgoing.packet, shared.limits, shared.protocolVersion, false);
+      if (refusal !== undefined) {
+        if (shared.journaling && outgoing.packet.qos > 0) {
+          shared.journal.push({ op: "delete", sequence: outgoing.sequence });
+        }
+        shared.events.push({ type: "failed", token: outgoing.token, error: refusal });
+      } else if (outgoing.packet.qos === 0) {
+        this.#pushPublish(outgoing.packet);
+        shared.events.push({ type: "sent", token: outgoing.token });
+      } else if (shared.inflight.size < window) {
+        this.#send(outgoing);
+      } else {
+        break;
+      }
+      this.#waitingBytes -= outgoing.packet.payload.length;
+      waiting[this.#waitingHead++] = undefined as unknown as OutgoingPublish<T>;
+    }
+    if (this.#waitingHead === waiting.length) {
+      this.#waiting = [];
+      this.#waitingHead = 0;
+    } else if (this.#waitingHead > 1024 && this.#waitingHead * 2 > waiting.length) {
+      this.#waiting = waiting.slice(this.#waitingHead);
+      this.#waitingHead = 0;
+    }
+  }
+
+  /** Forgets the connection: the next CONNACK decides again what is re-sent. */
+  disconnected(): void {
+    this.#heldResends.clear();
+  }
+
+  /**
+   * Gives up every publish and adds their tokens to `tokens`, in flight first, then waiting.
+   * With `kept`, the tokens of QoS 1 and 2 publishes go there instead.
+   */
+  abandon(tokens: T[], kept: ((token: T) => void) | undefined): void {
+    const shared = this.#shared;
+    for (const outgoing of shared.inflight.values()) {
+      if (kept !== undefined) kept(outgoing.token);
+      else tokens.push(outgoing.token);
+    }
+    for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
+      const outgoing = this.#waiting[i];
+      if (kept !== undefined && outgoing.packet.qos > 0) kept(outgoing.token);
+      else tokens.push(outgoing.token);
+    }
+    this.#waitingBytes = 0;
+    shared.inflight.clear();
+    this.#heldResends.clear();
+    this.#waiting = [];
+    this.#waitingHead = 0;
+  }
+
+  /** Handles a PUBACK. */
+  onPuback(packet: PublishAckPacket<"puback">): void {
+    const outgoing = this.#shared.inflight.get(packet.packetId);
+    // A PUBACK for nothing of ours (a late duplicate) changes nothing.
+    if (outgoing === undefined || outgoing.packet.qos !== 1) return;
+    this.#finish(packet.packetId, outgoing, packet, packet.reasonCode ?? 0);
+  }
+
+  /** Handles a PUBREC. */
+  onPubrec(packet: PublishAckPacket<"pubrec">): void {
+    const shared = this.#shared;
+    const packetId = packet.packetId;
+    const outgoing = shared.inflight.get(packetId);
+    if (outgoing === undefined || outgoing.packet.qos !== 2) {
+      // Answer so the server can finish its side [MQTT-4.3.3-4]; v5 says the id is unknown.
+      shared.outbox.push(
+        shared.protocolVersion === 5
+          ? { type: "pubrel", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound }
+          : { type: "pubrel", packetId },
+      );
+      return;
+    }
+    const reasonCode = packet.reasonCode ?? 0;
+    if (reasonCode >= 0x80) {
+      // v5: a failing PUBREC ends the flow; the id is free again.
+      this.#finish(packetId, outgoing, packet, reasonCode);
+      return;
+    }
+    // [MQTT-4.3.3-4] answer PUBREC with PUBREL; from now on the PUBLISH is never re-sent
+    // [MQTT-4.3.3-6], and PUBRELs go out in the order the PUBRECs came [MQTT-4.6.0-4].
+    outgoing.state = "pubrel";
+    this.#heldResends.delete(outgoing);
+    // Durable before PUBREL is written: after a restart PUBREL is re-sent, never the PUBLISH.
+    if (shared.journaling) {
+      shared.journal.push({ op: "update", sequence: outgoing.sequence, state: "pubrel", packetId });
+    }
+    shared.outbox.push({ type: "pubrel", packetId });
+  }
+
+  /** Handles a PUBCOMP. */
+  onPubcomp(packet: PublishAckPacket<"pubcomp">): void {
+    const outgoing = this.#shared.inflight.get(packet.packetId);
+    if (outgoing === undefined || outgoing.state !== "pubrel") return;
+    this.#finish(packet.packetId, outgoing, packet, packet.reasonCode ?? 0);
+  }
+
+  #send(outgoing: OutgoingPublish<T>): void {
+    const shared = this.#shared;
+    const packetId = shared.allocatePacketId();
+    outgoing.packet.packetId = packetId;
+    shared.inflight.set(packetId, outgoing);
+    // The packet id is durable before the PUBLISH is written: after a restart the message is
+    // re-sent with the same id, never as a second message.
+    if (shared.journaling) {
+      shared.journal.push({
+        op: "update",
+        sequence: outgoing.sequence,
+        state: "publish",
+        packetId,
+      });
+    }
+    this.#pushPublish(outgoing.packet);
+  }
+
+  /**
+   * Puts a PUBLISH in the outbox. With a topic alias, it goes with an empty topic only when this
+   * connection's server already maps the alias to its topic; otherwise with the topic, which
+   * sets the mapping (MQTT 5.0, 3.3.2.3.4). Resent packets after a reconnection thus carry the topic.
+   */
+  #pushPublish(packet: PublishPacket): void {
+    const outbox = this.#shared.outbox;
+    const alias = packet.properties?.topicAlias;
+    if (alias === undefined) {
+      outbox.push(packet);
+    } else if (alias > this.#shared.limits.topicAliasMaximum) {
+      // Queued or in flight under another connection's limits: this server allows no such
+      // alias [MQTT-3.3.2-9], so the PUBLISH goes with its topic alone.
+      const { topicAlias: _, ...properties } = packet.properties!;
+      const plain: PublishPacket = { ...packet };
+      if (Object.keys(properties).length > 0) plain.properties = properties;
+      else delete plain.properties;
+      outbox.push(plain);
+    } else if (this.#wireAliases.get(alias) === packet.topic) {
+      outbox.push({ ...packet, topic: "" });
+    } else {
+      this.#wireAliases.set(alias, packet.topic);
+      outbox.push(packet);
+    }
+  }
+
+  #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
+    const shared = this.#shared;
+    shared.inflight.delete(packetId);
+    this.#heldResends.delete(outgoing);
+    if (shared.journaling) shared.journal.push({ op: "delete", sequence: outgoing.sequence });
+    if (reasonCode >= 0x80) {
+      shared.events.push({
+        type: "failed",
+        token: outgoing.token,
+        error: new PublishError(ack.type, reasonCode, reasonStringOf(ack)),
+      });
+    } else {
+      shared.events.push({ type: "complete", token: outgoing.token, packet: ack });
+    }
+    this.#resendHeld();
+    this.fillWindow();
+  }
+
+  /** Re-sends held PUBLISHes of a resumed session while the Receive Maximum has room. */
+  #resendHeld(): void {
+    const shared = this.#shared;
+    if (this.#heldResends.size === 0 || !shared.connected) return;
+    const window = this.window;
+    for (const outgoing of this.#heldResends) {
+      if (shared.inflight.size - this.#heldResends.size >= window) return;
+      this.#heldResends.delete(outgoing);
+      this.#pushPublish(outgoing.packet);
+    }
+  }
+}
+
+/** A publish the server refused: a PUBACK or PUBREC with an MQTT 5 reason code of 0x80 or more. */
+export class PublishError extends MqttError {
+  /** The reason code. */
+  readonly reasonCode: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param packetType The acknowledgement that carried the code.
+   * @param reasonCode The code.
+   * @param reasonString The server's explanation, if it sent one.
+   */
+  constructor(packetType: string, reasonCode: number, reasonString?: string) {
+    super(
+      `the broker refused the publish: ${packetType.toUpperCase()} reason 0x${
+        reasonCode.toString(16)
+      }${reasonString ? `: ${reasonString}` : ""}`,
+    );
+    this.reasonCode = reasonCode;
+  }
+}
+
+function reasonStringOf(packet: Packet): string | undefined {
+  return (packet as { properties?: Properties }).properties?.reasonString;
+}

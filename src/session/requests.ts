@@ -1,0 +1,166 @@
+/**
+ * Our SUBSCRIBE and UNSUBSCRIBE requests: those made while disconnected, those waiting for their
+ * acknowledgement, the subscriptions the server granted, and subscribing again when a server
+ * lost the session. It changes the state it shares with the rest of the session and nothing
+ * else (see `shared_state.ts`).
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+import type {
+  Properties,
+  SubackPacket,
+  SubscribePacket,
+  Subscription,
+  UnsubackPacket,
+  UnsubscribePacket,
+} from "../packet/types.ts";
+import { requestPayloadSize } from "./limits.ts";
+import type { Request, SharedState } from "./shared_state.ts";
+import { ReasonCode } from "../packet/constants.ts";
+
+/** A subscription the server granted, with the properties it was made with. */
+export interface GrantedSubscription {
+  /** The subscription as requested. */
+  subscription: Subscription;
+  /** The SUBSCRIBE's properties (MQTT 5). */
+  properties?: Properties;
+}
+
+/** Our SUBSCRIBE and UNSUBSCRIBE flows. */
+export class Requests<T> {
+  #shared: SharedState<T>;
+  #resubscribe: boolean;
+  // Requests made while disconnected, sent once connected, and the bytes of their payloads.
+  #queued: Request<T>[] = [];
+  #queuedBytes = 0;
+  /**
+   * Subscriptions the server granted, by filter: what to subscribe to again when the server
+   * lost the session.
+   */
+  readonly subscriptions: Map<string, GrantedSubscription> = new Map();
+
+  /**
+   * Creates the request flows of a session.
+   *
+   * @param resubscribe Whether to subscribe again after reconnecting to a server that lost the
+   * session.
+   */
+  constructor(shared: SharedState<T>, resubscribe: boolean) {
+    this.#shared = shared;
+    this.#resubscribe = resubscribe;
+  }
+
+  /** The number of requests made while disconnected, waiting to be sent. */
+  get queuedCount(): number {
+    return this.#queued.length;
+  }
+
+  /** The total payload bytes (see {@linkcode requestPayloadSize}) of the queued requests. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /**
+   * Takes a request that passed every check: sent at once with a packet id when connected,
+   * queued otherwise.
+   */
+  request(packet: SubscribePacket | UnsubscribePacket, token: T): void {
+    const shared = this.#shared;
+    const request = { packet, token };
+    if (!shared.connected) {
+      this.#queued.push(request);
+      this.#queuedBytes += requestPayloadSize(packet);
+      return;
+    }
+    packet.packetId = shared.allocatePacketId();
+    shared.requests.set(packet.packetId, request);
+    // [MQTT-3.3.4-8] only PUBLISH waits for the window; requests go out at once.
+    shared.outbox.push(packet);
+  }
+
+  /**
+   * After a CONNACK: sends again the requests in flight when the connection was lost, then the
+   * queued ones. A reconnection to a server that lost the session first subscribes again to
+   * what it had, so no message is missed after it.
+   *
+   * @param lostSession Whether this is a reconnection to a server that lost the session.
+   */
+  connected(lostSession: boolean): void {
+    const shared = this.#shared;
+    if (lostSession && this.#resubscribe) {
+      const again: Request<T>[] = [];
+      for (const { subscription, properties } of this.subscriptions.values()) {
+        const resubscribe: SubscribePacket = {
+          type: "subscribe",
+          packetId: 0,
+          subscriptions: [subscription],
+        };
+        if (properties) resubscribe.properties = properties;
+        again.push({ packet: resubscribe, token: undefined as T });
+      }
+      this.#queued = [...again, ...this.#queued];
+    }
+    const requests = [...shared.requests.values(), ...this.#queued];
+    shared.requests.clear();
+    this.#queued = [];
+    this.#queuedBytes = 0;
+    for (const request of requests) this.request(request.packet, request.token);
+  }
+
+  /** Gives up every request and adds their tokens to `tokens`: in flight first, then queued. */
+  abandon(tokens: T[]): void {
+    const shared = this.#shared;
+    for (const request of shared.requests.values()) tokens.push(request.token);
+    for (const request of this.#queued) tokens.push(request.token);
+    shared.requests.clear();
+    this.#queued = [];
+    this.#queuedBytes = 0;
+  }
+
+  /**
+   * Handles a SUBACK or UNSUBACK: the granted subscriptions follow it, and the request completes.
+   *
+   * @throws {ProtocolError} When it answers the other kind of request, or a SUBACK has not one
+   * code per filter.
+   */
+  onAck(packet: SubackPacket | UnsubackPacket): void {
+    const shared = this.#shared;
+    const request = shared.requests.get(packet.packetId);
+    if (request === undefined) return;
+    const expected = request.packet.type === "subscribe" ? "suback" : "unsuback";
+    if (packet.type !== expected) {
+      throw new ProtocolError(
+        `${packet.type.toUpperCase()} answers packet ${packet.packetId}, which was ${request.packet.type.toUpperCase()}`,
+        undefined,
+        ReasonCode.ProtocolError,
+      );
+    }
+    if (request.packet.type === "subscribe") {
+      const codes = (packet as SubackPacket).reasonCodes;
+      const subscriptions = request.packet.subscriptions;
+      // Checked before the request is forgotten: its token must still be there to fail.
+      if (codes.length !== subscriptions.length) {
+        throw new ProtocolError(
+          `SUBACK has ${codes.length} codes for ${subscriptions.length} filters`,
+          "MQTT-3.8.4-6",
+          ReasonCode.ProtocolError,
+        );
+      }
+      const properties = request.packet.properties;
+      subscriptions.forEach((subscription, i) => {
+        if (codes[i] < 0x80) {
+          this.subscriptions.set(
+            subscription.topicFilter,
+            properties ? { subscription, properties } : { subscription },
+          );
+        }
+      });
+    } else {
+      for (const filter of request.packet.topicFilters) this.subscriptions.delete(filter);
+    }
+    shared.requests.delete(packet.packetId);
+    shared.events.push({ type: "complete", token: request.token, packet });
+  }
+}

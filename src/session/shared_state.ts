@@ -1,0 +1,162 @@
+/**
+ * The settings of a session, and what its parts share, in one object handed to each: the
+ * connection's state and the server's limits, the packet identifiers in use, and the three lists
+ * the caller drains (the outbox, the events and the journal). The parts know this object and
+ * nothing of each other; the `Session` that owns them calls each in turn.
+ *
+ * @module
+ */
+
+import { MqttError } from "../errors.ts";
+import type {
+  Packet,
+  Properties,
+  ProtocolVersion,
+  PublishPacket,
+  SubscribePacket,
+  UnsubscribePacket,
+  Will,
+} from "../packet/types.ts";
+import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
+import type { StoreOperation } from "../store/store.ts";
+
+/** The settings of a session, fixed for its lifetime. */
+export interface SessionOptions {
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
+  protocolVersion: ProtocolVersion;
+  /** The client identifier; the server's Assigned Client Identifier replaces an empty one. */
+  clientId: string;
+  /** Clean Session (3.x) or Clean Start (5). */
+  clean: boolean;
+  /** The keepalive in seconds; 0 turns it off. */
+  keepalive: number;
+  /** The user name. */
+  username?: string;
+  /** The password. */
+  password?: Uint8Array;
+  /** The Will Message. */
+  will?: Will;
+  /** MQTT 5 CONNECT properties. */
+  properties?: Properties;
+  /**
+   * The most QoS 1 and 2 publishes in flight at once; more wait in order. Default 20, the default
+   * limit of mosquitto; never more than the server's Receive Maximum.
+   */
+  inflightWindow?: number;
+  /** How long to wait for PINGRESP, in milliseconds. Default: the keepalive period. */
+  pingTimeout?: number;
+  /** Record every change a store must keep in the journal (see `takeJournal`). */
+  journal?: boolean;
+  /** Subscribe again after reconnecting to a server that lost the session; default true. */
+  resubscribe?: boolean;
+  /**
+   * The most operations that may wait to be sent: publishes waiting for a connection or for room
+   * in the window, and SUBSCRIBE or UNSUBSCRIBE requests made while disconnected. Default 10,000.
+   */
+  maxQueuedMessages?: number;
+  /**
+   * The most bytes those operations may hold: the payloads of the publishes, and the payloads of
+   * the requests (see `requestPayloadSize` in `limits.ts`). Default 64 MiB.
+   */
+  maxQueuedBytes?: number;
+  /** Refuse QoS 0 publishes while disconnected, instead of queuing them; default false. */
+  dropQos0Offline?: boolean;
+}
+
+/** Something the user must hear about. */
+export type SessionEvent<T> =
+  | {
+    /** A message arrived; for QoS 1 and 2, call `acknowledge` once it is delivered. */
+    type: "message";
+    /** The PUBLISH, with a topic alias already resolved. */
+    packet: PublishPacket;
+  }
+  | {
+    /** An operation completed: the acknowledgement that completed it. */
+    type: "complete";
+    /** The token given with the operation. */
+    token: T;
+    /** PUBACK, PUBCOMP, SUBACK or UNSUBACK. */
+    packet: Packet;
+  }
+  | {
+    /** A QoS 0 publish that waited for a connection left the queue: it is in the outbox now. */
+    type: "sent";
+    /** The token given with the publish. */
+    token: T;
+  }
+  | {
+    /** An operation failed: a v5 reason code of 0x80 or more. */
+    type: "failed";
+    /** The token given with the operation. */
+    token: T;
+    /** What went wrong. */
+    error: MqttError;
+  };
+
+/** A publish of ours, waiting to be sent or acknowledged. */
+export interface OutgoingPublish<T> {
+  /** The PUBLISH; its `packetId` is set once it is sent. */
+  packet: PublishPacket;
+  /** The caller's token. */
+  token: T;
+  /** `"publish"` until PUBACK or PUBREC, `"pubrel"` from PUBREC until PUBCOMP. */
+  state: "publish" | "pubrel";
+  /** Orders publishes as they were accepted; the key in the store (QoS 1 and 2). */
+  sequence: number;
+}
+
+/** A SUBSCRIBE or UNSUBSCRIBE of ours, with the caller's token. */
+export interface Request<T> {
+  /** The packet; its `packetId` is set when it is sent. */
+  packet: SubscribePacket | UnsubscribePacket;
+  /** The caller's token; `undefined` for a subscription made again after a lost session. */
+  token: T;
+}
+
+/** The state the parts of a session share. */
+export class SharedState<T> {
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
+  readonly protocolVersion: ProtocolVersion;
+  /** Whether a store is behind the session; without one nothing is journaled. */
+  readonly journaling: boolean;
+  /** Whether a CONNACK accepted the current connection. */
+  connected = false;
+  /** The server's limits, from the last CONNACK. */
+  limits: ServerLimits = { ...DEFAULT_LIMITS };
+  /** The packets to send, in order. */
+  outbox: Packet[] = [];
+  /** What the user must hear about, in order. */
+  events: SessionEvent<T>[] = [];
+  /** The changes the store must make durable, in order. */
+  journal: StoreOperation[] = [];
+  /**
+   * Our QoS 1 and 2 publishes in flight, by packet id; a Map keeps them in the order they were
+   * first sent, the order they must be re-sent in [MQTT-4.4.0-1]. The outgoing flows change it.
+   */
+  readonly inflight: Map<number, OutgoingPublish<T>> = new Map();
+  /** SUBSCRIBE and UNSUBSCRIBE waiting for their acknowledgement, by packet id. */
+  readonly requests: Map<number, Request<T>> = new Map();
+  #nextPacketId = 1;
+
+  /** Creates the shared state of a session with these settings. */
+  constructor(options: SessionOptions) {
+    this.protocolVersion = options.protocolVersion;
+    this.journaling = options.journal ?? false;
+  }
+
+  /**
+   * Hands out the next packet identifier not in use by a publish in flight or a request.
+   *
+   * @throws {MqttError} When all 65535 are in use.
+   */
+  allocatePacketId(): number {
+    for (let tries = 0; tries < 65535; tries++) {
+      const id = this.#nextPacketId;
+      this.#nextPacketId = id === 65535 ? 1 : id + 1;
+      // [MQTT-2.2.1-3] / [MQTT-2.3.1-2] a new packet gets an identifier not in use.
+      if (!this.inflight.has(id) && !this.requests.has(id)) return id;
+    }
+    throw new MqttError("all 65535 packet identifiers are in use");
+  }
+}
