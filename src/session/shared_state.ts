@@ -9,35 +9,32 @@
 
 import { MqttError } from "../errors.ts";
 import type {
+  ConnectPacket,
   Packet,
-  Properties,
   ProtocolVersion,
   PublishPacket,
   SubscribePacket,
   UnsubscribePacket,
-  Will,
 } from "../packet/types.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
 import type { StoreOperation } from "../store/store.ts";
 
-/** The settings of a session, fixed for its lifetime. */
-export interface SessionOptions {
-  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
-  protocolVersion: ProtocolVersion;
-  /** The client identifier; the server's Assigned Client Identifier replaces an empty one. */
-  clientId: string;
-  /** Clean Session (3.x) or Clean Start (5). */
-  clean: boolean;
-  /** The keepalive in seconds; 0 turns it off. */
-  keepalive: number;
-  /** The user name. */
-  username?: string;
-  /** The password. */
-  password?: Uint8Array;
-  /** The Will Message. */
-  will?: Will;
-  /** MQTT 5 CONNECT properties. */
-  properties?: Properties;
+/**
+ * The settings of a session, fixed for its lifetime: what its CONNECT carries (the server's
+ * Assigned Client Identifier replaces an empty client id), and how the session behaves.
+ */
+export interface SessionOptions extends
+  Pick<
+    ConnectPacket,
+    | "protocolVersion"
+    | "clientId"
+    | "clean"
+    | "keepalive"
+    | "username"
+    | "password"
+    | "will"
+    | "properties"
+  > {
   /**
    * The most QoS 1 and 2 publishes in flight at once; more wait in order. Default 20, the default
    * limit of mosquitto; never more than the server's Receive Maximum.
