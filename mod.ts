@@ -83,7 +83,7 @@ export type {
   SubscriptionRequest,
   WillOptions,
 } from "./src/client/types.ts";
-export { PublishError } from "./src/session/session.ts";
+export { PublishError } from "./src/session/mod.ts";
 export {
   FileStore,
   type FileStoreOptions,

@@ -13,7 +13,7 @@ import { Writer } from "../packet/bytes.ts";
 import { MqttDecoderStream } from "../packet/decoder_stream.ts";
 import { encodeInto } from "../packet/encode.ts";
 import type { Packet, ProtocolVersion } from "../packet/types.ts";
-import type { Session } from "../session/session.ts";
+import type { Session } from "../session/mod.ts";
 import type { Transport } from "../transport/types.ts";
 
 /** How long closing waits for writes and the transport's close before it gives up on them. */

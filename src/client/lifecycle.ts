@@ -20,7 +20,7 @@ import {
 import { ReasonCode } from "../packet/constants.ts";
 import { encode, packetSize } from "../packet/encode.ts";
 import type { ConnackPacket, DisconnectPacket, Packet, Properties } from "../packet/types.ts";
-import { Session } from "../session/session.ts";
+import { Session } from "../session/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
 import type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";

@@ -7,7 +7,7 @@
 
 import { type Clock, systemClock } from "../_async.ts";
 import type { Properties, ProtocolVersion } from "../packet/types.ts";
-import type { SessionOptions } from "../session/session.ts";
+import type { SessionOptions } from "../session/mod.ts";
 import type { Store } from "../store/store.ts";
 import type { ClientOptions, ReconnectOptions } from "./types.ts";
 
