@@ -261,6 +261,9 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   #controller!: ReadableStreamDefaultController<Message>;
   #reader: ReadableStreamDefaultReader<Message>;
   #space: Deferred<void> | undefined;
+  // The promise the last pull returned, left pending while the queue has room: the stream
+  // calls pull only once it settles, so an enqueue does not call pull every time (for speed).
+  #pulling: Deferred<void> | undefined;
   #detach: (queue: MessageQueue) => void;
 
   constructor(
@@ -274,7 +277,10 @@ class MessageQueue implements AsyncIterableIterator<Message> {
       start: (controller) => {
         this.#controller = controller;
       },
-      pull: () => this.#roomMade(),
+      pull: () => {
+        this.#roomMade();
+        return (this.#pulling = new Deferred<void>()).promise;
+      },
       cancel: () => this.#cancelled(),
     }, new CountQueuingStrategy({ highWaterMark }));
     this.#reader = stream.getReader();
@@ -285,6 +291,9 @@ class MessageQueue implements AsyncIterableIterator<Message> {
     const controller = this.#controller;
     controller.enqueue(message);
     if (controller.desiredSize! > 0) return undefined;
+    // Full: settle the last pull, so that the stream calls pull again once a read makes room.
+    this.#pulling?.resolve();
+    this.#pulling = undefined;
     return (this.#space ??= new Deferred<void>()).promise;
   }
 
