@@ -19,6 +19,7 @@ import type {
 } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
 import { type ClientState, type DisconnectOptions, Lifecycle, type Token } from "./lifecycle.ts";
+import type { Inbox } from "./inbox.ts";
 import { toBytes } from "./options.ts";
 import type { Dialer } from "./reconnect.ts";
 import type { ClientOptions, Message } from "./types.ts";
@@ -64,6 +65,12 @@ const ALLOWED: Record<ClientState, ReadonlySet<Operation>> = {
  */
 export class BaseClient extends EventTarget implements AsyncDisposable {
   readonly #life: Lifecycle;
+  /**
+   * Where received messages go until the application has them, in a profile that delivers
+   * them (the `Subscriber` mixin); without one, as in a pure publisher, each message is
+   * acknowledged at once, as the protocol requires.
+   */
+  protected readonly inbox: Inbox | undefined;
 
   /**
    * Creates a client over a connection you opened (anything with `readable` and `writable` byte
@@ -75,7 +82,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     this.#life = new Lifecycle({
       pump: () => this.#pump(),
       dispatchEvent: (event) => this.dispatchEvent(event),
-      closed: () => this.onClose(),
+      closed: () => this.inbox?.close(),
     }, transport);
   }
 
@@ -131,6 +138,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Sets up the session from the options, before the first connection. */
   protected configure(options: ClientOptions): void {
     this.#life.configure(options);
+    if (this.inbox !== undefined) this.inbox.maxHeld = options.maxHeldMessages ?? 1000;
   }
 
   /** Replaces the user name and password sent with the next CONNECT (a refreshed token). */
@@ -188,15 +196,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     return token.promise as Promise<UnsubackPacket>;
   }
 
-  /**
-   * Hands a message to the user. Returns a promise when the user cannot take more yet: the read
-   * loop then waits for it (back-pressure). A profile that delivers overrides this; the default,
-   * for a pure publisher, acknowledges at once as the protocol requires.
-   */
-  protected deliver(message: Message): Promise<void> | void {
-    this.acknowledge(message);
-  }
-
   /** Marks a delivered QoS 1 or 2 message as owned by the user: its PUBACK or PUBREC goes out. */
   protected acknowledge(message: Message): void {
     const session = this.#life.session;
@@ -204,9 +203,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     session.acknowledge(message as PublishPacket);
     if (session.hasOutput) this.#life.connection?.scheduleFlush();
   }
-
-  /** Called once when the client closes for good; subscribers end their iterators here. */
-  protected onClose(): void {}
 
   /**
    * Resolves once every publish accepted so far is in the store: after it, a crash of the
@@ -240,7 +236,10 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       const event = events[i];
       switch (event.type) {
         case "message": {
-          const waiting = this.deliver(event.packet);
+          const inbox = this.inbox;
+          let waiting: Promise<void> | undefined;
+          if (inbox === undefined) this.acknowledge(event.packet);
+          else waiting = inbox.deliver(event.packet);
           if (waiting !== undefined) {
             pause = pause === undefined ? waiting : pause.then(() => waiting);
           }

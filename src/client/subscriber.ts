@@ -1,32 +1,20 @@
 /**
- * The `Subscriber` mixin: subscribing, and delivering messages to a handler or to async
- * iterators, with back-pressure and nothing lost before the first consumer is attached.
+ * The `Subscriber` mixin: subscribing and unsubscribing, and the user's side of message
+ * delivery (`messages()`, `setPublishHandler`). What happens to a received message until the
+ * application has it is the {@linkcode Inbox}'s work; the mixin owns one and hands it the
+ * client's messages.
  *
  * @module
  */
 
 import { MqttError, SubscribeError } from "../errors.ts";
 import type { Subscription } from "../packet/types.ts";
-import { validateTopicFilter } from "../packet/topic.ts";
-import { topicMatches } from "../topic.ts";
 import type { BaseClient } from "./base_client.ts";
-import { Deferred } from "../_async.ts";
+import { Inbox, type MessagesOptions, type PublishHandler } from "./inbox.ts";
 import type { Constructor } from "./publisher.ts";
 import type { Message, SubscribeOptions, SubscriptionRequest } from "./types.ts";
 
-/** A function that receives every message. A returned promise holds back the next message. */
-export type PublishHandler = (message: Message) => void | Promise<void>;
-
-/** The options of `messages()`. */
-export interface MessagesOptions {
-  /**
-   * How many messages may wait in this iterator before the client stops reading; default 100.
-   * A QoS 1 or 2 message is acknowledged once it waits here, so leaving a `for await` early
-   * drops up to this many acknowledged messages: keep it small (1) where every message matters
-   * and the loop may stop.
-   */
-  highWaterMark?: number;
-}
+export type { MessagesOptions, PublishHandler } from "./inbox.ts";
 
 /** The options of `unsubscribe`. */
 export interface UnsubscribeOptions {
@@ -65,82 +53,6 @@ export interface SubscriberMethods {
   setPublishHandler(handler: PublishHandler | undefined): void;
 }
 
-/** A bounded queue of messages for one `messages()` consumer. */
-class MessageIterator implements AsyncIterableIterator<Message> {
-  readonly filter: string | undefined;
-  #highWaterMark: number;
-  #queue: Message[] = [];
-  #head = 0;
-  #reader: Deferred<IteratorResult<Message>> | undefined;
-  #space: Deferred<void> | undefined;
-  #done = false;
-  #detach: (iterator: MessageIterator) => void;
-
-  constructor(
-    filter: string | undefined,
-    highWaterMark: number,
-    detach: (iterator: MessageIterator) => void,
-  ) {
-    this.filter = filter;
-    this.#highWaterMark = highWaterMark;
-    this.#detach = detach;
-  }
-
-  /** Adds a message; returns a promise when the queue is full, settled once there is room. */
-  push(message: Message): Promise<void> | undefined {
-    const reader = this.#reader;
-    if (reader !== undefined) {
-      this.#reader = undefined;
-      reader.resolve({ value: message, done: false });
-      return undefined;
-    }
-    this.#queue.push(message);
-    if (this.#queue.length - this.#head < this.#highWaterMark) return undefined;
-    return (this.#space ??= new Deferred<void>()).promise;
-  }
-
-  next(): Promise<IteratorResult<Message>> {
-    const queue = this.#queue;
-    if (this.#head < queue.length) {
-      const value = queue[this.#head];
-      queue[this.#head++] = undefined as unknown as Message;
-      if (this.#head === queue.length) {
-        queue.length = 0;
-        this.#head = 0;
-      }
-      if (this.#space !== undefined && queue.length - this.#head < this.#highWaterMark) {
-        this.#space.resolve();
-        this.#space = undefined;
-      }
-      return Promise.resolve({ value, done: false });
-    }
-    if (this.#done) return Promise.resolve({ value: undefined, done: true });
-    this.#reader = new Deferred<IteratorResult<Message>>();
-    return this.#reader.promise;
-  }
-
-  return(): Promise<IteratorResult<Message>> {
-    this.#detach(this);
-    this.end();
-    this.#queue = [];
-    this.#head = 0;
-    return Promise.resolve({ value: undefined, done: true });
-  }
-
-  /** No more messages: what is queued can still be read, then the iterator is done. */
-  end(): void {
-    this.#done = true;
-    this.#reader?.resolve({ value: undefined, done: true });
-    this.#reader = undefined;
-    this.#space?.resolve();
-    this.#space = undefined;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
-    return this;
-  }
-}
-
 /**
  * Adds subscribing and message delivery to a client class.
  *
@@ -161,19 +73,11 @@ export function Subscriber<T extends Constructor<BaseClient>>(
   Base: T,
 ): T & Constructor<SubscriberMethods> {
   return class Subscriber extends Base implements SubscriberMethods {
-    #handler: PublishHandler | undefined;
-    #iterators: MessageIterator[] = [];
-    #held: Message[] = [];
-    #heldSpace: Deferred<void> | undefined;
-    #maxHeld = 1000;
-    #closed = false;
-    // Settles once held messages being handed to a new consumer are all delivered.
-    #draining: Promise<void> | undefined;
-
-    override connect(options: Parameters<BaseClient["connect"]>[0] = {}): Promise<boolean> {
-      this.#maxHeld = options.maxHeldMessages ?? 1000;
-      return super.connect(options);
-    }
+    protected override readonly inbox: Inbox = new Inbox({
+      acknowledge: (message) => this.acknowledge(message),
+      onError: (error) =>
+        this.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error })),
+    });
 
     subscribe(topic: string, options?: SubscribeOptions): Promise<number>;
     subscribe(
@@ -236,134 +140,12 @@ export function Subscriber<T extends Constructor<BaseClient>>(
       }
     }
 
-    messages(filter?: string, options: MessagesOptions = {}): AsyncIterableIterator<Message> {
-      if (filter !== undefined) validateTopicFilter(filter);
-      const iterator = new MessageIterator(
-        filter,
-        options.highWaterMark ?? 100,
-        (it) => {
-          this.#iterators = this.#iterators.filter((other) => other !== it);
-        },
-      );
-      if (this.#closed) {
-        iterator.end();
-        return iterator;
-      }
-      this.#iterators = [...this.#iterators, iterator];
-      this.#releaseHeld();
-      return iterator;
+    messages(filter?: string, options?: MessagesOptions): AsyncIterableIterator<Message> {
+      return this.inbox.messages(filter, options);
     }
 
     setPublishHandler(handler: PublishHandler | undefined): void {
-      this.#handler = handler;
-      this.#releaseHeld();
-    }
-
-    protected override deliver(message: Message): Promise<void> | void {
-      // Held messages are still being handed over: this one waits its turn, to keep the order.
-      const draining = this.#draining;
-      if (draining !== undefined) return draining.then(() => this.deliver(message));
-      if (this.#handler === undefined && this.#iterators.length === 0) {
-        this.#held.push(message);
-        if (this.#held.length < this.#maxHeld) return;
-        return (this.#heldSpace ??= new Deferred<void>()).promise;
-      }
-      return this.#dispatch(message);
-    }
-
-    /** Hands a message to the handler and every matching iterator, then acknowledges it. */
-    #dispatch(message: Message): Promise<void> | void {
-      let pause: Promise<void> | undefined;
-      const handler = this.#handler;
-      if (handler !== undefined) {
-        try {
-          const result = handler(message);
-          if (result !== undefined && typeof result.then === "function") {
-            pause = result.then(undefined, (error) => this.#handlerFailed(error));
-          }
-        } catch (error) {
-          this.#handlerFailed(error);
-        }
-      }
-      // Usually one to three iterators: a plain loop beats a trie here.
-      const iterators = this.#iterators;
-      for (let i = 0; i < iterators.length; i++) {
-        const iterator = iterators[i];
-        if (iterator.filter !== undefined && !topicMatches(iterator.filter, message.topic)) {
-          continue;
-        }
-        const full = iterator.push(message);
-        if (full !== undefined) {
-          pause = pause === undefined ? full : Promise.all([pause, full]).then();
-        }
-      }
-      if (pause === undefined) {
-        this.acknowledge(message);
-        return;
-      }
-      return pause.then(() => this.acknowledge(message));
-    }
-
-    #handlerFailed(error: unknown): void {
-      this.dispatchEvent(
-        new CustomEvent<MqttError>("error", {
-          detail: new MqttError(
-            `the publish handler threw: ${error instanceof Error ? error.message : error}`,
-            { cause: error },
-          ),
-        }),
-      );
-    }
-
-    /**
-     * Hands held messages to the consumer just attached, in order, one at a time: a handler's
-     * promise or a full iterator holds back the next one, as for any message.
-     */
-    #releaseHeld(): void {
-      if (this.#draining !== undefined || this.#held.length === 0 || !this.#hasConsumer()) return;
-      const held = this.#held;
-      this.#held = [];
-      let next = 0;
-      const step = (): Promise<void> | undefined => {
-        while (next < held.length) {
-          if (this.#closed || !this.#hasConsumer()) {
-            // The consumer left: what it did not take is held again, ahead of anything newer.
-            this.#held = [...held.slice(next), ...this.#held];
-            return undefined;
-          }
-          const pause = this.#dispatch(held[next++]);
-          if (pause !== undefined) return pause.then(step);
-        }
-        return undefined;
-      };
-      const pending = step();
-      if (pending === undefined) {
-        this.#releaseHeldSpace();
-        return;
-      }
-      this.#draining = pending.catch(() => {}).then(() => {
-        this.#draining = undefined;
-        this.#releaseHeldSpace();
-      });
-    }
-
-    #hasConsumer(): boolean {
-      return this.#handler !== undefined || this.#iterators.length > 0;
-    }
-
-    #releaseHeldSpace(): void {
-      if (this.#held.length >= this.#maxHeld) return;
-      this.#heldSpace?.resolve();
-      this.#heldSpace = undefined;
-    }
-
-    protected override onClose(): void {
-      this.#closed = true;
-      for (const iterator of this.#iterators) iterator.end();
-      this.#iterators = [];
-      this.#heldSpace?.resolve();
-      this.#heldSpace = undefined;
-      super.onClose();
+      this.inbox.setHandler(handler);
     }
   };
 }
