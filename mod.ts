@@ -43,46 +43,45 @@ export {
   TimeoutError,
 } from "./src/errors.ts";
 export { topicMatches, TopicTrie } from "./src/topic.ts";
-export { connect, type ConnectionChange, type ConnectOptions } from "./src/client/connect.ts";
 export {
+  BaseClient,
   ClientBase,
+  type ClientOptions,
+  type ClientState,
+  type Clock,
+  connect,
+  type ConnectEventDetail,
+  type ConnectionChange,
+  type ConnectOptions,
+  type Constructor,
+  type Dialer,
+  type DisconnectEventDetail,
+  type DisconnectOptions,
+  Inbox,
+  type InboxOptions,
+  isRetryable,
+  type Message,
+  type MessagesOptions,
   MqttClient,
   MqttPublisher,
   MqttSubscriber,
-  PublisherBase,
-  SubscriberBase,
-} from "./src/client/clients.ts";
-export {
-  BaseClient,
-  type ClientState,
-  type DisconnectOptions,
   type Operation,
-} from "./src/client/base_client.ts";
-export type {
-  ConnectEventDetail,
-  DisconnectEventDetail,
-  ReconnectEventDetail,
-} from "./src/client/events.ts";
-export { type Dialer, isRetryable } from "./src/client/reconnect.ts";
-export { type Constructor, Publisher, type PublisherMethods } from "./src/client/publisher.ts";
-export {
-  type MessagesOptions,
+  Publisher,
+  PublisherBase,
+  type PublisherMethods,
   type PublishHandler,
+  type PublishOptions,
+  type QueueOptions,
+  type ReconnectEventDetail,
+  type ReconnectOptions,
+  type SubscribeOptions,
   Subscriber,
+  SubscriberBase,
   type SubscriberMethods,
+  type SubscriptionRequest,
   type UnsubscribeOptions,
-} from "./src/client/subscriber.ts";
-export type {
-  ClientOptions,
-  Clock,
-  Message,
-  PublishOptions,
-  QueueOptions,
-  ReconnectOptions,
-  SubscribeOptions,
-  SubscriptionRequest,
-  WillOptions,
-} from "./src/client/types.ts";
+  type WillOptions,
+} from "./src/client/mod.ts";
 export { PublishError } from "./src/session/mod.ts";
 export {
   FileStore,

@@ -1,0 +1,53 @@
+/**
+ * The client layer: the user's API over a connection to a broker — `connect(url)`, the three
+ * profiles of twisted-mqtt (publisher, subscriber, both) as mixins over one base class, its
+ * events, and the lifecycle behind it (dialing, reconnecting with backoff, closing).
+ *
+ * @example Connect, publish, and close
+ * ```ts ignore
+ * import { connect } from "./mod.ts";
+ *
+ * await using client = await connect("mqtt://127.0.0.1:1883");
+ * await client.publish("greetings", "hello", { qos: 1 });
+ * ```
+ *
+ * @module
+ */
+
+export { connect, type ConnectionChange, type ConnectOptions } from "./connect.ts";
+export {
+  ClientBase,
+  MqttClient,
+  MqttPublisher,
+  MqttSubscriber,
+  PublisherBase,
+  SubscriberBase,
+} from "./clients.ts";
+export {
+  BaseClient,
+  type ClientState,
+  type DisconnectOptions,
+  type Operation,
+} from "./base_client.ts";
+export type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
+export { type Dialer, isRetryable } from "./reconnect.ts";
+export { type Constructor, Publisher, type PublisherMethods } from "./publisher.ts";
+export {
+  type MessagesOptions,
+  type PublishHandler,
+  Subscriber,
+  type SubscriberMethods,
+  type UnsubscribeOptions,
+} from "./subscriber.ts";
+export type {
+  ClientOptions,
+  Clock,
+  Message,
+  PublishOptions,
+  QueueOptions,
+  ReconnectOptions,
+  SubscribeOptions,
+  SubscriptionRequest,
+  WillOptions,
+} from "./types.ts";
+export { Inbox, type InboxOptions } from "./inbox.ts";
