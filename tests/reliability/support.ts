@@ -7,6 +7,9 @@
 
 import process from "node:process";
 import type { MqttClient } from "../../src/client/clients.ts";
+import { within } from "../helpers/wait.ts";
+
+export { within };
 
 /** A seed: `KITE_SEED` when given (to replay a failure), random otherwise. */
 export function seedFor(name: string): number {
@@ -16,26 +19,6 @@ export function seedFor(name: string): number {
     `[reliability] ${name}: seed ${seed} (replay with KITE_SEED=${seed})`,
   );
   return seed;
-}
-
-/** Waits for `promise`, failing with `what` after `ms` milliseconds. */
-export async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The next `type` event on `target` that `accept` accepts, within `ms`. */

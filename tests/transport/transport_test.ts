@@ -11,6 +11,7 @@ import { ConnectionClosedError } from "../../src/errors.ts";
 import { brokerAddress } from "../../src/transport/address.ts";
 import { openTransport, type Transport, type TransportOptions } from "../../src/transport/mod.ts";
 import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
+import { settlesWithin, within } from "../helpers/wait.ts";
 
 const skip = mosquittoSkipReason();
 // Large transfers and brokers take longer than bun test's default of 5 s on a busy machine.
@@ -37,27 +38,6 @@ async function using(
     await body(transport);
   } finally {
     transport.close?.();
-  }
-}
-
-/** Settles like `promise`, or rejects after `ms` milliseconds. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Whether `promise` settles within `ms` milliseconds. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
-  const settled = promise.then(() => true, () => true);
-  try {
-    return await Promise.race([settled, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
