@@ -1,5 +1,5 @@
 /**
- * The protocol core without any stream: a `ClientHandler` fed bytes on a fake clock, answering
+ * One client of the broker without any stream: a `ClientHandler` fed bytes on a fake clock, answering
  * through a recording link.
  */
 
