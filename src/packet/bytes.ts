@@ -9,8 +9,9 @@
  * @module
  */
 
-import { MAX_VARINT, ReasonCode } from "./constants.ts";
+import { MAX_VARINT } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
+import { wildcardInTopicName } from "./topic.ts";
 
 const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
@@ -174,11 +175,7 @@ function ascii(buf: Uint8Array, start: number, end: number): string {
 
 function checkTopic(topic: string): string {
   if (topic.includes("+") || topic.includes("#")) {
-    throw new ProtocolError(
-      `PUBLISH topic "${topic}" contains a wildcard`,
-      "MQTT-3.3.2-2",
-      ReasonCode.TopicNameInvalid,
-    );
+    throw wildcardInTopicName("PUBLISH topic name", topic);
   }
   return topic;
 }

@@ -6,6 +6,7 @@
 
 import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
+import { wildcardInTopicName } from "./topic.ts";
 import { cite, type Reader, utf8Length, type Writer } from "./bytes.ts";
 import { propertiesLength, readProperties, writeProperties } from "./properties.ts";
 import { varintLength } from "./bytes.ts";
@@ -179,10 +180,6 @@ function checkWillTopic(topic: string): void {
     );
   }
   if (topic.includes("+") || topic.includes("#")) {
-    throw new ProtocolError(
-      `the will topic "${topic}" contains a wildcard`,
-      "MQTT-3.3.2-2",
-      ReasonCode.TopicNameInvalid,
-    );
+    throw wildcardInTopicName("will topic", topic);
   }
 }

@@ -7,6 +7,7 @@
 
 import { ReasonCode } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
+import { wildcardInTopicName } from "./topic.ts";
 import {
   checkPacketId,
   packetLength,
@@ -61,11 +62,7 @@ function topicNameLength(topic: string, version: number): number {
   for (let i = 0; i < n; i++) {
     const c = topic.charCodeAt(i);
     if (c === 0x2b || c === 0x23) {
-      throw new ProtocolError(
-        `the topic "${topic}" contains a wildcard`,
-        "MQTT-3.3.2-2",
-        ReasonCode.TopicNameInvalid,
-      );
+      throw wildcardInTopicName("PUBLISH topic name", topic);
     }
     if (c === 0 || c > 0x7f) return utf8Length(topic, "the topic name", version);
   }

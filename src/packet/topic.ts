@@ -217,6 +217,18 @@ export function validateTopicName(name: string): void {
 }
 
 /**
+ * The error for a topic name that holds a wildcard [MQTT-3.3.2-2]: the one wording of the rule,
+ * whichever packet carries the name; `what` names it ("PUBLISH topic name", "will topic").
+ */
+export function wildcardInTopicName(what: string, name: string): ProtocolError {
+  return new ProtocolError(
+    `${what} ${quote(name)} ${WILDCARD_IN_NAME.message}`,
+    WILDCARD_IN_NAME.statementId,
+    ReasonCode.TopicNameInvalid,
+  );
+}
+
+/**
  * Checks that a string is a valid topic filter, the pattern a SUBSCRIBE or UNSUBSCRIBE names,
  * including MQTT 5 shared subscriptions of the form `$share/{ShareName}/{filter}`.
  *
