@@ -198,29 +198,21 @@ export function queueBounds(
   maxBytes: number | undefined,
   highWaterMark: number | undefined,
 ): QueueBounds {
-  const bytes = maxBytes ?? DEFAULT_QUEUE_BYTES;
-  for (
-    const [name, value] of [["maxMessages", maxMessages], [
-      "maxBytes",
-      maxBytes,
-    ]] as const
-  ) {
-    if (value !== undefined && !(value >= 0)) {
-      throw new RangeError(`queue.${name} must be 0 or more, not ${value}`);
-    }
+  if (maxMessages !== undefined && !(maxMessages >= 0)) {
+    throw new RangeError(`queue.maxMessages must be 0 or more, not ${maxMessages}`);
+  }
+  if (maxBytes !== undefined && !(maxBytes >= 0)) {
+    throw new RangeError(`queue.maxBytes must be 0 or more, not ${maxBytes}`);
   }
   if (highWaterMark !== undefined && !(highWaterMark > 0)) {
-    throw new RangeError(
-      `queue.highWaterMark must be more than 0 bytes, not ${highWaterMark}`,
-    );
+    throw new RangeError(`queue.highWaterMark must be more than 0 bytes, not ${highWaterMark}`);
   }
+  const bytes = maxBytes ?? DEFAULT_QUEUE_BYTES;
   return {
     maxMessages: maxMessages ?? Infinity,
     maxBytes: bytes,
-    highWaterMark: Math.max(
-      1,
-      Math.min(highWaterMark ?? DEFAULT_QUEUE_HIGH_WATER_MARK, bytes),
-    ),
+    // At least 1: a mark of 0 would never let a producer go.
+    highWaterMark: Math.max(1, Math.min(highWaterMark ?? DEFAULT_QUEUE_HIGH_WATER_MARK, bytes)),
   };
 }
 
@@ -246,8 +238,7 @@ export function queueHasRoom(
   queuedBytes: number,
   bytes: number,
 ): boolean {
-  return operations < bounds.maxMessages &&
-    queuedBytes + bytes <= bounds.maxBytes;
+  return operations < bounds.maxMessages && queuedBytes + bytes <= bounds.maxBytes;
 }
 
 /**
