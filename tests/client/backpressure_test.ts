@@ -9,10 +9,19 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MqttClient } from "../../src/client/clients.ts";
+import type { Dialer } from "../../src/client/reconnect.ts";
 import type { OutgoingMessage } from "../../src/client/types.ts";
 import { ConnectionClosedError, LimitError, StateError } from "../../src/errors.ts";
 import { PublishError } from "../../src/session/session.ts";
-import { assertQuiet, connected, type FakeBroker, settle, watch } from "./harness.ts";
+import {
+  assertQuiet,
+  connected,
+  FakeBroker,
+  FakeClock,
+  nextEvent,
+  settle,
+  watch,
+} from "./harness.ts";
 
 const decoder = new TextDecoder();
 
@@ -84,6 +93,47 @@ describe("ready()", () => {
     await assert.rejects(inFlight.promise, ConnectionClosedError);
     await assert.rejects(waiting.promise, ConnectionClosedError);
     await assert.rejects(client.ready(), StateError);
+  });
+
+  test("ready() waits through a reconnection, and resolves once what waited while disconnected has gone out", async () => {
+    const clock = new FakeClock();
+    const brokers: FakeBroker[] = [];
+    const dialed: ((broker: FakeBroker) => void)[] = [];
+    const dial: Dialer = () => {
+      const broker = new FakeBroker(4);
+      brokers.push(broker);
+      dialed.shift()?.(broker);
+      return Promise.resolve(broker.transport);
+    };
+    const nextBroker = () => new Promise<FakeBroker>((resolve) => dialed.push(resolve));
+    const client = new MqttClient(dial);
+    const first = nextBroker();
+    const connecting = client.connect({
+      clientId: "kite",
+      keepalive: 0,
+      clean: false,
+      clock,
+      reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
+      queue: { highWaterMark: 4 },
+    });
+    await (await first).accept();
+    await connecting;
+    const scheduled = nextEvent(client, "reconnect");
+    await brokers[0].hangUp();
+    await scheduled;
+    const publish = watch(client.publish("t", "abcd", { qos: 1 }));
+    const ready = watch(client.ready());
+    await settle();
+    assert.equal(ready.settled, false);
+    const second = nextBroker();
+    await clock.advance(clock.nextAt - clock.now());
+    const broker = await second;
+    await broker.accept(true);
+    await ready.promise;
+    assert.equal(client.bufferedAmount, 0);
+    assert.equal(await ackNext(broker), "abcd");
+    await publish.promise;
+    await Promise.all([client.disconnect(), broker.closed()]);
   });
 });
 
