@@ -20,6 +20,7 @@ import {
   FakeClock,
   nextEvent,
   settle,
+  UnhandledGuard,
   watch,
 } from "./harness.ts";
 
@@ -272,6 +273,30 @@ describe("writable()", () => {
     await Promise.all([client.disconnect(), broker.closed()]);
     await assert.rejects(writer.closed, ConnectionClosedError);
     assert.throws(() => client.writable(), StateError);
+  });
+
+  test("pipeTo(client.writable()): when the client closes, the pipe rejects with ConnectionClosedError and cancels the source; nothing is left unhandled", async () => {
+    const guard = new UnhandledGuard();
+    const { client, broker } = await connected(4, {
+      options: { inflightWindow: 1, queue: { highWaterMark: 4 } },
+    });
+    let cancelled: unknown;
+    const source = new ReadableStream<OutgoingMessage>({
+      pull(controller) {
+        controller.enqueue({ topic: "t", payload: "abcd" });
+      },
+      cancel(reason) {
+        cancelled = reason;
+      },
+    }, { highWaterMark: 0 });
+    const piped = watch(source.pipeTo(client.writable({ qos: 1 })));
+    await broker.expect("publish");
+    await settle();
+    assert.equal(piped.settled, false);
+    await Promise.all([client.disconnect(), broker.closed()]);
+    await assert.rejects(piped.promise, ConnectionClosedError);
+    assert.ok(cancelled instanceof ConnectionClosedError);
+    await guard.check();
   });
 
   test("pipeTo(client.writable()): the source is read only as fast as the broker acknowledges", async () => {
