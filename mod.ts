@@ -66,6 +66,7 @@ export {
   MqttPublisher,
   MqttSubscriber,
   type Operation,
+  type OutgoingMessage,
   Publisher,
   PublisherBase,
   type PublisherMethods,
@@ -81,6 +82,7 @@ export {
   type SubscriptionRequest,
   type UnsubscribeOptions,
   type WillOptions,
+  type WritableOptions,
 } from "./src/client/mod.ts";
 export { PublishError } from "./src/session/mod.ts";
 export {

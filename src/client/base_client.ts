@@ -6,8 +6,8 @@
  * @module
  */
 
-import { Deferred } from "../_async.ts";
-import { type MqttError, StateError, SubscribeError } from "../errors.ts";
+import { abortable, Deferred } from "../_async.ts";
+import { ConnectionClosedError, type MqttError, StateError, SubscribeError } from "../errors.ts";
 import type {
   ConnackPacket,
   ProtocolVersion,
@@ -71,6 +71,13 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
    * acknowledged at once, as the protocol requires.
    */
   protected readonly inbox: Inbox | undefined;
+  // QoS 0 payload bytes handed to the connection and not yet written, and the batch (one write
+  // of the connection) the last of them goes out with.
+  #unwrittenBytes = 0;
+  #batch: { written: Promise<void>; bytes: number } | undefined;
+  // Settles once the outgoing queue has room again (see #hasRoom): what ready() and the
+  // writables wait for. One for all waiters; rejected when the client closes.
+  #room: Deferred<void> | undefined;
 
   /**
    * Creates a client over a connection you opened (anything with `readable` and `writable` byte
@@ -82,7 +89,11 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     this.#life = new Lifecycle({
       pump: () => this.#pump(),
       dispatchEvent: (event) => this.dispatchEvent(event),
-      closed: () => this.inbox?.close(),
+      closed: () => {
+        this.inbox?.close();
+        this.#room?.reject(new ConnectionClosedError("the client closed"));
+        this.#room = undefined;
+      },
     }, transport);
   }
 
@@ -168,12 +179,85 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       session.publish(packet, undefined as unknown as Token);
       const connection = this.#life.connection!;
       connection.scheduleFlush();
-      return connection.written();
+      const written = connection.written();
+      this.#unwritten(written, packet.payload.length);
+      return written;
     }
     const token = new Deferred<unknown>();
     session.publish(packet, token);
     this.#pump();
     return token.promise as Promise<void>;
+  }
+
+  /**
+   * The payload bytes of publishes accepted and not yet written to the connection: QoS 1 and 2
+   * ones waiting for the in-flight window or a connection, QoS 0 ones waiting for a connection or
+   * for their write.
+   */
+  protected bufferedBytes(): number {
+    return (this.#life.session?.waitingBytes ?? 0) + this.#unwrittenBytes;
+  }
+
+  /** The bytes waiting from which `queueRoom` waits: the queue's high-water mark. */
+  protected queueHighWaterMark(): number {
+    return this.#life.session!.queueBounds.highWaterMark;
+  }
+
+  /**
+   * Waits until the outgoing queue has room: the bytes waiting (see `bufferedBytes`) are below
+   * the queue's high-water mark, and the queue's bounds allow one more publish. With `bytes`,
+   * also until a publish of that many payload bytes fits under `queue.maxBytes`, unless nothing
+   * waits (then it never will, and publishing it says why).
+   *
+   * @returns `undefined` when there is room now; otherwise a promise that resolves once there is
+   * (on the session's progress, never by polling), and rejects with `ConnectionClosedError` when
+   * the client closes first, or with the signal's reason when it aborts.
+   * @throws {StateError} When the client's state allows no publish.
+   */
+  protected queueRoom(bytes?: number, signal?: AbortSignal): Promise<void> | undefined {
+    this.requireState("publish");
+    if (this.#hasRoom(bytes)) return undefined;
+    return abortable(this.#waitForRoom(bytes), signal, noop);
+  }
+
+  async #waitForRoom(bytes: number | undefined): Promise<void> {
+    do {
+      await (this.#room ??= new Deferred<void>()).promise;
+    } while (!this.#hasRoom(bytes));
+  }
+
+  #hasRoom(bytes: number | undefined): boolean {
+    const session = this.#life.session!;
+    if (session.waitingBytes + this.#unwrittenBytes >= session.queueBounds.highWaterMark) {
+      return false;
+    }
+    return session.hasQueueRoom(bytes ?? 0) ||
+      (bytes !== undefined && session.waitingCount === 0);
+  }
+
+  /** Wakes what waits for room, if there is room now. */
+  #wake(): void {
+    const room = this.#room;
+    if (room !== undefined && this.#hasRoom(undefined)) {
+      this.#room = undefined;
+      room.resolve();
+    }
+  }
+
+  /** Counts a QoS 0 publish's bytes until the write they go out with settles. */
+  #unwritten(written: Promise<void>, bytes: number): void {
+    let batch = this.#batch;
+    if (batch?.written !== written) {
+      const current = this.#batch = batch = { written, bytes: 0 };
+      const settled = () => {
+        this.#unwrittenBytes -= current.bytes;
+        if (this.#batch === current) this.#batch = undefined;
+        this.#wake();
+      };
+      written.then(settled, settled);
+    }
+    batch.bytes += bytes;
+    this.#unwrittenBytes += bytes;
   }
 
   /** Queues a SUBSCRIBE; settles with the SUBACK. */
@@ -269,6 +353,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     // Changes that no packet waits for (a completed flow's delete) reach the store now too.
     life.applyJournal();
     if (session.hasOutput) life.connection?.scheduleFlush();
+    if (this.#room !== undefined) this.#wake();
     return pause;
   }
 
@@ -286,3 +371,5 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     );
   }
 }
+
+function noop(): void {}

@@ -43,11 +43,13 @@ export type {
   ClientOptions,
   Clock,
   Message,
+  OutgoingMessage,
   PublishOptions,
   QueueOptions,
   ReconnectOptions,
   SubscribeOptions,
   SubscriptionRequest,
   WillOptions,
+  WritableOptions,
 } from "./types.ts";
 export { Inbox, type InboxOptions } from "./inbox.ts";

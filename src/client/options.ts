@@ -112,6 +112,7 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       resubscribe: options.resubscribe,
       maxQueuedMessages: options.queue?.maxMessages,
       maxQueuedBytes: options.queue?.maxBytes,
+      queueHighWaterMark: options.queue?.highWaterMark,
       dropQos0Offline: options.queue?.qos0 === "drop",
     },
     maximumIncoming: options.maximumPacketSize,

@@ -114,16 +114,40 @@ export interface ReconnectOptions {
 }
 
 /**
- * Bounds of the queue of publishes that wait to be sent, shared with the subscribe and
- * unsubscribe requests made while disconnected. A full queue rejects at once with `LimitError`.
+ * Bounds of the queue of publishes that wait to be sent (for a connection, or for room in the
+ * in-flight window), shared with the subscribe and unsubscribe requests made while disconnected.
+ * The bound is on bytes: a publish that would take the queue past `maxBytes` rejects at once with
+ * `LimitError`. A loop of publishes that are not awaited queues them all as long as their payloads
+ * fit; to be told when to wait instead, use `client.ready()` or `client.writable()`, which follow
+ * `highWaterMark`.
+ *
+ * @example A bound of 256 MiB, and back-pressure from 4 MiB waiting
+ * ```ts ignore
+ * import { connect } from "jsr:@kite/mqtt";
+ *
+ * const client = await connect("mqtt://127.0.0.1:1883", {
+ *   queue: { maxBytes: 256 * 1024 * 1024, highWaterMark: 4 * 1024 * 1024 },
+ * });
+ * ```
  */
 export interface QueueOptions {
-  /** The most publishes and requests that may wait; default 10,000. */
-  maxMessages?: number;
   /**
    * The most payload bytes that may wait (a request counts its topic filters); default 64 MiB.
+   * Past it, a publish rejects with `LimitError` naming this option.
    */
   maxBytes?: number;
+  /**
+   * The payload bytes waiting from which `ready()` waits and a `writable()` stream reports
+   * back-pressure; default 1 MiB, never more than `maxBytes`. Bytes waiting are those of
+   * publishes not yet written to the connection: QoS 1 and 2 ones waiting for the in-flight
+   * window or a connection, and QoS 0 ones not yet written.
+   */
+  highWaterMark?: number;
+  /**
+   * The most publishes and requests that may wait, if they are to be bounded by count too;
+   * default: no bound by count.
+   */
+  maxMessages?: number;
   /** Whether QoS 0 publishes wait while disconnected (`"queue"`, the default) or are refused (`"drop"`). */
   qos0?: "queue" | "drop";
 }
@@ -136,6 +160,30 @@ export interface PublishOptions {
   retain?: boolean;
   /** MQTT 5 properties (`contentType`, `messageExpiryInterval`, `userProperties`, ...). */
   properties?: Properties;
+}
+
+/** A message to publish, as a chunk written to `client.writable()`. */
+export interface OutgoingMessage {
+  /** The topic; no wildcards. */
+  topic: string;
+  /**
+   * The payload; a string is sent as UTF-8, bytes as they are (not copied: do not change them
+   * until the stream has closed).
+   */
+  payload: string | Uint8Array;
+  /** Whether the broker retains it; default: the stream's `retain`. */
+  retain?: boolean;
+  /** MQTT 5 properties; default: the stream's `properties`. */
+  properties?: Properties;
+}
+
+/** The options of `client.writable()`: how its messages are published, and its buffer. */
+export interface WritableOptions extends PublishOptions {
+  /**
+   * The payload bytes the stream itself holds before its `desiredSize` drops to 0 and its
+   * writers are told to wait; default: the client's `queue.highWaterMark`.
+   */
+  highWaterMark?: number;
 }
 
 /** The options of one subscription. */

@@ -159,19 +159,93 @@ export function requestRefusal(
   return undefined;
 }
 
+/** The default of {@linkcode QueueBounds.maxBytes}: 64 MiB. */
+export const DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024;
+
+/** The default of {@linkcode QueueBounds.highWaterMark}, unless `maxBytes` is less: 1 MiB. */
+export const DEFAULT_QUEUE_HIGH_WATER_MARK = 1024 * 1024;
+
 /** The bounds of the queue of operations waiting to be sent. */
 export interface QueueBounds {
-  /** The most operations that may wait. */
+  /** The most operations that may wait; `Infinity` for no bound by count. */
   maxMessages: number;
   /** The most bytes they may hold. */
   maxBytes: number;
+  /**
+   * The bytes waiting from which a producer that asks is told to wait (`ready()`, the
+   * `desiredSize` of a writable): back-pressure starts here, well before `maxBytes` refuses.
+   */
+  highWaterMark: number;
+}
+
+/**
+ * The bounds of the queue from the options as given: no bound by count, 64 MiB, and a high-water
+ * mark of 1 MiB but never more than `maxBytes`.
+ *
+ * @throws {RangeError} For a bound that is not a number above 0 (`maxMessages` and `maxBytes`
+ * may be 0, which refuses everything that would wait).
+ *
+ * @example
+ * ```ts
+ * import { queueBounds } from "./limits.ts";
+ *
+ * console.log(queueBounds(undefined, 4096, undefined));
+ * // { maxMessages: Infinity, maxBytes: 4096, highWaterMark: 4096 }
+ * ```
+ */
+export function queueBounds(
+  maxMessages: number | undefined,
+  maxBytes: number | undefined,
+  highWaterMark: number | undefined,
+): QueueBounds {
+  if (maxMessages !== undefined && !(maxMessages >= 0)) {
+    throw new RangeError(`queue.maxMessages must be 0 or more, not ${maxMessages}`);
+  }
+  if (maxBytes !== undefined && !(maxBytes >= 0)) {
+    throw new RangeError(`queue.maxBytes must be 0 or more, not ${maxBytes}`);
+  }
+  if (highWaterMark !== undefined && !(highWaterMark > 0)) {
+    throw new RangeError(`queue.highWaterMark must be more than 0 bytes, not ${highWaterMark}`);
+  }
+  const bytes = maxBytes ?? DEFAULT_QUEUE_BYTES;
+  return {
+    maxMessages: maxMessages ?? Infinity,
+    maxBytes: bytes,
+    // At least 1: a mark of 0 would never let a producer go.
+    highWaterMark: Math.max(1, Math.min(highWaterMark ?? DEFAULT_QUEUE_HIGH_WATER_MARK, bytes)),
+  };
+}
+
+/**
+ * Whether the queue of operations waiting to be sent has room for one more of `bytes` bytes:
+ * what {@linkcode queueRefusal} checks, without making the error.
+ *
+ * @param operations The publishes and requests waiting.
+ * @param queuedBytes The bytes they hold.
+ *
+ * @example
+ * ```ts
+ * import { queueHasRoom } from "./limits.ts";
+ *
+ * const bounds = { maxMessages: Infinity, maxBytes: 100, highWaterMark: 50 };
+ * console.log(queueHasRoom(bounds, 20_000, 90, 10)); // true
+ * console.log(queueHasRoom(bounds, 20_000, 90, 11)); // false
+ * ```
+ */
+export function queueHasRoom(
+  bounds: QueueBounds,
+  operations: number,
+  queuedBytes: number,
+  bytes: number,
+): boolean {
+  return operations < bounds.maxMessages && queuedBytes + bytes <= bounds.maxBytes;
 }
 
 /**
  * Why the queue of operations waiting to be sent has no room for one more of `bytes` bytes, if it
  * has none. Publishes waiting to be sent and SUBSCRIBE or UNSUBSCRIBE requests made while
  * disconnected share its bounds; a publish counts its payload, a request its
- * {@linkcode requestPayloadSize}.
+ * {@linkcode requestPayloadSize}. The error names the option to raise.
  *
  * @param publishes The publishes waiting.
  * @param requests The requests waiting.
@@ -181,8 +255,10 @@ export interface QueueBounds {
  * ```ts
  * import { queueRefusal } from "./limits.ts";
  *
- * console.log(queueRefusal({ maxMessages: 2, maxBytes: 100 }, 1, 0, 10, 5)); // undefined
- * console.log(queueRefusal({ maxMessages: 2, maxBytes: 100 }, 1, 1, 10, 5) !== undefined); // true
+ * const bounds = { maxMessages: Infinity, maxBytes: 100, highWaterMark: 50 };
+ * console.log(queueRefusal(bounds, 1, 0, 90, 10)); // undefined
+ * console.log(queueRefusal(bounds, 1, 0, 90, 11)?.message);
+ * // "the queue of operations waiting to be sent would hold 101 bytes, more than queue.maxBytes (100); raise queue.maxBytes, or wait for room with client.ready() or client.writable()"
  * ```
  */
 export function queueRefusal(
@@ -192,9 +268,16 @@ export function queueRefusal(
   queuedBytes: number,
   bytes: number,
 ): LimitError | undefined {
-  if (publishes + requests >= bounds.maxMessages || queuedBytes + bytes > bounds.maxBytes) {
+  if (publishes + requests >= bounds.maxMessages) {
     return new LimitError(
       `the queue of operations waiting to be sent is full (${publishes} publishes, ${requests} subscribe or unsubscribe requests, ${queuedBytes} bytes; see the queue option)`,
+    );
+  }
+  if (queuedBytes + bytes > bounds.maxBytes) {
+    return new LimitError(
+      `the queue of operations waiting to be sent would hold ${
+        queuedBytes + bytes
+      } bytes, more than queue.maxBytes (${bounds.maxBytes}); raise queue.maxBytes, or wait for room with client.ready() or client.writable()`,
     );
   }
   return undefined;

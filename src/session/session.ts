@@ -35,6 +35,8 @@ import {
   limitsFromConnack,
   publishRefusal,
   type QueueBounds,
+  queueBounds,
+  queueHasRoom,
   queueRefusal,
   requestPayloadSize,
   requestRefusal,
@@ -118,10 +120,11 @@ export class Session<T> {
     this.#requests = new Requests(shared, options.resubscribe ?? true);
     this.subscriptions = this.#requests.subscriptions;
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
-    this.#queueBounds = {
-      maxMessages: options.maxQueuedMessages ?? 10_000,
-      maxBytes: options.maxQueuedBytes ?? 64 * 1024 * 1024,
-    };
+    this.#queueBounds = queueBounds(
+      options.maxQueuedMessages,
+      options.maxQueuedBytes,
+      options.queueHighWaterMark,
+    );
   }
 
   /** The server's limits, from the last CONNACK. */
@@ -155,6 +158,25 @@ export class Session<T> {
   /** The total payload bytes of the publishes waiting to be sent. */
   get waitingBytes(): number {
     return this.#outgoing.waitingBytes;
+  }
+
+  /** The bounds of the queue of operations waiting to be sent, and its high-water mark. */
+  get queueBounds(): Readonly<QueueBounds> {
+    return this.#queueBounds;
+  }
+
+  /**
+   * Whether one more operation of `bytes` bytes would fit in the queue of operations waiting to
+   * be sent, next to the publishes and requests waiting now: what `publish` checks when the
+   * publish would wait.
+   */
+  hasQueueRoom(bytes: number): boolean {
+    return queueHasRoom(
+      this.#queueBounds,
+      this.#outgoing.waitingCount + this.#requests.queuedCount,
+      this.#outgoing.waitingBytes + this.#requests.queuedBytes,
+      bytes,
+    );
   }
 
   /** The number of our QoS 1 and 2 publishes sent and not yet completed. */
@@ -254,7 +276,7 @@ export class Session<T> {
    *
    * @throws {LimitError} Before anything changes, when the server's limits forbid the PUBLISH
    * (its QoS, retain, topic alias or size), when its alias has not been given a topic yet, or when
-   * it would wait and the queue is full (`maxQueuedMessages`, `maxQueuedBytes`).
+   * it would wait and the queue has no room for it (`maxQueuedMessages`, `maxQueuedBytes`).
    * @throws {ConnectionClosedError} For QoS 0 while disconnected, with `dropQos0Offline`.
    */
   publish(packet: PublishPacket, token: T): boolean {
@@ -272,8 +294,11 @@ export class Session<T> {
         );
       }
       this.#requireQueueRoom(packet.payload.length);
-    } else if (packet.qos > 0 && outgoing.waitingCount > 0) {
-      // It waits behind those; QoS 0 goes at once.
+    } else if (
+      packet.qos > 0 &&
+      (outgoing.waitingCount > 0 || shared.inflight.size >= outgoing.window)
+    ) {
+      // It waits, behind those or for the window; QoS 0 goes at once.
       this.#requireQueueRoom(packet.payload.length);
     }
     return outgoing.publish(packet, token);

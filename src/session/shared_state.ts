@@ -48,7 +48,8 @@ export interface SessionOptions extends
   resubscribe?: boolean;
   /**
    * The most operations that may wait to be sent: publishes waiting for a connection or for room
-   * in the window, and SUBSCRIBE or UNSUBSCRIBE requests made while disconnected. Default 10,000.
+   * in the window, and SUBSCRIBE or UNSUBSCRIBE requests made while disconnected. Default: no
+   * bound by count; `maxQueuedBytes` bounds them.
    */
   maxQueuedMessages?: number;
   /**
@@ -56,6 +57,11 @@ export interface SessionOptions extends
    * the requests (see `requestPayloadSize` in `limits.ts`). Default 64 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * The bytes waiting from which a producer that asks is told to wait (see `queueBounds`):
+   * default 1 MiB, never more than `maxQueuedBytes`.
+   */
+  queueHighWaterMark?: number;
   /** Refuse QoS 0 publishes while disconnected, instead of queuing them; default false. */
   dropQos0Offline?: boolean;
 }
