@@ -174,7 +174,7 @@ describe("README", () => {
         ? "node is not installed"
         : undefined;
       test(
-        `${where} (${first}) runs on ${runtime}`,
+        `${where} (${first}) runs on ${runtime}${runtimeSkip ? ` - skipped: ${runtimeSkip}` : ""}`,
         { skip: skip ?? runtimeSkip, timeout: 90_000 },
         async () => {
           let broker: Mosquitto | undefined;
