@@ -183,13 +183,25 @@ function failures(runtime: "Deno" | "Bun", output: string): string {
     const start = lines.findIndex((line) => /^\s*(ERRORS|FAILURES)\s*$/.test(line));
     return lines.slice(start === -1 ? -40 : start).join("\n");
   }
-  const failed = lines.filter((line) => line.startsWith("(fail)"));
-  return (failed.length > 0 ? failed : lines.slice(-40)).join("\n");
+  // Bun prints a test's error above its "(fail)" line: keep what came since the last result.
+  const shown: string[] = [];
+  let since: string[] = [];
+  for (const line of lines) {
+    if (/^\((pass|skip|todo)\)/.test(line) || /^tests\/.*:$/.test(line)) since = [];
+    else if (line.startsWith("(fail)")) {
+      shown.push(...since.slice(-30), line, "");
+      since = [];
+    } else since.push(line);
+  }
+  return (shown.length > 0 ? shown : lines.slice(-40)).join("\n");
 }
 
 const bunFound = await findBun();
 
-await say(`Deno: running the suite (its whole output goes to ${LOG})`);
+await say(
+  `Deno: running the ${only.length > 0 ? "tests" : "whole suite (a few minutes)"}; ` +
+    `the output goes to ${LOG}${verbose ? "" : " (--verbose shows it here)"}`,
+);
 const deno = await run(
   Deno.execPath(),
   ["test", "-A", "--quiet", ...(only.length > 0 ? only : ["--doc", "mod.ts", "src/", "tests/"])],
@@ -200,7 +212,7 @@ if (deno.code !== 0 && !verbose) await say(failures("Deno", deno.output));
 let bun: { code: number; output: string } | undefined;
 let bunResult: Counts | undefined;
 if ("bun" in bunFound) {
-  await say(`Bun: running the same files (output to ${LOG})`);
+  await say(`Bun: running the same files`);
   bun = await run(bunFound.bun, ["test", ...(only.length > 0 ? only : ["tests/"])]);
   bunResult = bunCounts(bun.output);
   if (bun.code !== 0 && !verbose) await say(failures("Bun", bun.output));
