@@ -4,7 +4,8 @@
  *
  * - {@linkcode connect} dials a URL and returns a connected {@linkcode MqttClient}.
  * - {@linkcode MqttPublisher}, {@linkcode MqttSubscriber} and {@linkcode MqttClient} are the
- *   three profiles of twisted-mqtt, over any `{ readable, writable }` byte connection.
+ *   three profiles of twisted-mqtt, over any `{ readable, writable }` byte connection;
+ *   {@linkcode openTransport} opens one from a broker URL on any runtime.
  * - The packet codec is here too, and on its own at `jsr:@kite/mqtt/packet`.
  *
  * @example Publish and receive
@@ -94,4 +95,4 @@ export {
   type StoreContents,
   type StoredPublish,
 } from "./src/store/mod.ts";
-export type { Transport, TransportOptions } from "./src/transport/types.ts";
+export { openTransport, type Transport, type TransportOptions } from "./src/transport/mod.ts";

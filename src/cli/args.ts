@@ -33,6 +33,7 @@ export function parseArgs(
   env: Readonly<Record<string, string | undefined>>,
 ): Settings {
   const draft: Draft = {
+    command,
     tls: false,
     protocolVersion: 4,
     keepalive: 60,

@@ -214,6 +214,8 @@ export async function runSub(settings: SubSettings, io: CommandIo): Promise<numb
  * ```
  */
 export async function runBroker(settings: BrokerSettings, io: CommandIo): Promise<number> {
+  // Listen for Ctrl-C before saying we listen: a signal sent on reading that line must find it.
+  const signal = io.signal;
   const broker = new Broker();
   let port: number;
   try {
@@ -224,7 +226,6 @@ export async function runBroker(settings: BrokerSettings, io: CommandIo): Promis
   }
   try {
     await writeTo(io.stdout, `listening on mqtt://${hostPart(settings.host)}:${port}\n`);
-    const signal = io.signal;
     if (signal === undefined) {
       await new Promise(() => {});
     } else if (!signal.aborted) {

@@ -15,6 +15,7 @@ import {
 
 /** The flags as they are read: the connection's, with what is still open, and the rest. */
 export type Draft = Omit<ConnectionSettings, "host" | "port" | "will"> & {
+  command: Command;
   host?: string;
   port?: number;
   willTopic?: string;
@@ -53,7 +54,8 @@ const FLAGS: readonly Flag[] = [
     names: ["-p", "--port"],
     value: true,
     commands: ALL,
-    apply: (d, v, n) => d.port = integer(n, v, 0, 65535),
+    // A client dials a port from 1 to 65535; `kite broker -p 0` listens on a free one.
+    apply: (d, v, n) => d.port = integer(n, v, d.command === "broker" ? 0 : 1, 65535),
   },
   {
     names: ["-t", "--topic"],
@@ -237,6 +239,7 @@ export function applyUrl(draft: Draft, text: string, name: string, withTopic = t
   if (url.hostname === "") throw new UsageError(`${name} names no host: "${text}"`);
   draft.tls = url.protocol === "mqtts:";
   draft.host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (url.port === "0") throw new UsageError(`${name} needs a port from 1 to 65535, not 0`);
   draft.port = url.port === "" ? undefined : Number(url.port);
   if (url.username !== "") draft.username = decodeURIComponent(url.username);
   if (url.password !== "") draft.password = decodeURIComponent(url.password);

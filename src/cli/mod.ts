@@ -34,7 +34,7 @@ export type { CliIo } from "./io.ts";
 const COMMON = `
 Connection:
   -h, --host HOST            broker host (default localhost)
-  -p, --port PORT            broker port (default 1883, 8883 with TLS)
+  -p, --port PORT            broker port, 1 to 65535 (default 1883, 8883 with TLS)
   -L, --url URL              mqtt[s]://[user[:password]@]host[:port]/topic
   -i, --id ID                client id (default: a random one)
   -u, --username USER        user name

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { main } from "../../src/cli/mod.ts";
+import { parseArgs } from "../../src/cli/args.ts";
 import {
   type Mosquitto,
   mosquittoClientsSkipReason,
@@ -780,6 +781,37 @@ describe("kite errors", () => {
     },
   );
 
+  test("port 0 - exit 2 for pub and sub, which dial it; kite broker listens on a free port", async () => {
+    const cases: [string[], RegExp][] = [
+      [
+        ["pub", "-t", "a", "-m", "x", "-p", "0"],
+        /^kite pub: -p needs a whole number from 1 to 65535, not "0"/,
+      ],
+      [["sub", "-t", "a", "--port", "0"], /^kite sub: --port needs a whole number from 1 to 65535/],
+      [
+        ["pub", "-m", "x", "-L", "mqtt://127.0.0.1:0/a"],
+        /^kite pub: -L needs a port from 1 to 65535, not 0/,
+      ],
+      [
+        ["sub", "-p", "65536", "-t", "a"],
+        /^kite sub: -p needs a whole number from 1 to 65535, not "65536"/,
+      ],
+    ];
+    for (const [args, pattern] of cases) {
+      const status = await mainInProcess(args);
+      assert.equal(status.code, 2, args.join(" "));
+      assertOneLine(status.stderr, pattern);
+    }
+    const fromEnv = await mainInProcess(["sub", "-t", "a"], { MQTT_URL: "mqtt://127.0.0.1:0" });
+    assert.equal(fromEnv.code, 2);
+    assertOneLine(fromEnv.stderr, /^kite sub: MQTT_URL needs a port from 1 to 65535, not 0/);
+    assert.deepEqual(parseArgs("broker", ["-p", "0"], {}), {
+      command: "broker",
+      host: "127.0.0.1",
+      port: 0,
+    });
+  });
+
   test("an unreachable port - exit 1 with one line", TIMEOUT, async () => {
     const port = await closedPort();
     for (const command of [["pub", "-m", "x"], ["sub"]]) {
@@ -858,6 +890,7 @@ function collector(): {
 /** Runs `main(args)` in this process with captured streams. */
 async function mainInProcess(
   args: string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = collector();
   const stderr = collector();
@@ -865,7 +898,7 @@ async function mainInProcess(
     stdin: new Blob([]).stream(),
     stdout: stdout.stream,
     stderr: stderr.stream,
-    env: {},
+    env,
   });
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
