@@ -44,6 +44,7 @@ export {
 } from "./src/errors.ts";
 export { topicMatches, TopicTrie } from "./src/topic.ts";
 export {
+  type AckMode,
   BaseClient,
   ClientBase,
   type ClientOptions,
@@ -61,6 +62,7 @@ export {
   type InboxOptions,
   isRetryable,
   type Message,
+  type MessageData,
   type MessagesOptions,
   MqttClient,
   MqttPublisher,
@@ -70,6 +72,7 @@ export {
   PublisherBase,
   type PublisherMethods,
   type PublishHandler,
+  type PublishHandlerOptions,
   type PublishOptions,
   type QueueOptions,
   type ReconnectEventDetail,
