@@ -114,10 +114,15 @@ export class Incoming<T> {
     // QoS 1: only a message of this connection. After a reconnect the id may stand for another
     // message, and the server re-sends what was not acknowledged.
     const arrival = this.#waiting.get(packetId);
-    if (arrival === undefined) return;
-    const index = arrival - this.#orderBase;
-    if (this.#order[index] !== packet) return;
-    this.#waiting.delete(packetId);
+    let index = arrival === undefined ? -1 : arrival - this.#orderBase;
+    if (index >= 0 && this.#order[index] === packet) {
+      this.#waiting.delete(packetId);
+    } else {
+      // Rare: a server that sent the id again before our PUBACK (MQTT 3.1 allowed retries)
+      // points #waiting at the later copy; an earlier one is found by looking.
+      index = this.#order.indexOf(packet, this.#orderHead);
+      if (index < 0) return;
+    }
     // [MQTT-4.3.2-4] PUBACK once the user has the message.
     this.#order[index] = { type: "puback", packetId };
     this.#release();
@@ -158,7 +163,7 @@ export class Incoming<T> {
     }
     if (head === order.length) {
       this.#orderBase += head;
-      this.#order = [];
+      order.length = 0;
       head = 0;
     } else if (head >= 1024 && head * 2 >= order.length) {
       // A head that never catches up: drop the sent slots now and then, not on every one.

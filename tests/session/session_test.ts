@@ -1273,3 +1273,18 @@ describe("Session acknowledgements after processing", () => {
     assert.deepEqual(sent, Array.from({ length: 5000 }, (_, i) => `puback:${i + 1}`));
   });
 });
+
+describe("Session acknowledgements after processing, odd servers", () => {
+  test("Session a QoS 1 id sent again before its PUBACK (a retry): both copies are delivered, and acknowledging either, in any order, sends both PUBACKs in arrival order", () => {
+    const session = connectedSession(3);
+    const first = incoming(4, 1);
+    const retry = incoming(4, 1, { dup: true });
+    session.receive(first, 0);
+    session.receive(retry, 0);
+    assert.deepEqual(events(session), ["message:4", "message:4"]);
+    session.acknowledge(retry);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(first);
+    assert.deepEqual(outbox(session), ["puback:4", "puback:4"]);
+  });
+});
