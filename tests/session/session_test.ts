@@ -1219,6 +1219,7 @@ describe("Session acknowledgements after processing", () => {
     const session = connectedSession(4, { clean: false });
     const original = incoming(7, 2);
     session.receive(original, 0);
+    assert.deepEqual(events(session), ["message:7"]);
     session.disconnected();
     session.acknowledge(original);
     assert.equal(session.hasOutput, false);
