@@ -76,27 +76,23 @@ interface ArrivalSink {
   handBack(arrival: Arrival): void;
 }
 
-// Friends of Arrival and Copy, set in their static blocks: the inbox and its queues count a
-// message's consumers through these, out of the users' reach.
-let begin: (arrival: Arrival) => void;
-let claim: (arrival: Arrival, owedOnArrival: boolean) => void;
-let settle: (arrival: Arrival, taken: boolean) => void;
-let withdrawArrival: (arrival: Arrival) => void;
-let withdrawCopy: (copy: Copy) => Arrival;
-let copyArrival: (copy: Copy) => Arrival;
-let isHandedBack: (arrival: Arrival) => boolean;
-let dataOf: (arrival: Arrival) => MessageData;
-let orderOf: (arrival: Arrival) => number;
+// What the inbox and its queues ask of a message object, under keys only this module has: the
+// users see the fields and ack(), nothing else.
+const BEGIN = Symbol("begin");
+const CLAIM = Symbol("claim");
+const SETTLE = Symbol("settle");
+const WITHDRAW = Symbol("withdraw");
+const ARRIVAL = Symbol("arrival");
+const DATA = Symbol("data");
+const ORDER = Symbol("order");
+const HANDED_BACK = Symbol("handedBack");
 
-/** The arrival a consumer's message object stands for. */
-function arrivalOf(view: Message): Arrival {
-  return view instanceof Copy ? copyArrival(view) : view as Arrival;
-}
-
-/** A consumer leaves without having taken `view`: it no longer counts for its arrival. */
-function withdraw(view: Message): void {
-  if (view instanceof Copy) settle(withdrawCopy(view), false);
-  else withdrawArrival(view as Arrival);
+/** A consumer's message object, as the inbox sees it. */
+interface View extends Message {
+  /** The arrival the object stands for. */
+  readonly [ARRIVAL]: Arrival;
+  /** A consumer leaves without having taken it: it no longer counts for its arrival. */
+  [WITHDRAW](): void;
 }
 
 /**
@@ -105,7 +101,7 @@ function withdraw(view: Message): void {
  * consumers see; a second manual consumer, or an automatic one beside a manual one, gets a
  * {@linkcode Copy} instead, so that each manual consumer acknowledges for itself.
  */
-class Arrival implements Message {
+class Arrival implements View {
   topic: string;
   payload: Uint8Array;
   qos: QoS;
@@ -114,37 +110,14 @@ class Arrival implements Message {
   packetId?: number;
   properties?: Properties;
   readonly #data: MessageData;
-  readonly #sink: ArrivalSink;
   readonly #order: number;
+  #handedBack = false;
+  readonly #sink: ArrivalSink;
   #claims = 0;
   #given = 0;
   #taken = false;
-  #handedBack = false;
   // Whether a manual consumer has this object and has not called ack().
   #owes = false;
-
-  static {
-    begin = (arrival) => {
-      // One claim for the dispatch itself, so a consumer done at once cannot finish it early.
-      arrival.#claims = 1;
-      arrival.#given = 0;
-      arrival.#taken = false;
-      arrival.#owes = false;
-    };
-    claim = (arrival, owedOnArrival) => {
-      arrival.#claims++;
-      arrival.#given++;
-      if (owedOnArrival) arrival.#owes = true;
-    };
-    settle = (arrival, taken) => arrival.#settle(taken);
-    withdrawArrival = (arrival) => {
-      arrival.#owes = false;
-      arrival.#settle(false);
-    };
-    isHandedBack = (arrival) => arrival.#handedBack;
-    dataOf = (arrival) => arrival.#data;
-    orderOf = (arrival) => arrival.#order;
-  }
 
   constructor(data: MessageData, sink: ArrivalSink, order: number) {
     this.topic = data.topic;
@@ -159,14 +132,54 @@ class Arrival implements Message {
     this.#order = order;
   }
 
+  get [ARRIVAL](): Arrival {
+    return this;
+  }
+
+  /** The object given to `deliver`. */
+  get [DATA](): MessageData {
+    return this.#data;
+  }
+
+  /** Orders arrivals: handed-back messages are held in this order. */
+  get [ORDER](): number {
+    return this.#order;
+  }
+
+  /** Whether every consumer it went to left without taking it, once. */
+  get [HANDED_BACK](): boolean {
+    return this.#handedBack;
+  }
+
   /** See {@linkcode Message.ack}. */
   ack(): void {
     if (!this.#owes) return;
     this.#owes = false;
-    this.#settle(true);
+    this[SETTLE](true);
   }
 
-  #settle(taken: boolean): void {
+  /** A dispatch starts: one claim for itself, so a consumer done at once cannot finish it early. */
+  [BEGIN](): void {
+    this.#claims = 1;
+    this.#given = 0;
+    this.#taken = false;
+    this.#owes = false;
+  }
+
+  /** One more consumer has it; `owedOnThis` when it is a manual one holding this very object. */
+  [CLAIM](owedOnThis: boolean): void {
+    this.#claims++;
+    this.#given++;
+    if (owedOnThis) this.#owes = true;
+  }
+
+  [WITHDRAW](): void {
+    this.#owes = false;
+    this[SETTLE](false);
+  }
+
+  /** One consumer is done with it: took it (`taken`), or left without. */
+  [SETTLE](taken: boolean): void {
     if (taken) this.#taken = true;
     if (--this.#claims > 0) return;
     if (this.#taken || this.#given === 0) {
@@ -179,7 +192,7 @@ class Arrival implements Message {
 }
 
 /** Another consumer's object for the same arrival. */
-class Copy implements Message {
+class Copy implements View {
   topic: string;
   payload: Uint8Array;
   qos: QoS;
@@ -189,14 +202,6 @@ class Copy implements Message {
   properties?: Properties;
   readonly #arrival: Arrival;
   #owes: boolean;
-
-  static {
-    withdrawCopy = (copy) => {
-      copy.#owes = false;
-      return copy.#arrival;
-    };
-    copyArrival = (copy) => copy.#arrival;
-  }
 
   constructor(arrival: Arrival, manual: boolean) {
     this.topic = arrival.topic;
@@ -210,11 +215,20 @@ class Copy implements Message {
     this.#owes = manual;
   }
 
+  get [ARRIVAL](): Arrival {
+    return this.#arrival;
+  }
+
   /** See {@linkcode Message.ack}. */
   ack(): void {
     if (!this.#owes) return;
     this.#owes = false;
-    settle(this.#arrival, true);
+    this.#arrival[SETTLE](true);
+  }
+
+  [WITHDRAW](): void {
+    this.#owes = false;
+    this.#arrival[SETTLE](false);
   }
 }
 
@@ -277,7 +291,7 @@ export class Inbox {
   #draining: Promise<void> | undefined;
   #arrivals = 0;
   #sink: ArrivalSink = {
-    handled: (arrival) => this.#acknowledge(dataOf(arrival)),
+    handled: (arrival) => this.#acknowledge(arrival[DATA]),
     handBack: (arrival) => this.#handBack(arrival),
   };
 
@@ -376,10 +390,10 @@ export class Inbox {
 
   /** Hands a message to the handler and every matching iterator. */
   #dispatch(arrival: Arrival): Promise<void> | undefined {
-    begin(arrival);
+    arrival[BEGIN]();
     let pause: Promise<void> | undefined;
     // The object automatic consumers share, and whether the arrival itself is given out yet.
-    let shared: Message | undefined;
+    let shared: View | undefined;
     let given = false;
     const handler = this.#handler;
     if (handler !== undefined) {
@@ -387,7 +401,7 @@ export class Inbox {
       const manual = this.#handlerManual;
       if (!manual) shared = arrival;
       given = true;
-      claim(arrival, manual);
+      arrival[CLAIM](manual);
       pause = this.#callHandler(handler, arrival, manual);
     }
     // Usually one to three iterators: a plain loop beats a trie here.
@@ -395,13 +409,13 @@ export class Inbox {
     for (let i = 0; i < queues.length; i++) {
       const queue = queues[i];
       if (queue.filter !== undefined && !topicMatches(queue.filter, arrival.topic)) continue;
-      let view: Message;
+      let view: View;
       if (queue.manual) {
         view = given ? new Copy(arrival, true) : arrival;
-        claim(arrival, !given);
+        arrival[CLAIM](!given);
       } else {
         view = shared ??= given ? new Copy(arrival, false) : arrival;
-        claim(arrival, false);
+        arrival[CLAIM](false);
       }
       given = true;
       const full = queue.push(view);
@@ -409,7 +423,7 @@ export class Inbox {
         pause = pause === undefined ? full : Promise.all([pause, full]).then();
       }
     }
-    settle(arrival, false);
+    arrival[SETTLE](false);
     return pause;
   }
 
@@ -428,19 +442,19 @@ export class Inbox {
       result = handler(arrival);
     } catch (error) {
       this.#handlerFailed(error);
-      if (!manual) settle(arrival, true);
+      if (!manual) arrival[SETTLE](true);
       return undefined;
     }
     if (result === undefined || typeof result.then !== "function") {
-      if (!manual) settle(arrival, true);
+      if (!manual) arrival[SETTLE](true);
       return undefined;
     }
     if (manual) return result.then(undefined, this.#handlerFailedBound);
     return result.then(
-      () => settle(arrival, true),
+      () => arrival[SETTLE](true),
       (error) => {
         this.#handlerFailed(error);
-        settle(arrival, true);
+        arrival[SETTLE](true);
       },
     );
   }
@@ -462,9 +476,9 @@ export class Inbox {
    */
   #handBack(arrival: Arrival): void {
     const held = this.#held;
-    const order = orderOf(arrival);
+    const order = arrival[ORDER];
     let i = held.length;
-    while (i > 0 && orderOf(held[i - 1]) > order) i--;
+    while (i > 0 && held[i - 1][ORDER] > order) i--;
     held.splice(i, 0, arrival);
   }
 
@@ -505,7 +519,7 @@ export class Inbox {
     const queues = this.#queues;
     for (let i = 0; i < held.length; i++) {
       const arrival = held[i];
-      if (!isHandedBack(arrival)) return i;
+      if (!arrival[HANDED_BACK]) return i;
       for (let j = 0; j < queues.length; j++) {
         const filter = queues[j].filter;
         if (filter === undefined || topicMatches(filter, arrival.topic)) return i;
@@ -526,8 +540,6 @@ export class Inbox {
   }
 }
 
-const DONE: IteratorResult<Message> = { value: undefined, done: true };
-
 /**
  * One `messages()` consumer. Its queue is a `ReadableStream` whose `CountQueuingStrategy` bounds
  * it: `desiredSize <= 0` after an enqueue means full, and the stream's `pull`, called once a read
@@ -541,17 +553,19 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   readonly filter: string | undefined;
   /** Whether its messages are acknowledged on `ack()` rather than when yielded. */
   readonly manual: boolean;
-  #controller!: ReadableStreamDefaultController<Message>;
-  #reader: ReadableStreamDefaultReader<Message>;
+  #controller!: ReadableStreamDefaultController<View>;
+  #reader: ReadableStreamDefaultReader<View>;
   #space: Deferred<void> | undefined;
   // The promise the last pull returned, left pending while the queue has room: the stream
   // calls pull only once it settles, so an enqueue does not call pull every time (for speed).
   #pulling: Deferred<void> | undefined;
   #detach: (queue: MessageQueue) => void;
   #detached = false;
-  // What the stream holds, in order, from #unreadHead on: pushed, not yet yielded.
-  #unread: Message[] = [];
+  // What the stream holds, in order, from #unreadHead on: pushed, not yet read.
+  #unread: View[] = [];
   #unreadHead = 0;
+  // Reads waiting for a message: the next ones pushed go straight to them.
+  #reads = 0;
 
   constructor(
     filter: string | undefined,
@@ -562,7 +576,7 @@ class MessageQueue implements AsyncIterableIterator<Message> {
     this.filter = filter;
     this.manual = manual;
     this.#detach = detach;
-    const stream = new ReadableStream<Message>({
+    const stream = new ReadableStream<View>({
       start: (controller) => {
         this.#controller = controller;
       },
@@ -576,10 +590,16 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   }
 
   /** Adds a message; returns a promise when the queue is full, settled once there is room. */
-  push(message: Message): Promise<void> | undefined {
+  push(message: View): Promise<void> | undefined {
     const controller = this.#controller;
     controller.enqueue(message);
-    this.#unread.push(message);
+    if (this.#reads > 0) {
+      // A pending next() takes it at once: yielded.
+      this.#reads--;
+      if (!this.manual) message[ARRIVAL][SETTLE](true);
+    } else {
+      this.#unread.push(message);
+    }
     if (controller.desiredSize! > 0) return undefined;
     // Full: settle the last pull, so that the stream calls pull again once a read makes room.
     this.#pulling?.resolve();
@@ -588,38 +608,37 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   }
 
   next(): Promise<IteratorResult<Message>> {
-    return this.#reader.read().then(this.#yielded) as Promise<IteratorResult<Message>>;
-  }
-
-  // A bound function, not a closure per read.
-  #yielded = (result: ReadableStreamReadResult<Message>): IteratorResult<Message> => {
-    if (result.done) return DONE;
-    // Left while this read was under way: the message was handed back with the rest.
-    if (this.#detached) return DONE;
+    // The read resolves with the oldest unread message, or with the next one pushed: it is
+    // yielded now, or in push(), without a callback per read.
     const unread = this.#unread;
-    const message = unread[this.#unreadHead++];
-    if (this.#unreadHead === unread.length) {
-      unread.length = 0;
-      this.#unreadHead = 0;
-    } else if (this.#unreadHead >= 1024 && this.#unreadHead * 2 >= unread.length) {
-      this.#unread = unread.slice(this.#unreadHead);
-      this.#unreadHead = 0;
+    if (this.#unreadHead < unread.length) {
+      const message = unread[this.#unreadHead++];
+      if (this.#unreadHead === unread.length) {
+        unread.length = 0;
+        this.#unreadHead = 0;
+      } else if (this.#unreadHead >= 1024 && this.#unreadHead * 2 >= unread.length) {
+        this.#unread = unread.slice(this.#unreadHead);
+        this.#unreadHead = 0;
+      }
+      if (!this.manual) message[ARRIVAL][SETTLE](true);
+    } else if (!this.#detached) {
+      this.#reads++;
     }
-    if (!this.manual) settle(arrivalOf(message), true);
-    return result as IteratorResult<Message>;
-  };
+    return this.#reader.read() as Promise<IteratorResult<Message>>;
+  }
 
   return(): Promise<IteratorResult<Message>> {
     // Cancelling drops what is queued and ends a pending read; it calls #cancelled at once,
     // unless the stream had already ended.
     this.#reader.cancel().catch(() => {});
     this.#cancelled();
-    return Promise.resolve(DONE);
+    return Promise.resolve({ value: undefined, done: true });
   }
 
   /** No more messages: what is queued can still be read, then the iterator is done. */
   end(): void {
     this.#controller.close();
+    this.#reads = 0;
     this.#roomMade();
   }
 
@@ -644,7 +663,8 @@ class MessageQueue implements AsyncIterableIterator<Message> {
     const head = this.#unreadHead;
     this.#unread = [];
     this.#unreadHead = 0;
-    for (let i = head; i < unread.length; i++) withdraw(unread[i]);
+    this.#reads = 0;
+    for (let i = head; i < unread.length; i++) unread[i][WITHDRAW]();
     this.#roomMade();
   }
 }
