@@ -71,9 +71,9 @@ export interface InboxOptions {
 /** What a message asks of its inbox once its consumers are done with it. */
 interface ArrivalSink {
   /** Every consumer took it, or none matched it: acknowledge it. */
-  handled(arrival: Arrival): void;
+  handled(arrival: ReceivedMessage): void;
   /** Every consumer it went to left without taking it: hold it for the next consumer. */
-  handBack(arrival: Arrival): void;
+  handBack(arrival: ReceivedMessage): void;
 }
 
 // What the inbox and its queues ask of a message object, under keys only this module has: the
@@ -90,7 +90,7 @@ const HANDED_BACK = Symbol("handedBack");
 /** A consumer's message object, as the inbox sees it. */
 interface View extends Message {
   /** The arrival the object stands for. */
-  readonly [ARRIVAL]: Arrival;
+  readonly [ARRIVAL]: ReceivedMessage;
   /** A consumer leaves without having taken it: it no longer counts for its arrival. */
   [WITHDRAW](): void;
 }
@@ -99,16 +99,16 @@ interface View extends Message {
  * A message as it arrived, and what its acknowledgement waits for: how many consumers still
  * have it (`#claims`) and whether any took it (`#taken`). It is also the message object the
  * consumers see; a second manual consumer, or an automatic one beside a manual one, gets a
- * {@linkcode Copy} instead, so that each manual consumer acknowledges for itself.
+ * {@linkcode ReceivedCopy} instead, so that each manual consumer acknowledges for itself.
  */
-class Arrival implements View {
+class ReceivedMessage implements View {
   topic: string;
   payload: Uint8Array;
   qos: QoS;
   retain: boolean;
   dup: boolean;
-  packetId?: number;
-  properties?: Properties;
+  declare packetId?: number;
+  declare properties?: Properties;
   readonly #data: MessageData;
   readonly #order: number;
   #handedBack = false;
@@ -132,7 +132,7 @@ class Arrival implements View {
     this.#order = order;
   }
 
-  get [ARRIVAL](): Arrival {
+  get [ARRIVAL](): ReceivedMessage {
     return this;
   }
 
@@ -192,18 +192,18 @@ class Arrival implements View {
 }
 
 /** Another consumer's object for the same arrival. */
-class Copy implements View {
+class ReceivedCopy implements View {
   topic: string;
   payload: Uint8Array;
   qos: QoS;
   retain: boolean;
   dup: boolean;
-  packetId?: number;
-  properties?: Properties;
-  readonly #arrival: Arrival;
+  declare packetId?: number;
+  declare properties?: Properties;
+  readonly #arrival: ReceivedMessage;
   #owes: boolean;
 
-  constructor(arrival: Arrival, manual: boolean) {
+  constructor(arrival: ReceivedMessage, manual: boolean) {
     this.topic = arrival.topic;
     this.payload = arrival.payload;
     this.qos = arrival.qos;
@@ -215,7 +215,7 @@ class Copy implements View {
     this.#owes = manual;
   }
 
-  get [ARRIVAL](): Arrival {
+  get [ARRIVAL](): ReceivedMessage {
     return this.#arrival;
   }
 
@@ -283,7 +283,7 @@ export class Inbox {
   // Replaced, never changed in place: a dispatch loop keeps the array it started with.
   #queues: MessageQueue[] = [];
   // In arrival order: messages no consumer has yet, and messages handed back by one that left.
-  #held: Arrival[] = [];
+  #held: ReceivedMessage[] = [];
   #heldSpace: Deferred<void> | undefined;
   #maxHeld: number;
   #closed = false;
@@ -326,10 +326,10 @@ export class Inbox {
    * once it may go on; otherwise `undefined`.
    */
   deliver(message: MessageData): Promise<void> | undefined {
-    return this.#deliver(new Arrival(message, this.#sink, this.#arrivals++));
+    return this.#deliver(new ReceivedMessage(message, this.#sink, this.#arrivals++));
   }
 
-  #deliver(arrival: Arrival): Promise<void> | undefined {
+  #deliver(arrival: ReceivedMessage): Promise<void> | undefined {
     // Held messages are still being handed over: this one waits its turn, to keep the order.
     const draining = this.#draining;
     if (draining !== undefined) return draining.then(() => this.#deliver(arrival));
@@ -389,7 +389,7 @@ export class Inbox {
   }
 
   /** Hands a message to the handler and every matching iterator. */
-  #dispatch(arrival: Arrival): Promise<void> | undefined {
+  #dispatch(arrival: ReceivedMessage): Promise<void> | undefined {
     arrival[BEGIN]();
     let pause: Promise<void> | undefined;
     // The object automatic consumers share, and whether the arrival itself is given out yet.
@@ -411,10 +411,10 @@ export class Inbox {
       if (queue.filter !== undefined && !topicMatches(queue.filter, arrival.topic)) continue;
       let view: View;
       if (queue.manual) {
-        view = given ? new Copy(arrival, true) : arrival;
+        view = given ? new ReceivedCopy(arrival, true) : arrival;
         arrival[CLAIM](!given);
       } else {
-        view = shared ??= given ? new Copy(arrival, false) : arrival;
+        view = shared ??= given ? new ReceivedCopy(arrival, false) : arrival;
         arrival[CLAIM](false);
       }
       given = true;
@@ -434,7 +434,7 @@ export class Inbox {
    */
   #callHandler(
     handler: PublishHandler,
-    arrival: Arrival,
+    arrival: ReceivedMessage,
     manual: boolean,
   ): Promise<void> | undefined {
     let result: void | Promise<void>;
@@ -474,7 +474,7 @@ export class Inbox {
    * A message whose consumers all left without taking it: held again, in arrival order, for the
    * next handler or iterator attached.
    */
-  #handBack(arrival: Arrival): void {
+  #handBack(arrival: ReceivedMessage): void {
     const held = this.#held;
     const order = arrival[ORDER];
     let i = held.length;
