@@ -236,3 +236,39 @@ describe("ack across a reconnect", () => {
     await Promise.all([client.disconnect(), second.closed()]);
   });
 });
+
+describe("ack manual and the Receive Maximum", () => {
+  test("ack manual v5: a message acked behind an unacknowledged one still counts against our Receive Maximum of 2; the broker's third PUBLISH is refused (DISCONNECT 0x93)", async () => {
+    const { client, broker } = await connected(5, {
+      options: { properties: { receiveMaximum: 2 } },
+    });
+    const iterator = client.messages(undefined, { ack: "manual" });
+    await broker.send(incoming(5, 1, 1) + " " + incoming(5, 1, 2));
+    const [, second] = await read(iterator, 2);
+    second.ack();
+    await assertQuiet(broker);
+    const disconnected = nextEvent(client, "disconnect");
+    await broker.send(incoming(5, 1, 3));
+    await disconnected;
+    assert.deepEqual((await broker.closed()).map((sent) => sent.hex), ["e0 01 93"]);
+  });
+
+  test("ack manual v5: once the earliest is acked, both PUBACKs go and the broker may send two more", async () => {
+    const { client, broker } = await connected(5, {
+      options: { properties: { receiveMaximum: 2 } },
+    });
+    const iterator = client.messages(undefined, { ack: "manual" });
+    await broker.send(incoming(5, 1, 1) + " " + incoming(5, 1, 2));
+    const [first, second] = await read(iterator, 2);
+    second.ack();
+    first.ack();
+    assert.equal((await broker.next()).hex, ackHex(1, 1));
+    assert.equal((await broker.next()).hex, ackHex(1, 2));
+    await broker.send(incoming(5, 1, 3) + " " + incoming(5, 2, 4));
+    for (const message of await read(iterator, 2)) message.ack();
+    assert.equal((await broker.next()).hex, ackHex(1, 3));
+    assert.equal((await broker.next()).hex, ackHex(2, 4));
+    assert.equal(client.state, "connected");
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
+});
