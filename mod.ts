@@ -45,6 +45,7 @@ export {
 } from "./src/errors.ts";
 export { topicMatches, TopicTrie } from "./src/topic.ts";
 export {
+  type AckMode,
   BaseClient,
   ClientBase,
   type ClientOptions,
@@ -62,6 +63,7 @@ export {
   type InboxOptions,
   isRetryable,
   type Message,
+  type MessageData,
   type MessagesOptions,
   MqttClient,
   MqttPublisher,
@@ -72,6 +74,7 @@ export {
   PublisherBase,
   type PublisherMethods,
   type PublishHandler,
+  type PublishHandlerOptions,
   type PublishOptions,
   type QueueOptions,
   type ReconnectEventDetail,

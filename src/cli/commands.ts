@@ -137,11 +137,9 @@ export async function runSub(settings: SubSettings, io: CommandIo): Promise<numb
   });
   const stop = () => void client.disconnect();
   io.signal?.addEventListener("abort", stop, { once: true });
-  // With -C, the loop stops at a count: what waits in the iterator then is acknowledged but
-  // never printed, so let at most one message wait.
-  const messages = client.messages(undefined, {
-    highWaterMark: settings.count === undefined ? 100 : 1,
-  });
+  // With -C, the loop stops at a count; what waits in the iterator then is handed back unseen,
+  // not acknowledged, so the broker sends it again to whoever takes the session next.
+  const messages = client.messages();
   const writer = io.stdout.getWriter();
   const encoder = new TextEncoder();
   const space = Uint8Array.of(0x20);

@@ -19,10 +19,10 @@ import type {
 } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
 import { type ClientState, type DisconnectOptions, Lifecycle, type Token } from "./lifecycle.ts";
-import type { Inbox } from "./inbox.ts";
+import type { Inbox, MessageData } from "./inbox.ts";
 import { toBytes } from "./options.ts";
 import type { Dialer } from "./reconnect.ts";
-import type { ClientOptions, Message } from "./types.ts";
+import type { ClientOptions } from "./types.ts";
 
 export type { ClientState, DisconnectOptions } from "./lifecycle.ts";
 
@@ -280,8 +280,12 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     return token.promise as Promise<UnsubackPacket>;
   }
 
-  /** Marks a delivered QoS 1 or 2 message as owned by the user: its PUBACK or PUBREC goes out. */
-  protected acknowledge(message: Message): void {
+  /**
+   * Marks a QoS 1 or 2 message as handled by the user: its PUBACK or PUBREC goes out, after
+   * those of the messages that arrived before it on this connection. `message` is the PUBLISH
+   * the session reported; one of an earlier connection changes nothing the broker relies on.
+   */
+  protected acknowledge(message: MessageData): void {
     const session = this.#life.session;
     if (session === undefined || message.qos === 0) return;
     session.acknowledge(message as PublishPacket);

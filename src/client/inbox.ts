@@ -2,10 +2,12 @@
  * The inbox: what happens to a received message until the application has it. It holds
  * messages until the first consumer is attached, hands them to the publish handler and to the
  * `messages()` iterators whose filter matches, makes the read loop wait when a consumer is full,
- * and acknowledges a message once every consumer has taken it.
+ * and acknowledges a message once every consumer it went to has taken it (automatic mode) or
+ * called its `ack()` (manual mode). A consumer that leaves hands back what it had not taken yet.
  *
  * It knows no client: acknowledging and reporting a handler's failure are callbacks it is given,
- * and the client tells it when a message arrives (`deliver`) and when it closes (`close`).
+ * and the client tells it when a message arrives (`deliver`) and when it closes (`close`). The
+ * order in which acknowledgements reach the broker is the session's to keep.
  *
  * @module
  */
@@ -13,34 +15,221 @@
 import { Deferred } from "../_async.ts";
 import { MqttError } from "../errors.ts";
 import { validateTopicFilter } from "../packet/topic.ts";
+import type { Properties, QoS } from "../packet/types.ts";
 import { topicMatches } from "../topic.ts";
 import type { Message } from "./types.ts";
 
 /** A function that receives every message. A returned promise holds back the next message. */
 export type PublishHandler = (message: Message) => void | Promise<void>;
 
+/**
+ * When a consumer's QoS 1 and 2 messages are acknowledged: `"auto"` (the default) when the
+ * consumer takes one (the iterator yields it, or the handler returns or its promise settles);
+ * `"manual"` when the application calls the message's `ack()`.
+ */
+export type AckMode = "auto" | "manual";
+
 /** The options of `messages()`. */
 export interface MessagesOptions {
   /**
    * How many messages may wait in this iterator before the client stops reading; default 100.
-   * A QoS 1 or 2 message is acknowledged once it waits here, so leaving a `for await` early
-   * drops up to this many acknowledged messages: keep it small (1) where every message matters
-   * and the loop may stop.
+   * A message waiting here is not acknowledged yet: leaving a `for await` early hands what waits
+   * back to the client, for the next handler or iterator attached.
    */
   highWaterMark?: number;
+  /** When this iterator's messages count as handled: when yielded (default) or on `ack()`. */
+  ack?: AckMode;
 }
+
+/** The options of `setPublishHandler`. */
+export interface PublishHandlerOptions {
+  /**
+   * When the handler's messages count as handled: when it returns, or its promise settles
+   * (default), or on `ack()`.
+   */
+  ack?: AckMode;
+}
+
+/** A received message's fields, as the client hands it to an {@linkcode Inbox}: without `ack`. */
+export type MessageData = Omit<Message, "ack">;
 
 /** What an {@linkcode Inbox} is given by the client that owns it. */
 export interface InboxOptions {
   /**
-   * Called once a message is delivered: every consumer took it into its queue, or the handler
-   * returned (or its promise settled). The client sends the QoS 1 or 2 acknowledgement here.
+   * Called once a message is handled: every consumer it went to took it (automatic mode) or
+   * called `ack()` on it (manual mode), or none of the attached consumers' filters match it.
+   * `message` is the object given to `deliver`. The client sends the QoS 1 or 2 acknowledgement
+   * here (the session keeps them in arrival order).
    */
-  acknowledge(message: Message): void;
-  /** Called when the publish handler throws or its promise rejects; the message still counts as delivered. */
+  acknowledge(message: MessageData): void;
+  /** Called when the publish handler throws or its promise rejects. */
   onError(error: MqttError): void;
   /** How many messages to hold while no consumer is attached; default 1,000. */
   maxHeld?: number;
+}
+
+/** What a message asks of its inbox once its consumers are done with it. */
+interface ArrivalSink {
+  /** Every consumer took it, or none matched it: acknowledge it. */
+  handled(arrival: ReceivedMessage): void;
+  /** Every consumer it went to left without taking it: hold it for the next consumer. */
+  handBack(arrival: ReceivedMessage): void;
+}
+
+// What the inbox and its queues ask of a message object, under keys only this module has: the
+// users see the fields and ack(), nothing else.
+const BEGIN = Symbol("begin");
+const CLAIM = Symbol("claim");
+const SETTLE = Symbol("settle");
+const WITHDRAW = Symbol("withdraw");
+const ARRIVAL = Symbol("arrival");
+const DATA = Symbol("data");
+const ORDER = Symbol("order");
+const HANDED_BACK = Symbol("handedBack");
+
+/** A consumer's message object, as the inbox sees it. */
+interface View extends Message {
+  /** The arrival the object stands for. */
+  readonly [ARRIVAL]: ReceivedMessage;
+  /** A consumer leaves without having taken it: it no longer counts for its arrival. */
+  [WITHDRAW](): void;
+}
+
+/**
+ * A message as it arrived, and what its acknowledgement waits for: how many consumers still
+ * have it (`#claims`) and whether any took it (`#taken`). It is also the message object the
+ * consumers see; a second manual consumer, or an automatic one beside a manual one, gets a
+ * {@linkcode ReceivedCopy} instead, so that each manual consumer acknowledges for itself.
+ */
+class ReceivedMessage implements View {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  declare packetId?: number;
+  declare properties?: Properties;
+  readonly #data: MessageData;
+  readonly #order: number;
+  #handedBack = false;
+  readonly #sink: ArrivalSink;
+  #claims = 0;
+  #given = 0;
+  #taken = false;
+  // Whether a manual consumer has this object and has not called ack().
+  #owes = false;
+
+  constructor(data: MessageData, sink: ArrivalSink, order: number) {
+    this.topic = data.topic;
+    this.payload = data.payload;
+    this.qos = data.qos;
+    this.retain = data.retain;
+    this.dup = data.dup;
+    if (data.packetId !== undefined) this.packetId = data.packetId;
+    if (data.properties !== undefined) this.properties = data.properties;
+    this.#data = data;
+    this.#sink = sink;
+    this.#order = order;
+  }
+
+  get [ARRIVAL](): ReceivedMessage {
+    return this;
+  }
+
+  /** The object given to `deliver`. */
+  get [DATA](): MessageData {
+    return this.#data;
+  }
+
+  /** Orders arrivals: handed-back messages are held in this order. */
+  get [ORDER](): number {
+    return this.#order;
+  }
+
+  /** Whether every consumer it went to left without taking it, once. */
+  get [HANDED_BACK](): boolean {
+    return this.#handedBack;
+  }
+
+  /** See {@linkcode Message.ack}. */
+  ack(): void {
+    if (!this.#owes) return;
+    this.#owes = false;
+    this[SETTLE](true);
+  }
+
+  /** A dispatch starts: one claim for itself, so a consumer done at once cannot finish it early. */
+  [BEGIN](): void {
+    this.#claims = 1;
+    this.#given = 0;
+    this.#taken = false;
+    this.#owes = false;
+  }
+
+  /** One more consumer has it; `owedOnThis` when it is a manual one holding this very object. */
+  [CLAIM](owedOnThis: boolean): void {
+    this.#claims++;
+    this.#given++;
+    if (owedOnThis) this.#owes = true;
+  }
+
+  [WITHDRAW](): void {
+    this.#owes = false;
+    this[SETTLE](false);
+  }
+
+  /** One consumer is done with it: took it (`taken`), or left without. */
+  [SETTLE](taken: boolean): void {
+    if (taken) this.#taken = true;
+    if (--this.#claims > 0) return;
+    if (this.#taken || this.#given === 0) {
+      this.#sink.handled(this);
+    } else {
+      this.#handedBack = true;
+      this.#sink.handBack(this);
+    }
+  }
+}
+
+/** Another consumer's object for the same arrival. */
+class ReceivedCopy implements View {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  declare packetId?: number;
+  declare properties?: Properties;
+  readonly #arrival: ReceivedMessage;
+  #owes: boolean;
+
+  constructor(arrival: ReceivedMessage, manual: boolean) {
+    this.topic = arrival.topic;
+    this.payload = arrival.payload;
+    this.qos = arrival.qos;
+    this.retain = arrival.retain;
+    this.dup = arrival.dup;
+    if (arrival.packetId !== undefined) this.packetId = arrival.packetId;
+    if (arrival.properties !== undefined) this.properties = arrival.properties;
+    this.#arrival = arrival;
+    this.#owes = manual;
+  }
+
+  get [ARRIVAL](): ReceivedMessage {
+    return this.#arrival;
+  }
+
+  /** See {@linkcode Message.ack}. */
+  ack(): void {
+    if (!this.#owes) return;
+    this.#owes = false;
+    this.#arrival[SETTLE](true);
+  }
+
+  [WITHDRAW](): void {
+    this.#owes = false;
+    this.#arrival[SETTLE](false);
+  }
 }
 
 /**
@@ -51,6 +240,15 @@ export interface InboxOptions {
  * attached. Each `messages()` iterator is a `ReadableStream` with a
  * `CountQueuingStrategy`: when it holds `highWaterMark` messages, `deliver` returns a promise
  * that settles once the consumer has read one.
+ *
+ * A message goes to the handler and to every iterator whose filter matches, and is acknowledged
+ * (the `acknowledge` callback) once each of them has taken it: in automatic mode when the
+ * iterator yields it or the handler returns (or its promise settles, also by rejecting); in
+ * manual mode when the message's `ack()` is called, by each manual consumer on its own object.
+ * A message that none of the attached consumers' filters match is acknowledged at once. An
+ * iterator left early (`return()`, a `break` out of `for await`) hands back the messages it had
+ * not yielded: one that no other consumer took goes back to the held messages, in arrival
+ * order, for the next handler or iterator attached, and is not acknowledged until one takes it.
  *
  * @example
  * ```ts
@@ -63,28 +261,39 @@ export interface InboxOptions {
  * });
  * const payload = new TextEncoder().encode("hi");
  * inbox.deliver({ topic: "a/b", payload, qos: 1, retain: false, dup: false, packetId: 1 });
+ * inbox.deliver({ topic: "a/b", payload, qos: 1, retain: false, dup: false, packetId: 2 });
  * console.log(acknowledged); // [] (held: nobody takes messages yet)
  *
- * const iterator = inbox.messages("a/#");
+ * const iterator = inbox.messages("a/#", { ack: "manual" });
+ * const first = (await iterator.next()).value!;
+ * console.log(acknowledged); // [] (manual: not before ack())
+ * first.ack();
  * console.log(acknowledged); // [ 1 ]
- * console.log((await iterator.next()).value?.topic); // "a/b"
  *
  * inbox.close();
+ * console.log((await iterator.next()).value?.packetId); // 2 (what was queued can still be read)
  * console.log((await iterator.next()).done); // true
  * ```
  */
 export class Inbox {
-  #acknowledge: (message: Message) => void;
+  #acknowledge: (message: MessageData) => void;
   #onError: (error: MqttError) => void;
   #handler: PublishHandler | undefined;
+  #handlerManual = false;
   // Replaced, never changed in place: a dispatch loop keeps the array it started with.
   #queues: MessageQueue[] = [];
-  #held: Message[] = [];
+  // In arrival order: messages no consumer has yet, and messages handed back by one that left.
+  #held: ReceivedMessage[] = [];
   #heldSpace: Deferred<void> | undefined;
   #maxHeld: number;
   #closed = false;
   // Settles once held messages being handed to a new consumer are all delivered.
   #draining: Promise<void> | undefined;
+  #arrivals = 0;
+  #sink: ArrivalSink = {
+    handled: (arrival) => this.#acknowledge(arrival[DATA]),
+    handBack: (arrival) => this.#handBack(arrival),
+  };
 
   /** Creates an empty, open inbox. */
   constructor(options: InboxOptions) {
@@ -109,36 +318,47 @@ export class Inbox {
   }
 
   /**
-   * Takes a message from the broker.
+   * Takes a message from the broker. The object is handed back to the `acknowledge` callback;
+   * the consumers get their own objects, with its fields and `ack()`.
    *
    * @returns A promise when the read loop must wait before it delivers the next message (a
    * consumer is full, the handler's promise is pending, or too many messages are held), settled
    * once it may go on; otherwise `undefined`.
    */
-  deliver(message: Message): Promise<void> | undefined {
+  deliver(message: MessageData): Promise<void> | undefined {
+    return this.#deliver(new ReceivedMessage(message, this.#sink, this.#arrivals++));
+  }
+
+  #deliver(arrival: ReceivedMessage): Promise<void> | undefined {
     // Held messages are still being handed over: this one waits its turn, to keep the order.
     const draining = this.#draining;
-    if (draining !== undefined) return draining.then(() => this.deliver(message));
+    if (draining !== undefined) return draining.then(() => this.#deliver(arrival));
     if (this.#handler === undefined && this.#queues.length === 0) {
-      this.#held.push(message);
+      this.#held.push(arrival);
       if (this.#held.length < this.#maxHeld) return undefined;
       return (this.#heldSpace ??= new Deferred<void>()).promise;
     }
-    return this.#dispatch(message);
+    return this.#dispatch(arrival);
   }
 
   /**
    * The messages that match `filter` (all when absent), as an async iterator over a bounded
    * queue of `options.highWaterMark` messages. It ends when the inbox closes, after what is
-   * queued; `return()` (a `break` out of `for await`) detaches it at once.
+   * queued; `return()` (a `break` out of `for await`) detaches it at once and hands back what it
+   * had not yielded.
    *
    * @throws {ProtocolError} When `filter` is not a valid topic filter.
    */
   messages(filter?: string, options: MessagesOptions = {}): AsyncIterableIterator<Message> {
     if (filter !== undefined) validateTopicFilter(filter);
-    const queue = new MessageQueue(filter, options.highWaterMark ?? 100, (detached) => {
-      this.#queues = this.#queues.filter((other) => other !== detached);
-    });
+    const queue = new MessageQueue(
+      filter,
+      options.highWaterMark ?? 100,
+      options.ack === "manual",
+      (detached) => {
+        this.#queues = this.#queues.filter((other) => other !== detached);
+      },
+    );
     if (this.#closed) {
       queue.end();
       return queue;
@@ -149,8 +369,9 @@ export class Inbox {
   }
 
   /** Sets the function that receives every message; `undefined` removes it. */
-  setHandler(handler: PublishHandler | undefined): void {
+  setHandler(handler: PublishHandler | undefined, options: PublishHandlerOptions = {}): void {
     this.#handler = handler;
+    this.#handlerManual = options.ack === "manual";
     this.#releaseHeld();
   }
 
@@ -167,36 +388,78 @@ export class Inbox {
     this.#heldSpace = undefined;
   }
 
-  /** Hands a message to the handler and every matching iterator, then acknowledges it. */
-  #dispatch(message: Message): Promise<void> | undefined {
+  /** Hands a message to the handler and every matching iterator. */
+  #dispatch(arrival: ReceivedMessage): Promise<void> | undefined {
+    arrival[BEGIN]();
     let pause: Promise<void> | undefined;
+    // The object automatic consumers share, and whether the arrival itself is given out yet.
+    let shared: View | undefined;
+    let given = false;
     const handler = this.#handler;
     if (handler !== undefined) {
-      try {
-        const result = handler(message);
-        if (result !== undefined && typeof result.then === "function") {
-          pause = result.then(undefined, (error) => this.#handlerFailed(error));
-        }
-      } catch (error) {
-        this.#handlerFailed(error);
-      }
+      // The first consumer gets the arrival itself.
+      const manual = this.#handlerManual;
+      if (!manual) shared = arrival;
+      given = true;
+      arrival[CLAIM](manual);
+      pause = this.#callHandler(handler, arrival, manual);
     }
     // Usually one to three iterators: a plain loop beats a trie here.
     const queues = this.#queues;
     for (let i = 0; i < queues.length; i++) {
       const queue = queues[i];
-      if (queue.filter !== undefined && !topicMatches(queue.filter, message.topic)) continue;
-      const full = queue.push(message);
+      if (queue.filter !== undefined && !topicMatches(queue.filter, arrival.topic)) continue;
+      let view: View;
+      if (queue.manual) {
+        view = given ? new ReceivedCopy(arrival, true) : arrival;
+        arrival[CLAIM](!given);
+      } else {
+        view = shared ??= given ? new ReceivedCopy(arrival, false) : arrival;
+        arrival[CLAIM](false);
+      }
+      given = true;
+      const full = queue.push(view);
       if (full !== undefined) {
         pause = pause === undefined ? full : Promise.all([pause, full]).then();
       }
     }
-    if (pause === undefined) {
-      this.#acknowledge(message);
+    arrival[SETTLE](false);
+    return pause;
+  }
+
+  /**
+   * Calls the handler. In automatic mode it has taken the message once it returns, or once its
+   * promise settles; a failure is reported, and the message still counts as taken (manual mode
+   * leaves a failed message unacknowledged). Returns the pause the read loop waits for.
+   */
+  #callHandler(
+    handler: PublishHandler,
+    arrival: ReceivedMessage,
+    manual: boolean,
+  ): Promise<void> | undefined {
+    let result: void | Promise<void>;
+    try {
+      result = handler(arrival);
+    } catch (error) {
+      this.#handlerFailed(error);
+      if (!manual) arrival[SETTLE](true);
       return undefined;
     }
-    return pause.then(() => this.#acknowledge(message));
+    if (result === undefined || typeof result.then !== "function") {
+      if (!manual) arrival[SETTLE](true);
+      return undefined;
+    }
+    if (manual) return result.then(undefined, this.#handlerFailedBound);
+    return result.then(
+      () => arrival[SETTLE](true),
+      (error) => {
+        this.#handlerFailed(error);
+        arrival[SETTLE](true);
+      },
+    );
   }
+
+  #handlerFailedBound = (error: unknown): void => this.#handlerFailed(error);
 
   #handlerFailed(error: unknown): void {
     this.#onError(
@@ -208,22 +471,32 @@ export class Inbox {
   }
 
   /**
+   * A message whose consumers all left without taking it: held again, in arrival order, for the
+   * next handler or iterator attached.
+   */
+  #handBack(arrival: ReceivedMessage): void {
+    const held = this.#held;
+    const order = arrival[ORDER];
+    let i = held.length;
+    while (i > 0 && held[i - 1][ORDER] > order) i--;
+    held.splice(i, 0, arrival);
+  }
+
+  /**
    * Hands held messages to the consumer just attached, in order, one at a time: a handler's
-   * promise or a full iterator holds back the next one, as for any message.
+   * promise or a full iterator holds back the next one, as for any message. A message handed
+   * back by a consumer that left stays held until a consumer whose filter matches it is
+   * attached: it is not acknowledged unseen.
    */
   #releaseHeld(): void {
     if (this.#draining !== undefined || this.#held.length === 0 || !this.#hasConsumer()) return;
-    const held = this.#held;
-    this.#held = [];
-    let next = 0;
     const step = (): Promise<void> | undefined => {
-      while (next < held.length) {
-        if (this.#closed || !this.#hasConsumer()) {
-          // The consumer left: what it did not take is held again, ahead of anything newer.
-          this.#held = [...held.slice(next), ...this.#held];
-          return undefined;
-        }
-        const pause = this.#dispatch(held[next++]);
+      while (!this.#closed && this.#hasConsumer()) {
+        const index = this.#nextReleasable();
+        if (index < 0) break;
+        const arrival = this.#held[index];
+        this.#held.splice(index, 1);
+        const pause = this.#dispatch(arrival);
         if (pause !== undefined) return pause.then(step);
       }
       return undefined;
@@ -239,12 +512,29 @@ export class Inbox {
     });
   }
 
+  /** The index of the first held message an attached consumer may take, or -1. */
+  #nextReleasable(): number {
+    const held = this.#held;
+    if (this.#handler !== undefined) return held.length > 0 ? 0 : -1;
+    const queues = this.#queues;
+    for (let i = 0; i < held.length; i++) {
+      const arrival = held[i];
+      if (!arrival[HANDED_BACK]) return i;
+      for (let j = 0; j < queues.length; j++) {
+        const filter = queues[j].filter;
+        if (filter === undefined || topicMatches(filter, arrival.topic)) return i;
+      }
+    }
+    return -1;
+  }
+
   #hasConsumer(): boolean {
     return this.#handler !== undefined || this.#queues.length > 0;
   }
 
   #releaseHeldSpace(): void {
-    if (this.#held.length >= this.#maxHeld) return;
+    // With a consumer attached the read loop goes on: what stays held is waiting for another.
+    if (this.#held.length >= this.#maxHeld && !this.#hasConsumer()) return;
     this.#heldSpace?.resolve();
     this.#heldSpace = undefined;
   }
@@ -256,25 +546,37 @@ export class Inbox {
  * leaves room, lets the waiting read loop go on. It is read through its own reader rather than the
  * stream's async iterator, whose `return()` waits for a pending `next()` (and which not every
  * browser has): here `return()` detaches at once and ends a pending `next()`.
+ *
+ * It also keeps the messages it has not yielded yet, in order: `return()` hands them back.
  */
 class MessageQueue implements AsyncIterableIterator<Message> {
   readonly filter: string | undefined;
-  #controller!: ReadableStreamDefaultController<Message>;
-  #reader: ReadableStreamDefaultReader<Message>;
+  /** Whether its messages are acknowledged on `ack()` rather than when yielded. */
+  readonly manual: boolean;
+  #controller!: ReadableStreamDefaultController<View>;
+  #reader: ReadableStreamDefaultReader<View>;
   #space: Deferred<void> | undefined;
   // The promise the last pull returned, left pending while the queue has room: the stream
   // calls pull only once it settles, so an enqueue does not call pull every time (for speed).
   #pulling: Deferred<void> | undefined;
   #detach: (queue: MessageQueue) => void;
+  #detached = false;
+  // What the stream holds, in order, from #unreadHead on: pushed, not yet read.
+  #unread: View[] = [];
+  #unreadHead = 0;
+  // Reads waiting for a message: the next ones pushed go straight to them.
+  #reads = 0;
 
   constructor(
     filter: string | undefined,
     highWaterMark: number,
+    manual: boolean,
     detach: (queue: MessageQueue) => void,
   ) {
     this.filter = filter;
+    this.manual = manual;
     this.#detach = detach;
-    const stream = new ReadableStream<Message>({
+    const stream = new ReadableStream<View>({
       start: (controller) => {
         this.#controller = controller;
       },
@@ -288,9 +590,16 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   }
 
   /** Adds a message; returns a promise when the queue is full, settled once there is room. */
-  push(message: Message): Promise<void> | undefined {
+  push(message: View): Promise<void> | undefined {
     const controller = this.#controller;
     controller.enqueue(message);
+    if (this.#reads > 0) {
+      // A pending next() takes it at once: yielded.
+      this.#reads--;
+      if (!this.manual) message[ARRIVAL][SETTLE](true);
+    } else {
+      this.#unread.push(message);
+    }
     if (controller.desiredSize! > 0) return undefined;
     // Full: settle the last pull, so that the stream calls pull again once a read makes room.
     this.#pulling?.resolve();
@@ -299,6 +608,22 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   }
 
   next(): Promise<IteratorResult<Message>> {
+    // The read resolves with the oldest unread message, or with the next one pushed: it is
+    // yielded now, or in push(), without a callback per read.
+    const unread = this.#unread;
+    if (this.#unreadHead < unread.length) {
+      const message = unread[this.#unreadHead++];
+      if (this.#unreadHead === unread.length) {
+        unread.length = 0;
+        this.#unreadHead = 0;
+      } else if (this.#unreadHead >= 1024 && this.#unreadHead * 2 >= unread.length) {
+        this.#unread = unread.slice(this.#unreadHead);
+        this.#unreadHead = 0;
+      }
+      if (!this.manual) message[ARRIVAL][SETTLE](true);
+    } else if (!this.#detached) {
+      this.#reads++;
+    }
     return this.#reader.read() as Promise<IteratorResult<Message>>;
   }
 
@@ -313,6 +638,7 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   /** No more messages: what is queued can still be read, then the iterator is done. */
   end(): void {
     this.#controller.close();
+    this.#reads = 0;
     this.#roomMade();
   }
 
@@ -328,7 +654,17 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   }
 
   #cancelled(): void {
+    if (this.#detached) return;
+    this.#detached = true;
     this.#detach(this);
+    // What it had not yielded goes back, oldest first, once it is detached: no message handed
+    // back can come to it again.
+    const unread = this.#unread;
+    const head = this.#unreadHead;
+    this.#unread = [];
+    this.#unreadHead = 0;
+    this.#reads = 0;
+    for (let i = head; i < unread.length; i++) unread[i][WITHDRAW]();
     this.#roomMade();
   }
 }

@@ -33,8 +33,10 @@ export type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } 
 export { type Dialer, isRetryable } from "./reconnect.ts";
 export { type Constructor, Publisher, type PublisherMethods } from "./publisher.ts";
 export {
+  type AckMode,
   type MessagesOptions,
   type PublishHandler,
+  type PublishHandlerOptions,
   Subscriber,
   type SubscriberMethods,
   type UnsubscribeOptions,
@@ -52,4 +54,4 @@ export type {
   WillOptions,
   WritableOptions,
 } from "./types.ts";
-export { Inbox, type InboxOptions } from "./inbox.ts";
+export { Inbox, type InboxOptions, type MessageData } from "./inbox.ts";

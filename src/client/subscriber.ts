@@ -10,11 +10,16 @@
 import { MqttError, SubscribeError } from "../errors.ts";
 import type { Subscription } from "../packet/types.ts";
 import type { BaseClient } from "./base_client.ts";
-import { Inbox, type MessagesOptions, type PublishHandler } from "./inbox.ts";
+import {
+  Inbox,
+  type MessagesOptions,
+  type PublishHandler,
+  type PublishHandlerOptions,
+} from "./inbox.ts";
 import type { Constructor } from "./publisher.ts";
 import type { Message, SubscribeOptions, SubscriptionRequest } from "./types.ts";
 
-export type { MessagesOptions, PublishHandler } from "./inbox.ts";
+export type { AckMode, MessagesOptions, PublishHandler, PublishHandlerOptions } from "./inbox.ts";
 
 /** The options of `unsubscribe`. */
 export interface UnsubscribeOptions {
@@ -46,11 +51,33 @@ export interface SubscriberMethods {
   /**
    * The messages that match `filter` (all when absent), as an async iterator. Several may run
    * at once; each sees every message that matches it. It ends when the client closes; `break`
-   * detaches it.
+   * detaches it, and what it had not yielded goes to the next handler or iterator attached.
+   *
+   * A QoS 1 or 2 message is acknowledged when yielded, or, with `{ ack: "manual" }`, when its
+   * `ack()` is called; acknowledgements reach the broker in the order the messages arrived.
+   *
+   * @example At least once: acknowledge after handling
+   * ```ts ignore
+   * for await (const message of client.messages("jobs/#", { ack: "manual" })) {
+   *   await handle(message);
+   *   message.ack();
+   * }
+   * ```
    */
   messages(filter?: string, options?: MessagesOptions): AsyncIterableIterator<Message>;
-  /** Sets the function that receives every message (the twisted-mqtt way); `undefined` removes it. */
-  setPublishHandler(handler: PublishHandler | undefined): void;
+  /**
+   * Sets the function that receives every message (the twisted-mqtt way); `undefined` removes
+   * it. A QoS 1 or 2 message is acknowledged when the handler returns or its promise settles,
+   * or, with `{ ack: "manual" }`, when its `ack()` is called.
+   *
+   * @example Acknowledged once the handler's promise settles
+   * ```ts ignore
+   * client.setPublishHandler(async (message) => {
+   *   await handle(message);
+   * }, { ack: "auto" });
+   * ```
+   */
+  setPublishHandler(handler: PublishHandler | undefined, options?: PublishHandlerOptions): void;
 }
 
 /**
@@ -58,7 +85,8 @@ export interface SubscriberMethods {
  *
  * Messages that arrive before any handler or iterator is attached are held (up to
  * `maxHeldMessages`, then the client stops reading) and handed to the first one attached; their
- * QoS 1 and 2 acknowledgements wait until then.
+ * QoS 1 and 2 acknowledgements wait until then, and until the consumer has taken each message
+ * (or, in manual mode, called its `ack()`).
  *
  * @example A subscriber profile of one's own
  * ```ts
@@ -144,8 +172,11 @@ export function Subscriber<T extends Constructor<BaseClient>>(
       return this.inbox.messages(filter, options);
     }
 
-    setPublishHandler(handler: PublishHandler | undefined): void {
-      this.inbox.setHandler(handler);
+    setPublishHandler(
+      handler: PublishHandler | undefined,
+      options?: PublishHandlerOptions,
+    ): void {
+      this.inbox.setHandler(handler, options);
     }
   };
 }

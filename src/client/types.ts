@@ -25,6 +25,16 @@ export interface Message {
   packetId?: number;
   /** MQTT 5 properties. */
   properties?: Properties;
+  /**
+   * Says that the application has handled the message. For a QoS 1 or 2 message received by a
+   * consumer in manual mode (`{ ack: "manual" }`), its PUBACK or PUBREC goes out once every
+   * manual consumer that received it has called this, and after the acknowledgements of the
+   * messages that arrived before it. Otherwise, and when called again, it does nothing: in the
+   * default (automatic) mode a message is acknowledged when the consumer takes it, and QoS 0
+   * has no acknowledgement. After a reconnect it does nothing either for a QoS 1 message of
+   * the earlier connection: the broker sends that message again.
+   */
+  ack(): void;
 }
 
 /** A will: the message the broker publishes when the client goes away without DISCONNECT. */

@@ -1,7 +1,7 @@
 /**
- * The server's publishes to us: the topic aliases it uses, our Receive Maximum, the QoS 1
- * messages not yet acknowledged (in arrival order), and the QoS 2 packet ids between PUBLISH and
- * PUBREL that make delivery exactly once. It changes the state it shares with the rest of the
+ * The server's publishes to us: the topic aliases it uses, our Receive Maximum, the
+ * acknowledgements of QoS 1 and 2 messages (sent once the user has handled them, in arrival
+ * order), and the QoS 2 packet ids between PUBLISH and PUBREL that make delivery exactly once. It changes the state it shares with the rest of the
  * session and nothing else (see `shared_state.ts`).
  *
  * @module
@@ -12,17 +12,29 @@ import type { PublishAckPacket, PublishPacket } from "../packet/types.ts";
 import type { SharedState } from "./shared_state.ts";
 import { ReasonCode } from "../packet/constants.ts";
 
+/** Marks an incoming QoS 2 id whose message the user has acknowledged: its PUBREC is due. */
+const ACKNOWLEDGED = null;
+
 /** The server's QoS 0, 1 and 2 flows to us. */
 export class Incoming<T> {
   #shared: SharedState<T>;
-  // Incoming QoS 2 packet ids between PUBLISH and PUBREL: false until the message has been
-  // delivered, true after (its PUBREC is due). An id stays reserved until PUBREL, also across a
+  // Incoming QoS 2 packet ids between PUBLISH and PUBREL: the message handed to the user until
+  // the user acknowledges it (so an acknowledgement of another message with the id is known),
+  // ACKNOWLEDGED after (its PUBREC is due). An id stays reserved until PUBREL, also across a
   // resumed session, so this follows the id rather than the connection.
-  #qos2 = new Map<number, boolean>();
-  // QoS 1 messages of this connection not yet acknowledged, in arrival order; the ones before
-  // #unacknowledgedHead have been.
-  #unacknowledged: PublishPacket[] = [];
-  #unacknowledgedHead = 0;
+  #qos2 = new Map<number, PublishPacket | typeof ACKNOWLEDGED>();
+  // The acknowledgements of this connection, one slot per QoS 1 or 2 PUBLISH in the order they
+  // arrived: the PUBLISH until the user acknowledges it, then its PUBACK or PUBREC, which goes
+  // out once every slot before it has gone [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Slot `i` holds
+  // arrival number `#orderBase + i`; the ones before `#orderHead` have gone.
+  #order: (PublishPacket | PublishAckPacket<"puback" | "pubrec">)[] = [];
+  #orderBase = 0;
+  #orderHead = 0;
+  // Packet id → arrival number of the slot waiting for the user's acknowledgement. The server
+  // does not reuse an id until it is acknowledged, so an acknowledgement finds its slot in O(1).
+  #waiting = new Map<number, number>();
+  // QoS 1 slots not yet sent: with #qos2, what counts against our Receive Maximum.
+  #unsentQos1 = 0;
   #receiveMaximum: number;
   #topicAliasMaximum: number;
   #topicAliases = new Map<number, string>();
@@ -42,7 +54,7 @@ export class Incoming<T> {
 
   /** Takes back the QoS 2 packet ids a store held: reserved until their PUBREL. */
   restore(packetIds: Iterable<number>): void {
-    for (const packetId of packetIds) this.#qos2.set(packetId, true);
+    for (const packetId of packetIds) this.#qos2.set(packetId, ACKNOWLEDGED);
   }
 
   /** Forgets the topic aliases of the last connection. */
@@ -50,10 +62,17 @@ export class Incoming<T> {
     this.#topicAliases.clear();
   }
 
-  /** Forgets the connection: its QoS 1 messages are re-sent by the server if not acknowledged. */
+  /**
+   * Forgets the connection's acknowledgements: the server re-sends what it did not get one for.
+   * An acknowledgement of a QoS 1 message of this connection does nothing from now on; one of a
+   * QoS 2 message still counts, and its PUBREC answers the copy the server re-sends.
+   */
   disconnected(): void {
-    this.#unacknowledged = [];
-    this.#unacknowledgedHead = 0;
+    this.#orderBase += this.#order.length;
+    this.#order = [];
+    this.#orderHead = 0;
+    this.#waiting.clear();
+    this.#unsentQos1 = 0;
   }
 
   /** After a CONNACK without a session: the server has nothing of its in flight any more. */
@@ -68,42 +87,91 @@ export class Incoming<T> {
   }
 
   /**
-   * Marks a QoS 1 or 2 message as delivered to the user and puts its acknowledgement in the
-   * outbox: PUBACK for QoS 1 (in the order received), PUBREC for QoS 2.
+   * Marks a QoS 1 or 2 message as handled by the user. Its acknowledgement, PUBACK for QoS 1 and
+   * PUBREC for QoS 2, goes to the outbox once the acknowledgements of every QoS 1 or 2 PUBLISH
+   * that arrived before it on this connection have gone; until then it waits, and the message
+   * still counts against our Receive Maximum.
+   *
+   * `packet` is the PUBLISH of the message event, the same object: an acknowledgement of a QoS 1
+   * message of an earlier connection, or of a QoS 2 message the server no longer has, does
+   * nothing, as does a second one.
    */
   acknowledge(packet: PublishPacket): void {
     const shared = this.#shared;
     const packetId = packet.packetId;
     if (packetId === undefined) return;
     if (packet.qos === 2) {
-      if (this.#qos2.get(packetId) !== false) return;
-      this.#qos2.set(packetId, true);
+      if (this.#qos2.get(packetId) !== packet) return;
+      this.#qos2.set(packetId, ACKNOWLEDGED);
       // Durable before PUBREC: after a restart a re-sent copy is known as a duplicate. Recorded
       // on delivery, not on arrival, so that a crash in between re-delivers rather than loses.
       if (shared.journaling) shared.journal.push({ op: "putIncoming", packetId });
-      // [MQTT-4.3.3-8] PUBREC once we own the message; when disconnected, the server re-sends
-      // the PUBLISH after the reconnect and gets its PUBREC then.
-      if (shared.connected) shared.outbox.push({ type: "pubrec", packetId });
+      // [MQTT-4.3.3-8] PUBREC once we own the message: now, in this connection's order, or, for
+      // a message of an earlier connection, once the server has re-sent it (see onPublish).
+      this.#fill(packetId, { type: "pubrec", packetId });
       return;
     }
     // QoS 1: only a message of this connection. After a reconnect the id may stand for another
     // message, and the server re-sends what was not acknowledged.
-    const queue = this.#unacknowledged;
-    let i = this.#unacknowledgedHead;
-    while (i < queue.length && queue[i] !== packet) i++;
-    if (i === queue.length) return;
-    if (i === this.#unacknowledgedHead) {
-      queue[i] = undefined as unknown as PublishPacket;
-      this.#unacknowledgedHead++;
-      if (this.#unacknowledgedHead === queue.length) {
-        queue.length = 0;
-        this.#unacknowledgedHead = 0;
-      }
+    const arrival = this.#waiting.get(packetId);
+    let index = arrival === undefined ? -1 : arrival - this.#orderBase;
+    if (index >= 0 && this.#order[index] === packet) {
+      this.#waiting.delete(packetId);
     } else {
-      queue.splice(i, 1);
+      // Rare: a server that sent the id again before our PUBACK (MQTT 3.1 allowed retries)
+      // points #waiting at the later copy; an earlier one is found by looking.
+      index = this.#order.indexOf(packet, this.#orderHead);
+      if (index < 0) return;
     }
-    // [MQTT-4.3.2-4] PUBACK once delivered, in the order received [MQTT-4.6.0-2].
-    shared.outbox.push({ type: "puback", packetId });
+    // [MQTT-4.3.2-4] PUBACK once the user has the message.
+    this.#order[index] = { type: "puback", packetId };
+    this.#release();
+  }
+
+  /** Puts an acknowledgement in the slot waiting for it, and sends what may go. */
+  #fill(packetId: number, ack: PublishAckPacket<"puback" | "pubrec">): void {
+    const arrival = this.#waiting.get(packetId);
+    if (arrival === undefined) return;
+    this.#waiting.delete(packetId);
+    this.#order[arrival - this.#orderBase] = ack;
+    this.#release();
+  }
+
+  /** Takes a slot for the PUBLISH that just arrived; `ack` when its acknowledgement is known. */
+  #take(packet: PublishPacket, ack?: PublishAckPacket<"pubrec">): void {
+    if (ack !== undefined) {
+      this.#order.push(ack);
+      this.#release();
+      return;
+    }
+    this.#waiting.set(packet.packetId!, this.#orderBase + this.#order.length);
+    this.#order.push(packet);
+    if (packet.qos === 1) this.#unsentQos1++;
+  }
+
+  /** Sends the acknowledgements at the head of the order, up to the first one still waiting. */
+  #release(): void {
+    const order = this.#order;
+    const outbox = this.#shared.outbox;
+    let head = this.#orderHead;
+    while (head < order.length) {
+      const slot = order[head];
+      if (slot.type === "publish") break;
+      outbox.push(slot);
+      if (slot.type === "puback") this.#unsentQos1--;
+      head++;
+    }
+    if (head === order.length) {
+      this.#orderBase += head;
+      order.length = 0;
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= order.length) {
+      // A head that never catches up: drop the sent slots now and then, not on every one.
+      this.#order = order.slice(head);
+      this.#orderBase += head;
+      head = 0;
+    }
+    this.#orderHead = head;
   }
 
   /**
@@ -121,19 +189,20 @@ export class Incoming<T> {
       return;
     }
     if (packet.qos === 2) {
-      const state = this.#qos2.get(packetId);
-      if (state !== undefined) {
+      const delivered = this.#qos2.get(packetId);
+      if (delivered !== undefined) {
         // A re-sent PUBLISH before PUBREL is not delivered again; it is answered with PUBREC
-        // [MQTT-4.3.3-10] once the first copy has been delivered and acknowledged.
-        if (state) shared.outbox.push({ type: "pubrec", packetId });
+        // [MQTT-4.3.3-10], in this connection's order, once the first copy has been delivered
+        // and acknowledged. A first copy of this connection answers for it already.
+        if (delivered === ACKNOWLEDGED) this.#take(packet, { type: "pubrec", packetId });
+        else if (!this.#waiting.has(packetId)) this.#take(packet);
         return;
       }
-      this.#qos2.set(packetId, false);
+      this.#qos2.set(packetId, packet);
     }
     // This PUBLISH counts too: a QoS 2 one is in #qos2 already, a QoS 1 one is not yet.
     if (
-      this.#unacknowledged.length - this.#unacknowledgedHead + this.#qos2.size +
-          (packet.qos === 1 ? 1 : 0) > this.#receiveMaximum
+      this.#unsentQos1 + this.#qos2.size + (packet.qos === 1 ? 1 : 0) > this.#receiveMaximum
     ) {
       throw new ProtocolError(
         `the server sent more than the Receive Maximum of ${this.#receiveMaximum} unacknowledged publishes`,
@@ -141,7 +210,7 @@ export class Incoming<T> {
         ReasonCode.ReceiveMaximumExceeded,
       );
     }
-    if (packet.qos === 1) this.#unacknowledged.push(packet);
+    this.#take(packet);
     shared.events.push({ type: "message", packet });
   }
 
@@ -154,7 +223,7 @@ export class Incoming<T> {
     const shared = this.#shared;
     const packetId = packet.packetId;
     const known = this.#qos2.get(packetId);
-    if (known === false) {
+    if (known !== undefined && known !== ACKNOWLEDGED) {
       // PUBREL before we sent PUBREC: the server broke the flow [MQTT-4.3.3-2] (3.1.1).
       throw new ProtocolError(
         `PUBREL for packet ${packetId} arrived before its PUBREC was sent`,

@@ -343,8 +343,11 @@ export class Session<T> {
   }
 
   /**
-   * Marks an incoming QoS 1 or 2 message as delivered to the user and puts its acknowledgement
-   * in the outbox: PUBACK for QoS 1 (in the order received), PUBREC for QoS 2.
+   * Marks an incoming QoS 1 or 2 message as handled by the user: its acknowledgement (PUBACK for
+   * QoS 1, PUBREC for QoS 2) goes to the outbox once those of every QoS 1 or 2 PUBLISH that
+   * arrived before it on this connection have gone, in arrival order. `packet` is the object of
+   * the message event; acknowledging a QoS 1 message of an earlier connection does nothing (the
+   * server re-sends it), as does acknowledging twice.
    */
   acknowledge(packet: PublishPacket): void {
     this.#incoming.acknowledge(packet);

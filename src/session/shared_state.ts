@@ -69,7 +69,7 @@ export interface SessionOptions extends
 /** Something the user must hear about. */
 export type SessionEvent<T> =
   | {
-    /** A message arrived; for QoS 1 and 2, call `acknowledge` once it is delivered. */
+    /** A message arrived; for QoS 1 and 2, call `acknowledge` once the application has it. */
     type: "message";
     /** The PUBLISH, with a topic alias already resolved. */
     packet: PublishPacket;

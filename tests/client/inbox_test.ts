@@ -8,12 +8,13 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Inbox } from "../../src/client/inbox.ts";
 import type { Message } from "../../src/client/types.ts";
+import type { MessageData } from "../../src/client/inbox.ts";
 import { Deferred } from "../../src/_async.ts";
 import { MqttError } from "../../src/errors.ts";
 import { connected, settle, watch } from "./harness.ts";
 
 /** A QoS 1 message whose payload is `text` and whose packet id is `packetId`. */
-function message(packetId: number, text = `${packetId}`, topic = "a/b"): Message {
+function message(packetId: number, text = `${packetId}`, topic = "a/b"): MessageData {
   return {
     topic,
     payload: new TextEncoder().encode(text),
@@ -44,13 +45,16 @@ async function take(iterator: AsyncIterator<Message>, count: number): Promise<nu
 }
 
 describe("Inbox", () => {
-  test("Inbox - held messages go to the first iterator, in order, and are acknowledged only then", async () => {
+  test("Inbox - held messages go to the first iterator, in order, and are acknowledged as it yields them", async () => {
     const { inbox, acknowledged } = recorded();
     for (let id = 1; id <= 3; id++) assert.equal(inbox.deliver(message(id)), undefined);
     assert.deepEqual(acknowledged, []);
     const iterator = inbox.messages();
+    assert.deepEqual(acknowledged, []);
+    assert.deepEqual(await take(iterator, 2), [1, 2]);
+    assert.deepEqual(acknowledged, [1, 2]);
+    assert.deepEqual(await take(iterator, 1), [3]);
     assert.deepEqual(acknowledged, [1, 2, 3]);
-    assert.deepEqual(await take(iterator, 3), [1, 2, 3]);
   });
 
   test("Inbox - held messages that fill the first iterator reach it one queue at a time; newer ones wait behind them", async () => {
@@ -91,20 +95,22 @@ describe("Inbox", () => {
     await full.promise;
   });
 
-  test("Inbox - an iterator full at highWaterMark makes the read loop wait and holds back the acknowledgement until it is read", async () => {
+  test("Inbox - an iterator full at highWaterMark makes the read loop wait; what waits in it is acknowledged only once read", async () => {
     const { inbox, acknowledged } = recorded();
     const iterator = inbox.messages(undefined, { highWaterMark: 2 });
     assert.equal(inbox.deliver(message(1)), undefined);
     const full = watch(inbox.deliver(message(2))!);
     await settle();
-    assert.deepEqual(acknowledged, [1]);
+    assert.deepEqual(acknowledged, []);
     assert.equal(full.settled, false);
     assert.deepEqual(await take(iterator, 1), [1]);
     await full.promise;
+    assert.deepEqual(acknowledged, [1]);
+    assert.deepEqual(await take(iterator, 1), [2]);
     assert.deepEqual(acknowledged, [1, 2]);
   });
 
-  test("Inbox - a message is acknowledged once every matching iterator took it into its queue", async () => {
+  test("Inbox - a message is acknowledged once every matching iterator yielded it", async () => {
     const { inbox, acknowledged } = recorded();
     const roomy = inbox.messages("a/#");
     const tight = inbox.messages("+/b", { highWaterMark: 1 });
@@ -121,7 +127,7 @@ describe("Inbox", () => {
     await elsewhere.return!();
   });
 
-  test("Inbox - break out of for await detaches the iterator at once and lets a waiting read loop go on", async () => {
+  test("Inbox - break out of for await detaches the iterator at once, lets a waiting read loop go on, and hands back what it had not yielded", async () => {
     const { inbox, acknowledged } = recorded();
     const iterator = inbox.messages(undefined, { highWaterMark: 1 });
     const first = watch(inbox.deliver(message(1))!);
@@ -136,11 +142,15 @@ describe("Inbox", () => {
       break;
     }
     await second!.promise;
-    assert.deepEqual(acknowledged, [1, 2]);
+    // 2 was never yielded: handed back, not acknowledged.
+    assert.deepEqual(acknowledged, [1]);
     // Detached: nobody is left, so the next message is held, not pushed into the dead queue.
     assert.equal(inbox.deliver(message(3)), undefined);
-    assert.deepEqual(acknowledged, [1, 2]);
+    assert.deepEqual(acknowledged, [1]);
     assert.deepEqual((await iterator.next()).done, true);
+    // The next iterator gets what was handed back, then the newer one, in order.
+    assert.deepEqual(await take(inbox.messages(), 2), [2, 3]);
+    assert.deepEqual(acknowledged, [1, 2, 3]);
   });
 
   test("Inbox - return() ends a pending next() at once", async () => {
@@ -202,6 +212,165 @@ describe("Inbox", () => {
     assert.deepEqual(acknowledged, [1]);
     assert.ok(errors[0] instanceof MqttError);
     assert.ok(errors[0].cause instanceof Error);
+  });
+});
+
+describe("Inbox acknowledgement modes", () => {
+  test("Inbox manual - an iterator's message is acknowledged on ack(), not when yielded; a second ack() does nothing", async () => {
+    const { inbox, acknowledged } = recorded();
+    const iterator = inbox.messages(undefined, { ack: "manual" });
+    inbox.deliver(message(1));
+    inbox.deliver(message(2));
+    const [first, second] = [(await iterator.next()).value!, (await iterator.next()).value!];
+    assert.deepEqual(acknowledged, []);
+    second.ack();
+    assert.deepEqual(acknowledged, [2]);
+    second.ack();
+    first.ack();
+    assert.deepEqual(acknowledged, [2, 1]);
+  });
+
+  test("Inbox manual - a handler's message is acknowledged on ack(), also after the handler returned; a handler that throws leaves it unacknowledged", () => {
+    const { inbox, acknowledged, errors } = recorded();
+    const kept: Message[] = [];
+    inbox.setHandler((m) => {
+      kept.push(m);
+      if (m.packetId === 2) throw new Error("boom");
+    }, { ack: "manual" });
+    assert.equal(inbox.deliver(message(1)), undefined);
+    assert.equal(inbox.deliver(message(2)), undefined);
+    assert.deepEqual(acknowledged, []);
+    assert.equal(errors.length, 1);
+    kept[0].ack();
+    assert.deepEqual(acknowledged, [1]);
+  });
+
+  test("Inbox manual - a handler's promise still holds back the next message", async () => {
+    const { inbox, acknowledged } = recorded();
+    const gate = new Deferred<void>();
+    inbox.setHandler((m) => {
+      m.ack();
+      return gate.promise;
+    }, { ack: "manual" });
+    const waiting = watch(inbox.deliver(message(1))!);
+    await settle();
+    assert.deepEqual(acknowledged, [1]);
+    assert.equal(waiting.settled, false);
+    gate.resolve();
+    await waiting.promise;
+  });
+
+  test("Inbox auto - ack() does nothing: the message is acknowledged when taken", async () => {
+    const { inbox, acknowledged } = recorded();
+    const iterator = inbox.messages(undefined, { highWaterMark: 2 });
+    inbox.deliver(message(1));
+    inbox.deliver(message(2));
+    assert.deepEqual(acknowledged, []);
+    const first = (await iterator.next()).value!;
+    first.ack();
+    assert.deepEqual(acknowledged, [1]);
+  });
+
+  test("Inbox mixed - an automatic handler and a manual iterator: acknowledged once both are done, each with its own object", async () => {
+    const { inbox, acknowledged } = recorded();
+    let handled: Message | undefined;
+    inbox.setHandler((m) => {
+      handled = m;
+    });
+    const iterator = inbox.messages(undefined, { ack: "manual" });
+    inbox.deliver(message(1));
+    const read = (await iterator.next()).value!;
+    assert.notEqual(read, handled);
+    assert.equal(read.packetId, 1);
+    // The handler's object does not acknowledge for the manual iterator.
+    handled!.ack();
+    assert.deepEqual(acknowledged, []);
+    read.ack();
+    assert.deepEqual(acknowledged, [1]);
+  });
+
+  test("Inbox mixed - two manual iterators: acknowledged once each has called ack() on its own object", async () => {
+    const { inbox, acknowledged } = recorded();
+    const one = inbox.messages("a/#", { ack: "manual" });
+    const two = inbox.messages("+/b", { ack: "manual" });
+    inbox.deliver(message(1));
+    const [a, b] = [(await one.next()).value!, (await two.next()).value!];
+    assert.notEqual(a, b);
+    a.ack();
+    a.ack();
+    assert.deepEqual(acknowledged, []);
+    b.ack();
+    assert.deepEqual(acknowledged, [1]);
+  });
+
+  test("Inbox mixed - a message no attached consumer's filter matches is acknowledged at once", () => {
+    const { inbox, acknowledged } = recorded();
+    const other = inbox.messages("c/#", { ack: "manual" });
+    assert.equal(inbox.deliver(message(1)), undefined);
+    assert.deepEqual(acknowledged, [1]);
+    other.return!();
+  });
+
+  test("Inbox leaving early - what another consumer took is acknowledged when the iterator that had not yielded it leaves", async () => {
+    const { inbox, acknowledged } = recorded();
+    const seen: number[] = [];
+    inbox.setHandler((m) => void seen.push(m.packetId!));
+    const iterator = inbox.messages();
+    inbox.deliver(message(1));
+    inbox.deliver(message(2));
+    assert.deepEqual(seen, [1, 2]);
+    assert.deepEqual(acknowledged, []);
+    await iterator.return!();
+    assert.deepEqual(acknowledged, [1, 2]);
+  });
+
+  test("Inbox leaving early - a manual iterator hands back what it had not yielded; what it yielded it can still ack()", async () => {
+    const { inbox, acknowledged } = recorded();
+    const iterator = inbox.messages(undefined, { ack: "manual" });
+    for (let id = 1; id <= 4; id++) inbox.deliver(message(id));
+    const first = (await iterator.next()).value!;
+    await iterator.return!();
+    first.ack();
+    assert.deepEqual(acknowledged, [1]);
+    const next = inbox.messages(undefined, { ack: "manual" });
+    const again = await take(next, 3);
+    assert.deepEqual(again, [2, 3, 4]);
+    assert.deepEqual(acknowledged, [1]);
+  });
+
+  test("Inbox leaving early - what is handed back waits for a consumer that matches it, in arrival order, before newer messages", async () => {
+    const { inbox, acknowledged } = recorded();
+    const left = inbox.messages("a/#");
+    const stays = inbox.messages("c/#");
+    inbox.deliver(message(1));
+    inbox.deliver(message(2, "2", "c/d"));
+    inbox.deliver(message(3));
+    await left.return!();
+    // 1 and 3 wait; 2 is still in the other iterator.
+    inbox.deliver(message(4, "4", "c/d"));
+    const late = inbox.messages("x/#");
+    assert.deepEqual(acknowledged, []);
+    assert.deepEqual(await take(stays, 2), [2, 4]);
+    assert.deepEqual(acknowledged, [2, 4]);
+    // Neither the iterator still attached nor one with another filter gets them.
+    await late.return!();
+    const next = inbox.messages("a/#");
+    assert.deepEqual(await take(next, 2), [1, 3]);
+    assert.deepEqual(acknowledged, [2, 4, 1, 3]);
+    await stays.return!();
+    await next.return!();
+  });
+
+  test("Inbox leaving early - handed back while the client reads on with nobody attached: the next iterator gets everything, in order", async () => {
+    const { inbox, acknowledged } = recorded();
+    const first = inbox.messages(undefined, { highWaterMark: 3 });
+    for (let id = 1; id <= 3; id++) inbox.deliver(message(id));
+    assert.deepEqual(await take(first, 1), [1]);
+    await first.return!();
+    for (let id = 4; id <= 6; id++) assert.equal(inbox.deliver(message(id)), undefined);
+    const second = inbox.messages();
+    assert.deepEqual(await take(second, 5), [2, 3, 4, 5, 6]);
+    assert.deepEqual(acknowledged, [1, 2, 3, 4, 5, 6]);
   });
 });
 

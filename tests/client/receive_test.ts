@@ -225,16 +225,18 @@ describe("messages before a consumer", () => {
     });
   }
 
-  test("held messages: the first messages() iterator gets them, in order, then acknowledges them", async () => {
+  test("held messages: the first messages() iterator gets them, in order, and acknowledges each as it yields it", async () => {
     const { client, broker } = await connected(5, { Client: MqttSubscriber });
     await broker.send(incoming(5, 1, 1, { payload: "one" }));
     await broker.send(incoming(5, 1, 2, { payload: "two" }));
     await assertQuiet(broker);
     const iterator = client.messages();
-    assert.equal((await broker.next()).hex, "40 02 00 01");
-    assert.equal((await broker.next()).hex, "40 02 00 02");
+    await assertQuiet(broker);
     const first = await iterator.next();
+    assert.equal((await broker.next()).hex, "40 02 00 01");
+    await assertQuiet(broker);
     const second = await iterator.next();
+    assert.equal((await broker.next()).hex, "40 02 00 02");
     assert.equal(new TextDecoder().decode(first.value!.payload), "one");
     assert.equal(new TextDecoder().decode(second.value!.payload), "two");
     await Promise.all([client.disconnect(), broker.closed()]);
@@ -360,7 +362,6 @@ describe("consumers", () => {
     await broker.send(incoming(4, 0, 0, { topic: "sensors/1", payload: "s1" }));
     await broker.send(incoming(4, 0, 0, { topic: "a/b", payload: "ab" }));
     await broker.send(incoming(4, 1, 3, { topic: "sensors/b", payload: "sb" }));
-    assert.equal((await broker.next()).hex, "40 02 00 03");
     const take = async (iterator: AsyncIterableIterator<Message>, count: number) => {
       const out: string[] = [];
       for (let i = 0; i < count; i++) {
@@ -370,7 +371,10 @@ describe("consumers", () => {
     };
     assert.deepEqual(await take(sensors, 2), ["s1", "sb"]);
     assert.deepEqual(await take(plus, 2), ["ab", "sb"]);
+    // Acknowledged once the handler and the three iterators all took it.
+    await assertQuiet(broker);
     assert.deepEqual(await take(every, 3), ["s1", "ab", "sb"]);
+    assert.equal((await broker.next()).hex, "40 02 00 03");
     assert.deepEqual(all.payloads, ["s1", "ab", "sb"]);
     await Promise.all([client.disconnect(), broker.closed()]);
   });
@@ -380,7 +384,7 @@ describe("consumers", () => {
     assert.throws(() => client.messages("a/#/b"), ProtocolError);
   });
 
-  test("back-pressure: with highWaterMark 2 and nobody reading, the client stops reading and later PUBACKs wait for the consumer", async () => {
+  test("back-pressure: with highWaterMark 2 and nobody reading, the client stops reading, and each PUBACK waits for the consumer to read its message", async () => {
     const { client, broker } = await connected(4);
     const iterator = client.messages(undefined, { highWaterMark: 2 });
     const pushes = Array.from(
@@ -389,22 +393,18 @@ describe("consumers", () => {
     );
     let taken = 0;
     for (const push of pushes) push.then((took) => taken += took ? 1 : 0);
-    // The first message leaves room in the queue; the second fills it.
-    assert.equal((await broker.next()).hex, "40 02 00 01");
+    // The first message leaves room in the queue; the second fills it. Neither is read.
     await assertQuiet(broker);
     assert.ok(taken < 10, `the client took all ${taken} messages while nobody read`);
     const takenWhileFull = taken;
-    // Each message read makes room for one more, and lets one more PUBACK out.
-    for (let i = 0; i < 8; i++) {
+    // Each message read lets its PUBACK out, and makes room for one more.
+    for (let i = 0; i < 10; i++) {
       const { value } = await iterator.next();
       assert.equal(new TextDecoder().decode(value!.payload), `${i}`);
-      assert.equal((await broker.next()).hex, `40 02 ${idHex(i + 2)}`);
+      assert.equal((await broker.next()).hex, `40 02 ${idHex(i + 1)}`);
       await assertQuiet(broker);
     }
     assert.ok(taken > takenWhileFull);
-    // Room for the last one: it is acknowledged once there is room for it.
-    await iterator.next();
-    assert.equal((await broker.next()).hex, "40 02 00 0a");
     await Promise.all(pushes);
     await Promise.all([client.disconnect(), broker.closed()]);
   });

@@ -1095,3 +1095,197 @@ describe("Session gate: what publish, subscribe and unsubscribe refuse before ch
     assertUnchanged(session);
   });
 });
+
+describe("Session acknowledgements after processing", () => {
+  /** A session with a resumed connection: disconnected, CONNECT, CONNACK with a session. */
+  function reconnect(session: Session<string>, sessionPresent = true): void {
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(sessionPresent), 0);
+    outbox(session);
+    events(session);
+  }
+
+  test("Session QoS 1 acknowledged out of order: each PUBACK waits for those of earlier PUBLISHes [MQTT-4.6.0-2]", () => {
+    const session = connectedSession();
+    const packets = [1, 2, 3].map((id) => incoming(id, 1));
+    for (const packet of packets) session.receive(packet, 0);
+    session.acknowledge(packets[2]);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(packets[1]);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(packets[0]);
+    assert.deepEqual(outbox(session), ["puback:1", "puback:2", "puback:3"]);
+    session.acknowledge(packets[2]); // once only
+    assert.deepEqual(outbox(session), []);
+  });
+
+  test("Session QoS 1 and 2 interleaved: PUBACKs and PUBRECs leave in arrival order, whatever the order of acknowledgement [MQTT-4.6.0-3]", () => {
+    const session = connectedSession();
+    const packets = [incoming(1, 1), incoming(2, 2), incoming(3, 1), incoming(4, 2)];
+    for (const packet of packets) session.receive(packet, 0);
+    session.acknowledge(packets[3]);
+    session.acknowledge(packets[1]);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(packets[0]);
+    assert.deepEqual(outbox(session), ["puback:1", "pubrec:2"]);
+    session.acknowledge(packets[2]);
+    assert.deepEqual(outbox(session), ["puback:3", "pubrec:4"]);
+  });
+
+  test("Session a re-sent QoS 2 PUBLISH answered with PUBREC waits behind an earlier unacknowledged message", () => {
+    const session = connectedSession();
+    const qos2 = incoming(2, 2);
+    session.receive(qos2, 0);
+    session.acknowledge(qos2);
+    assert.deepEqual(outbox(session), ["pubrec:2"]);
+    const qos1 = incoming(1, 1);
+    session.receive(qos1, 0);
+    session.receive(incoming(2, 2, { dup: true }), 0);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(qos1);
+    assert.deepEqual(outbox(session), ["puback:1", "pubrec:2"]);
+  });
+
+  test("Session v5 Receive Maximum 2: a message acknowledged behind an unacknowledged one still counts", () => {
+    const session = connectedSession(5, { properties: { receiveMaximum: 2 } });
+    const first = incoming(1, 1);
+    const second = incoming(2, 1);
+    session.receive(first, 0);
+    session.receive(second, 0);
+    session.acknowledge(second);
+    assert.deepEqual(outbox(session), []);
+    assert.throws(() => session.receive(incoming(3, 1), 0), (error) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.equal(error.reasonCode, 0x93);
+      return true;
+    });
+    session.acknowledge(first);
+    assert.deepEqual(outbox(session), ["puback:1", "puback:2"]);
+    session.receive(incoming(3, 1), 0);
+    session.receive(incoming(4, 1), 0);
+  });
+
+  test("Session QoS 1 acknowledged after a reconnect: nothing for the old message, even when the new connection uses its id", () => {
+    const session = connectedSession(4, { clean: false });
+    const old = incoming(5, 1);
+    session.receive(old, 0);
+    reconnect(session);
+    const resent = incoming(5, 1, { dup: true });
+    session.receive(resent, 0);
+    assert.deepEqual(events(session), ["message:5"]);
+    session.acknowledge(old);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(resent);
+    assert.deepEqual(outbox(session), ["puback:5"]);
+  });
+
+  test("Session QoS 1 acknowledgements held at a disconnect are dropped: the server re-sends those messages", () => {
+    const session = connectedSession(4, { clean: false });
+    const first = incoming(1, 1);
+    const second = incoming(2, 1);
+    session.receive(first, 0);
+    session.receive(second, 0);
+    session.acknowledge(second);
+    reconnect(session);
+    session.acknowledge(first);
+    assert.deepEqual(outbox(session), []);
+    const again = incoming(2, 1, { dup: true });
+    session.receive(again, 0);
+    session.acknowledge(again);
+    assert.deepEqual(outbox(session), ["puback:2"]);
+  });
+
+  test("Session QoS 2 delivered before a reconnect and acknowledged after: PUBREC answers the re-sent copy, in the new connection's order", () => {
+    const session = connectedSession(4, { clean: false });
+    const original = incoming(7, 2);
+    session.receive(original, 0);
+    assert.deepEqual(events(session), ["message:7"]);
+    reconnect(session);
+    const qos1 = incoming(1, 1);
+    session.receive(qos1, 0);
+    session.receive(incoming(7, 2, { dup: true }), 0);
+    // The copy is not delivered again: the user still has the original.
+    assert.deepEqual(events(session), ["message:1"]);
+    session.acknowledge(original);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(qos1);
+    assert.deepEqual(outbox(session), ["puback:1", "pubrec:7"]);
+    session.receive({ type: "pubrel", packetId: 7 }, 0);
+    assert.deepEqual(outbox(session), ["pubcomp:7"]);
+  });
+
+  test("Session QoS 2 acknowledged while disconnected: the re-sent copy gets PUBREC at once", () => {
+    const session = connectedSession(4, { clean: false });
+    const original = incoming(7, 2);
+    session.receive(original, 0);
+    assert.deepEqual(events(session), ["message:7"]);
+    session.disconnected();
+    session.acknowledge(original);
+    assert.equal(session.hasOutput, false);
+    session.connect(0);
+    session.receive(connack(true), 0);
+    outbox(session);
+    session.receive(incoming(7, 2, { dup: true }), 0);
+    assert.deepEqual(events(session), []);
+    assert.deepEqual(outbox(session), ["pubrec:7"]);
+  });
+
+  test("Session QoS 2 acknowledged after the server lost the session: nothing, also for a new message with its id", () => {
+    const session = connectedSession(4, { clean: false });
+    const old = incoming(7, 2);
+    session.receive(old, 0);
+    reconnect(session, false);
+    const fresh = incoming(7, 2);
+    session.receive(fresh, 0);
+    assert.deepEqual(events(session), ["message:7"]);
+    session.acknowledge(old);
+    assert.deepEqual(outbox(session), []);
+    assert.throws(() => session.receive({ type: "pubrel", packetId: 7 }, 0), ProtocolError);
+  });
+
+  test("Session 3,000 QoS 1 messages acknowledged newest first: all PUBACKs at the end, in arrival order", () => {
+    const session = connectedSession();
+    const packets = Array.from({ length: 3000 }, (_, i) => incoming((i % 65535) + 1, 1));
+    for (const packet of packets) session.receive(packet, 0);
+    for (let i = packets.length - 1; i > 0; i--) session.acknowledge(packets[i]);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(packets[0]);
+    assert.deepEqual(outbox(session), packets.map((p) => `puback:${p.packetId}`));
+  });
+
+  test("Session a queue of acknowledgements never empty: PUBACKs still leave one by one, in arrival order", () => {
+    const session = connectedSession();
+    const sent: string[] = [];
+    let previous = incoming(1, 1);
+    session.receive(previous, 0);
+    // The newest message is always unacknowledged: each acknowledgement sends exactly one.
+    for (let i = 2; i <= 5000; i++) {
+      const packet = incoming(i, 1);
+      session.receive(packet, 0);
+      session.acknowledge(previous);
+      const out = outbox(session);
+      assert.deepEqual(out, [`puback:${i - 1}`]);
+      sent.push(...out);
+      previous = packet;
+    }
+    session.acknowledge(previous);
+    sent.push(...outbox(session));
+    assert.deepEqual(sent, Array.from({ length: 5000 }, (_, i) => `puback:${i + 1}`));
+  });
+});
+
+describe("Session acknowledgements after processing, odd servers", () => {
+  test("Session a QoS 1 id sent again before its PUBACK (a retry): both copies are delivered, and acknowledging either, in any order, sends both PUBACKs in arrival order", () => {
+    const session = connectedSession(3);
+    const first = incoming(4, 1);
+    const retry = incoming(4, 1, { dup: true });
+    session.receive(first, 0);
+    session.receive(retry, 0);
+    assert.deepEqual(events(session), ["message:4", "message:4"]);
+    session.acknowledge(retry);
+    assert.deepEqual(outbox(session), []);
+    session.acknowledge(first);
+    assert.deepEqual(outbox(session), ["puback:4", "puback:4"]);
+  });
+});
