@@ -1,6 +1,8 @@
 /**
  * Hands the session's journal to the store, in order, and tells when all of it is durable: the
- * client waits for that before it writes the packets that depend on it.
+ * client waits for that before it writes the packets that depend on it. The client applies the
+ * journal synchronously whenever the session changed (so a store that writes synchronously has
+ * a publish before `publish()` returns); only the packets wait for the promises.
  *
  * @module
  */
@@ -15,6 +17,10 @@ export class StoreWriter {
   readonly #onFail: (error: StoreError) => void;
   // The last store write not yet durable; writes are ordered, so it stands for all before it.
   #busy: Promise<void> | undefined;
+  // The last promise the store returned. Calls that become durable together (one flush) may
+  // return the same promise, and a store durable at once may return one resolved promise for
+  // all: each is followed once, so that a call costs no promise of its own here.
+  #last: Promise<void> | undefined;
 
   /**
    * @param store Where the operations go.
@@ -45,7 +51,8 @@ export class StoreWriter {
       } catch (error) {
         throw new StoreError(error);
       }
-      if (result !== undefined) {
+      if (result !== undefined && result !== this.#last) {
+        this.#last = result;
         const busy = result.catch((error) => {
           throw new StoreError(error);
         });

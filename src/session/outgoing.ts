@@ -147,8 +147,13 @@ export class Outgoing<T> {
     // original packet ids, in the order they were first sent [MQTT-4.6.0-1].
     // [MQTT-3.3.4-7] but no more unacknowledged PUBLISHes than the Receive Maximum this
     // server announced now: the rest wait, in order, for acknowledgements to make room.
+    // A flow that waits for PUBCOMP counts against it whatever we send, so those come first
+    // (after a restart, the store may give back more flows than the window has room for).
     const window = this.window;
     let outstanding = 0;
+    for (const outgoing of shared.inflight.values()) {
+      if (outgoing.state === "pubrel") outstanding++;
+    }
     for (const outgoing of shared.inflight.values()) {
       if (outgoing.state === "publish") {
         outgoing.packet.dup = true; // [MQTT-3.3.1-1]
@@ -160,7 +165,6 @@ export class Outgoing<T> {
         }
       } else {
         shared.outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
-        outstanding++;
       }
     }
   }
