@@ -108,9 +108,7 @@ async function measure(url: string, kind: Case): Promise<number> {
       );
       return false;
     }),
-    new Promise<boolean>((resolve) =>
-      timer = setTimeout(() => resolve(false), LIMIT_MS)
-    ),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), LIMIT_MS)),
   ]);
   clearTimeout(timer);
   const seconds = (performance.now() - start) / 1000;
@@ -132,9 +130,7 @@ function median(values: number[]): number {
 
 const runtime = typeof Deno !== "undefined"
   ? `Deno ${Deno.version.deno}`
-  : `Bun ${
-    (globalThis as unknown as { Bun: { version: string } }).Bun.version
-  }`;
+  : `Bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}`;
 console.log(
   `QoS 1 publishes through mosquitto, by store, on ${runtime}: ${count} messages of 64 bytes, ` +
     `stores under ${root}`,
@@ -166,9 +162,7 @@ try {
     const rate = rates[i];
     const shown = Number.isNaN(rate)
       ? `failed or did not finish within ${LIMIT_MS / 1000} s`
-      : `${(rate / 1000).toFixed(1)}k msg/s  ${
-        (rate / memory).toFixed(2)
-      }x MemoryStore  (runs: ${
+      : `${(rate / 1000).toFixed(1)}k msg/s  ${(rate / memory).toFixed(2)}x MemoryStore  (runs: ${
         runs[i].map((r) => (r / 1000).toFixed(1)).join(", ")
       })`;
     console.log(`  ${kind.name.padEnd(24)} ${shown}`);

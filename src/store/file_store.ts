@@ -17,6 +17,7 @@
 import * as fs from "node:fs/promises";
 import { renameSync } from "node:fs";
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import { MqttError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
 import { Deferred } from "../_async.ts";
@@ -56,18 +57,20 @@ export interface FileStoreOptions {
    * returns, so a process that is killed (SIGKILL, a crash) loses no change a call returned
    * from: a client's `publish()` that returned is in the log. The policy is about a crash of the
    * machine or a power cut, which loses what the operating system had not yet written out:
-   * - `"always"` (the default): the records are flushed in groups (the calls made while a flush
-   *   runs share the next one), and a call's promise resolves once its record is flushed. The
-   *   client waits for that before it sends the packet that depends on the record, so a power
-   *   cut loses no publish whose PUBLISH went out and sends no QoS 2 message twice; a QoS 1
-   *   message completed just before the cut may be sent once more. The cost: one flush per
-   *   round of packets.
+   * - `"always"` (the default): the records are flushed in groups (the calls of one turn of the
+   *   event loop, or made while a flush runs, share one), and a call's promise resolves once its
+   *   record is flushed. The client waits for that before it sends the packet that depends on
+   *   the record, so a power cut loses no publish whose PUBLISH went out (nor any that
+   *   `client.persisted()` waited for) and sends no QoS 2 message twice; a QoS 1 message that
+   *   completed just before the cut may be sent once more. The cost: a flush per round trip.
    * - `"batch"`: the log is flushed at most every 100 ms, and within 100 ms of a write; promises
    *   resolve at once. A power cut may lose the changes of the last 100 ms.
    * - `"never"`: the store never flushes the log itself (the operating system writes it out in
    *   its own time, on Linux within about 30 s); promises resolve at once.
    *
-   * Compaction flushes the new log before it replaces the old one under every policy.
+   * Compaction flushes the new log before it replaces the old one under every policy. While it
+   * runs, calls go on writing at once, and their promises resolve once it has ended, so that a
+   * writer that waits for them cannot outrun it.
    */
   fsync?: "always" | "batch" | "never";
   /** Compact when the log is larger than this many times its live records. Default 4. */
@@ -95,8 +98,8 @@ const CLOSED = 3;
  *
  * Every call writes its record to the log synchronously, in call order, before it returns: a
  * killed process loses none of them. Its promise resolves once the record is durable as
- * {@linkcode FileStoreOptions.fsync} says; under `"always"` the calls made while one flush runs
- * share the next one (group commit).
+ * {@linkcode FileStoreOptions.fsync} says; under `"always"` the calls of one turn of the event
+ * loop, or made while one flush runs, share the next flush (group commit).
  *
  * When the log outgrows `compactRatio` times its live records (and `minCompactBytes`), the
  * store writes the live records into a new file and flushes it, meanwhile appending to the old
@@ -156,7 +159,9 @@ export class FileStore implements Store {
   // the new log gets too.
   #writer = new Writer();
   #compacting = false;
-  #compactDue = false;
+  // Settles once the compaction that is due (or running) has ended: under "batch" and "never",
+  // what the calls made meanwhile wait for, so that a writer cannot outrun compaction.
+  #compaction: Deferred<void> | undefined;
   // The work done in the background, one thing at a time: flushes and compaction.
   #background: Promise<void> | undefined;
 
@@ -396,7 +401,7 @@ export class FileStore implements Store {
     this.#logBytes += length;
     if (!this.#compacting) {
       this.#resetWriter();
-      if (!this.#compactDue) this.#checkCompaction();
+      if (this.#compaction === undefined) this.#checkCompaction();
     }
     if (this.#fsync === "always") {
       let group = this.#group;
@@ -410,7 +415,7 @@ export class FileStore implements Store {
       this.#dirty = true;
       this.#scheduleSync();
     }
-    return DONE;
+    return this.#compaction?.promise ?? DONE;
   }
 
   #resetWriter(): void {
@@ -423,27 +428,33 @@ export class FileStore implements Store {
     return MAGIC.length + this.#outgoingBytes + this.#incoming.size * INCOMING_RECORD;
   }
 
-  /** Has the log compacted once it outgrew its live records. */
+  /** Schedules a compaction once the log has outgrown its live records. */
   #checkCompaction(): void {
     const size = this.#logBytes;
     if (
       size > this.#minCompactBytes && size > this.#compactFloor &&
       size > this.#compactRatio * this.#liveBytes()
     ) {
-      this.#compactDue = true;
+      this.#compaction = new Deferred<void>();
       this.#background ??= this.#work();
     }
   }
 
   /** Flushes and compacts, one thing at a time, until there is nothing left to do. */
   async #work(): Promise<void> {
-    // Let the rest of this tick's calls join the group.
-    await undefined;
+    // Let the calls of this turn of the event loop join the group: the acknowledgements of one
+    // read from the socket are handled in one turn, and then share one flush.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.#failure === undefined) {
-        if (this.#compactDue) {
-          if (this.#phase === OPEN) await this.#compact();
-          this.#compactDue = false;
+        const compaction = this.#compaction;
+        if (compaction !== undefined) {
+          // Also while closing: close() waits, and the log it leaves is a compact one.
+          await this.#compact();
+          this.#compaction = undefined;
+          compaction.resolve();
+          // The records written meanwhile may call for the next one already.
+          this.#checkCompaction();
         } else if (this.#group !== undefined) {
           const group = this.#group;
           this.#group = undefined;
@@ -499,6 +510,9 @@ export class FileStore implements Store {
     const pending = this.#group;
     this.#group = undefined;
     pending?.reject(this.#failure);
+    const compaction = this.#compaction;
+    this.#compaction = undefined;
+    compaction?.reject(this.#failure);
     return this.#failure;
   }
 
