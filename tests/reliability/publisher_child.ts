@@ -4,8 +4,10 @@
  * count - 1` with at most `window` calls outstanding (it awaits the promise of the call made
  * `window` calls earlier before the next one). Right after each `publish()` call returns, before
  * anything is awaited, it prints `published <index>`: from that moment the message is the
- * client's to deliver, whatever happens to this process. When it has published them all it
- * prints `done` and waits to be killed (at most a minute).
+ * client's to deliver, whatever happens to this process. With `--kill-at K` it kills itself with
+ * SIGKILL right after the call that published K returned, the worst moment for a store that
+ * writes later. When it has published them all it prints `done` and waits to be killed (at most
+ * a minute).
  *
  * With `--drain` it publishes nothing of its own: it connects on the same store, waits until
  * everything the store gave back is acknowledged (`client.pending` is `{ inflight: 0, waiting:
@@ -14,7 +16,7 @@
  *
  * Usage: `deno run -A tests/reliability/publisher_child.ts --port P --dir D --client-id ID
  * --topic T --qos 1|2 [--from F] [--count N] [--window W] [--fsync always|batch|never]
- * [--drain --sentinel S]` (or `bun run …`).
+ * [--kill-at K] [--drain --sentinel S]` (or `bun run …`).
  *
  * @module
  */
@@ -39,6 +41,7 @@ const { values } = parseArgs({
     fsync: { type: "string", default: "always" },
     drain: { type: "boolean", default: false },
     sentinel: { type: "string", default: "-1" },
+    "kill-at": { type: "string", default: "-1" },
   },
 });
 
@@ -46,6 +49,7 @@ const qos = Number(values.qos) as 1 | 2;
 const from = Number(values.from);
 const count = Number(values.count);
 const window = Number(values.window);
+const killAt = Number(values["kill-at"]);
 const DRAIN_LIMIT_MS = 60_000;
 const LINGER_MS = 60_000;
 
@@ -94,6 +98,7 @@ if (values.drain) {
     await outstanding[slot];
     outstanding[slot] = client.publish(values.topic!, payloadOf(index), { qos });
     process.stdout.write(`published ${index}\n`);
+    if (index === killAt) process.kill(process.pid, "SIGKILL");
   }
   await Promise.all(outstanding);
   process.stdout.write("done\n");
