@@ -6,8 +6,9 @@
  * One publisher (clean session off, the store under test, the default in-flight window of 20)
  * and one subscriber; `--messages N` messages (default 20,000) of 64 bytes to one topic,
  * published in batches of 1,000 whose promises are awaited. A run is timed from the first
- * publish until every publish has settled and the subscriber has every message. The cases take
- * turns, `--runs N` times (default 3) after a warm-up each, and the median run is reported.
+ * publish until every publish has settled and the subscriber has every message; the process's
+ * CPU time (publisher and subscriber) over the run is reported per message too. The cases take
+ * turns, `--runs N` times (default 5) after a warm-up each, and the median run is reported.
  * `--dir PATH` puts the stores' folders under PATH (default: the system's temporary folder),
  * which matters for `"always"`: its cost is the disk's flush.
  *
@@ -30,7 +31,7 @@ const option = (name: string): string | undefined => {
   return at < 0 ? undefined : args[at + 1];
 };
 const count = Number(option("messages") ?? 0) || 20_000;
-const runCount = Number(option("runs") ?? 0) || 3;
+const runCount = Number(option("runs") ?? 0) || 5;
 const root = option("dir") ?? tmpdir();
 const batch = 1000;
 const payload = new Uint8Array(64).fill(0x61);
@@ -68,8 +69,14 @@ const cases: Case[] = [
 
 let runId = 0;
 
-/** Messages per second, or `NaN` when the run failed or did not finish within the limit. */
-async function measure(url: string, kind: Case): Promise<number> {
+/** One run: messages a second (`NaN` when it failed or did not finish), and CPU µs a message. */
+interface Run {
+  rate: number;
+  cpu: number;
+}
+
+/** Runs `kind` once. */
+async function measure(url: string, kind: Case): Promise<Run> {
   const id = runId++;
   const { store, remove } = kind.store();
   const subscriber = await connect(url, {
@@ -90,6 +97,7 @@ async function measure(url: string, kind: Case): Promise<number> {
     if (++got === count) done();
   });
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   const work = (async () => {
     for (let sent = 0; sent < count; sent += batch) {
       const pending: Promise<void>[] = [];
@@ -112,12 +120,16 @@ async function measure(url: string, kind: Case): Promise<number> {
   ]);
   clearTimeout(timer);
   const seconds = (performance.now() - start) / 1000;
+  const cpuUsed = process.cpuUsage(cpuStart);
   await Promise.race([
     Promise.all([publisher.disconnect(), subscriber.disconnect()]),
     new Promise((resolve) => setTimeout(resolve, 2000)),
   ]);
   remove();
-  return finished ? count / seconds : NaN;
+  return {
+    rate: finished ? count / seconds : NaN,
+    cpu: (cpuUsed.user + cpuUsed.system) / count,
+  };
 }
 
 /** The median of `values`; `NaN` if any is `NaN` (a run that failed). */
@@ -149,23 +161,23 @@ const broker = await startMosquitto({
 });
 try {
   const url = `mqtt://127.0.0.1:${broker.port}`;
-  const runs: number[][] = cases.map(() => []);
+  const runs: Run[][] = cases.map(() => []);
   for (const kind of cases) await measure(url, kind); // warm-up
   for (let run = 0; run < runCount; run++) {
-    for (const [i, kind] of cases.entries()) {
-      runs[i].push(await measure(url, kind));
-    }
+    for (const [i, kind] of cases.entries()) runs[i].push(await measure(url, kind));
   }
-  const rates = runs.map(median);
+  const rates = runs.map((list) => median(list.map((run) => run.rate)));
+  const cpus = runs.map((list) => median(list.map((run) => run.cpu)));
   const memory = rates[1];
   for (const [i, kind] of cases.entries()) {
     const rate = rates[i];
     const shown = Number.isNaN(rate)
       ? `failed or did not finish within ${LIMIT_MS / 1000} s`
-      : `${(rate / 1000).toFixed(1)}k msg/s  ${(rate / memory).toFixed(2)}x MemoryStore  (runs: ${
-        runs[i].map((r) => (r / 1000).toFixed(1)).join(", ")
-      })`;
-    console.log(`  ${kind.name.padEnd(24)} ${shown}`);
+      : `${(rate / 1000).toFixed(1)}k msg/s  ${(rate / memory).toFixed(2)}x MemoryStore  ` +
+        `${cpus[i].toFixed(1)} µs CPU/msg  (runs: ${
+          runs[i].map((r) => (r.rate / 1000).toFixed(1)).join(", ")
+        })`;
+    console.log(`  ${kind.name.padEnd(26)} ${shown}`);
   }
 } finally {
   await broker.stop();
