@@ -44,23 +44,31 @@ export class StoreWriter {
    */
   apply(): void {
     const operations = this.#take();
-    for (let i = 0; i < operations.length; i++) {
-      let result: void | Promise<void>;
-      try {
-        result = applyOperation(this.#store, operations[i]);
-      } catch (error) {
-        throw new StoreError(error);
+    if (operations.length === 0) return;
+    const store = this.#store;
+    try {
+      if (store.apply !== undefined) {
+        this.#follow(store.apply(operations));
+        return;
       }
-      if (result !== undefined && result !== this.#last) {
-        this.#last = result;
-        const busy = result.catch((error) => {
-          throw new StoreError(error);
-        });
-        // Whether or not a write waits for it, a failing store ends the client.
-        busy.catch(this.#onFail);
-        this.#busy = busy;
+      for (let i = 0; i < operations.length; i++) {
+        this.#follow(applyOperation(store, operations[i]));
       }
+    } catch (error) {
+      throw new StoreError(error);
     }
+  }
+
+  /** Waits, from now on, for what a store call returned, unless it is what the last call did. */
+  #follow(result: void | Promise<void>): void {
+    if (result === undefined || result === this.#last) return;
+    this.#last = result;
+    const busy = result.catch((error) => {
+      throw new StoreError(error);
+    });
+    // Whether or not a write waits for it, a failing store ends the client.
+    busy.catch(this.#onFail);
+    this.#busy = busy;
   }
 
   /** Applies what is pending and resolves once all of it is durable; rejects with StoreError. */

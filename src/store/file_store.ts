@@ -21,7 +21,13 @@ import { setImmediate } from "node:timers";
 import { MqttError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
 import { Deferred } from "../_async.ts";
-import type { OutgoingState, Store, StoreContents, StoredPublish } from "./store.ts";
+import type {
+  OutgoingState,
+  Store,
+  StoreContents,
+  StoredPublish,
+  StoreOperation,
+} from "./store.ts";
 import {
   appendClear,
   appendDelete,
@@ -97,7 +103,7 @@ const CLOSED = 3;
  * a restart of the process.
  *
  * Every call writes its record to the log synchronously, in call order, before it returns: a
- * killed process loses none of them. Its promise resolves once the record is durable as
+ * killed process loses none of them. `apply` writes the records of a whole journal at once. Its promise resolves once the record is durable as
  * {@linkcode FileStoreOptions.fsync} says; under `"always"` the calls of one turn of the event
  * loop, or made while one flush runs, share the next flush (group commit).
  *
@@ -250,20 +256,7 @@ export class FileStore implements Store {
    * durable as `fsync` says.
    */
   put(record: StoredPublish): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    const { sequence, packet } = record;
-    const start = this.#writer.pos;
-    let entry: LivePublish;
-    try {
-      entry = appendPut(this.#writer, sequence, record.state, packet.packetId ?? 0, packet);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const previous = this.#outgoing.get(sequence);
-    if (previous !== undefined) this.#outgoingBytes -= previous.size;
-    this.#outgoing.set(sequence, entry);
-    this.#outgoingBytes += entry.size;
-    return this.#write(start);
+    return this.#one(() => this.#put(record));
   }
 
   /**
@@ -272,20 +265,7 @@ export class FileStore implements Store {
    * resolves once it is durable.
    */
   update(sequence: number, state: OutgoingState, packetId?: number): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    const start = this.#writer.pos;
-    let code: number;
-    try {
-      code = appendUpdate(this.#writer, sequence, state, packetId);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      entry.state = code;
-      if (packetId !== undefined) entry.packetId = packetId;
-    }
-    return this.#write(start);
+    return this.#one(() => this.#update(sequence, state, packetId));
   }
 
   /**
@@ -293,40 +273,64 @@ export class FileStore implements Store {
    * is durable.
    */
   delete(sequence: number): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    const start = this.#writer.pos;
-    try {
-      appendDelete(this.#writer, sequence);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      this.#outgoing.delete(sequence);
-      this.#outgoingBytes -= entry.size;
-    }
-    return this.#write(start);
+    return this.#one(() => this.#delete(sequence));
   }
 
   /** Records an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
   putIncoming(packetId: number): Promise<void> {
-    return this.#incomingRecord(PUT_INCOMING, packetId);
+    return this.#one(() => this.#incomingRecord(PUT_INCOMING, packetId));
   }
 
   /** Forgets an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
   deleteIncoming(packetId: number): Promise<void> {
-    return this.#incomingRecord(DELETE_INCOMING, packetId);
+    return this.#one(() => this.#incomingRecord(DELETE_INCOMING, packetId));
   }
 
   /** Forgets everything, in the log when this returns; the promise resolves once durable. */
   clear(): Promise<void> {
+    return this.#one(() => {
+      appendClear(this.#writer);
+      this.#outgoing.clear();
+      this.#incoming.clear();
+      this.#outgoingBytes = 0;
+    });
+  }
+
+  /**
+   * Makes the changes of a journal, in order, as the calls one by one would, but with one write
+   * for all of them: they are in the log when this returns, and the promise resolves once they
+   * are durable. A change the log cannot hold (a PUBLISH that does not encode) rejects the
+   * promise; the changes before it are made, none after it.
+   *
+   * @example
+   * ```ts ignore
+   * import { FileStore } from "./file_store.ts";
+   *
+   * const store = new FileStore("./kite-session");
+   * await store.open();
+   * const payload = new TextEncoder().encode("hi");
+   * const packet = { type: "publish", topic: "a/b", payload, qos: 1, retain: false, dup: false } as const;
+   * await store.apply([
+   *   { op: "put", record: { sequence: 1, state: "queued", packet } },
+   *   { op: "update", sequence: 1, state: "publish", packetId: 7 },
+   * ]);
+   * await store.close();
+   * ```
+   */
+  apply(operations: readonly StoreOperation[]): Promise<void> {
     if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
     const start = this.#writer.pos;
-    appendClear(this.#writer);
-    this.#outgoing.clear();
-    this.#incoming.clear();
-    this.#outgoingBytes = 0;
-    return this.#write(start);
+    let refused: { error: unknown } | undefined;
+    for (let i = 0; i < operations.length; i++) {
+      try {
+        this.#encode(operations[i]);
+      } catch (error) {
+        refused = { error };
+        break;
+      }
+    }
+    const written = this.#writer.pos === start ? DONE : this.#write(start);
+    return refused === undefined ? written : Promise.reject(refused.error);
   }
 
   /**
@@ -372,17 +376,67 @@ export class FileStore implements Store {
     );
   }
 
-  #incomingRecord(kind: number, packetId: number): Promise<void> {
+  /**
+   * Encodes one change and makes it in the live state, or throws (and changes nothing) when the
+   * log cannot hold it; then writes it. What the single-change methods share.
+   */
+  #one(encode: () => void): Promise<void> {
     if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
     const start = this.#writer.pos;
     try {
-      appendIncoming(this.#writer, kind, packetId);
+      encode();
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.#write(start);
+  }
+
+  #encode(operation: StoreOperation): void {
+    switch (operation.op) {
+      case "put":
+        return this.#put(operation.record);
+      case "update":
+        return this.#update(operation.sequence, operation.state, operation.packetId);
+      case "delete":
+        return this.#delete(operation.sequence);
+      case "putIncoming":
+        return this.#incomingRecord(PUT_INCOMING, operation.packetId);
+      case "deleteIncoming":
+        return this.#incomingRecord(DELETE_INCOMING, operation.packetId);
+    }
+  }
+
+  #put(record: StoredPublish): void {
+    const { sequence, packet } = record;
+    const entry = appendPut(this.#writer, sequence, record.state, packet.packetId ?? 0, packet);
+    const previous = this.#outgoing.get(sequence);
+    if (previous !== undefined) this.#outgoingBytes -= previous.size;
+    this.#outgoing.set(sequence, entry);
+    this.#outgoingBytes += entry.size;
+  }
+
+  #update(sequence: number, state: OutgoingState, packetId: number | undefined): void {
+    const code = appendUpdate(this.#writer, sequence, state, packetId);
+    const entry = this.#outgoing.get(sequence);
+    if (entry !== undefined) {
+      entry.state = code;
+      if (packetId !== undefined) entry.packetId = packetId;
+    }
+  }
+
+  #delete(sequence: number): void {
+    appendDelete(this.#writer, sequence);
+    const entry = this.#outgoing.get(sequence);
+    if (entry !== undefined) {
+      this.#outgoing.delete(sequence);
+      this.#outgoingBytes -= entry.size;
+    }
+  }
+
+  #incomingRecord(kind: number, packetId: number): void {
+    appendIncoming(this.#writer, kind, packetId);
     if (kind === PUT_INCOMING) this.#incoming.add(packetId);
     else this.#incoming.delete(packetId);
-    return this.#write(start);
   }
 
   /**

@@ -71,6 +71,12 @@ export interface Store {
   deleteIncoming(packetId: number): void | Promise<void>;
   /** Forgets everything: the session was discarded (clean start, or the broker lost it). */
   clear(): void | Promise<void>;
+  /**
+   * Optional: makes the changes of a journal, in order, as the calls one by one would, for a
+   * store that does better at once (`FileStore` writes them with one system call). A client
+   * hands its journal to this method when the store has it.
+   */
+  apply?(operations: readonly StoreOperation[]): void | Promise<void>;
   /** Flushes and closes. */
   close(): void | Promise<void>;
 }

@@ -16,7 +16,7 @@ import { MqttError } from "../../src/errors.ts";
 import type { PublishPacket } from "../../src/packet/types.ts";
 import { FileStore, type FileStoreOptions } from "../../src/store/file_store.ts";
 import { MemoryStore } from "../../src/store/memory_store.ts";
-import type { StoreContents } from "../../src/store/store.ts";
+import { applyOperation, type StoreContents, type StoreOperation } from "../../src/store/store.ts";
 import { crashPayload } from "./crash_child.ts";
 
 /** Runs `body` with a new temporary folder, removed afterwards. */
@@ -275,6 +275,51 @@ describe("FileStore - a change is in the log when its call returns", () => {
         assert.deepEqual(await contentsOf(log), structuredClone(expected));
       }
       assert.deepEqual(await reopen(directory), model.open());
+    }));
+});
+
+describe("FileStore - apply", () => {
+  test("FileStore - apply makes a journal's changes in order, in the log when it returns", () =>
+    inTempDir(async (directory) => {
+      const journal: StoreOperation[] = [
+        { op: "put", record: { sequence: 1, state: "queued", packet: publish(1) } },
+        { op: "put", record: { sequence: 2, state: "queued", packet: publish(2, { qos: 2 }) } },
+        { op: "update", sequence: 1, state: "publish", packetId: 11 },
+        { op: "putIncoming", packetId: 5 },
+        { op: "update", sequence: 2, state: "pubrel", packetId: 12 },
+        { op: "delete", sequence: 1 },
+        { op: "putIncoming", packetId: 6 },
+        { op: "deleteIncoming", packetId: 5 },
+      ];
+      const model = new MemoryStore();
+      for (const operation of journal) applyOperation(model, structuredClone(operation));
+      let log: Uint8Array | undefined;
+      await withStore(directory, async (store) => {
+        const applied = store.apply(journal);
+        log = readFileSync(logPath(directory));
+        await applied;
+      });
+      assert.deepEqual(await contentsOf(log!), model.open());
+      assert.deepEqual(await reopen(directory), model.open());
+    }));
+
+  test("FileStore - apply: a change the log cannot hold rejects; those before it are made, none after", () =>
+    inTempDir(async (directory) => {
+      await withStore(directory, async (store) => {
+        await assert.rejects(
+          store.apply([
+            { op: "put", record: { sequence: 1, state: "queued", packet: publish(1) } },
+            {
+              op: "put",
+              record: { sequence: 2, state: "queued", packet: publish(2, { topic: "a/#" }) },
+            },
+            { op: "put", record: { sequence: 3, state: "queued", packet: publish(3) } },
+          ]),
+          /wildcard/,
+        );
+        await store.put({ sequence: 4, state: "queued", packet: publish(4) });
+      });
+      assert.deepEqual(sequencesOf(await reopen(directory)), [1, 4]);
     }));
 });
 
