@@ -91,5 +91,6 @@ export {
   type Store,
   type StoreContents,
   type StoredPublish,
+  type StoreOperation,
 } from "./src/store/mod.ts";
 export type { Transport, TransportOptions } from "./src/transport/types.ts";
