@@ -108,10 +108,16 @@ export class Outgoing<T> {
 
   /**
    * Takes back the publishes a store held: those that were sent go back in flight with their
-   * packet ids; queued ones wait again.
+   * packet ids; queued ones wait again, before any publish made while the store was opening
+   * (whose records, still in the journal, get sequences past the store's).
    */
   restore(records: readonly StoredPublish[], token: (record: StoredPublish) => T): void {
-    const inflight = this.#shared.inflight;
+    const shared = this.#shared;
+    const inflight = shared.inflight;
+    // Publishes made while the store was opening wait behind what it held.
+    const early = this.#waiting.slice(this.#waitingHead);
+    this.#waiting = [];
+    this.#waitingHead = 0;
     for (const record of records) {
       const outgoing: OutgoingPublish<T> = {
         packet: record.packet,
@@ -129,6 +135,19 @@ export class Outgoing<T> {
         this.#waitingBytes += record.packet.payload.length;
       }
       this.#nextSequence = Math.max(this.#nextSequence, record.sequence + 1);
+    }
+    // Their sequences were given before the store's were known: they take new ones past those,
+    // and so do their records, still in the journal (the store was not open to take them).
+    const renumbered = new Map<number, number>();
+    for (const entry of shared.journal) {
+      if (entry.op !== "put") continue;
+      const sequence = this.#nextSequence++;
+      renumbered.set(entry.record.sequence, sequence);
+      entry.record.sequence = sequence;
+    }
+    for (const outgoing of early) {
+      outgoing.sequence = renumbered.get(outgoing.sequence) ?? outgoing.sequence;
+      this.#waiting.push(outgoing);
     }
   }
 

@@ -154,6 +154,53 @@ describe("durability - the log at the moments a killed process depends on", () =
 });
 
 describe("durability - a client restarted on its store", () => {
+  test("durability - publish() while the store opens: the client goes on, and the publish follows what the store held, under a sequence of its own", () =>
+    inTempDir(async (directory) => {
+      const left = new FileStore(directory);
+      await left.open();
+      const packet: PublishPacket = {
+        type: "publish",
+        topic: "old",
+        payload: new TextEncoder().encode("left"),
+        qos: 1,
+        retain: false,
+        dup: false,
+      };
+      await left.put({ sequence: 1, state: "queued", packet });
+      await left.close();
+
+      const broker = new FakeBroker(4);
+      const client = new MqttClient(broker.transport);
+      const connecting = client.connect({
+        clientId: "kite",
+        keepalive: 0,
+        clean: false,
+        store: new FileStore(directory),
+        clock: new FakeClock(),
+      });
+      // Before connect() resolves, and before the store is even open.
+      const published = client.publish("new", "2", { qos: 1 });
+      await broker.accept(false);
+      await connecting;
+      const first = await broker.expect("publish");
+      const second = await broker.expect("publish");
+      assert.deepEqual([first.topic, second.topic], ["old", "new"]);
+      const log = readFileSync(join(directory, "session.log"));
+      assert.deepEqual(
+        (await contentsOf(log)).outgoing.map(({ sequence, packet }) => [sequence, packet.topic]),
+        [[1, "old"], [2, "new"]],
+      );
+      await broker.sendPacket({ type: "puback", packetId: first.packetId! });
+      await broker.sendPacket({ type: "puback", packetId: second.packetId! });
+      await published;
+      assert.equal(client.state, "connected");
+      await client.disconnect();
+      assert.deepEqual(
+        (await contentsOf(readFileSync(join(directory, "session.log")))).outgoing,
+        [],
+      );
+    }));
+
   test("durability - flows the store gave back are re-sent within the in-flight window, counting those waiting for PUBCOMP first", async () => {
     // Left by a process with a window of 20: 15 PUBLISHes unacknowledged, then 5 PUBRELs.
     const store = new MemoryStore();
