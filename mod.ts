@@ -97,5 +97,6 @@ export {
   type Store,
   type StoreContents,
   type StoredPublish,
+  type StoreOperation,
 } from "./src/store/mod.ts";
 export { openTransport, type Transport, type TransportOptions } from "./src/transport/mod.ts";

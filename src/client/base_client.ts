@@ -293,8 +293,10 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Resolves once every publish accepted so far is in the store: after it, a crash of the
-   * process loses none of them (with a store on disk).
+   * Resolves once every change handed to the store so far is durable as the store defines it.
+   * With a `FileStore` a publish is in the log (safe from a killed process) as soon as
+   * `publish()` returns; this waits for the flush to the disk that its `fsync` policy makes, if
+   * any (under `"always"`, after it a power cut loses none of them either).
    */
   async persisted(): Promise<void> {
     if (this.#life.session?.journaling) await this.#life.durable();
@@ -319,6 +321,9 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     const life = this.#life;
     const session = life.session!;
     const events = session.takeEvents();
+    // What the events report is in the store before any promise settles: a completed flow's
+    // removal, so that a process killed once its promise resolved does not send it again.
+    life.applyJournal();
     let pause: Promise<void> | undefined;
     for (let i = 0; i < events.length; i++) {
       const event = events[i];
@@ -354,7 +359,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
           break;
       }
     }
-    // Changes that no packet waits for (a completed flow's delete) reach the store now too.
+    // And what handling them changed (a message acknowledged at once).
     life.applyJournal();
     if (session.hasOutput) life.connection?.scheduleFlush();
     if (this.#room !== undefined) this.#wake();

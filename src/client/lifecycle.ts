@@ -81,6 +81,10 @@ export class Lifecycle {
   readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
+  // Settles once the store is open and what it held is restored (rejects if it cannot be
+  // opened); until then the journal waits in the session, as the store takes nothing yet.
+  #storeOpening: Promise<void> | undefined;
+  #storeOpen = false;
   #redialer: Redialer | undefined;
   #connectTimer: unknown;
   // The promise of the first connect(); later connections have none.
@@ -140,11 +144,19 @@ export class Lifecycle {
     try {
       const store = this.settings!.store;
       if (store !== undefined) {
-        const contents = await store.open();
+        const opening = this.#storeOpening = Promise.resolve(store.open()).then((contents) => {
+          // Publishes of an earlier process: nobody waits for them here, they just complete.
+          // Restored even when disconnect() came meanwhile: what was published while the store
+          // opened goes in after what it holds, with sequences of its own.
+          this.session!.restore(contents, () => new Deferred<unknown>());
+          this.#storeOpen = true;
+          this.applyJournal();
+        });
+        // Whoever waits for the store (durable()) hears of a failure; this is not the only one.
+        opening.catch(() => {});
+        await opening;
         // disconnect() while the store opened: it has settled `connecting` already.
         if (this.state !== "connecting") return connecting.promise;
-        // Publishes of an earlier process: nobody waits for them here, they just complete.
-        this.session!.restore(contents, () => new Deferred<unknown>());
       }
       let transport = this.#transport;
       if (transport === undefined) {
@@ -256,7 +268,7 @@ export class Lifecycle {
 
   /** Applies what the store must keep now, for changes no packet waits for; a failure fails. */
   applyJournal(): void {
-    if (this.#storeWriter === undefined) return;
+    if (this.#storeWriter === undefined || !this.#storeOpen) return;
     try {
       this.#storeWriter.apply();
     } catch (error) {
@@ -264,9 +276,16 @@ export class Lifecycle {
     }
   }
 
-  /** Hands the session's journal to the store and waits until all of it is durable. */
+  /**
+   * Hands the session's journal to the store and waits until all of it is durable; while the
+   * store opens, waits for that first. Rejects when the store fails or cannot be opened.
+   */
   durable(): Promise<void> {
-    return this.#storeWriter?.durable() ?? Promise.resolve();
+    const writer = this.#storeWriter;
+    if (writer === undefined) return Promise.resolve();
+    if (this.#storeOpen) return writer.durable();
+    // Not open yet: it takes the journal once it is (or never, when connect() never ran).
+    return this.#storeOpening?.then(() => writer.durable()) ?? Promise.resolve();
   }
 
   #clearConnectTimer(): void {

@@ -1,6 +1,8 @@
 /**
  * Hands the session's journal to the store, in order, and tells when all of it is durable: the
- * client waits for that before it writes the packets that depend on it.
+ * client waits for that before it writes the packets that depend on it. The client applies the
+ * journal synchronously whenever the session changed (so a store that writes synchronously has
+ * a publish before `publish()` returns); only the packets wait for the promises.
  *
  * @module
  */
@@ -15,6 +17,10 @@ export class StoreWriter {
   readonly #onFail: (error: StoreError) => void;
   // The last store write not yet durable; writes are ordered, so it stands for all before it.
   #busy: Promise<void> | undefined;
+  // The last promise the store returned. Calls that become durable together (one flush) may
+  // return the same promise, and a store durable at once may return one resolved promise for
+  // all: each is followed once, so that a call costs no promise of its own here.
+  #last: Promise<void> | undefined;
 
   /**
    * @param store Where the operations go.
@@ -38,22 +44,31 @@ export class StoreWriter {
    */
   apply(): void {
     const operations = this.#take();
-    for (let i = 0; i < operations.length; i++) {
-      let result: void | Promise<void>;
-      try {
-        result = applyOperation(this.#store, operations[i]);
-      } catch (error) {
-        throw new StoreError(error);
+    if (operations.length === 0) return;
+    const store = this.#store;
+    try {
+      if (store.apply !== undefined) {
+        this.#follow(store.apply(operations));
+        return;
       }
-      if (result !== undefined) {
-        const busy = result.catch((error) => {
-          throw new StoreError(error);
-        });
-        // Whether or not a write waits for it, a failing store ends the client.
-        busy.catch(this.#onFail);
-        this.#busy = busy;
+      for (let i = 0; i < operations.length; i++) {
+        this.#follow(applyOperation(store, operations[i]));
       }
+    } catch (error) {
+      throw new StoreError(error);
     }
+  }
+
+  /** Waits, from now on, for what a store call returned, unless it is what the last call did. */
+  #follow(result: void | Promise<void>): void {
+    if (result === undefined || result === this.#last) return;
+    this.#last = result;
+    const busy = result.catch((error) => {
+      throw new StoreError(error);
+    });
+    // Whether or not a write waits for it, a failing store ends the client.
+    busy.catch(this.#onFail);
+    this.#busy = busy;
   }
 
   /** Applies what is pending and resolves once all of it is durable; rejects with StoreError. */

@@ -108,10 +108,16 @@ export class Outgoing<T> {
 
   /**
    * Takes back the publishes a store held: those that were sent go back in flight with their
-   * packet ids; queued ones wait again.
+   * packet ids; queued ones wait again, before any publish made while the store was opening
+   * (whose records, still in the journal, get sequences past the store's).
    */
   restore(records: readonly StoredPublish[], token: (record: StoredPublish) => T): void {
-    const inflight = this.#shared.inflight;
+    const shared = this.#shared;
+    const inflight = shared.inflight;
+    // Publishes made while the store was opening wait behind what it held.
+    const early = this.#waiting.slice(this.#waitingHead);
+    this.#waiting = [];
+    this.#waitingHead = 0;
     for (const record of records) {
       const outgoing: OutgoingPublish<T> = {
         packet: record.packet,
@@ -130,6 +136,19 @@ export class Outgoing<T> {
       }
       this.#nextSequence = Math.max(this.#nextSequence, record.sequence + 1);
     }
+    // Their sequences were given before the store's were known: they take new ones past those,
+    // and so do their records, still in the journal (the store was not open to take them).
+    const renumbered = new Map<number, number>();
+    for (const entry of shared.journal) {
+      if (entry.op !== "put") continue;
+      const sequence = this.#nextSequence++;
+      renumbered.set(entry.record.sequence, sequence);
+      entry.record.sequence = sequence;
+    }
+    for (const outgoing of early) {
+      outgoing.sequence = renumbered.get(outgoing.sequence) ?? outgoing.sequence;
+      this.#waiting.push(outgoing);
+    }
   }
 
   /** Forgets what the server of the last connection was told about aliases. */
@@ -147,8 +166,13 @@ export class Outgoing<T> {
     // original packet ids, in the order they were first sent [MQTT-4.6.0-1].
     // [MQTT-3.3.4-7] but no more unacknowledged PUBLISHes than the Receive Maximum this
     // server announced now: the rest wait, in order, for acknowledgements to make room.
+    // A flow that waits for PUBCOMP counts against it whatever we send, so those come first
+    // (after a restart, the store may give back more flows than the window has room for).
     const window = this.window;
     let outstanding = 0;
+    for (const outgoing of shared.inflight.values()) {
+      if (outgoing.state === "pubrel") outstanding++;
+    }
     for (const outgoing of shared.inflight.values()) {
       if (outgoing.state === "publish") {
         outgoing.packet.dup = true; // [MQTT-3.3.1-1]
@@ -160,7 +184,6 @@ export class Outgoing<T> {
         }
       } else {
         shared.outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
-        outstanding++;
       }
     }
   }

@@ -5,6 +5,7 @@
  */
 
 import * as fs from "node:fs/promises";
+import { writeSync } from "node:fs";
 
 /**
  * The `code` of a file-system error (`"ENOENT"`, `"EEXIST"` …), if it has one.
@@ -37,6 +38,28 @@ export async function writeAll(
     const { bytesWritten } = await file.write(buf, done, length - done, position + done);
     if (bytesWritten <= 0) throw new Error("the file system accepted no bytes");
     done += bytesWritten;
+  }
+}
+
+/**
+ * Writes all of `buf[offset, offset + length)` at `position`, synchronously: when it returns, the
+ * bytes are in the file (the operating system's page cache), where a killed process cannot lose
+ * them.
+ *
+ * @throws {Error} When the file system fails or accepts no bytes.
+ */
+export function writeAllSync(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): void {
+  let done = 0;
+  while (done < length) {
+    const written = writeSync(fd, buf, offset + done, length - done, position + done);
+    if (written <= 0) throw new Error("the file system accepted no bytes");
+    done += written;
   }
 }
 

@@ -8,17 +8,26 @@
  * - `lock`: the process id of the process that has the store open (see `lock.ts`).
  * - `session.log.compact`: briefly, while compaction writes the new log.
  *
- * This file holds the store itself: its phases, group commit and compaction.
+ * This file holds the store itself: its phases, the synchronous writes, the flushes each fsync
+ * policy makes, and compaction.
  *
  * @module
  */
 
 import * as fs from "node:fs/promises";
+import { renameSync } from "node:fs";
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import { MqttError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
 import { Deferred } from "../_async.ts";
-import type { OutgoingState, Store, StoreContents, StoredPublish } from "./store.ts";
+import type {
+  OutgoingState,
+  Store,
+  StoreContents,
+  StoredPublish,
+  StoreOperation,
+} from "./store.ts";
 import {
   appendClear,
   appendDelete,
@@ -34,10 +43,10 @@ import {
   writeLog,
 } from "./log_format.ts";
 import { PidLock } from "./lock.ts";
-import { syncDirectory, writeAll } from "./_fs.ts";
+import { syncDirectory, writeAll, writeAllSync } from "./_fs.ts";
 
 /**
- * How a {@linkcode FileStore} trades durability for speed, and when to compact its log.
+ * When a {@linkcode FileStore} flushes its log to the disk, and when it compacts the log.
  *
  * @example
  * ```ts
@@ -49,16 +58,25 @@ import { syncDirectory, writeAll } from "./_fs.ts";
  */
 export interface FileStoreOptions {
   /**
-   * When a change is durable, that is when the promise of the call that made it resolves:
-   * - `"always"` (the default): after the batch holding its record was written and flushed
-   *   to the disk with `fdatasync`. It survives a crash of the process and of the machine.
-   * - `"batch"`: after the batch was written to the operating system; the log is flushed to
-   *   the disk at most every 100 ms, and within 100 ms of a write. It survives a crash of the
-   *   process; a crash of the machine may lose the last 100 ms.
-   * - `"never"`: after the batch was written to the operating system; the store never flushes
-   *   the log itself (the operating system does, in its own time).
+   * When the log is flushed to the disk with `fdatasync`, and so when the promise of a call
+   * resolves. Under every policy a call writes its record to the operating system before it
+   * returns, so a process that is killed (SIGKILL, a crash) loses no change a call returned
+   * from: a client's `publish()` that returned is in the log. The policy is about a crash of the
+   * machine or a power cut, which loses what the operating system had not yet written out:
+   * - `"always"` (the default): the records are flushed in groups (the calls of one turn of the
+   *   event loop, or made while a flush runs, share one), and a call's promise resolves once its
+   *   record is flushed. The client waits for that before it sends the packet that depends on
+   *   the record, so a power cut loses no publish whose PUBLISH went out (nor any that
+   *   `client.persisted()` waited for) and sends no QoS 2 message twice; a QoS 1 message that
+   *   completed just before the cut may be sent once more. The cost: a flush per round trip.
+   * - `"batch"`: the log is flushed at most every 100 ms, and within 100 ms of a write; promises
+   *   resolve at once. A power cut may lose the changes of the last 100 ms.
+   * - `"never"`: the store never flushes the log itself (the operating system writes it out in
+   *   its own time, on Linux within about 30 s); promises resolve at once.
    *
-   * Compaction flushes the new log before it replaces the old one under every policy.
+   * Compaction flushes the new log before it replaces the old one under every policy. While it
+   * runs, calls go on writing at once, and their promises resolve once it has ended, so that a
+   * writer that waits for them cannot outrun it.
    */
   fsync?: "always" | "batch" | "never";
   /** Compact when the log is larger than this many times its live records. Default 4. */
@@ -70,8 +88,10 @@ export interface FileStoreOptions {
 const LOG_FILE = "session.log";
 const COMPACT_FILE = "session.log.compact";
 const BATCH_SYNC_INTERVAL = 100;
-// A writer whose buffer grew past this is dropped after its batch rather than kept for reuse.
+// A writer whose buffer grew past this is dropped rather than kept for reuse.
 const KEEP_BUFFER = 1 << 20;
+// What a call returns when its record is as durable as the policy makes it once written.
+const DONE: Promise<void> = Promise.resolve();
 
 const NEW = 0;
 const OPENING = 1;
@@ -82,14 +102,16 @@ const CLOSED = 3;
  * A {@linkcode Store} that keeps the session in an append-only log on disk, so that it survives
  * a restart of the process.
  *
- * Every call appends a record to the current batch, synchronously and in call order; the calls
- * of one tick share one `write` (and one flush to the disk under `fsync: "always"`), and each
- * call's promise resolves once its record is durable as {@linkcode FileStoreOptions.fsync}
- * says. While a batch is being written, the calls that arrive form the next one.
+ * Every call writes its record to the log synchronously, in call order, before it returns: a
+ * killed process loses none of them. `apply` writes the records of a whole journal at once. Its promise resolves once the record is durable as
+ * {@linkcode FileStoreOptions.fsync} says; under `"always"` the calls of one turn of the event
+ * loop, or made while one flush runs, share the next flush (group commit).
  *
  * When the log outgrows `compactRatio` times its live records (and `minCompactBytes`), the
- * store writes the live records into a new file, flushes it, renames it over the log and
- * flushes the folder; a crash at any point leaves either the old log or the new one.
+ * store writes the live records into a new file and flushes it, meanwhile appending to the old
+ * log as usual; then, in one synchronous step, it appends the records written meanwhile to the
+ * new file and renames it over the log, and flushes the folder. A crash at any point leaves
+ * either the old log or the new one, each holding every record written.
  *
  * A file named `lock`, holding the process id, keeps a second store (in this process or
  * another) from opening the same folder; `PidLock` (in `lock.ts`) says when a lock left
@@ -122,25 +144,35 @@ export class FileStore implements Store {
 
   #phase = NEW;
   #file: fs.FileHandle | undefined;
+  // The log's file descriptor, for the synchronous writes.
+  #fd = -1;
   #failure: MqttError | undefined;
   #opening: Promise<StoreContents> | undefined;
   #closing: Promise<void> | undefined;
 
-  // The live state, as the calls made so far left it (written or not).
+  // The live state, as the records written so far leave it.
   #outgoing = new Map<number, LivePublish>();
   #incoming = new Set<number>();
   // The bytes of the put records in #outgoing.
   #outgoingBytes = 0;
-  // The size of the log on disk.
+  // The size of the log.
   #logBytes = 0;
   // A failed compaction is not retried until the log has grown past this.
   #compactFloor = 0;
 
-  // The records of the batch being gathered, and a spare buffer for the next one.
+  // Where a record is encoded before it is written. Emptied after each write, except while a
+  // compaction runs: then it keeps the records written since the compaction's snapshot, which
+  // the new log gets too.
   #writer = new Writer();
-  #spare: Writer | undefined;
-  #batch: Deferred<void> | undefined;
-  #draining: Promise<void> | undefined;
+  #compacting = false;
+  // Settles once the compaction that is due (or running) has ended: under "batch" and "never",
+  // what the calls made meanwhile wait for, so that a writer cannot outrun compaction.
+  #compaction: Deferred<void> | undefined;
+  // The work done in the background, one thing at a time: flushes and compaction.
+  #background: Promise<void> | undefined;
+
+  // fsync: "always": the calls whose records the next flush covers.
+  #group: Deferred<void> | undefined;
 
   // fsync: "batch": whether written bytes await a flush, and when the last flush was.
   #dirty = false;
@@ -203,6 +235,7 @@ export class FileStore implements Store {
       await fs.rm(join(this.#directory, COMPACT_FILE), { force: true });
       const log = await openLog(this.#directory, this.#logPath);
       this.#file = log.file;
+      this.#fd = log.file.fd;
       this.#logBytes = log.logBytes;
       this.#outgoing = log.outgoing;
       this.#outgoingBytes = log.outgoingBytes;
@@ -218,84 +251,92 @@ export class FileStore implements Store {
     }
   }
 
-  /** Adds a publish; the promise resolves once its record is durable. */
+  /**
+   * Adds a publish. Its record is in the log when this returns; the promise resolves once it is
+   * durable as `fsync` says.
+   */
   put(record: StoredPublish): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    const { sequence, packet } = record;
-    const packetId = packet.packetId ?? 0;
-    let entry: LivePublish;
-    try {
-      entry = appendPut(this.#writer, sequence, record.state, packetId, packet);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const previous = this.#outgoing.get(sequence);
-    if (previous !== undefined) this.#outgoingBytes -= previous.size;
-    this.#outgoing.set(sequence, entry);
-    this.#outgoingBytes += entry.size;
-    return this.#commitPromise();
+    return this.#one(() => this.#put(record));
   }
 
   /**
    * Records a new state, and the packet id once assigned, of a stored publish (a sequence the
-   * store does not hold is ignored); the promise resolves once the record is durable.
+   * store does not hold is ignored). The record is in the log when this returns; the promise
+   * resolves once it is durable.
    */
   update(sequence: number, state: OutgoingState, packetId?: number): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    let code: number;
-    try {
-      code = appendUpdate(this.#writer, sequence, state, packetId);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      entry.state = code;
-      if (packetId !== undefined) entry.packetId = packetId;
-    }
-    return this.#commitPromise();
-  }
-
-  /** Removes a publish; the promise resolves once its record is durable. */
-  delete(sequence: number): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    try {
-      appendDelete(this.#writer, sequence);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      this.#outgoing.delete(sequence);
-      this.#outgoingBytes -= entry.size;
-    }
-    return this.#commitPromise();
-  }
-
-  /** Records an incoming QoS 2 packet id; the promise resolves once it is durable. */
-  putIncoming(packetId: number): Promise<void> {
-    return this.#incomingRecord(PUT_INCOMING, packetId);
-  }
-
-  /** Forgets an incoming QoS 2 packet id; the promise resolves once that is durable. */
-  deleteIncoming(packetId: number): Promise<void> {
-    return this.#incomingRecord(DELETE_INCOMING, packetId);
-  }
-
-  /** Forgets everything; the promise resolves once that is durable. */
-  clear(): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
-    appendClear(this.#writer);
-    this.#outgoing.clear();
-    this.#incoming.clear();
-    this.#outgoingBytes = 0;
-    return this.#commitPromise();
+    return this.#one(() => this.#update(sequence, state, packetId));
   }
 
   /**
-   * Writes what is pending, flushes it (unless `fsync` is `"never"`), closes the log and
-   * removes the lock. Calling it again returns the same promise; every other call rejects
-   * from now on.
+   * Removes a publish. The record is in the log when this returns; the promise resolves once it
+   * is durable.
+   */
+  delete(sequence: number): Promise<void> {
+    return this.#one(() => this.#delete(sequence));
+  }
+
+  /** Records an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
+  putIncoming(packetId: number): Promise<void> {
+    return this.#one(() => this.#incomingRecord(PUT_INCOMING, packetId));
+  }
+
+  /** Forgets an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
+  deleteIncoming(packetId: number): Promise<void> {
+    return this.#one(() => this.#incomingRecord(DELETE_INCOMING, packetId));
+  }
+
+  /** Forgets everything, in the log when this returns; the promise resolves once durable. */
+  clear(): Promise<void> {
+    return this.#one(() => {
+      appendClear(this.#writer);
+      this.#outgoing.clear();
+      this.#incoming.clear();
+      this.#outgoingBytes = 0;
+    });
+  }
+
+  /**
+   * Makes the changes of a journal, in order, as the calls one by one would, but with one write
+   * for all of them: they are in the log when this returns, and the promise resolves once they
+   * are durable. A change the log cannot hold (a PUBLISH that does not encode) rejects the
+   * promise; the changes before it are made, none after it.
+   *
+   * @example
+   * ```ts ignore
+   * import { FileStore } from "./file_store.ts";
+   *
+   * const store = new FileStore("./kite-session");
+   * await store.open();
+   * const payload = new TextEncoder().encode("hi");
+   * const packet = { type: "publish", topic: "a/b", payload, qos: 1, retain: false, dup: false } as const;
+   * await store.apply([
+   *   { op: "put", record: { sequence: 1, state: "queued", packet } },
+   *   { op: "update", sequence: 1, state: "publish", packetId: 7 },
+   * ]);
+   * await store.close();
+   * ```
+   */
+  apply(operations: readonly StoreOperation[]): Promise<void> {
+    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
+    const start = this.#writer.pos;
+    let refused: { error: unknown } | undefined;
+    for (let i = 0; i < operations.length; i++) {
+      try {
+        this.#encode(operations[i]);
+      } catch (error) {
+        refused = { error };
+        break;
+      }
+    }
+    const written = this.#writer.pos === start ? DONE : this.#write(start);
+    return refused === undefined ? written : Promise.reject(refused.error);
+  }
+
+  /**
+   * Finishes the flushes under way, flushes what was written (unless `fsync` is `"never"`),
+   * closes the log and removes the lock. Calling it again returns the same promise; every other
+   * call rejects from now on.
    */
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
@@ -309,14 +350,16 @@ export class FileStore implements Store {
   }
 
   async #shutDown(): Promise<void> {
-    const file = this.#file!;
     try {
-      while (this.#draining !== undefined) await this.#draining;
+      while (this.#background !== undefined) await this.#background;
       clearTimeout(this.#syncTimer);
       this.#syncTimer = undefined;
-      if (this.#dirty && this.#failure === undefined) await file.datasync();
+      if (this.#dirty && this.#failure === undefined) await this.#file!.datasync();
     } finally {
+      // Taken only now: a compaction may have replaced the file meanwhile.
+      const file = this.#file!;
       this.#file = undefined;
+      this.#fd = -1;
       await file.close().catch(() => {});
       await this.#lock.release();
     }
@@ -333,26 +376,105 @@ export class FileStore implements Store {
     );
   }
 
-  #incomingRecord(kind: number, packetId: number): Promise<void> {
+  /**
+   * Encodes one change and makes it in the live state, or throws (and changes nothing) when the
+   * log cannot hold it; then writes it. What the single-change methods share.
+   */
+  #one(encode: () => void): Promise<void> {
     if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
+    const start = this.#writer.pos;
     try {
-      appendIncoming(this.#writer, kind, packetId);
+      encode();
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kind === PUT_INCOMING) this.#incoming.add(packetId);
-    else this.#incoming.delete(packetId);
-    return this.#commitPromise();
+    return this.#write(start);
   }
 
-  /** The promise of the batch the record just written belongs to; starts the writing. */
-  #commitPromise(): Promise<void> {
-    let batch = this.#batch;
-    if (batch === undefined) {
-      batch = this.#batch = new Deferred<void>();
-      this.#draining ??= this.#drain();
+  #encode(operation: StoreOperation): void {
+    switch (operation.op) {
+      case "put":
+        return this.#put(operation.record);
+      case "update":
+        return this.#update(operation.sequence, operation.state, operation.packetId);
+      case "delete":
+        return this.#delete(operation.sequence);
+      case "putIncoming":
+        return this.#incomingRecord(PUT_INCOMING, operation.packetId);
+      case "deleteIncoming":
+        return this.#incomingRecord(DELETE_INCOMING, operation.packetId);
     }
-    return batch.promise;
+  }
+
+  #put(record: StoredPublish): void {
+    const { sequence, packet } = record;
+    const entry = appendPut(this.#writer, sequence, record.state, packet.packetId ?? 0, packet);
+    const previous = this.#outgoing.get(sequence);
+    if (previous !== undefined) this.#outgoingBytes -= previous.size;
+    this.#outgoing.set(sequence, entry);
+    this.#outgoingBytes += entry.size;
+  }
+
+  #update(sequence: number, state: OutgoingState, packetId: number | undefined): void {
+    const code = appendUpdate(this.#writer, sequence, state, packetId);
+    const entry = this.#outgoing.get(sequence);
+    if (entry !== undefined) {
+      entry.state = code;
+      if (packetId !== undefined) entry.packetId = packetId;
+    }
+  }
+
+  #delete(sequence: number): void {
+    appendDelete(this.#writer, sequence);
+    const entry = this.#outgoing.get(sequence);
+    if (entry !== undefined) {
+      this.#outgoing.delete(sequence);
+      this.#outgoingBytes -= entry.size;
+    }
+  }
+
+  #incomingRecord(kind: number, packetId: number): void {
+    appendIncoming(this.#writer, kind, packetId);
+    if (kind === PUT_INCOMING) this.#incoming.add(packetId);
+    else this.#incoming.delete(packetId);
+  }
+
+  /**
+   * Writes the record encoded in the writer from `start` to the end of the log, synchronously,
+   * and returns the promise of the call that made it: when it is durable under the policy.
+   */
+  #write(start: number): Promise<void> {
+    const writer = this.#writer;
+    const length = writer.pos - start;
+    try {
+      writeAllSync(this.#fd, writer.buf, start, length, this.#logBytes);
+    } catch (error) {
+      writer.pos = start;
+      return Promise.reject(this.#fail(error));
+    }
+    this.#logBytes += length;
+    if (!this.#compacting) {
+      this.#resetWriter();
+      if (this.#compaction === undefined) this.#checkCompaction();
+    }
+    if (this.#fsync === "always") {
+      let group = this.#group;
+      if (group === undefined) {
+        group = this.#group = new Deferred<void>();
+        this.#background ??= this.#work();
+      }
+      return group.promise;
+    }
+    if (this.#fsync === "batch") {
+      this.#dirty = true;
+      this.#scheduleSync();
+    }
+    return this.#compaction?.promise ?? DONE;
+  }
+
+  #resetWriter(): void {
+    if (this.#writer.buf.length > KEEP_BUFFER) this.#writer = new Writer();
+    else this.#writer.reset();
   }
 
   /** The size of a log that holds exactly the live records. */
@@ -360,27 +482,43 @@ export class FileStore implements Store {
     return MAGIC.length + this.#outgoingBytes + this.#incoming.size * INCOMING_RECORD;
   }
 
-  /** Writes batches, and flushes under `fsync: "batch"`, until there is nothing left to do. */
-  async #drain(): Promise<void> {
-    // Let the rest of this tick's calls join the batch.
-    await undefined;
+  /** Schedules a compaction once the log has outgrown its live records. */
+  #checkCompaction(): void {
+    const size = this.#logBytes;
+    if (
+      size > this.#minCompactBytes && size > this.#compactFloor &&
+      size > this.#compactRatio * this.#liveBytes()
+    ) {
+      this.#compaction = new Deferred<void>();
+      this.#background ??= this.#work();
+    }
+  }
+
+  /** Flushes and compacts, one thing at a time, until there is nothing left to do. */
+  async #work(): Promise<void> {
+    // Let the calls of this turn of the event loop join the group: the acknowledgements of one
+    // read from the socket are handled in one turn, and then share one flush.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
-      while (true) {
-        const batch = this.#batch;
-        if (batch !== undefined) {
-          const writer = this.#writer;
-          this.#batch = undefined;
-          this.#writer = this.#spare ?? new Writer();
-          this.#spare = undefined;
+      while (this.#failure === undefined) {
+        const compaction = this.#compaction;
+        if (compaction !== undefined) {
+          // Also while closing: close() waits, and the log it leaves is a compact one.
+          await this.#compact();
+          this.#compaction = undefined;
+          compaction.resolve();
+          // The records written meanwhile may call for the next one already.
+          this.#checkCompaction();
+        } else if (this.#group !== undefined) {
+          const group = this.#group;
+          this.#group = undefined;
           try {
-            await this.#commit(writer);
+            await this.#file!.datasync();
           } catch (error) {
-            this.#fail(error, batch);
+            this.#fail(error, group);
             return;
           }
-          writer.reset();
-          if (writer.buf.length <= KEEP_BUFFER) this.#spare = writer;
-          batch.resolve();
+          group.resolve();
         } else if (this.#syncDue) {
           this.#syncDue = false;
           if (this.#dirty) {
@@ -398,36 +536,7 @@ export class FileStore implements Store {
         }
       }
     } finally {
-      this.#draining = undefined;
-    }
-  }
-
-  /** Makes the records in `writer` durable: appended to the log, or folded into a compaction. */
-  async #commit(writer: Writer): Promise<void> {
-    const length = writer.pos;
-    const grown = this.#logBytes + length;
-    if (
-      grown > this.#minCompactBytes && grown > this.#compactFloor &&
-      grown > this.#compactRatio * this.#liveBytes()
-    ) {
-      try {
-        // The live state already holds this batch's changes: the new log makes them durable.
-        await this.#compact();
-        return;
-      } catch {
-        // The old log is still whole and in use; write the batch to it and retry later.
-        this.#compactFloor = grown * 2;
-      }
-    }
-    if (length === 0) return;
-    const file = this.#file!;
-    await writeAll(file, writer.buf, length, this.#logBytes);
-    this.#logBytes = grown;
-    if (this.#fsync === "always") {
-      await file.datasync();
-    } else if (this.#fsync === "batch") {
-      this.#dirty = true;
-      this.#scheduleSync();
+      this.#background = undefined;
     }
   }
 
@@ -438,49 +547,72 @@ export class FileStore implements Store {
       this.#syncTimer = undefined;
       if (this.#phase !== OPEN || this.#failure !== undefined) return;
       this.#syncDue = true;
-      this.#draining ??= this.#drain();
+      this.#background ??= this.#work();
     }, delay);
   }
 
-  #fail(error: unknown, batch: Deferred<void> | undefined): void {
-    const message = error instanceof Error ? error.message : String(error);
-    this.#failure = new MqttError(
-      `the session store could not write ${this.#logPath}: ${message}`,
-      { cause: error },
-    );
-    batch?.reject(this.#failure);
-    const pending = this.#batch;
-    this.#batch = undefined;
+  /** Makes the store fail for good: every call waiting and every later call rejects. */
+  #fail(error: unknown, group: Deferred<void> | undefined = undefined): MqttError {
+    if (this.#failure === undefined) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.#failure = new MqttError(
+        `the session store could not write ${this.#logPath}: ${message}`,
+        { cause: error },
+      );
+    }
+    group?.reject(this.#failure);
+    const pending = this.#group;
+    this.#group = undefined;
     pending?.reject(this.#failure);
+    const compaction = this.#compaction;
+    this.#compaction = undefined;
+    compaction?.reject(this.#failure);
+    return this.#failure;
   }
 
   /**
-   * Replaces the log with one that holds only the live records: written to a new file,
-   * flushed, renamed over the log, then the folder flushed. Calls made meanwhile gather in the
-   * next batch, which goes to the new log.
+   * Replaces the log with one that holds only the live records. The snapshot is written to a new
+   * file and flushed while the calls made meanwhile go on appending to the old log (and are kept
+   * in the writer); then the kept records are appended to the new file and it is renamed over the
+   * log in one synchronous step, and the folder is flushed. Never throws: when it fails, the old
+   * log stays in use.
    */
   async #compact(): Promise<void> {
-    // The snapshot is taken synchronously, so it is exactly the state the calls so far made.
+    // The snapshot is taken synchronously, so it is exactly the state the records so far leave.
     const live = new Writer(new Uint8Array(this.#liveBytes()));
-    const outgoingBytes = writeLog(live, this.#outgoing, this.#incoming);
+    this.#outgoingBytes = writeLog(live, this.#outgoing, this.#incoming);
+    this.#compacting = true;
     const path = join(this.#directory, COMPACT_FILE);
-    const file = await fs.open(path, "w+");
+    let file: fs.FileHandle | undefined;
+    let tailBytes = 0;
     try {
+      file = await fs.open(path, "w+");
       await writeAll(file, live.buf, live.pos, 0);
       await file.datasync();
-      await fs.rename(path, this.#logPath);
-    } catch (error) {
-      await file.close().catch(() => {});
+      if (this.#failure !== undefined) throw this.#failure;
+      // From here to the rename nothing else runs, so no record can fall between the two logs.
+      const tail = this.#writer;
+      tailBytes = tail.pos;
+      writeAllSync(file.fd, tail.buf, 0, tailBytes, live.pos);
+      renameSync(path, this.#logPath);
+    } catch {
+      // The old log is whole and in use; try again once it has grown much more.
+      this.#compacting = false;
+      this.#resetWriter();
+      this.#compactFloor = this.#logBytes * 2;
+      await file?.close().catch(() => {});
       await fs.rm(path, { force: true }).catch(() => {});
-      throw error;
+      return;
     }
     const old = this.#file!;
     this.#file = file;
-    this.#logBytes = live.pos;
-    this.#outgoingBytes = outgoingBytes;
+    this.#fd = file.fd;
+    this.#logBytes = live.pos + tailBytes;
+    this.#compacting = false;
+    this.#resetWriter();
     this.#compactFloor = 0;
-    this.#dirty = false;
-    this.#lastSync = Date.now();
+    // Records written meanwhile are flushed by the next group (or timed) flush of the new log.
+    if (tailBytes > 0 && this.#fsync === "batch") this.#dirty = true;
     await old.close().catch(() => {});
     await syncDirectory(this.#directory);
   }

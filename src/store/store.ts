@@ -7,9 +7,15 @@
  * the records it keeps, and the journal of changes ({@linkcode StoreOperation}) a session hands
  * out for a store to apply.
  *
- * The client writes a publish to the store before its PUBLISH goes on the wire, and removes it
- * when its flow completes. Every method may return a promise (a store on disk does); the client
- * waits for it before it acts on the change. A store that answers synchronously costs nothing.
+ * The client hands a publish to the store before `publish()` returns, each later change of its
+ * flow before the packet that follows the change goes on the wire (its packet id before the
+ * PUBLISH, the state "pubrel" before PUBREL), and its removal before the publish's promise
+ * resolves. A method should have made its change safe from a killed process by the time it
+ * returns (a store on disk writes it to the operating system synchronously, as `FileStore`
+ * does): then a `publish()` that returned is never lost to a crash of the process. A method may
+ * also return a promise that resolves once the change is durable in a stronger sense (flushed to
+ * the disk); the client waits for it before it sends the packets that depend on the change. A
+ * store that answers synchronously costs nothing.
  *
  * @module
  */
@@ -46,6 +52,9 @@ export interface StoreContents {
 /**
  * Durable session state. `MemoryStore` (in `memory_store.ts`) is the default; a store on disk makes
  * publishes survive a restart of the process.
+ *
+ * Every change is made in call order. Calls whose changes become durable together may return the
+ * same promise.
  */
 export interface Store {
   /** Opens the store and returns what it holds. Called once, before anything else. */
@@ -62,6 +71,12 @@ export interface Store {
   deleteIncoming(packetId: number): void | Promise<void>;
   /** Forgets everything: the session was discarded (clean start, or the broker lost it). */
   clear(): void | Promise<void>;
+  /**
+   * Optional: makes the changes of a journal, in order, as the calls one by one would, for a
+   * store that does better at once (`FileStore` writes them with one system call). A client
+   * hands its journal to this method when the store has it.
+   */
+  apply?(operations: readonly StoreOperation[]): void | Promise<void>;
   /** Flushes and closes. */
   close(): void | Promise<void>;
 }

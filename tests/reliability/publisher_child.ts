@@ -1,16 +1,22 @@
 /**
  * The publisher that `crash_test.ts` kills with SIGKILL. It connects with a {@linkcode FileStore}
- * (clean session off), publishes messages 0 … count-1 in batches, and after each batch awaits
- * `client.persisted()` and prints `accepted <k>`: messages 0 … k-1 are in the store and must
- * arrive whatever happens to this process afterwards. It waits for the acknowledgements of a
- * batch only after the next batch is accepted, so a kill finds publishes in flight.
+ * (clean session off), resumes what the store holds, and publishes messages `from` … `from +
+ * count - 1` with at most `window` calls outstanding (it awaits the promise of the call made
+ * `window` calls earlier before the next one). Right after each `publish()` call returns, before
+ * anything is awaited, it prints `published <index>`: from that moment the message is the
+ * client's to deliver, whatever happens to this process. With `--kill-at K` it kills itself with
+ * SIGKILL right after the call that published K returned, the worst moment for a store that
+ * writes later. When it has published them all it prints `done` and waits to be killed (at most
+ * a minute).
  *
- * With `--drain` it publishes nothing: it connects on the same store, waits until everything the
- * store gave back is acknowledged (`client.pending` is `{ inflight: 0, waiting: 0 }`), prints
- * `drained`, and disconnects.
+ * With `--drain` it publishes nothing of its own: it connects on the same store, waits until
+ * everything the store gave back is acknowledged (`client.pending` is `{ inflight: 0, waiting:
+ * 0 }`), publishes message `--sentinel` and awaits it (the subscriber has everything else once
+ * that arrives), prints `drained`, and disconnects.
  *
  * Usage: `deno run -A tests/reliability/publisher_child.ts --port P --dir D --client-id ID
- * --topic T --qos 1|2 --count N [--batch B] [--drain]` (or `bun run …`).
+ * --topic T --qos 1|2 [--from F] [--count N] [--window W] [--fsync always|batch|never]
+ * [--kill-at K] [--drain --sentinel S]` (or `bun run …`).
  *
  * @module
  */
@@ -29,22 +35,29 @@ const { values } = parseArgs({
     "client-id": { type: "string" },
     topic: { type: "string" },
     qos: { type: "string", default: "1" },
+    from: { type: "string", default: "0" },
     count: { type: "string", default: "2000" },
-    batch: { type: "string", default: "50" },
+    window: { type: "string", default: "20" },
+    fsync: { type: "string", default: "always" },
     drain: { type: "boolean", default: false },
+    sentinel: { type: "string", default: "-1" },
+    "kill-at": { type: "string", default: "-1" },
   },
 });
 
 const qos = Number(values.qos) as 1 | 2;
+const from = Number(values.from);
 const count = Number(values.count);
-const batchSize = Number(values.batch);
+const window = Number(values.window);
+const killAt = Number(values["kill-at"]);
 const DRAIN_LIMIT_MS = 60_000;
+const LINGER_MS = 60_000;
 
 const client = await connect(`mqtt://127.0.0.1:${values.port}`, {
   clientId: values["client-id"],
   clean: false,
   keepalive: 10,
-  store: new FileStore(values.dir!),
+  store: new FileStore(values.dir!, { fsync: values.fsync as "always" | "batch" | "never" }),
   reconnect: { minDelay: 10, maxDelay: 200 },
 });
 client.addEventListener("error", (event) => {
@@ -75,21 +88,20 @@ if (values.drain) {
     const timer = setInterval(check, 5);
     check();
   });
+  await client.publish(values.topic!, payloadOf(Number(values.sentinel)), { qos });
   process.stdout.write("drained\n");
+  await client.disconnect();
 } else {
-  let previous: Promise<void[]> | undefined;
-  for (let first = 0; first < count; first += batchSize) {
-    const last = Math.min(count, first + batchSize);
-    const batch: Promise<void>[] = [];
-    for (let index = first; index < last; index++) {
-      batch.push(client.publish(values.topic!, payloadOf(index), { qos }));
-    }
-    await client.persisted();
-    process.stdout.write(`accepted ${last}\n`);
-    await previous;
-    previous = Promise.all(batch);
+  const outstanding: (Promise<void> | undefined)[] = new Array(window);
+  for (let index = from; index < from + count; index++) {
+    const slot = index % window;
+    await outstanding[slot];
+    outstanding[slot] = client.publish(values.topic!, payloadOf(index), { qos });
+    process.stdout.write(`published ${index}\n`);
+    if (index === killAt) process.kill(process.pid, "SIGKILL");
   }
-  await previous;
+  await Promise.all(outstanding);
   process.stdout.write("done\n");
+  // The parent kills this process; this only keeps a forgotten child from lingering.
+  setTimeout(() => process.exit(3), LINGER_MS);
 }
-await client.disconnect();

@@ -63,6 +63,8 @@ export class Tally {
   distinct = 0;
   duplicates = 0;
   strays = 0;
+  /** Called after each arrival, if set. */
+  onArrival: (() => void) | undefined;
   readonly #complete = Promise.withResolvers<void>();
   #wanted: number;
   #wantedSeen = 0;
@@ -77,6 +79,7 @@ export class Tally {
   add(index: number): void {
     if (!Number.isInteger(index) || index < 0 || index >= this.counts.length) {
       this.strays++;
+      this.onArrival?.();
       return;
     }
     const count = this.counts[index];
@@ -89,6 +92,7 @@ export class Tally {
     } else {
       this.duplicates++;
     }
+    this.onArrival?.();
   }
 
   /** Changes which messages `complete` waits for: 0 … wanted-1. */

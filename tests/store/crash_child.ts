@@ -1,6 +1,7 @@
 /**
  * The process that `file_store_test.ts` kills with SIGKILL: it writes to a {@linkcode FileStore}
- * in a loop and prints each change once its promise resolved, one line each:
+ * in a loop and prints each change as soon as its call returned, before its promise resolved
+ * (it awaits the promises afterwards), one line each:
  *
  * - `p N`: publish N was put;
  * - `u N`: publish N (N % 4 === 1) was updated to state "publish", packet id `N % 65535 + 1`;
@@ -8,12 +9,14 @@
  *
  * Three in four publishes are deleted, so that the log is compacted again and again.
  *
- * Usage: `deno run -A tests/store/crash_child.ts DIR` or `bun run tests/store/crash_child.ts DIR`.
+ * Usage: `deno run -A tests/store/crash_child.ts DIR [FSYNC]` or `bun run tests/store/crash_child.ts
+ * DIR [FSYNC]`, FSYNC being the store's `fsync` policy (default "always").
  *
  * @module
  */
 
 import process from "node:process";
+import { setImmediate } from "node:timers";
 import type { PublishPacket } from "../../src/packet/types.ts";
 import { FileStore } from "../../src/store/file_store.ts";
 
@@ -27,9 +30,9 @@ export function crashPayload(sequence: number): Uint8Array {
   return payload;
 }
 
-async function main(directory: string): Promise<void> {
+async function main(directory: string, fsync: "always" | "batch" | "never"): Promise<void> {
   // Small thresholds, so that the log is compacted again and again before the parent kills us.
-  const store = new FileStore(directory, { compactRatio: 2, minCompactBytes: 8 * 1024 });
+  const store = new FileStore(directory, { compactRatio: 2, minCompactBytes: 8 * 1024, fsync });
   await store.open();
   for (let first = 1; first <= LIMIT; first += ROUND) {
     const puts: Promise<void>[] = [];
@@ -44,10 +47,10 @@ async function main(directory: string): Promise<void> {
       };
       puts.push(store.put({ sequence, state: "queued", packet }));
     }
-    await Promise.all(puts);
     let lines = "";
     for (let sequence = first; sequence < first + ROUND; sequence++) lines += `p ${sequence}\n`;
     process.stdout.write(lines);
+    await Promise.all(puts);
 
     const changes: Promise<void>[] = [];
     for (let sequence = first; sequence < first + ROUND; sequence++) {
@@ -57,14 +60,18 @@ async function main(directory: string): Promise<void> {
           : store.delete(sequence),
       );
     }
-    await Promise.all(changes);
     lines = "";
     for (let sequence = first; sequence < first + ROUND; sequence++) {
       lines += `${sequence % 4 === 1 ? "u" : "d"} ${sequence}\n`;
     }
     process.stdout.write(lines);
+    await Promise.all(changes);
+    // Promises that resolve at once (fsync "never") would never let compaction or the output run.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   await store.close();
 }
 
-if (import.meta.main) await main(process.argv[2]);
+if (import.meta.main) {
+  await main(process.argv[2], (process.argv[3] ?? "always") as "always" | "batch" | "never");
+}

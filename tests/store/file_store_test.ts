@@ -6,6 +6,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { appendFile, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +16,7 @@ import { MqttError } from "../../src/errors.ts";
 import type { PublishPacket } from "../../src/packet/types.ts";
 import { FileStore, type FileStoreOptions } from "../../src/store/file_store.ts";
 import { MemoryStore } from "../../src/store/memory_store.ts";
-import type { StoreContents } from "../../src/store/store.ts";
+import { applyOperation, type StoreContents, type StoreOperation } from "../../src/store/store.ts";
 import { crashPayload } from "./crash_child.ts";
 
 /** Runs `body` with a new temporary folder, removed afterwards. */
@@ -199,6 +200,127 @@ describe("FileStore - recovery", () => {
         assert.equal((await reopen(directory)).outgoing.length, 50);
       }));
   }
+});
+
+/** What a store finds in a log whose bytes are `log` (copied into a folder of its own). */
+async function contentsOf(log: Uint8Array): Promise<StoreContents> {
+  let found: StoreContents | undefined;
+  await inTempDir(async (directory) => {
+    await writeFile(logPath(directory), log);
+    found = await reopen(directory);
+  });
+  return found!;
+}
+
+describe("FileStore - a change is in the log when its call returns", () => {
+  for (const fsync of ["always", "batch", "never"] as const) {
+    test(`FileStore - put, update, putIncoming and delete are in the file before their promises resolve (fsync "${fsync}")`, () =>
+      inTempDir(async (directory) => {
+        const snapshots: Uint8Array[] = [];
+        await withStore(directory, async (store) => {
+          // The log is read right after each call, synchronously: nothing else has run.
+          const calls = [store.put({ sequence: 1, state: "queued", packet: publish(1) })];
+          snapshots.push(readFileSync(logPath(directory)));
+          calls.push(store.update(1, "publish", 7));
+          snapshots.push(readFileSync(logPath(directory)));
+          calls.push(store.putIncoming(3));
+          snapshots.push(readFileSync(logPath(directory)));
+          calls.push(store.delete(1));
+          snapshots.push(readFileSync(logPath(directory)));
+          await Promise.all(calls);
+        }, { fsync });
+        const [put, updated, incoming, deleted] = await Promise.all(snapshots.map(contentsOf));
+        assert.deepEqual(
+          put.outgoing.map(({ sequence, state, packet }) => [sequence, state, packet.topic]),
+          [[1, "queued", "t/1"]],
+        );
+        assert.equal(updated.outgoing[0].state, "publish");
+        assert.equal(updated.outgoing[0].packet.packetId, 7);
+        assert.deepEqual(incoming.incoming, [3]);
+        assert.deepEqual(deleted, { outgoing: [], incoming: [3] });
+      }));
+  }
+
+  test("FileStore - while compactions replace the log, the log holds every change whose call returned", () =>
+    inTempDir(async (directory) => {
+      const model = new MemoryStore();
+      const checks: { log: Uint8Array; expected: StoreContents }[] = [];
+      let replaced = 0;
+      await withStore(directory, async (store) => {
+        let inode = (await stat(logPath(directory))).ino;
+        const pending: Promise<void>[] = [];
+        for (let sequence = 1; sequence <= 600; sequence++) {
+          const packet = publish(sequence, { payload: new Uint8Array(200).fill(sequence) });
+          pending.push(store.put({ sequence, state: "queued", packet }));
+          model.put({ sequence, state: "queued", packet: structuredClone(packet) });
+          if (sequence % 5 !== 0) {
+            pending.push(store.delete(sequence));
+            model.delete(sequence);
+          }
+          if (sequence % 40 === 0) {
+            checks.push({ log: readFileSync(logPath(directory)), expected: model.open() });
+          }
+          if (sequence % 7 === 0) {
+            // Calls go on while a flush or a compaction is under way.
+            await Promise.all(pending.splice(0));
+            const { ino } = await stat(logPath(directory));
+            if (ino !== inode) replaced++;
+            inode = ino;
+          }
+        }
+        await Promise.all(pending);
+      }, { compactRatio: 2, minCompactBytes: 4096 });
+      assert.ok(replaced >= 3, `the log was replaced ${replaced} times`);
+      for (const { log, expected } of checks) {
+        assert.deepEqual(await contentsOf(log), structuredClone(expected));
+      }
+      assert.deepEqual(await reopen(directory), model.open());
+    }));
+});
+
+describe("FileStore - apply", () => {
+  test("FileStore - apply makes a journal's changes in order, in the log when it returns", () =>
+    inTempDir(async (directory) => {
+      const journal: StoreOperation[] = [
+        { op: "put", record: { sequence: 1, state: "queued", packet: publish(1) } },
+        { op: "put", record: { sequence: 2, state: "queued", packet: publish(2, { qos: 2 }) } },
+        { op: "update", sequence: 1, state: "publish", packetId: 11 },
+        { op: "putIncoming", packetId: 5 },
+        { op: "update", sequence: 2, state: "pubrel", packetId: 12 },
+        { op: "delete", sequence: 1 },
+        { op: "putIncoming", packetId: 6 },
+        { op: "deleteIncoming", packetId: 5 },
+      ];
+      const model = new MemoryStore();
+      for (const operation of journal) applyOperation(model, structuredClone(operation));
+      let log: Uint8Array | undefined;
+      await withStore(directory, async (store) => {
+        const applied = store.apply(journal);
+        log = readFileSync(logPath(directory));
+        await applied;
+      });
+      assert.deepEqual(await contentsOf(log!), model.open());
+      assert.deepEqual(await reopen(directory), model.open());
+    }));
+
+  test("FileStore - apply: a change the log cannot hold rejects; those before it are made, none after", () =>
+    inTempDir(async (directory) => {
+      await withStore(directory, async (store) => {
+        await assert.rejects(
+          store.apply([
+            { op: "put", record: { sequence: 1, state: "queued", packet: publish(1) } },
+            {
+              op: "put",
+              record: { sequence: 2, state: "queued", packet: publish(2, { topic: "a/#" }) },
+            },
+            { op: "put", record: { sequence: 3, state: "queued", packet: publish(3) } },
+          ]),
+          /wildcard/,
+        );
+        await store.put({ sequence: 4, state: "queued", packet: publish(4) });
+      });
+      assert.deepEqual(sequencesOf(await reopen(directory)), [1, 4]);
+    }));
 });
 
 describe("FileStore - group commit", () => {
@@ -467,76 +589,82 @@ function runtimeCommand(script: string, args: string[]): [string, string[]] {
 }
 
 describe("FileStore - a real crash", () => {
-  test("FileStore - what was acknowledged before SIGKILL survives it", () =>
-    inTempDir(async (directory) => {
-      const script = fileURLToPath(new URL("./crash_child.ts", import.meta.url));
-      const [command, args] = runtimeCommand(script, [directory]);
-      const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-      const put = new Set<number>();
-      const updated = new Set<number>();
-      const deleted = new Set<number>();
-      let stderr = "";
-      let pending = "";
-      let killed = false;
-      try {
-        await new Promise<void>((resolve, reject) => {
-          // Only a guard: the test waits for output, and this fires only if none comes.
-          const guard = setTimeout(() => {
-            child.kill("SIGKILL");
-            reject(new Error(`the child printed ${put.size} puts in 60 s; stderr: ${stderr}`));
-          }, 60_000);
-          child.stderr.setEncoding("utf8");
-          child.stderr.on("data", (chunk: string) => stderr += chunk);
-          child.stdout.setEncoding("utf8");
-          child.stdout.on("data", (chunk: string) => {
-            const lines = (pending + chunk).split("\n");
-            pending = lines.pop()!;
-            for (const line of lines) {
-              const sequence = Number(line.slice(2));
-              if (line[0] === "p") put.add(sequence);
-              else if (line[0] === "u") updated.add(sequence);
-              else if (line[0] === "d") deleted.add(sequence);
-            }
-            if (!killed && put.size >= 1000) {
-              killed = true;
-              child.kill("SIGKILL");
-            }
-          });
-          child.on("error", reject);
-          // "close": the child is gone and all it printed has been read.
-          child.on("close", (code, signal) => {
-            clearTimeout(guard);
-            if (killed && signal === "SIGKILL") resolve();
-            else reject(new Error(`the child ended early (${code}, ${signal}): ${stderr}`));
-          });
-        });
-      } finally {
-        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      }
-
-      // The child's lock names a process that no longer exists: this store takes it over.
-      const { outgoing } = await reopen(directory);
-      const found = new Map(outgoing.map((record) => [record.sequence, record]));
-      assert.ok(put.size >= 1000);
-      for (const sequence of put) {
-        const record = found.get(sequence);
-        if (deleted.has(sequence)) {
-          assert.equal(record, undefined, `publish ${sequence} was deleted, yet it is back`);
-          continue;
-        }
-        if (sequence % 4 !== 1) continue; // its delete may or may not have been written
-        assert.ok(record, `publish ${sequence} was acknowledged, yet it is gone`);
-        assert.equal(record.packet.topic, `crash/${sequence}`);
-        assert.deepEqual(record.packet.payload, crashPayload(sequence));
-        if (updated.has(sequence)) {
-          assert.equal(record.state, "publish");
-          assert.equal(record.packet.packetId, sequence % 65535 + 1);
-        }
-      }
-      // Nothing comes back that the child never asked for.
-      for (const record of outgoing) {
-        assert.equal(record.packet.topic, `crash/${record.sequence}`);
-        assert.deepEqual(record.packet.payload, crashPayload(record.sequence));
-      }
-    }));
+  for (const fsync of ["always", "never"] as const) {
+    test(`FileStore - a change whose call returned survives SIGKILL (fsync "${fsync}")`, () =>
+      killedChild(fsync));
+  }
 });
+
+async function killedChild(fsync: "always" | "never"): Promise<void> {
+  await inTempDir(async (directory) => {
+    const script = fileURLToPath(new URL("./crash_child.ts", import.meta.url));
+    const [command, args] = runtimeCommand(script, [directory, fsync]);
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const put = new Set<number>();
+    const updated = new Set<number>();
+    const deleted = new Set<number>();
+    let stderr = "";
+    let pending = "";
+    let killed = false;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        // Only a guard: the test waits for output, and this fires only if none comes.
+        const guard = setTimeout(() => {
+          child.kill("SIGKILL");
+          reject(new Error(`the child printed ${put.size} puts in 60 s; stderr: ${stderr}`));
+        }, 60_000);
+        child.stderr.setEncoding("utf8");
+        child.stderr.on("data", (chunk: string) => stderr += chunk);
+        child.stdout.setEncoding("utf8");
+        child.stdout.on("data", (chunk: string) => {
+          const lines = (pending + chunk).split("\n");
+          pending = lines.pop()!;
+          for (const line of lines) {
+            const sequence = Number(line.slice(2));
+            if (line[0] === "p") put.add(sequence);
+            else if (line[0] === "u") updated.add(sequence);
+            else if (line[0] === "d") deleted.add(sequence);
+          }
+          if (!killed && put.size >= 1000) {
+            killed = true;
+            child.kill("SIGKILL");
+          }
+        });
+        child.on("error", reject);
+        // "close": the child is gone and all it printed has been read.
+        child.on("close", (code, signal) => {
+          clearTimeout(guard);
+          if (killed && signal === "SIGKILL") resolve();
+          else reject(new Error(`the child ended early (${code}, ${signal}): ${stderr}`));
+        });
+      });
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+
+    // The child's lock names a process that no longer exists: this store takes it over.
+    const { outgoing } = await reopen(directory);
+    const found = new Map(outgoing.map((record) => [record.sequence, record]));
+    assert.ok(put.size >= 1000);
+    for (const sequence of put) {
+      const record = found.get(sequence);
+      if (deleted.has(sequence)) {
+        assert.equal(record, undefined, `publish ${sequence} was deleted, yet it is back`);
+        continue;
+      }
+      if (sequence % 4 !== 1) continue; // its delete may or may not have been written
+      assert.ok(record, `publish ${sequence} was written, yet it is gone`);
+      assert.equal(record.packet.topic, `crash/${sequence}`);
+      assert.deepEqual(record.packet.payload, crashPayload(sequence));
+      if (updated.has(sequence)) {
+        assert.equal(record.state, "publish");
+        assert.equal(record.packet.packetId, sequence % 65535 + 1);
+      }
+    }
+    // Nothing comes back that the child never asked for.
+    for (const record of outgoing) {
+      assert.equal(record.packet.topic, `crash/${record.sequence}`);
+      assert.deepEqual(record.packet.payload, crashPayload(record.sequence));
+    }
+  });
+}
