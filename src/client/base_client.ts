@@ -18,29 +18,12 @@ import type {
   UnsubscribePacket,
 } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
-import { type ClientState, type DisconnectOptions, Lifecycle, type Token } from "./lifecycle.ts";
+import { Lifecycle, type Token } from "./lifecycle.ts";
+import { allows, type ClientState, type Operation } from "./state.ts";
 import type { Inbox, MessageData } from "./inbox.ts";
 import { toBytes } from "./options.ts";
 import type { Dialer } from "./reconnect.ts";
-import type { ClientOptions } from "./types.ts";
-
-export type { ClientState, DisconnectOptions } from "./lifecycle.ts";
-
-/** What can be asked of a client; each state allows some of them. */
-export type Operation = "connect" | "publish" | "subscribe" | "unsubscribe" | "disconnect";
-
-const WORK: Operation[] = ["publish", "subscribe", "unsubscribe", "disconnect"];
-
-// The state machine, as a table: what each state allows. Anything else fails with a StateError.
-// While connecting or reconnecting, work is queued and sent once CONNACK accepts.
-const ALLOWED: Record<ClientState, ReadonlySet<Operation>> = {
-  idle: new Set<Operation>(["connect", "disconnect"]),
-  connecting: new Set<Operation>(WORK),
-  connected: new Set<Operation>(WORK),
-  reconnecting: new Set<Operation>(WORK),
-  disconnecting: new Set<Operation>(["disconnect"]),
-  closed: new Set<Operation>(["disconnect"]),
-};
+import type { ClientOptions, DisconnectOptions } from "./types.ts";
 
 /**
  * The connection a client owns. Use one of its composed profiles: `MqttClient`, `MqttPublisher`
@@ -163,7 +146,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Throws a {@linkcode StateError} unless the current state allows `operation`. */
   protected requireState(operation: Operation): void {
     const state = this.#life.state;
-    if (!ALLOWED[state].has(operation)) throw new StateError(operation, state);
+    if (!allows(state, operation)) throw new StateError(operation, state);
   }
 
   /**

@@ -19,7 +19,7 @@ import {
 } from "../errors.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import { encode, packetSize } from "../packet/encode.ts";
-import type { ConnackPacket, DisconnectPacket, Packet, Properties } from "../packet/types.ts";
+import type { ConnackPacket, DisconnectPacket, Packet } from "../packet/types.ts";
 import { Session } from "../session/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
@@ -27,28 +27,8 @@ import type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } 
 import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
 import { StoreWriter } from "./store_writer.ts";
-import type { ClientOptions } from "./types.ts";
-
-/**
- * Where a client is in its life. `idle` until `connect`; `connecting` until the first CONNACK;
- * `connected`; `reconnecting` from an unexpected loss until the next CONNACK (waiting out the
- * backoff, dialing, or waiting for CONNACK); `disconnecting` while it closes; `closed` for good.
- */
-export type ClientState =
-  | "idle"
-  | "connecting"
-  | "connected"
-  | "reconnecting"
-  | "disconnecting"
-  | "closed";
-
-/** The options of `disconnect`. */
-export interface DisconnectOptions {
-  /** MQTT 5 reason code; 0x04 asks the broker to publish the will anyway. */
-  reasonCode?: number;
-  /** MQTT 5 DISCONNECT properties, such as `sessionExpiryInterval`. */
-  properties?: Properties;
-}
+import type { ClientState } from "./state.ts";
+import type { ClientOptions, DisconnectOptions } from "./types.ts";
 
 /** A token the session hands back when an operation completes: the promise given to the user. */
 export type Token = Deferred<unknown>;

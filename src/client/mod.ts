@@ -23,12 +23,8 @@ export {
   PublisherBase,
   SubscriberBase,
 } from "./clients.ts";
-export {
-  BaseClient,
-  type ClientState,
-  type DisconnectOptions,
-  type Operation,
-} from "./base_client.ts";
+export { BaseClient } from "./base_client.ts";
+export type { ClientState, Operation } from "./state.ts";
 export type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
 export { type Dialer, isRetryable } from "./reconnect.ts";
 export { type Constructor, Publisher, type PublisherMethods } from "./publisher.ts";
@@ -44,6 +40,7 @@ export {
 export type {
   ClientOptions,
   Clock,
+  DisconnectOptions,
   Message,
   OutgoingMessage,
   PublishOptions,

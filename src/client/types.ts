@@ -215,3 +215,11 @@ export interface SubscriptionRequest extends Omit<SubscribeOptions, "properties"
   /** The topic filter. */
   topic: string;
 }
+
+/** The options of `disconnect`. */
+export interface DisconnectOptions {
+  /** MQTT 5 reason code; 0x04 asks the broker to publish the will anyway. */
+  reasonCode?: number;
+  /** MQTT 5 DISCONNECT properties, such as `sessionExpiryInterval`. */
+  properties?: Properties;
+}
