@@ -9,15 +9,33 @@
  * and the client tells it when a message arrives (`deliver`) and when it closes (`close`). The
  * order in which acknowledgements reach the broker is the session's to keep.
  *
+ * The message objects the consumers get are `received_message.ts`'s, and each `messages()`
+ * iterator is a `MessageQueue` (`message_queue.ts`); this module decides who gets what, and when.
+ *
  * @module
  */
 
 import { Deferred } from "../_async.ts";
 import { MqttError } from "../errors.ts";
 import { validateTopicFilter } from "../packet/topic.ts";
-import type { Properties, QoS } from "../packet/types.ts";
 import { topicMatches } from "../topic.ts";
+import { MessageQueue } from "./message_queue.ts";
+import {
+  type ArrivalSink,
+  BEGIN,
+  CLAIM,
+  DATA,
+  HANDED_BACK,
+  type MessageData,
+  ORDER,
+  ReceivedCopy,
+  ReceivedMessage,
+  SETTLE,
+  type View,
+} from "./received_message.ts";
 import type { Message } from "./types.ts";
+
+export type { MessageData } from "./received_message.ts";
 
 /** A function that receives every message. A returned promise holds back the next message. */
 export type PublishHandler = (message: Message) => void | Promise<void>;
@@ -50,9 +68,6 @@ export interface PublishHandlerOptions {
   ack?: AckMode;
 }
 
-/** A received message's fields, as the client hands it to an {@linkcode Inbox}: without `ack`. */
-export type MessageData = Omit<Message, "ack">;
-
 /** What an {@linkcode Inbox} is given by the client that owns it. */
 export interface InboxOptions {
   /**
@@ -66,170 +81,6 @@ export interface InboxOptions {
   onError(error: MqttError): void;
   /** How many messages to hold while no consumer is attached; default 1,000. */
   maxHeld?: number;
-}
-
-/** What a message asks of its inbox once its consumers are done with it. */
-interface ArrivalSink {
-  /** Every consumer took it, or none matched it: acknowledge it. */
-  handled(arrival: ReceivedMessage): void;
-  /** Every consumer it went to left without taking it: hold it for the next consumer. */
-  handBack(arrival: ReceivedMessage): void;
-}
-
-// What the inbox and its queues ask of a message object, under keys only this module has: the
-// users see the fields and ack(), nothing else.
-const BEGIN = Symbol("begin");
-const CLAIM = Symbol("claim");
-const SETTLE = Symbol("settle");
-const WITHDRAW = Symbol("withdraw");
-const ARRIVAL = Symbol("arrival");
-const DATA = Symbol("data");
-const ORDER = Symbol("order");
-const HANDED_BACK = Symbol("handedBack");
-
-/** A consumer's message object, as the inbox sees it. */
-interface View extends Message {
-  /** The arrival the object stands for. */
-  readonly [ARRIVAL]: ReceivedMessage;
-  /** A consumer leaves without having taken it: it no longer counts for its arrival. */
-  [WITHDRAW](): void;
-}
-
-/**
- * A message as it arrived, and what its acknowledgement waits for: how many consumers still
- * have it (`#claims`) and whether any took it (`#taken`). It is also the message object the
- * consumers see; a second manual consumer, or an automatic one beside a manual one, gets a
- * {@linkcode ReceivedCopy} instead, so that each manual consumer acknowledges for itself.
- */
-class ReceivedMessage implements View {
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  dup: boolean;
-  declare packetId?: number;
-  declare properties?: Properties;
-  readonly #data: MessageData;
-  readonly #order: number;
-  #handedBack = false;
-  readonly #sink: ArrivalSink;
-  #claims = 0;
-  #given = 0;
-  #taken = false;
-  // Whether a manual consumer has this object and has not called ack().
-  #owes = false;
-
-  constructor(data: MessageData, sink: ArrivalSink, order: number) {
-    this.topic = data.topic;
-    this.payload = data.payload;
-    this.qos = data.qos;
-    this.retain = data.retain;
-    this.dup = data.dup;
-    if (data.packetId !== undefined) this.packetId = data.packetId;
-    if (data.properties !== undefined) this.properties = data.properties;
-    this.#data = data;
-    this.#sink = sink;
-    this.#order = order;
-  }
-
-  get [ARRIVAL](): ReceivedMessage {
-    return this;
-  }
-
-  /** The object given to `deliver`. */
-  get [DATA](): MessageData {
-    return this.#data;
-  }
-
-  /** Orders arrivals: handed-back messages are held in this order. */
-  get [ORDER](): number {
-    return this.#order;
-  }
-
-  /** Whether every consumer it went to left without taking it, once. */
-  get [HANDED_BACK](): boolean {
-    return this.#handedBack;
-  }
-
-  /** See {@linkcode Message.ack}. */
-  ack(): void {
-    if (!this.#owes) return;
-    this.#owes = false;
-    this[SETTLE](true);
-  }
-
-  /** A dispatch starts: one claim for itself, so a consumer done at once cannot finish it early. */
-  [BEGIN](): void {
-    this.#claims = 1;
-    this.#given = 0;
-    this.#taken = false;
-    this.#owes = false;
-  }
-
-  /** One more consumer has it; `owedOnThis` when it is a manual one holding this very object. */
-  [CLAIM](owedOnThis: boolean): void {
-    this.#claims++;
-    this.#given++;
-    if (owedOnThis) this.#owes = true;
-  }
-
-  [WITHDRAW](): void {
-    this.#owes = false;
-    this[SETTLE](false);
-  }
-
-  /** One consumer is done with it: took it (`taken`), or left without. */
-  [SETTLE](taken: boolean): void {
-    if (taken) this.#taken = true;
-    if (--this.#claims > 0) return;
-    if (this.#taken || this.#given === 0) {
-      this.#sink.handled(this);
-    } else {
-      this.#handedBack = true;
-      this.#sink.handBack(this);
-    }
-  }
-}
-
-/** Another consumer's object for the same arrival. */
-class ReceivedCopy implements View {
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  dup: boolean;
-  declare packetId?: number;
-  declare properties?: Properties;
-  readonly #arrival: ReceivedMessage;
-  #owes: boolean;
-
-  constructor(arrival: ReceivedMessage, manual: boolean) {
-    this.topic = arrival.topic;
-    this.payload = arrival.payload;
-    this.qos = arrival.qos;
-    this.retain = arrival.retain;
-    this.dup = arrival.dup;
-    if (arrival.packetId !== undefined) this.packetId = arrival.packetId;
-    if (arrival.properties !== undefined) this.properties = arrival.properties;
-    this.#arrival = arrival;
-    this.#owes = manual;
-  }
-
-  get [ARRIVAL](): ReceivedMessage {
-    return this.#arrival;
-  }
-
-  /** See {@linkcode Message.ack}. */
-  ack(): void {
-    if (!this.#owes) return;
-    this.#owes = false;
-    this.#arrival[SETTLE](true);
-  }
-
-  [WITHDRAW](): void {
-    this.#owes = false;
-    this.#arrival[SETTLE](false);
-  }
 }
 
 /**
@@ -537,134 +388,5 @@ export class Inbox {
     if (this.#held.length >= this.#maxHeld && !this.#hasConsumer()) return;
     this.#heldSpace?.resolve();
     this.#heldSpace = undefined;
-  }
-}
-
-/**
- * One `messages()` consumer. Its queue is a `ReadableStream` whose `CountQueuingStrategy` bounds
- * it: `desiredSize <= 0` after an enqueue means full, and the stream's `pull`, called once a read
- * leaves room, lets the waiting read loop go on. It is read through its own reader rather than the
- * stream's async iterator, whose `return()` waits for a pending `next()` (and which not every
- * browser has): here `return()` detaches at once and ends a pending `next()`.
- *
- * It also keeps the messages it has not yielded yet, in order: `return()` hands them back.
- */
-class MessageQueue implements AsyncIterableIterator<Message> {
-  readonly filter: string | undefined;
-  /** Whether its messages are acknowledged on `ack()` rather than when yielded. */
-  readonly manual: boolean;
-  #controller!: ReadableStreamDefaultController<View>;
-  #reader: ReadableStreamDefaultReader<View>;
-  #space: Deferred<void> | undefined;
-  // The promise the last pull returned, left pending while the queue has room: the stream
-  // calls pull only once it settles, so an enqueue does not call pull every time (for speed).
-  #pulling: Deferred<void> | undefined;
-  #detach: (queue: MessageQueue) => void;
-  #detached = false;
-  // What the stream holds, in order, from #unreadHead on: pushed, not yet read.
-  #unread: View[] = [];
-  #unreadHead = 0;
-  // Reads waiting for a message: the next ones pushed go straight to them.
-  #reads = 0;
-
-  constructor(
-    filter: string | undefined,
-    highWaterMark: number,
-    manual: boolean,
-    detach: (queue: MessageQueue) => void,
-  ) {
-    this.filter = filter;
-    this.manual = manual;
-    this.#detach = detach;
-    const stream = new ReadableStream<View>({
-      start: (controller) => {
-        this.#controller = controller;
-      },
-      pull: () => {
-        this.#roomMade();
-        return (this.#pulling = new Deferred<void>()).promise;
-      },
-      cancel: () => this.#cancelled(),
-    }, new CountQueuingStrategy({ highWaterMark }));
-    this.#reader = stream.getReader();
-  }
-
-  /** Adds a message; returns a promise when the queue is full, settled once there is room. */
-  push(message: View): Promise<void> | undefined {
-    const controller = this.#controller;
-    controller.enqueue(message);
-    if (this.#reads > 0) {
-      // A pending next() takes it at once: yielded.
-      this.#reads--;
-      if (!this.manual) message[ARRIVAL][SETTLE](true);
-    } else {
-      this.#unread.push(message);
-    }
-    if (controller.desiredSize! > 0) return undefined;
-    // Full: settle the last pull, so that the stream calls pull again once a read makes room.
-    this.#pulling?.resolve();
-    this.#pulling = undefined;
-    return (this.#space ??= new Deferred<void>()).promise;
-  }
-
-  next(): Promise<IteratorResult<Message>> {
-    // The read resolves with the oldest unread message, or with the next one pushed: it is
-    // yielded now, or in push(), without a callback per read.
-    const unread = this.#unread;
-    if (this.#unreadHead < unread.length) {
-      const message = unread[this.#unreadHead++];
-      if (this.#unreadHead === unread.length) {
-        unread.length = 0;
-        this.#unreadHead = 0;
-      } else if (this.#unreadHead >= 1024 && this.#unreadHead * 2 >= unread.length) {
-        this.#unread = unread.slice(this.#unreadHead);
-        this.#unreadHead = 0;
-      }
-      if (!this.manual) message[ARRIVAL][SETTLE](true);
-    } else if (!this.#detached) {
-      this.#reads++;
-    }
-    return this.#reader.read() as Promise<IteratorResult<Message>>;
-  }
-
-  return(): Promise<IteratorResult<Message>> {
-    // Cancelling drops what is queued and ends a pending read; it calls #cancelled at once,
-    // unless the stream had already ended.
-    this.#reader.cancel().catch(() => {});
-    this.#cancelled();
-    return Promise.resolve({ value: undefined, done: true });
-  }
-
-  /** No more messages: what is queued can still be read, then the iterator is done. */
-  end(): void {
-    this.#controller.close();
-    this.#reads = 0;
-    this.#roomMade();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
-    return this;
-  }
-
-  #roomMade(): void {
-    const space = this.#space;
-    if (space === undefined) return;
-    this.#space = undefined;
-    space.resolve();
-  }
-
-  #cancelled(): void {
-    if (this.#detached) return;
-    this.#detached = true;
-    this.#detach(this);
-    // What it had not yielded goes back, oldest first, once it is detached: no message handed
-    // back can come to it again.
-    const unread = this.#unread;
-    const head = this.#unreadHead;
-    this.#unread = [];
-    this.#unreadHead = 0;
-    this.#reads = 0;
-    for (let i = head; i < unread.length; i++) unread[i][WITHDRAW]();
-    this.#roomMade();
   }
 }
