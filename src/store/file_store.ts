@@ -8,8 +8,9 @@
  * - `lock`: the process id of the process that has the store open (see `lock.ts`).
  * - `session.log.compact`: briefly, while compaction writes the new log.
  *
- * This file holds the store itself: its phases, the synchronous writes, the flushes each fsync
- * policy makes, and compaction.
+ * This file holds the store itself: its phases, the `Store` methods, the flushes each fsync
+ * policy makes, and compaction. The records and the live state they leave are
+ * `live_state.ts`'s, the open log file `log_file.ts`'s.
  *
  * @module
  */
@@ -28,21 +29,10 @@ import type {
   StoredPublish,
   StoreOperation,
 } from "./store.ts";
-import {
-  appendClear,
-  appendDelete,
-  appendIncoming,
-  appendPut,
-  appendUpdate,
-  DELETE_INCOMING,
-  INCOMING_RECORD,
-  type LivePublish,
-  MAGIC,
-  openLog,
-  PUT_INCOMING,
-  writeLog,
-} from "./log_format.ts";
+import { openLog } from "./log_format.ts";
+import { LiveState } from "./live_state.ts";
 import { PidLock } from "./lock.ts";
+import { LogFile } from "./log_file.ts";
 import { syncDirectory, writeAll, writeAllSync } from "./_fs.ts";
 
 /**
@@ -143,20 +133,13 @@ export class FileStore implements Store {
   readonly #minCompactBytes: number;
 
   #phase = NEW;
-  #file: fs.FileHandle | undefined;
-  // The log's file descriptor, for the synchronous writes.
-  #fd = -1;
+  #log: LogFile | undefined;
   #failure: MqttError | undefined;
   #opening: Promise<StoreContents> | undefined;
   #closing: Promise<void> | undefined;
 
   // The live state, as the records written so far leave it.
-  #outgoing = new Map<number, LivePublish>();
-  #incoming = new Set<number>();
-  // The bytes of the put records in #outgoing.
-  #outgoingBytes = 0;
-  // The size of the log.
-  #logBytes = 0;
+  #live = new LiveState();
   // A failed compaction is not retried until the log has grown past this.
   #compactFloor = 0;
 
@@ -234,12 +217,8 @@ export class FileStore implements Store {
       // A compaction that did not reach its rename: the log it was replacing is whole.
       await fs.rm(join(this.#directory, COMPACT_FILE), { force: true });
       const log = await openLog(this.#directory, this.#logPath);
-      this.#file = log.file;
-      this.#fd = log.file.fd;
-      this.#logBytes = log.logBytes;
-      this.#outgoing = log.outgoing;
-      this.#outgoingBytes = log.outgoingBytes;
-      this.#incoming = log.incoming;
+      this.#log = new LogFile(log.file, log.logBytes);
+      this.#live = new LiveState(log.outgoing, log.outgoingBytes, log.incoming);
       // When close() was called meanwhile, it shuts the store down once this returns.
       if (this.#phase === OPENING) this.#phase = OPEN;
       return log.contents;
@@ -256,7 +235,7 @@ export class FileStore implements Store {
    * durable as `fsync` says.
    */
   put(record: StoredPublish): Promise<void> {
-    return this.#one(() => this.#put(record));
+    return this.#one(() => this.#live.put(this.#writer, record));
   }
 
   /**
@@ -265,7 +244,7 @@ export class FileStore implements Store {
    * resolves once it is durable.
    */
   update(sequence: number, state: OutgoingState, packetId?: number): Promise<void> {
-    return this.#one(() => this.#update(sequence, state, packetId));
+    return this.#one(() => this.#live.update(this.#writer, sequence, state, packetId));
   }
 
   /**
@@ -273,27 +252,22 @@ export class FileStore implements Store {
    * is durable.
    */
   delete(sequence: number): Promise<void> {
-    return this.#one(() => this.#delete(sequence));
+    return this.#one(() => this.#live.delete(this.#writer, sequence));
   }
 
   /** Records an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
   putIncoming(packetId: number): Promise<void> {
-    return this.#one(() => this.#incomingRecord(PUT_INCOMING, packetId));
+    return this.#one(() => this.#live.putIncoming(this.#writer, packetId));
   }
 
   /** Forgets an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
   deleteIncoming(packetId: number): Promise<void> {
-    return this.#one(() => this.#incomingRecord(DELETE_INCOMING, packetId));
+    return this.#one(() => this.#live.deleteIncoming(this.#writer, packetId));
   }
 
   /** Forgets everything, in the log when this returns; the promise resolves once durable. */
   clear(): Promise<void> {
-    return this.#one(() => {
-      appendClear(this.#writer);
-      this.#outgoing.clear();
-      this.#incoming.clear();
-      this.#outgoingBytes = 0;
-    });
+    return this.#one(() => this.#live.clear(this.#writer));
   }
 
   /**
@@ -323,7 +297,7 @@ export class FileStore implements Store {
     let refused: { error: unknown } | undefined;
     for (let i = 0; i < operations.length; i++) {
       try {
-        this.#encode(operations[i]);
+        this.#live.apply(this.#writer, operations[i]);
       } catch (error) {
         refused = { error };
         break;
@@ -354,13 +328,11 @@ export class FileStore implements Store {
       while (this.#background !== undefined) await this.#background;
       clearTimeout(this.#syncTimer);
       this.#syncTimer = undefined;
-      if (this.#dirty && this.#failure === undefined) await this.#file!.datasync();
+      if (this.#dirty && this.#failure === undefined) await this.#log!.datasync();
     } finally {
-      // Taken only now: a compaction may have replaced the file meanwhile.
-      const file = this.#file!;
-      this.#file = undefined;
-      this.#fd = -1;
-      await file.close().catch(() => {});
+      const log = this.#log!;
+      this.#log = undefined;
+      await log.close();
       await this.#lock.release();
     }
   }
@@ -391,68 +363,18 @@ export class FileStore implements Store {
     return this.#write(start);
   }
 
-  #encode(operation: StoreOperation): void {
-    switch (operation.op) {
-      case "put":
-        return this.#put(operation.record);
-      case "update":
-        return this.#update(operation.sequence, operation.state, operation.packetId);
-      case "delete":
-        return this.#delete(operation.sequence);
-      case "putIncoming":
-        return this.#incomingRecord(PUT_INCOMING, operation.packetId);
-      case "deleteIncoming":
-        return this.#incomingRecord(DELETE_INCOMING, operation.packetId);
-    }
-  }
-
-  #put(record: StoredPublish): void {
-    const { sequence, packet } = record;
-    const entry = appendPut(this.#writer, sequence, record.state, packet.packetId ?? 0, packet);
-    const previous = this.#outgoing.get(sequence);
-    if (previous !== undefined) this.#outgoingBytes -= previous.size;
-    this.#outgoing.set(sequence, entry);
-    this.#outgoingBytes += entry.size;
-  }
-
-  #update(sequence: number, state: OutgoingState, packetId: number | undefined): void {
-    const code = appendUpdate(this.#writer, sequence, state, packetId);
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      entry.state = code;
-      if (packetId !== undefined) entry.packetId = packetId;
-    }
-  }
-
-  #delete(sequence: number): void {
-    appendDelete(this.#writer, sequence);
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      this.#outgoing.delete(sequence);
-      this.#outgoingBytes -= entry.size;
-    }
-  }
-
-  #incomingRecord(kind: number, packetId: number): void {
-    appendIncoming(this.#writer, kind, packetId);
-    if (kind === PUT_INCOMING) this.#incoming.add(packetId);
-    else this.#incoming.delete(packetId);
-  }
-
   /**
    * Writes the record encoded in the writer from `start` to the end of the log, synchronously,
    * and returns the promise of the call that made it: when it is durable under the policy.
    */
   #write(start: number): Promise<void> {
     const writer = this.#writer;
-    const length = writer.pos - start;
     try {
-      writeAllSync(this.#fd, writer.buf, start, length, this.#logBytes);
+      this.#log!.append(writer.buf, start, writer.pos - start);
     } catch (error) {
       writer.pos = start;
       return Promise.reject(this.#fail(error));
     }
-    this.#logBytes += length;
     if (!this.#compacting) {
       this.#resetWriter();
       if (this.#compaction === undefined) this.#checkCompaction();
@@ -477,17 +399,12 @@ export class FileStore implements Store {
     else this.#writer.reset();
   }
 
-  /** The size of a log that holds exactly the live records. */
-  #liveBytes(): number {
-    return MAGIC.length + this.#outgoingBytes + this.#incoming.size * INCOMING_RECORD;
-  }
-
   /** Schedules a compaction once the log has outgrown its live records. */
   #checkCompaction(): void {
-    const size = this.#logBytes;
+    const size = this.#log!.bytes;
     if (
       size > this.#minCompactBytes && size > this.#compactFloor &&
-      size > this.#compactRatio * this.#liveBytes()
+      size > this.#compactRatio * this.#live.bytes()
     ) {
       this.#compaction = new Deferred<void>();
       this.#background ??= this.#work();
@@ -513,7 +430,7 @@ export class FileStore implements Store {
           const group = this.#group;
           this.#group = undefined;
           try {
-            await this.#file!.datasync();
+            await this.#log!.datasync();
           } catch (error) {
             this.#fail(error, group);
             return;
@@ -525,7 +442,7 @@ export class FileStore implements Store {
             this.#dirty = false;
             this.#lastSync = Date.now();
             try {
-              await this.#file!.datasync();
+              await this.#log!.datasync();
             } catch (error) {
               this.#fail(error, undefined);
               return;
@@ -579,8 +496,7 @@ export class FileStore implements Store {
    */
   async #compact(): Promise<void> {
     // The snapshot is taken synchronously, so it is exactly the state the records so far leave.
-    const live = new Writer(new Uint8Array(this.#liveBytes()));
-    this.#outgoingBytes = writeLog(live, this.#outgoing, this.#incoming);
+    const live = this.#live.snapshot();
     this.#compacting = true;
     const path = join(this.#directory, COMPACT_FILE);
     let file: fs.FileHandle | undefined;
@@ -599,15 +515,12 @@ export class FileStore implements Store {
       // The old log is whole and in use; try again once it has grown much more.
       this.#compacting = false;
       this.#resetWriter();
-      this.#compactFloor = this.#logBytes * 2;
+      this.#compactFloor = this.#log!.bytes * 2;
       await file?.close().catch(() => {});
       await fs.rm(path, { force: true }).catch(() => {});
       return;
     }
-    const old = this.#file!;
-    this.#file = file;
-    this.#fd = file.fd;
-    this.#logBytes = live.pos + tailBytes;
+    const old = this.#log!.replace(file, live.pos + tailBytes);
     this.#compacting = false;
     this.#resetWriter();
     this.#compactFloor = 0;
