@@ -8,19 +8,20 @@
  * - `lock`: the process id of the process that has the store open (see `lock.ts`).
  * - `session.log.compact`: briefly, while compaction writes the new log.
  *
- * This file holds the store itself: its phases, the synchronous writes, the flushes each fsync
- * policy makes, and compaction.
+ * This file holds the store itself: its phases, the `Store` methods, which encode their records
+ * into the write buffer and write it, and the background work that runs flushes and compaction
+ * one at a time. The records and the live state they leave are `live_state.ts`'s, the flushes
+ * each fsync policy makes `durability.ts`'s, compaction `compaction.ts`'s, the open log file
+ * `log_file.ts`'s.
  *
  * @module
  */
 
 import * as fs from "node:fs/promises";
-import { renameSync } from "node:fs";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
 import { MqttError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
-import { Deferred } from "../_async.ts";
 import type {
   OutgoingState,
   Store,
@@ -28,22 +29,12 @@ import type {
   StoredPublish,
   StoreOperation,
 } from "./store.ts";
-import {
-  appendClear,
-  appendDelete,
-  appendIncoming,
-  appendPut,
-  appendUpdate,
-  DELETE_INCOMING,
-  INCOMING_RECORD,
-  type LivePublish,
-  MAGIC,
-  openLog,
-  PUT_INCOMING,
-  writeLog,
-} from "./log_format.ts";
+import { openLog } from "./log_format.ts";
+import { LiveState } from "./live_state.ts";
 import { PidLock } from "./lock.ts";
-import { syncDirectory, writeAll, writeAllSync } from "./_fs.ts";
+import { LogFile } from "./log_file.ts";
+import { Flusher } from "./durability.ts";
+import { Compactor } from "./compaction.ts";
 
 /**
  * When a {@linkcode FileStore} flushes its log to the disk, and when it compacts the log.
@@ -86,11 +77,9 @@ export interface FileStoreOptions {
 }
 
 const LOG_FILE = "session.log";
-const COMPACT_FILE = "session.log.compact";
-const BATCH_SYNC_INTERVAL = 100;
 // A writer whose buffer grew past this is dropped rather than kept for reuse.
 const KEEP_BUFFER = 1 << 20;
-// What a call returns when its record is as durable as the policy makes it once written.
+// What apply() returns when it wrote nothing.
 const DONE: Promise<void> = Promise.resolve();
 
 const NEW = 0;
@@ -138,47 +127,24 @@ export class FileStore implements Store {
   readonly #directory: string;
   readonly #logPath: string;
   readonly #lock: PidLock;
-  readonly #fsync: "always" | "batch" | "never";
-  readonly #compactRatio: number;
-  readonly #minCompactBytes: number;
+  // The flushes, the promises of the calls, and the failure that ends the store.
+  readonly #flusher: Flusher;
+  readonly #compactor: Compactor;
 
   #phase = NEW;
-  #file: fs.FileHandle | undefined;
-  // The log's file descriptor, for the synchronous writes.
-  #fd = -1;
-  #failure: MqttError | undefined;
+  #log: LogFile | undefined;
   #opening: Promise<StoreContents> | undefined;
   #closing: Promise<void> | undefined;
 
   // The live state, as the records written so far leave it.
-  #outgoing = new Map<number, LivePublish>();
-  #incoming = new Set<number>();
-  // The bytes of the put records in #outgoing.
-  #outgoingBytes = 0;
-  // The size of the log.
-  #logBytes = 0;
-  // A failed compaction is not retried until the log has grown past this.
-  #compactFloor = 0;
+  #live = new LiveState();
 
   // Where a record is encoded before it is written. Emptied after each write, except while a
   // compaction runs: then it keeps the records written since the compaction's snapshot, which
   // the new log gets too.
   #writer = new Writer();
-  #compacting = false;
-  // Settles once the compaction that is due (or running) has ended: under "batch" and "never",
-  // what the calls made meanwhile wait for, so that a writer cannot outrun compaction.
-  #compaction: Deferred<void> | undefined;
   // The work done in the background, one thing at a time: flushes and compaction.
   #background: Promise<void> | undefined;
-
-  // fsync: "always": the calls whose records the next flush covers.
-  #group: Deferred<void> | undefined;
-
-  // fsync: "batch": whether written bytes await a flush, and when the last flush was.
-  #dirty = false;
-  #syncDue = false;
-  #lastSync = 0;
-  #syncTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Creates a store over `directory`, which `open()` creates if needed. Nothing touches the
@@ -186,24 +152,16 @@ export class FileStore implements Store {
    *
    * @param directory The folder of this session's log: one folder per client.
    * @param options The flush policy and when to compact.
+   * @throws {TypeError} When `fsync` is none of the policies.
+   * @throws {RangeError} When `compactRatio` is not above 1 or `minCompactBytes` is negative.
    */
   constructor(directory: string, options: FileStoreOptions = {}) {
     const { fsync = "always", compactRatio = 4, minCompactBytes = 1 << 20 } = options;
-    if (fsync !== "always" && fsync !== "batch" && fsync !== "never") {
-      throw new TypeError(`fsync must be "always", "batch" or "never", not ${String(fsync)}`);
-    }
-    if (!(compactRatio > 1)) {
-      throw new RangeError(`compactRatio must be greater than 1, not ${compactRatio}`);
-    }
-    if (!(minCompactBytes >= 0)) {
-      throw new RangeError(`minCompactBytes must be 0 or more, not ${minCompactBytes}`);
-    }
     this.#directory = directory;
     this.#logPath = join(directory, LOG_FILE);
     this.#lock = new PidLock(directory);
-    this.#fsync = fsync;
-    this.#compactRatio = compactRatio;
-    this.#minCompactBytes = minCompactBytes;
+    this.#flusher = new Flusher(fsync, this.#logPath, () => this.#background ??= this.#work());
+    this.#compactor = new Compactor(directory, this.#logPath, compactRatio, minCompactBytes);
   }
 
   /**
@@ -232,14 +190,10 @@ export class FileStore implements Store {
       await fs.mkdir(this.#directory, { recursive: true });
       await this.#lock.acquire();
       // A compaction that did not reach its rename: the log it was replacing is whole.
-      await fs.rm(join(this.#directory, COMPACT_FILE), { force: true });
+      await this.#compactor.discardUnfinished();
       const log = await openLog(this.#directory, this.#logPath);
-      this.#file = log.file;
-      this.#fd = log.file.fd;
-      this.#logBytes = log.logBytes;
-      this.#outgoing = log.outgoing;
-      this.#outgoingBytes = log.outgoingBytes;
-      this.#incoming = log.incoming;
+      this.#log = new LogFile(log.file, log.logBytes);
+      this.#live = new LiveState(log.outgoing, log.outgoingBytes, log.incoming);
       // When close() was called meanwhile, it shuts the store down once this returns.
       if (this.#phase === OPENING) this.#phase = OPEN;
       return log.contents;
@@ -256,7 +210,7 @@ export class FileStore implements Store {
    * durable as `fsync` says.
    */
   put(record: StoredPublish): Promise<void> {
-    return this.#one(() => this.#put(record));
+    return this.#one(() => this.#live.put(this.#writer, record));
   }
 
   /**
@@ -265,7 +219,7 @@ export class FileStore implements Store {
    * resolves once it is durable.
    */
   update(sequence: number, state: OutgoingState, packetId?: number): Promise<void> {
-    return this.#one(() => this.#update(sequence, state, packetId));
+    return this.#one(() => this.#live.update(this.#writer, sequence, state, packetId));
   }
 
   /**
@@ -273,27 +227,22 @@ export class FileStore implements Store {
    * is durable.
    */
   delete(sequence: number): Promise<void> {
-    return this.#one(() => this.#delete(sequence));
+    return this.#one(() => this.#live.delete(this.#writer, sequence));
   }
 
   /** Records an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
   putIncoming(packetId: number): Promise<void> {
-    return this.#one(() => this.#incomingRecord(PUT_INCOMING, packetId));
+    return this.#one(() => this.#live.putIncoming(this.#writer, packetId));
   }
 
   /** Forgets an incoming QoS 2 packet id, in the log when this returns; as `put` otherwise. */
   deleteIncoming(packetId: number): Promise<void> {
-    return this.#one(() => this.#incomingRecord(DELETE_INCOMING, packetId));
+    return this.#one(() => this.#live.deleteIncoming(this.#writer, packetId));
   }
 
   /** Forgets everything, in the log when this returns; the promise resolves once durable. */
   clear(): Promise<void> {
-    return this.#one(() => {
-      appendClear(this.#writer);
-      this.#outgoing.clear();
-      this.#incoming.clear();
-      this.#outgoingBytes = 0;
-    });
+    return this.#one(() => this.#live.clear(this.#writer));
   }
 
   /**
@@ -318,12 +267,12 @@ export class FileStore implements Store {
    * ```
    */
   apply(operations: readonly StoreOperation[]): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
+    if (this.#phase !== OPEN || this.#flusher.failure !== undefined) return this.#refuse();
     const start = this.#writer.pos;
     let refused: { error: unknown } | undefined;
     for (let i = 0; i < operations.length; i++) {
       try {
-        this.#encode(operations[i]);
+        this.#live.apply(this.#writer, operations[i]);
       } catch (error) {
         refused = { error };
         break;
@@ -342,8 +291,10 @@ export class FileStore implements Store {
     if (this.#closing !== undefined) return this.#closing;
     const phase = this.#phase;
     this.#phase = CLOSED;
-    if (phase === OPEN) this.#closing = this.#shutDown();
-    else if (phase === OPENING) {
+    if (phase === OPEN) {
+      this.#flusher.stop();
+      this.#closing = this.#shutDown();
+    } else if (phase === OPENING) {
       this.#closing = this.#opening!.then(() => this.#shutDown(), () => {});
     } else this.#closing = Promise.resolve();
     return this.#closing;
@@ -352,21 +303,17 @@ export class FileStore implements Store {
   async #shutDown(): Promise<void> {
     try {
       while (this.#background !== undefined) await this.#background;
-      clearTimeout(this.#syncTimer);
-      this.#syncTimer = undefined;
-      if (this.#dirty && this.#failure === undefined) await this.#file!.datasync();
+      await this.#flusher.finish(this.#log!);
     } finally {
-      // Taken only now: a compaction may have replaced the file meanwhile.
-      const file = this.#file!;
-      this.#file = undefined;
-      this.#fd = -1;
-      await file.close().catch(() => {});
+      const log = this.#log!;
+      this.#log = undefined;
+      await log.close();
       await this.#lock.release();
     }
   }
 
   #refuse(): Promise<never> {
-    if (this.#phase === OPEN) return Promise.reject(this.#failure);
+    if (this.#phase === OPEN) return Promise.reject(this.#flusher.failure);
     return Promise.reject(
       new MqttError(
         this.#phase === CLOSED
@@ -381,7 +328,7 @@ export class FileStore implements Store {
    * log cannot hold it; then writes it. What the single-change methods share.
    */
   #one(encode: () => void): Promise<void> {
-    if (this.#phase !== OPEN || this.#failure !== undefined) return this.#refuse();
+    if (this.#phase !== OPEN || this.#flusher.failure !== undefined) return this.#refuse();
     const start = this.#writer.pos;
     try {
       encode();
@@ -391,85 +338,23 @@ export class FileStore implements Store {
     return this.#write(start);
   }
 
-  #encode(operation: StoreOperation): void {
-    switch (operation.op) {
-      case "put":
-        return this.#put(operation.record);
-      case "update":
-        return this.#update(operation.sequence, operation.state, operation.packetId);
-      case "delete":
-        return this.#delete(operation.sequence);
-      case "putIncoming":
-        return this.#incomingRecord(PUT_INCOMING, operation.packetId);
-      case "deleteIncoming":
-        return this.#incomingRecord(DELETE_INCOMING, operation.packetId);
-    }
-  }
-
-  #put(record: StoredPublish): void {
-    const { sequence, packet } = record;
-    const entry = appendPut(this.#writer, sequence, record.state, packet.packetId ?? 0, packet);
-    const previous = this.#outgoing.get(sequence);
-    if (previous !== undefined) this.#outgoingBytes -= previous.size;
-    this.#outgoing.set(sequence, entry);
-    this.#outgoingBytes += entry.size;
-  }
-
-  #update(sequence: number, state: OutgoingState, packetId: number | undefined): void {
-    const code = appendUpdate(this.#writer, sequence, state, packetId);
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      entry.state = code;
-      if (packetId !== undefined) entry.packetId = packetId;
-    }
-  }
-
-  #delete(sequence: number): void {
-    appendDelete(this.#writer, sequence);
-    const entry = this.#outgoing.get(sequence);
-    if (entry !== undefined) {
-      this.#outgoing.delete(sequence);
-      this.#outgoingBytes -= entry.size;
-    }
-  }
-
-  #incomingRecord(kind: number, packetId: number): void {
-    appendIncoming(this.#writer, kind, packetId);
-    if (kind === PUT_INCOMING) this.#incoming.add(packetId);
-    else this.#incoming.delete(packetId);
-  }
-
   /**
    * Writes the record encoded in the writer from `start` to the end of the log, synchronously,
    * and returns the promise of the call that made it: when it is durable under the policy.
    */
   #write(start: number): Promise<void> {
     const writer = this.#writer;
-    const length = writer.pos - start;
     try {
-      writeAllSync(this.#fd, writer.buf, start, length, this.#logBytes);
+      this.#log!.append(writer.buf, start, writer.pos - start);
     } catch (error) {
       writer.pos = start;
-      return Promise.reject(this.#fail(error));
+      return Promise.reject(this.#flusher.fail(error));
     }
-    this.#logBytes += length;
-    if (!this.#compacting) {
+    if (!this.#compactor.running) {
       this.#resetWriter();
-      if (this.#compaction === undefined) this.#checkCompaction();
+      if (!this.#flusher.compactionPending) this.#checkCompaction();
     }
-    if (this.#fsync === "always") {
-      let group = this.#group;
-      if (group === undefined) {
-        group = this.#group = new Deferred<void>();
-        this.#background ??= this.#work();
-      }
-      return group.promise;
-    }
-    if (this.#fsync === "batch") {
-      this.#dirty = true;
-      this.#scheduleSync();
-    }
-    return this.#compaction?.promise ?? DONE;
+    return this.#flusher.written();
   }
 
   #resetWriter(): void {
@@ -477,19 +362,10 @@ export class FileStore implements Store {
     else this.#writer.reset();
   }
 
-  /** The size of a log that holds exactly the live records. */
-  #liveBytes(): number {
-    return MAGIC.length + this.#outgoingBytes + this.#incoming.size * INCOMING_RECORD;
-  }
-
   /** Schedules a compaction once the log has outgrown its live records. */
   #checkCompaction(): void {
-    const size = this.#logBytes;
-    if (
-      size > this.#minCompactBytes && size > this.#compactFloor &&
-      size > this.#compactRatio * this.#liveBytes()
-    ) {
-      this.#compaction = new Deferred<void>();
+    if (this.#compactor.due(this.#log!.bytes, this.#live.bytes())) {
+      this.#flusher.compactionDue();
       this.#background ??= this.#work();
     }
   }
@@ -500,37 +376,15 @@ export class FileStore implements Store {
     // read from the socket are handled in one turn, and then share one flush.
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
-      while (this.#failure === undefined) {
-        const compaction = this.#compaction;
-        if (compaction !== undefined) {
+      while (this.#flusher.failure === undefined) {
+        if (this.#flusher.compactionPending) {
           // Also while closing: close() waits, and the log it leaves is a compact one.
           await this.#compact();
-          this.#compaction = undefined;
-          compaction.resolve();
+          this.#flusher.compactionEnded();
           // The records written meanwhile may call for the next one already.
           this.#checkCompaction();
-        } else if (this.#group !== undefined) {
-          const group = this.#group;
-          this.#group = undefined;
-          try {
-            await this.#file!.datasync();
-          } catch (error) {
-            this.#fail(error, group);
-            return;
-          }
-          group.resolve();
-        } else if (this.#syncDue) {
-          this.#syncDue = false;
-          if (this.#dirty) {
-            this.#dirty = false;
-            this.#lastSync = Date.now();
-            try {
-              await this.#file!.datasync();
-            } catch (error) {
-              this.#fail(error, undefined);
-              return;
-            }
-          }
+        } else if (this.#flusher.flushDue) {
+          await this.#flusher.flushNext(this.#log!);
         } else {
           return;
         }
@@ -540,80 +394,21 @@ export class FileStore implements Store {
     }
   }
 
-  #scheduleSync(): void {
-    if (this.#syncTimer !== undefined) return;
-    const delay = Math.max(0, this.#lastSync + BATCH_SYNC_INTERVAL - Date.now());
-    this.#syncTimer = setTimeout(() => {
-      this.#syncTimer = undefined;
-      if (this.#phase !== OPEN || this.#failure !== undefined) return;
-      this.#syncDue = true;
-      this.#background ??= this.#work();
-    }, delay);
-  }
-
-  /** Makes the store fail for good: every call waiting and every later call rejects. */
-  #fail(error: unknown, group: Deferred<void> | undefined = undefined): MqttError {
-    if (this.#failure === undefined) {
-      const message = error instanceof Error ? error.message : String(error);
-      this.#failure = new MqttError(
-        `the session store could not write ${this.#logPath}: ${message}`,
-        { cause: error },
-      );
-    }
-    group?.reject(this.#failure);
-    const pending = this.#group;
-    this.#group = undefined;
-    pending?.reject(this.#failure);
-    const compaction = this.#compaction;
-    this.#compaction = undefined;
-    compaction?.reject(this.#failure);
-    return this.#failure;
-  }
-
   /**
-   * Replaces the log with one that holds only the live records. The snapshot is written to a new
-   * file and flushed while the calls made meanwhile go on appending to the old log (and are kept
-   * in the writer); then the kept records are appended to the new file and it is renamed over the
-   * log in one synchronous step, and the folder is flushed. Never throws: when it fails, the old
-   * log stays in use.
+   * Replaces the log with one that holds only the live records (see `Compactor.run`); the records
+   * written meanwhile are kept in the writer for the new log. Never throws: when it fails, the
+   * old log stays in use.
    */
   async #compact(): Promise<void> {
     // The snapshot is taken synchronously, so it is exactly the state the records so far leave.
-    const live = new Writer(new Uint8Array(this.#liveBytes()));
-    this.#outgoingBytes = writeLog(live, this.#outgoing, this.#incoming);
-    this.#compacting = true;
-    const path = join(this.#directory, COMPACT_FILE);
-    let file: fs.FileHandle | undefined;
-    let tailBytes = 0;
-    try {
-      file = await fs.open(path, "w+");
-      await writeAll(file, live.buf, live.pos, 0);
-      await file.datasync();
-      if (this.#failure !== undefined) throw this.#failure;
-      // From here to the rename nothing else runs, so no record can fall between the two logs.
-      const tail = this.#writer;
-      tailBytes = tail.pos;
-      writeAllSync(file.fd, tail.buf, 0, tailBytes, live.pos);
-      renameSync(path, this.#logPath);
-    } catch {
-      // The old log is whole and in use; try again once it has grown much more.
-      this.#compacting = false;
-      this.#resetWriter();
-      this.#compactFloor = this.#logBytes * 2;
-      await file?.close().catch(() => {});
-      await fs.rm(path, { force: true }).catch(() => {});
-      return;
-    }
-    const old = this.#file!;
-    this.#file = file;
-    this.#fd = file.fd;
-    this.#logBytes = live.pos + tailBytes;
-    this.#compacting = false;
+    const moved = await this.#compactor.run(
+      this.#log!,
+      this.#live.snapshot(),
+      this.#writer,
+      () => this.#flusher.failure !== undefined,
+    );
     this.#resetWriter();
-    this.#compactFloor = 0;
     // Records written meanwhile are flushed by the next group (or timed) flush of the new log.
-    if (tailBytes > 0 && this.#fsync === "batch") this.#dirty = true;
-    await old.close().catch(() => {});
-    await syncDirectory(this.#directory);
+    if (moved !== undefined && moved > 0) this.#flusher.moved();
   }
 }
