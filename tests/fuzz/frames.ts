@@ -423,7 +423,11 @@ function wrongState(random: Random, version: ProtocolVersion, ids: InFlight): [s
     case 3:
       return ["state:pubcomp-unknown", { type: "pubcomp", packetId: unknownId() }];
     case 4:
-      return ["state:pubrel-unknown", { type: "pubrel", packetId: unknownId() }];
+      // For a message never received, or one of those `state:publish` sends.
+      return ["state:pubrel", {
+        type: "pubrel",
+        packetId: random.chance() ? unknownId() : random.int(1, 4),
+      }];
     case 5:
       return ["state:puback-for-qos2", { type: "puback", packetId: ids.qos2 }];
     case 6:
@@ -453,8 +457,17 @@ function wrongState(random: Random, version: ProtocolVersion, ids: InFlight): [s
           { type: "pingresp" },
         ]),
       ];
-    case 13: // a valid PUBLISH: fine alone, wrong with an alias the client never allowed
-      return ["state:publish", randomPacket(random, "publish", version)];
+    case 13: {
+      // A valid PUBLISH, its packet id and topic alias from a few, so that copies of a QoS 2
+      // message, PUBRELs for it and aliases set then used all happen; wrong with an alias
+      // above what the client allowed, or beyond its Receive Maximum.
+      const publish = randomPacket(random, "publish", version) as Packet & { type: "publish" };
+      if (publish.packetId !== undefined) publish.packetId = random.int(1, 4);
+      if (publish.properties?.topicAlias !== undefined) {
+        publish.properties.topicAlias = random.int(1, 5);
+      }
+      return ["state:publish", publish];
+    }
     case 14:
       return [
         "state:server-never",

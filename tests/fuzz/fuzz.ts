@@ -21,6 +21,7 @@
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { MqttClient } from "../../src/client/clients.ts";
+import type { Clock } from "../../src/client/types.ts";
 import {
   BrokerDisconnect,
   ConnectionClosedError,
@@ -38,7 +39,6 @@ import {
   type ProtocolVersion,
 } from "../../src/packet/mod.ts";
 import { FakeBroker } from "../helpers/fake_broker.ts";
-import { FakeClock } from "../helpers/fake_clock.ts";
 import { chunks, type Random, randomPacket } from "../packet/generate.ts";
 import { FIRST_IDS, type Frame, FrameGenerator, type InFlight } from "./frames.ts";
 
@@ -91,6 +91,11 @@ export interface FuzzReport {
   statementIds: Map<string, number>;
   /** ProtocolErrors by message, numbers and quoted text taken out. */
   messages: Map<string, number>;
+  /**
+   * Packets the decoder accepted and the encoder refused to write back, by error: what a
+   * broker may send but Kite will not write (an empty topic without an alias, say).
+   */
+  reencodeRefused: Map<string, number>;
   /** Frames made, by kind. */
   kinds: Map<string, number>;
   /** What must not happen and did. */
@@ -122,6 +127,55 @@ async function settlesWithin(promise: Promise<unknown>, turns: number): Promise<
   return done;
 }
 
+/**
+ * A fake clock like tests/helpers/fake_clock.ts, whose `advance` lets what each timer starts run
+ * for a turn of the event loop rather than a `setTimeout`, which may take a millisecond.
+ */
+class TurnClock implements Clock {
+  #now = 0;
+  #nextId = 1;
+  #timers = new Map<number, { at: number; callback: () => void }>();
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(callback: () => void, ms: number): unknown {
+    const id = this.#nextId++;
+    this.#timers.set(id, { at: this.#now + Math.max(0, ms), callback });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+
+  /**
+   * Moves time forward by `ms`, firing each timer that falls due in order, a turn after each.
+   * Returns false when timers kept falling due, a thousand of them: a timer loop that never ends.
+   */
+  async advance(ms: number): Promise<boolean> {
+    const end = this.#now + ms;
+    // Bounded: a timer that keeps setting itself again at once would otherwise never let go.
+    for (let fired = 0; fired < 1000; fired++) {
+      let due: [number, { at: number; callback: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
+      }
+      if (due === undefined) {
+        this.#now = end;
+        await turn();
+        return true;
+      }
+      this.#timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].callback();
+      await turn();
+    }
+    return false;
+  }
+}
+
 /** A promise watched from the side, its rejection handled. */
 interface Watched {
   name: string;
@@ -151,6 +205,15 @@ function watch(name: string, start: () => Promise<unknown>): Watched {
   return state;
 }
 
+/** A message with its statement id, numbers and quoted text taken out, to count alike ones. */
+function normalize(message: string): string {
+  return message
+    .replace(/ \[MQTT-[^\]]+\]$/, "")
+    .replace(/"[^"]*"/g, '"…"')
+    .replace(/0x[0-9a-f]+/gi, "0x…")
+    .replace(/(?<!UTF-)\d+/g, "N");
+}
+
 function hexOf(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
 }
@@ -159,10 +222,15 @@ function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-/** Whether an error carries, at any depth of `cause`, something that is not an MqttError. */
-function foreignCause(error: unknown): unknown {
+/**
+ * Whether an error carries, at any depth of `cause`, something that is not an MqttError: an
+ * exception that escaped from the code. The error a reset transport fails with is no such thing.
+ */
+function foreignCause(error: unknown, reset: boolean): unknown {
   for (let e = error, depth = 0; e !== undefined && depth < 8; depth++) {
-    if (!(e instanceof MqttError)) return e;
+    if (!(e instanceof MqttError)) {
+      return reset && e instanceof Error && e.message === "connection reset" ? undefined : e;
+    }
     e = e.cause;
   }
   return undefined;
@@ -172,7 +240,7 @@ function foreignCause(error: unknown): unknown {
 class ClientRun {
   readonly version: ProtocolVersion;
   readonly broker: FakeBroker;
-  readonly clock = new FakeClock();
+  readonly clock = new TurnClock();
   readonly client: MqttClient;
   readonly errors: unknown[] = [];
   readonly watched: Watched[] = [];
@@ -235,6 +303,7 @@ class Fuzzer {
       clientsSurvived: 0,
       statementIds: new Map(),
       messages: new Map(),
+      reencodeRefused: new Map(),
       kinds: new Map(),
       failures: [],
     };
@@ -268,11 +337,7 @@ class Fuzzer {
     const report = this.report;
     const id = error.statementId ?? "-";
     report.statementIds.set(id, (report.statementIds.get(id) ?? 0) + 1);
-    const message = error.message
-      .replace(/ \[MQTT-[^\]]+\]$/, "")
-      .replace(/"[^"]*"/g, '"…"')
-      .replace(/0x[0-9a-f]+/gi, "0x…")
-      .replace(/\d+/g, "N");
+    const message = normalize(error.message);
     report.messages.set(message, (report.messages.get(message) ?? 0) + 1);
   }
 
@@ -302,9 +367,23 @@ class Fuzzer {
       const frameStarted = performance.now();
       index = await this.#decoderFrame(index, frame);
       run.frames.push(frame);
-      void run.broker.push(frame.bytes);
+      if (this.#random.chance(0.25)) {
+        // In pieces, as a socket may hand it over: the connection's decoder joins them.
+        for (const chunk of chunks(this.#random, frame.bytes, this.#random.pick([1, 2, 7]))) {
+          void run.broker.push(chunk);
+        }
+      } else {
+        void run.broker.push(frame.bytes);
+      }
       await turn();
       await turn();
+      if (this.#random.chance(0.1)) {
+        // Time passes: keepalive sends PINGREQ, and gives up on a broker that does not answer.
+        run.clockMoved = true;
+        if (!await run.clock.advance(this.#random.int(0, 8000))) {
+          this.#fail(index - 1, "timers kept firing: a thousand in 8 s", run.frames);
+        }
+      }
       const took = performance.now() - frameStarted;
       if (took > this.#deadline) {
         this.#fail(index - 1, `the frame took ${took.toFixed(0)} ms`, run.frames);
@@ -409,6 +488,9 @@ class Fuzzer {
       } catch (caught) {
         if (!(caught instanceof ProtocolError || caught instanceof TypeError)) {
           this.#fail(index, `re-encoding v${version} threw ${(caught as Error)?.stack}`, [frame]);
+        } else {
+          const key = `${caught.name}: ${normalize(caught.message)}`;
+          report.reencodeRefused.set(key, (report.reencodeRefused.get(key) ?? 0) + 1);
         }
       }
     }
@@ -467,7 +549,7 @@ class Fuzzer {
     const v5 = version === 5;
     const options = {
       clientId: "fuzz",
-      keepalive: 0,
+      keepalive: random.pick([0, 0, 5]),
       protocolVersion: version,
       clock,
       ...(random.chance(0.1) ? { maximumPacketSize: random.int(16, 512) } : {}),
@@ -498,7 +580,17 @@ class Fuzzer {
     await turn();
     await turn();
     if (client.state !== "connected") return run;
-    if (random.chance()) client.setPublishHandler(() => {});
+    // Messages go to a handler, to an iterator, or nowhere (held, their acks waiting).
+    const consumer = random.int(0, 2);
+    if (consumer === 0) client.setPublishHandler(() => {});
+    if (consumer === 1) {
+      const messages = client.messages(undefined, { highWaterMark: random.pick([1, 100]) });
+      run.watched.push(watch("messages()", async () => {
+        for await (const _ of messages) {
+          // Taken; nothing to do with it.
+        }
+      }));
+    }
     run.watched.push(
       watch("publish qos 1", () => client.publish("t/1", "one", { qos: 1 })),
       watch("publish qos 2", () => client.publish("t/2", "two", { qos: 2 })),
@@ -542,7 +634,9 @@ class Fuzzer {
     let settled = await this.#allSettled(run, 20);
     if (!settled) {
       run.clockMoved = true;
-      await run.clock.advance(10_000);
+      if (!await run.clock.advance(10_000)) {
+        this.#fail(index, "timers kept firing: a thousand in 10 s", run.frames);
+      }
       settled = await this.#allSettled(run, 20);
     }
     if (!settled) {
@@ -589,7 +683,7 @@ class Fuzzer {
     for (const watched of run.watched) {
       if (!watched.rejected) continue;
       const reason = watched.reason;
-      const foreign = foreignCause(reason);
+      const foreign = foreignCause(reason, run.hungUp);
       if (foreign !== undefined) {
         this.#fail(
           index,
@@ -604,7 +698,7 @@ class Fuzzer {
 
   /** Whether a client error other than a ProtocolError is one this run may see. */
   #allowed(run: ClientRun, error: unknown): boolean {
-    if (foreignCause(error) !== undefined) return false;
+    if (foreignCause(error, run.hungUp) !== undefined) return false;
     // The broker said goodbye with a DISCONNECT, or hung up.
     if (error instanceof BrokerDisconnect) return true;
     if (error instanceof ConnectionClosedError) return run.hungUp;
