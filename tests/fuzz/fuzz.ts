@@ -21,6 +21,7 @@
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { MqttClient } from "../../src/client/clients.ts";
+import type { DisconnectEventDetail } from "../../src/client/events.ts";
 import type { Clock } from "../../src/client/types.ts";
 import {
   BrokerDisconnect,
@@ -243,6 +244,9 @@ class ClientRun {
   readonly clock = new TurnClock();
   readonly client: MqttClient;
   readonly errors: unknown[] = [];
+  readonly disconnects: DisconnectEventDetail[] = [];
+  /** Whether the client closed by itself, before the test ended the connection. */
+  closedByItself = false;
   readonly watched: Watched[] = [];
   readonly frames: Frame[] = [];
   ids: InFlight = FIRST_IDS;
@@ -257,6 +261,9 @@ class ClientRun {
     this.client = new MqttClient(this.broker.transport);
     this.client.addEventListener("error", (event) => {
       this.errors.push((event as CustomEvent).detail);
+    });
+    this.client.addEventListener("disconnect", (event) => {
+      this.disconnects.push((event as CustomEvent<DisconnectEventDetail>).detail);
     });
   }
 
@@ -584,7 +591,9 @@ class Fuzzer {
     const consumer = random.int(0, 2);
     if (consumer === 0) client.setPublishHandler(() => {});
     if (consumer === 1) {
-      const messages = client.messages(undefined, { highWaterMark: random.pick([1, 100]) });
+      // Filters that match the topics the frames use, some of them, or none.
+      const filter = random.pick([undefined, "#", "+/+", "t/#", "+", "$SYS/#", "a//b"]);
+      const messages = client.messages(filter, { highWaterMark: random.pick([1, 100]) });
       run.watched.push(watch("messages()", async () => {
         for await (const _ of messages) {
           // Taken; nothing to do with it.
@@ -618,6 +627,7 @@ class Fuzzer {
     if (client.state === "connected") {
       report.clientsSurvived++;
     }
+    run.closedByItself = run.closed;
     if (!run.closed) {
       if (this.#random.chance()) {
         run.hungUp = true;
@@ -647,6 +657,8 @@ class Fuzzer {
       this.#fail(index, `the client is ${client.state} after disconnect()`, run.frames);
     }
     this.#checkErrors(run, index);
+    this.#checkEnd(run, index);
+    this.#checkSent(run, index);
     const escaped = this.#escaped;
     if (escaped.length > 0) {
       this.#escaped = [];
@@ -693,6 +705,45 @@ class Fuzzer {
           run.frames,
         );
       }
+    }
+  }
+
+  /**
+   * The client said once that it disconnected; when it closed by itself, it said why, and why
+   * is one of the reasons a hostile broker may cause.
+   */
+  #checkEnd(run: ClientRun, index: number): void {
+    if (run.disconnects.length !== 1) {
+      this.#fail(index, `${run.disconnects.length} disconnect events`, run.frames);
+      return;
+    }
+    if (!run.closedByItself) return;
+    const error = run.disconnects[0].error;
+    if (error === undefined) {
+      this.#fail(index, "the client closed by itself without saying why", run.frames);
+    } else if (!(error instanceof ProtocolError) && !this.#allowed(run, error)) {
+      this.#fail(index, `the client closed with ${(error as Error)?.stack ?? error}`, run.frames);
+    }
+  }
+
+  /** What the client sent is well-formed, and nothing follows its DISCONNECT. */
+  #checkSent(run: ClientRun, index: number): void {
+    const broker = run.broker;
+    let disconnected = false;
+    for (let i = 0; i < 10_000; i++) {
+      let sent;
+      try {
+        sent = broker.tryNext();
+      } catch (error) {
+        this.#fail(index, `the client sent a malformed packet: ${describe(error)}`, run.frames);
+        return;
+      }
+      if (sent === undefined) return;
+      if (disconnected) {
+        this.#fail(index, `the client sent ${sent.hex} after DISCONNECT`, run.frames);
+        return;
+      }
+      disconnected = sent.packet.type === "disconnect";
     }
   }
 
