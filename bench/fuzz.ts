@@ -56,7 +56,7 @@ console.log(
     report.clientProtocolErrors.toLocaleString("en")
   } closed by a ProtocolError, ${
     report.clientsSurvived.toLocaleString("en")
-  } survived their frames`,
+  } survived their frames, ${report.reconnects.toLocaleString("en")} reconnections`,
 );
 console.log(`\n${report.statementIds.size} distinct statement ids (- is none):`);
 for (const [id, n] of sorted(report.statementIds)) console.log(`  ${id.padEnd(16)} ${n}`);

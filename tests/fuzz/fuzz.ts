@@ -86,6 +86,8 @@ export interface FuzzReport {
   clients: number;
   /** Client connections that ended in a ProtocolError. */
   clientProtocolErrors: number;
+  /** Reconnections: CONNACKs a client got on a connection it dialed again. */
+  reconnects: number;
   /** Client connections still up after their frames (then closed by the test). */
   clientsSurvived: number;
   /** ProtocolErrors by statement id (or `-` for those without one). */
@@ -240,7 +242,10 @@ function foreignCause(error: unknown, reset: boolean): unknown {
 /** A client connected to a fake broker, and everything it was asked to do. */
 class ClientRun {
   readonly version: ProtocolVersion;
-  readonly broker: FakeBroker;
+  /** The broker of the current connection; a reconnecting client dials a new one each time. */
+  broker: FakeBroker;
+  /** Whether the client reconnects (over a dialer) rather than closing when the broker goes. */
+  readonly reconnecting: boolean;
   readonly clock = new TurnClock();
   readonly client: MqttClient;
   readonly errors: unknown[] = [];
@@ -255,10 +260,18 @@ class ClientRun {
   /** Whether the fake clock moved: keepalive may then time out. */
   clockMoved = false;
 
-  constructor(version: ProtocolVersion) {
+  constructor(version: ProtocolVersion, reconnecting: boolean) {
     this.version = version;
-    this.broker = new FakeBroker(version);
-    this.client = new MqttClient(this.broker.transport);
+    this.reconnecting = reconnecting;
+    const first = this.broker = new FakeBroker(version);
+    this.client = new MqttClient(
+      reconnecting
+        ? (_signal, attempt) => {
+          if (attempt > 0) this.broker = new FakeBroker(version);
+          return Promise.resolve((attempt > 0 ? this.broker : first).transport);
+        }
+        : first.transport,
+    );
     this.client.addEventListener("error", (event) => {
       this.errors.push((event as CustomEvent).detail);
     });
@@ -308,6 +321,7 @@ class Fuzzer {
       clients: 0,
       clientProtocolErrors: 0,
       clientsSurvived: 0,
+      reconnects: 0,
       statementIds: new Map(),
       messages: new Map(),
       reencodeRefused: new Map(),
@@ -390,6 +404,9 @@ class Fuzzer {
         if (!await run.clock.advance(this.#random.int(0, 8000))) {
           this.#fail(index - 1, "timers kept firing: a thousand in 8 s", run.frames);
         }
+      }
+      if (run.reconnecting && !run.closed && this.#random.chance(0.15)) {
+        await this.#reconnect(run, index - 1);
       }
       const took = performance.now() - frameStarted;
       if (took > this.#deadline) {
@@ -551,11 +568,12 @@ class Fuzzer {
     early: Frame | undefined,
   ): Promise<ClientRun> {
     const random = this.#random;
-    const run = new ClientRun(version);
+    const run = new ClientRun(version, random.chance(0.2));
     const { client, broker, clock } = run;
     const v5 = version === 5;
     const options = {
       clientId: "fuzz",
+      ...(run.reconnecting ? { reconnect: { minDelay: 10, maxDelay: 100 } } : {}),
       keepalive: random.pick([0, 0, 5]),
       protocolVersion: version,
       clock,
@@ -608,7 +626,14 @@ class Fuzzer {
       watch("publish qos 0", () => client.publish("t/0", "zero")),
     );
     await turn();
-    const ids = { ...FIRST_IDS };
+    this.#readIds(run, FIRST_IDS);
+    return run;
+  }
+
+  /** Takes what the client sent, and the packet ids its requests now have from it. */
+  #readIds(run: ClientRun, ids: InFlight): void {
+    ids = { ...ids };
+    const broker = run.broker;
     for (let sent = broker.tryNext(); sent !== undefined; sent = broker.tryNext()) {
       const packet = sent.packet;
       if (packet.type === "publish" && packet.qos === 1) ids.qos1 = packet.packetId!;
@@ -617,7 +642,42 @@ class Fuzzer {
       if (packet.type === "unsubscribe") ids.unsubscribe = packet.packetId;
     }
     run.ids = ids;
-    return run;
+  }
+
+  /**
+   * The broker goes away under a client that reconnects: it dials again after its backoff,
+   * sends CONNECT, and gets a CONNACK that may say the session is still there (so that its
+   * publishes go again, with DUP) or not.
+   */
+  async #reconnect(run: ClientRun, index: number): Promise<void> {
+    const random = this.#random;
+    const old = run.broker;
+    run.hungUp = true;
+    void (random.chance() ? old.hangUp() : old.reset());
+    await turn();
+    await turn();
+    // A client that stopped reading (messages held) has not noticed yet.
+    if (run.client.state !== "reconnecting") return;
+    run.clockMoved = true;
+    await run.clock.advance(200); // past the longest backoff
+    if (run.broker === old) {
+      this.#fail(index, `the client did not dial again (${run.client.state})`, run.frames);
+      return;
+    }
+    const connect = run.broker.tryNext();
+    if (connect?.packet.type !== "connect") {
+      this.#fail(index, `the client sent ${connect?.packet.type ?? "nothing"}, not CONNECT`, []);
+      return;
+    }
+    const sessionPresent = run.version > 3 && random.chance();
+    void run.broker.push(
+      encode({ type: "connack", sessionPresent, reasonCode: 0 }, run.version),
+    );
+    await turn();
+    await turn();
+    // The state has moved on since the check above; TypeScript cannot know that.
+    if ((run.client.state as string) === "connected") this.report.reconnects++;
+    this.#readIds(run, run.ids);
   }
 
   /** Ends a client run and checks how it ended. */
@@ -713,12 +773,13 @@ class Fuzzer {
    * is one of the reasons a hostile broker may cause.
    */
   #checkEnd(run: ClientRun, index: number): void {
-    if (run.disconnects.length !== 1) {
-      this.#fail(index, `${run.disconnects.length} disconnect events`, run.frames);
+    const final = run.disconnects.filter((d) => !d.reconnecting);
+    if (final.length !== 1) {
+      this.#fail(index, `${final.length} final disconnect events`, run.frames);
       return;
     }
     if (!run.closedByItself) return;
-    const error = run.disconnects[0].error;
+    const error = final[0].error;
     if (error === undefined) {
       this.#fail(index, "the client closed by itself without saying why", run.frames);
     } else if (!(error instanceof ProtocolError) && !this.#allowed(run, error)) {

@@ -29,5 +29,6 @@ for (const seed of SEEDS) {
     );
     assert.ok(report.clientProtocolErrors > 100, `${report.clientProtocolErrors} clients closed`);
     assert.ok(report.clientsSurvived > 100, `${report.clientsSurvived} clients survived`);
+    assert.ok(report.reconnects > 10, `${report.reconnects} reconnections`);
   });
 }
