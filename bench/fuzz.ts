@@ -68,6 +68,10 @@ console.log(`\npackets decoded that the encoder refuses to write back:`);
 for (const [message, n] of sorted(report.reencodeRefused)) {
   console.log(`  ${String(n).padStart(9)}  ${message}`);
 }
+console.log(`\nhow the clients' promises were rejected:`);
+for (const [message, n] of sorted(report.rejections)) {
+  console.log(`  ${String(n).padStart(9)}  ${message}`);
+}
 console.log(`\nframes by kind:`);
 for (const [kind, n] of sorted(report.kinds)) console.log(`  ${kind.padEnd(32)} ${n}`);
 if (report.failures.length > 0) {

@@ -442,7 +442,13 @@ function wrongState(random: Random, version: ProtocolVersion, ids: InFlight): [s
     case 9:
       return ["state:suback-for-unsubscribe", suback(ids.unsubscribe, 1)];
     case 10:
-      return ["state:unsuback-for-subscribe", unsuback(ids.subscribe)];
+      return v5 && random.chance()
+        ? ["state:unsuback-wrong-count", {
+          type: "unsuback",
+          packetId: ids.unsubscribe,
+          reasonCodes: [0, random.pick([0, 0x11])],
+        }]
+        : ["state:unsuback-for-subscribe", unsuback(ids.subscribe)];
     case 11:
       return ["state:suback-unknown", suback(unknownId(), 2)];
     case 12: // the acks the client waits for, so that flows also complete

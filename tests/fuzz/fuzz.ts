@@ -99,6 +99,8 @@ export interface FuzzReport {
    * broker may send but Kite will not write (an empty topic without an alias, say).
    */
   reencodeRefused: Map<string, number>;
+  /** How the promises the clients gave settled when they were rejected, by call and error. */
+  rejections: Map<string, number>;
   /** Frames made, by kind. */
   kinds: Map<string, number>;
   /** What must not happen and did. */
@@ -325,6 +327,7 @@ class Fuzzer {
       statementIds: new Map(),
       messages: new Map(),
       reencodeRefused: new Map(),
+      rejections: new Map(),
       kinds: new Map(),
       failures: [],
     };
@@ -755,6 +758,8 @@ class Fuzzer {
     for (const watched of run.watched) {
       if (!watched.rejected) continue;
       const reason = watched.reason;
+      const key = `${watched.name}: ${reason instanceof Error ? reason.name : String(reason)}`;
+      this.report.rejections.set(key, (this.report.rejections.get(key) ?? 0) + 1);
       const foreign = foreignCause(reason, run.hungUp);
       if (foreign !== undefined) {
         this.#fail(
