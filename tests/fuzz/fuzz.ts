@@ -39,7 +39,7 @@ import {
   PacketDecoder,
   type ProtocolVersion,
 } from "../../src/packet/mod.ts";
-import { FakeBroker } from "../helpers/fake_broker.ts";
+import { FakeBroker, type Sent } from "../helpers/fake_broker.ts";
 import { chunks, type Random, randomPacket } from "../packet/generate.ts";
 import { FIRST_IDS, type Frame, FrameGenerator, type InFlight } from "./frames.ts";
 
@@ -121,6 +121,15 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
 /** One macrotask turn: every microtask queued before it has run. */
 function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Waits until `condition` holds, for at most `turns` event-loop turns; returns whether it does. */
+async function until(condition: () => boolean, turns = 20): Promise<boolean> {
+  for (let i = 0;; i++) {
+    if (condition()) return true; // called once per turn: it may take what it looks at
+    if (i === turns) return false;
+    await turn();
+  }
 }
 
 /** Whether `promise` settles within `turns` event-loop turns (after a few microtask rounds). */
@@ -586,8 +595,8 @@ class Fuzzer {
         : {}),
     };
     run.watched.push(watch("connect()", () => client.connect(options)));
-    await turn();
-    const connect = broker.tryNext();
+    let connect: Sent | undefined;
+    await until(() => (connect = broker.tryNext()) !== undefined);
     if (connect?.packet.type !== "connect") {
       this.#fail(index, `the client sent ${connect?.packet.type ?? "nothing"}, not CONNECT`, []);
       return run;
@@ -663,11 +672,12 @@ class Fuzzer {
     if (run.client.state !== "reconnecting") return;
     run.clockMoved = true;
     await run.clock.advance(200); // past the longest backoff
-    if (run.broker === old) {
+    if (!await until(() => run.broker !== old)) {
       this.#fail(index, `the client did not dial again (${run.client.state})`, run.frames);
       return;
     }
-    const connect = run.broker.tryNext();
+    let connect: Sent | undefined;
+    await until(() => (connect = run.broker.tryNext()) !== undefined);
     if (connect?.packet.type !== "connect") {
       this.#fail(index, `the client sent ${connect?.packet.type ?? "nothing"}, not CONNECT`, []);
       return;
