@@ -1,6 +1,6 @@
 /**
  * The hostile-broker fuzzer, in full: `deno task fuzz` (1,000,000 frames), or
- * `deno run -A bench/fuzz.ts --seed=7 --frames=50000`, or the same under `bun run`. Prints
+ * `deno run -A bench/fuzz.ts --seed 7 --frames 50000`, or the same under `bun run`. Prints
  * frames/s and every distinct ProtocolError statement id and message hit; exits 1 on any failure,
  * printing the seed, frame number and bytes that caused it.
  *
@@ -10,10 +10,12 @@
 import process from "node:process";
 import { fuzz, type FuzzReport } from "../tests/fuzz/fuzz.ts";
 
+/** `--name N` or `--name=N`. */
 function option(name: string, fallback: number): number {
-  const arg = process.argv.find((a) => a.startsWith(`--${name}=`));
-  if (arg === undefined) return fallback;
-  const value = Number(arg.slice(name.length + 3));
+  const args = process.argv;
+  const at = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (at < 0) return fallback;
+  const value = Number(args[at] === `--${name}` ? args[at + 1] : args[at].slice(name.length + 3));
   if (!Number.isInteger(value) || value < 0) throw new TypeError(`--${name} must be an integer`);
   return value;
 }
