@@ -20,7 +20,7 @@
 
 import process from "node:process";
 import { setImmediate } from "node:timers";
-import { MqttClient } from "../../src/client/clients.ts";
+import { MqttClient, MqttPublisher, MqttSubscriber } from "../../src/client/clients.ts";
 import type { DisconnectEventDetail } from "../../src/client/events.ts";
 import type { Clock } from "../../src/client/types.ts";
 import {
@@ -258,7 +258,12 @@ class ClientRun {
   /** Whether the client reconnects (over a dialer) rather than closing when the broker goes. */
   readonly reconnecting: boolean;
   readonly clock = new TurnClock();
+  /**
+   * The client. A pure publisher or subscriber is typed as the whole client too; `profile` says
+   * which methods it has, and only those are called.
+   */
   readonly client: MqttClient;
+  readonly profile: "client" | "publisher" | "subscriber";
   readonly errors: unknown[] = [];
   readonly disconnects: DisconnectEventDetail[] = [];
   /** Whether the client closed by itself, before the test ended the connection. */
@@ -271,11 +276,19 @@ class ClientRun {
   /** Whether the fake clock moved: keepalive may then time out. */
   clockMoved = false;
 
-  constructor(version: ProtocolVersion, reconnecting: boolean) {
+  constructor(
+    version: ProtocolVersion,
+    reconnecting: boolean,
+    profile: "client" | "publisher" | "subscriber",
+  ) {
     this.version = version;
     this.reconnecting = reconnecting;
+    this.profile = profile;
     const first = this.broker = new FakeBroker(version);
-    this.client = new MqttClient(
+    const Client = { client: MqttClient, publisher: MqttPublisher, subscriber: MqttSubscriber }[
+      profile
+    ] as typeof MqttClient;
+    this.client = new Client(
       reconnecting
         ? (_signal, attempt) => {
           if (attempt > 0) this.broker = new FakeBroker(version);
@@ -580,7 +593,13 @@ class Fuzzer {
     early: Frame | undefined,
   ): Promise<ClientRun> {
     const random = this.#random;
-    const run = new ClientRun(version, random.chance(0.2));
+    const run = new ClientRun(
+      version,
+      random.chance(0.2),
+      random.pick(["client", "client", "client", "publisher", "subscriber"] as const),
+    );
+    const publishes = run.profile !== "subscriber";
+    const subscribes = run.profile !== "publisher";
     const { client, broker, clock } = run;
     const v5 = version === 5;
     const options = {
@@ -617,8 +636,9 @@ class Fuzzer {
     await turn();
     await turn();
     if (client.state !== "connected") return run;
-    // Messages go to a handler, to an iterator, or nowhere (held, their acks waiting).
-    const consumer = random.int(0, 2);
+    // Messages go to a handler, to an iterator, or nowhere (held, their acks waiting); a pure
+    // publisher acknowledges them at once.
+    const consumer = subscribes ? random.int(0, 2) : 2;
     if (consumer === 0) client.setPublishHandler(() => {});
     if (consumer === 1) {
       // Filters that match the topics the frames use, some of them, or none.
@@ -630,13 +650,19 @@ class Fuzzer {
         }
       }));
     }
-    run.watched.push(
-      watch("publish qos 1", () => client.publish("t/1", "one", { qos: 1 })),
-      watch("publish qos 2", () => client.publish("t/2", "two", { qos: 2 })),
-      watch("subscribe", () => client.subscribe(["a/+", "b/#"])),
-      watch("unsubscribe", () => client.unsubscribe("c")),
-      watch("publish qos 0", () => client.publish("t/0", "zero")),
-    );
+    if (publishes) {
+      run.watched.push(
+        watch("publish qos 1", () => client.publish("t/1", "one", { qos: 1 })),
+        watch("publish qos 2", () => client.publish("t/2", "two", { qos: 2 })),
+      );
+    }
+    if (subscribes) {
+      run.watched.push(
+        watch("subscribe", () => client.subscribe(["a/+", "b/#"])),
+        watch("unsubscribe", () => client.unsubscribe("c")),
+      );
+    }
+    if (publishes) run.watched.push(watch("publish qos 0", () => client.publish("t/0", "zero")));
     await turn();
     this.#readIds(run, FIRST_IDS);
     return run;
