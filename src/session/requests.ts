@@ -122,8 +122,8 @@ export class Requests<T> {
   /**
    * Handles a SUBACK or UNSUBACK: the granted subscriptions follow it, and the request completes.
    *
-   * @throws {ProtocolError} When it answers the other kind of request, or a SUBACK has not one
-   * code per filter.
+   * @throws {ProtocolError} When it answers the other kind of request, or a SUBACK (or an MQTT 5
+   * UNSUBACK) has not one code per filter.
    */
   onAck(packet: SubackPacket | UnsubackPacket): void {
     const shared = this.#shared;
@@ -158,7 +158,17 @@ export class Requests<T> {
         }
       });
     } else {
-      for (const filter of request.packet.topicFilters) this.subscriptions.delete(filter);
+      const filters = request.packet.topicFilters;
+      const codes = (packet as UnsubackPacket).reasonCodes;
+      // MQTT 5: one reason code per filter, in order [MQTT-3.11.3-1]; 3.x has none.
+      if (codes !== undefined && codes.length !== filters.length) {
+        throw new ProtocolError(
+          `UNSUBACK has ${codes.length} codes for ${filters.length} filters`,
+          "MQTT-3.11.3-1",
+          ReasonCode.ProtocolError,
+        );
+      }
+      for (const filter of filters) this.subscriptions.delete(filter);
     }
     shared.requests.delete(packet.packetId);
     shared.events.push({ type: "complete", token: request.token, packet });

@@ -514,6 +514,19 @@ describe("Session subscribe", () => {
     assert.deepEqual(session.abandon(), ["s"]);
   });
 
+  test("Session v5 UNSUBACK with the wrong number of codes throws, and the request can still be abandoned (found by the fuzzer)", () => {
+    for (const reasonCodes of [[0, 0x11], []]) {
+      const session = connectedSession(5);
+      session.unsubscribe({ type: "unsubscribe", topicFilters: ["a"] }, "u");
+      outbox(session);
+      assert.throws(
+        () => session.receive({ type: "unsuback", packetId: 1, reasonCodes }, 0),
+        (error) => error instanceof ProtocolError && error.statementId === "MQTT-3.11.3-1",
+      );
+      assert.deepEqual(session.abandon(), ["u"]);
+    }
+  });
+
   test("Session SUBACK answering an UNSUBSCRIBE throws ProtocolError; one for an unknown id is ignored", () => {
     const session = connectedSession();
     session.unsubscribe({ type: "unsubscribe", topicFilters: ["a"] }, "u");
