@@ -6,6 +6,7 @@
 
 import { BaseClient } from "./base_client.ts";
 import { type Constructor, Publisher, type PublisherMethods } from "./publisher.ts";
+import { Requester, type RequesterMethods } from "./request.ts";
 import { Subscriber, type SubscriberMethods } from "./subscriber.ts";
 
 /**
@@ -56,6 +57,22 @@ export const ClientBase:
   & Constructor<SubscriberMethods> = Subscriber(PublisherBase);
 
 /**
+ * `Requester(Subscriber(Publisher(BaseClient)))`: the class {@linkcode MqttClient} extends, with
+ * MQTT 5 request / response.
+ *
+ * @example
+ * ```ts
+ * import { RequesterBase } from "./clients.ts";
+ *
+ * class Rpc extends RequesterBase {}
+ * console.log(typeof new Rpc().request); // "function"
+ * ```
+ */
+export const RequesterBase: typeof ClientBase & Constructor<RequesterMethods> = Requester(
+  ClientBase,
+);
+
+/**
  * A client that only publishes. A PUBLISH the broker sends it anyway is acknowledged as the
  * protocol requires and dropped.
  *
@@ -87,7 +104,7 @@ export class MqttPublisher extends PublisherBase {}
 export class MqttSubscriber extends SubscriberBase {}
 
 /**
- * A client that publishes and subscribes.
+ * A client that publishes and subscribes, and (MQTT 5) sends and answers requests.
  *
  * @example
  * ```ts ignore
@@ -98,4 +115,4 @@ export class MqttSubscriber extends SubscriberBase {}
  * await client.publish("chat/kite", "hello", { qos: 1 });
  * ```
  */
-export class MqttClient extends ClientBase {}
+export class MqttClient extends RequesterBase {}

@@ -83,6 +83,12 @@ export interface InboxOptions {
   maxHeld?: number;
 }
 
+/** An internal consumer of an {@linkcode Inbox}: see `listen`. */
+interface InboxListener {
+  filter: string;
+  receive: (message: MessageData) => void;
+}
+
 /**
  * Where received messages go until the application has them.
  *
@@ -141,6 +147,8 @@ export class Inbox {
   // Settles once held messages being handed to a new consumer are all delivered.
   #draining: Promise<void> | undefined;
   #arrivals = 0;
+  // Internal consumers (request/response): replaced, never changed in place.
+  #listeners: InboxListener[] = [];
   #sink: ArrivalSink = {
     handled: (arrival) => this.#acknowledge(arrival[DATA]),
     handBack: (arrival) => this.#handBack(arrival),
@@ -177,6 +185,20 @@ export class Inbox {
    * once it may go on; otherwise `undefined`.
    */
   deliver(message: MessageData): Promise<void> | undefined {
+    const listeners = this.#listeners;
+    for (let i = 0; i < listeners.length; i++) {
+      const listener = listeners[i];
+      if (!topicMatches(listener.filter, message.topic)) continue;
+      // An internal consumer takes the message alone, at once: it never reaches the user's
+      // handler or iterators, and is acknowledged now (the session keeps acks in order).
+      try {
+        listener.receive(message);
+      } catch (error) {
+        this.#handlerFailed(error);
+      }
+      this.#acknowledge(message);
+      return undefined;
+    }
     return this.#deliver(new ReceivedMessage(message, this.#sink, this.#arrivals++));
   }
 
@@ -217,6 +239,23 @@ export class Inbox {
     this.#queues = [...this.#queues, queue];
     this.#releaseHeld();
     return queue;
+  }
+
+  /**
+   * Adds an internal consumer (the client's request/response support): the messages whose topic
+   * matches `filter` go to `receive` alone, before any held message, handler or iterator, and are
+   * acknowledged once it returns. Unlike an iterator, it does not count as the user's consumer:
+   * other messages are held as before.
+   *
+   * @returns A function that removes it.
+   */
+  listen(filter: string, receive: (message: MessageData) => void): () => void {
+    validateTopicFilter(filter);
+    const listener: InboxListener = { filter, receive };
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((other) => other !== listener);
+    };
   }
 
   /** Sets the function that receives every message; `undefined` removes it. */

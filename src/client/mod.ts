@@ -21,8 +21,17 @@ export {
   MqttPublisher,
   MqttSubscriber,
   PublisherBase,
+  RequesterBase,
   SubscriberBase,
 } from "./clients.ts";
+export {
+  Requester,
+  type RequesterMethods,
+  type RequestOptions,
+  type RespondOptions,
+  type ResponseHandler,
+  type StopResponding,
+} from "./request.ts";
 export { BaseClient } from "./base_client.ts";
 export type { ClientState, Operation } from "./state.ts";
 export type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
