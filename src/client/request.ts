@@ -18,6 +18,7 @@ import { systemClock } from "../_async.ts";
 import { ConnectionClosedError, MqttError, TimeoutError } from "../errors.ts";
 import type { Properties, QoS } from "../packet/types.ts";
 import type { BaseClient } from "./base_client.ts";
+import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import type { MessageData } from "./inbox.ts";
 import type { Constructor, PublisherMethods } from "./publisher.ts";
 import type { SubscriberMethods } from "./subscriber.ts";
@@ -148,11 +149,14 @@ export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMet
     #pending = new Map<string, Pending>();
     // The response topic, once subscribed (or being subscribed) to it.
     #responses: Promise<string> | undefined;
+    #unlistenResponses: (() => void) | undefined;
     #watching = false;
+    #resubscribe = true;
 
     protected override configure(options: ClientOptions): void {
       super.configure(options);
       this.#clock = options.clock ?? systemClock;
+      this.#resubscribe = options.resubscribe ?? true;
     }
 
     request(
@@ -242,12 +246,19 @@ export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMet
       const unlisten = this.inbox!.listen(topic, (message) => this.#received(message));
       const subscribed = this.subscribe(topic, { qos: 1 }).then(() => topic, (error) => {
         // Forget it: the next request tries again.
-        unlisten();
-        if (this.#responses === subscribed) this.#responses = undefined;
+        if (this.#responses === subscribed) this.#forgetResponseTopic();
         throw error;
       });
       this.#responses = subscribed;
+      this.#unlistenResponses = unlisten;
       return subscribed;
+    }
+
+    /** The response topic is not subscribed to any more: the next request subscribes again. */
+    #forgetResponseTopic(): void {
+      this.#unlistenResponses?.();
+      this.#unlistenResponses = undefined;
+      this.#responses = undefined;
     }
 
     /** A message on the response topic: the response of the request with its Correlation Data. */
@@ -274,9 +285,14 @@ export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMet
     #watch(): void {
       if (this.#watching) return;
       this.#watching = true;
+      this.addEventListener("connect", (event) => {
+        const { reconnected, sessionPresent } = (event as CustomEvent<ConnectEventDetail>).detail;
+        // A lost session lost the subscription; the session makes it again unless told not to.
+        if (reconnected && !sessionPresent && !this.#resubscribe) this.#forgetResponseTopic();
+      });
       this.addEventListener("disconnect", (event) => {
-        if ((event as CustomEvent<{ reconnecting: boolean }>).detail.reconnecting) return;
-        this.#responses = undefined;
+        if ((event as CustomEvent<DisconnectEventDetail>).detail.reconnecting) return;
+        this.#forgetResponseTopic();
         for (const key of [...this.#pending.keys()]) {
           this.#settle(key)?.reject(
             new ConnectionClosedError("the client closed before the response arrived"),

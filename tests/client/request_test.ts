@@ -15,10 +15,15 @@ import {
 } from "../../src/errors.ts";
 import type { PublishPacket } from "../../src/packet/types.ts";
 import type { Message } from "../../src/client/types.ts";
+import type { Dialer } from "../../src/client/reconnect.ts";
+import { MqttClient } from "../../src/client/clients.ts";
 import {
   assertQuiet,
   connected,
+  FakeBroker,
+  FakeClock,
   hex,
+  nextEvent,
   recordEvents,
   settle,
   UnhandledGuard,
@@ -261,6 +266,92 @@ describe("request v5", () => {
     await broker.sendPacket(response(request, "ok"));
     assert.equal(text((await reply).payload), "ok");
     await Promise.all([client.disconnect(), broker.closed()]);
+  });
+});
+
+/** A v5 client that reconnects: each connection is a new fake broker. */
+async function reconnecting(resubscribe: boolean) {
+  const clock = new FakeClock();
+  const brokers: FakeBroker[] = [];
+  let dialed: ((broker: FakeBroker) => void) | undefined;
+  const dial: Dialer = () => {
+    const broker = new FakeBroker(5);
+    brokers.push(broker);
+    dialed?.(broker);
+    return Promise.resolve(broker.transport);
+  };
+  const nextBroker = () => new Promise<FakeBroker>((resolve) => (dialed = resolve));
+  const client = new MqttClient(dial);
+  const firstDialed = nextBroker();
+  const connecting = client.connect({
+    clientId: "kite",
+    keepalive: 0,
+    protocolVersion: 5,
+    clock,
+    resubscribe,
+    reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
+  });
+  const first = await firstDialed;
+  await first.accept(false);
+  await connecting;
+  /** Cuts the connection, runs the backoff, accepts the new one without a session. */
+  const reconnect = async (broker: FakeBroker): Promise<FakeBroker> => {
+    const scheduled = nextEvent(client, "reconnect");
+    const redialed = nextBroker();
+    await broker.hangUp();
+    await scheduled;
+    await clock.advance(clock.nextAt - clock.now());
+    const next = await redialed;
+    await next.accept(false);
+    return next;
+  };
+  return { client, clock, first, reconnect };
+}
+
+/**
+ * Sends a request on `broker` (granting the response-topic SUBSCRIBE first when `subscribes`),
+ * answers it, and checks the answer reached the client.
+ */
+async function roundTrip(
+  client: MqttClient,
+  broker: FakeBroker,
+  payload: string,
+  subscribes = false,
+): Promise<void> {
+  const reply = client.request("svc", payload);
+  if (subscribes) {
+    const subscribe = await broker.expect("subscribe");
+    assert.deepEqual(subscribe.subscriptions.map((s) => s.topicFilter), ["kite/response/kite"]);
+    await broker.sendPacket({ type: "suback", packetId: subscribe.packetId, reasonCodes: [1] });
+  }
+  const request = await broker.expect("publish");
+  assert.equal(text(request.payload), payload);
+  await broker.sendPacket(response(request, `re ${payload}`));
+  assert.equal(text((await reply).payload), `re ${payload}`);
+}
+
+describe("request v5 across reconnections", () => {
+  test("request v5: after a reconnection that lost the session, the session subscribes to the response topic again and requests work without a new SUBSCRIBE", async () => {
+    const { client, first, reconnect } = await reconnecting(true);
+    recordEvents(client, ["error"]);
+    await roundTrip(client, first, "1", true);
+    const second = await reconnect(first);
+    const again = await second.expect("subscribe");
+    assert.deepEqual(again.subscriptions.map((s) => s.topicFilter), ["kite/response/kite"]);
+    await second.sendPacket({ type: "suback", packetId: again.packetId, reasonCodes: [1] });
+    await roundTrip(client, second, "2");
+    await assertQuiet(second);
+    await Promise.all([client.disconnect(), second.closed()]);
+  });
+
+  test("request v5: with resubscribe: false, the first request after a lost session subscribes again", async () => {
+    const { client, first, reconnect } = await reconnecting(false);
+    recordEvents(client, ["error"]);
+    await roundTrip(client, first, "1", true);
+    const second = await reconnect(first);
+    await assertQuiet(second);
+    await roundTrip(client, second, "2", true);
+    await Promise.all([client.disconnect(), second.closed()]);
   });
 });
 
