@@ -128,6 +128,21 @@ function hexKey(bytes: Uint8Array): string {
   return key;
 }
 
+/** The message as the user sees it; the inbox acknowledges it, so `ack()` does nothing. */
+function toMessage(data: MessageData): Message {
+  const message: Message = {
+    topic: data.topic,
+    payload: data.payload,
+    qos: data.qos,
+    retain: data.retain,
+    dup: data.dup,
+    ack() {},
+  };
+  if (data.packetId !== undefined) message.packetId = data.packetId;
+  if (data.properties !== undefined) message.properties = data.properties;
+  return message;
+}
+
 type Host = Constructor<BaseClient & PublisherMethods & SubscriberMethods>;
 
 /**
@@ -267,8 +282,7 @@ export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMet
       if (data === undefined) return;
       const entry = this.#settle(hexKey(data));
       if (entry === undefined) return;
-      // The message was acknowledged by the inbox already.
-      entry.resolve({ ...message, ack() {} });
+      entry.resolve(toMessage(message));
     }
 
     /** Removes a pending request, its timer and abort listener; returns it, if it was there. */
@@ -308,7 +322,7 @@ export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMet
       const correlationData = request.properties?.correlationData;
       let result: string | Uint8Array | Promise<string | Uint8Array>;
       try {
-        result = handler({ ...request, ack() {} });
+        result = handler(toMessage(request));
       } catch (error) {
         this.#failed(error);
         return;

@@ -81,6 +81,15 @@ describe("request v5", () => {
     assert.equal(message.topic, "kite/response/kite");
     assert.equal(text(message.payload), "3");
     assert.deepEqual(message.properties?.correlationData, correlation);
+    assert.deepEqual(Object.keys(message).sort(), [
+      "ack",
+      "dup",
+      "payload",
+      "properties",
+      "qos",
+      "retain",
+      "topic",
+    ]);
     // No timer, hence no pending request, is left.
     assert.equal(clock.pending, 0);
     await assertQuiet(broker);
@@ -167,6 +176,33 @@ describe("request v5", () => {
     });
     await settle();
     assert.deepEqual(seen, ["other"]);
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
+
+  test("request v5: while no consumer of the user's is attached, other messages are still held for the first one (QoS 1: unacknowledged until then)", async () => {
+    const { client, broker } = await connected(5);
+    const reply = client.request("svc", "x");
+    await broker.expect("subscribe");
+    await broker.send("90 04 00 01 00 01");
+    const request = await broker.expect("publish");
+    await broker.sendPacket({
+      type: "publish",
+      topic: "other",
+      payload: new TextEncoder().encode("held"),
+      qos: 1,
+      packetId: 4,
+      retain: false,
+      dup: false,
+    });
+    await broker.sendPacket(response(request, "ok"));
+    assert.equal(text((await reply).payload), "ok");
+    await assertQuiet(broker);
+    const seen: string[] = [];
+    client.setPublishHandler((message) => {
+      seen.push(text(message.payload));
+    });
+    assert.equal((await broker.next()).hex, "40 02 00 04");
+    assert.deepEqual(seen, ["held"]);
     await Promise.all([client.disconnect(), broker.closed()]);
   });
 
