@@ -143,8 +143,6 @@ function toMessage(data: MessageData): Message {
   return message;
 }
 
-type Host = Constructor<BaseClient & PublisherMethods & SubscriberMethods>;
-
 /**
  * Adds MQTT 5 request / response to a client class that publishes and subscribes.
  *
@@ -157,7 +155,9 @@ type Host = Constructor<BaseClient & PublisherMethods & SubscriberMethods>;
  * console.log(typeof new Rpc().request, typeof new Rpc().respond); // "function" "function"
  * ```
  */
-export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMethods> {
+export function Requester<
+  T extends Constructor<BaseClient & PublisherMethods & SubscriberMethods>,
+>(Base: T): T & Constructor<RequesterMethods> {
   return class Requester extends Base implements RequesterMethods {
     #clock: Clock = systemClock;
     // Correlation Data (hex) → the request waiting for it.
@@ -329,7 +329,8 @@ export function Requester<T extends Host>(Base: T): T & Constructor<RequesterMet
       }
       Promise.resolve(result).then((payload) =>
         this.publish(responseTopic, payload, {
-          qos: request.qos,
+          // At the request's QoS, within what the server accepts.
+          qos: Math.min(request.qos, this.connack?.properties?.maximumQoS ?? 2) as QoS,
           ...(correlationData !== undefined ? { properties: { correlationData } } : {}),
         })
       ).catch((error) => this.#failed(error));
