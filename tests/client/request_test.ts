@@ -489,6 +489,34 @@ describe("respond v5", () => {
     await Promise.all([client.disconnect(), broker.closed()]);
   });
 
+  test("respond v5: a QoS 1 request to a server whose Maximum QoS is 0 is answered at QoS 0", async () => {
+    const { client, broker } = await connected(5, {
+      connack: {
+        type: "connack",
+        sessionPresent: false,
+        reasonCode: 0,
+        properties: { maximumQoS: 0 },
+      },
+    });
+    const stop = client.respond("svc", () => "ok", { qos: 0 });
+    await broker.expect("subscribe");
+    await broker.send("90 04 00 01 00 00");
+    await stop.ready;
+    await broker.sendPacket({
+      type: "publish",
+      topic: "svc",
+      payload: new Uint8Array(),
+      qos: 1,
+      packetId: 2,
+      retain: false,
+      dup: false,
+      properties: { responseTopic: "back" },
+    });
+    assert.equal((await broker.next()).hex, "40 02 00 02");
+    assert.equal((await broker.next()).hex, `30 09 00 04 ${utf8Hex("back")} 00 ${utf8Hex("ok")}`);
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
+
   test("respond v5: a refused SUBSCRIBE rejects ready and stops the responder", async () => {
     const { client, broker } = await connected(5);
     const stop = client.respond("svc", () => "x");
