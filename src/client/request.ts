@@ -229,8 +229,10 @@ export function Requester<
         if (stopped) return Promise.resolve();
         stopped = true;
         unlisten();
-        if (this.state === "closed") return Promise.resolve();
-        return ready.then(() => this.unsubscribe(filter), () => {});
+        return ready.then(() => this.unsubscribe(filter), () => {}).catch((error) => {
+          // A client that closed has no subscription left to remove.
+          if (this.state !== "closed" && this.state !== "disconnecting") throw error;
+        });
       };
       return Object.assign(stop, { ready });
     }

@@ -517,6 +517,16 @@ describe("respond v5", () => {
     await Promise.all([client.disconnect(), broker.closed()]);
   });
 
+  test("respond v5: stop() after the client closed resolves without sending anything", async () => {
+    const { client, broker } = await connected(5);
+    const stop = client.respond("svc", () => "x");
+    await broker.expect("subscribe");
+    await broker.send("90 04 00 01 00 01");
+    await stop.ready;
+    await Promise.all([client.disconnect(), broker.closed()]);
+    await stop();
+  });
+
   test("respond v5: a refused SUBSCRIBE rejects ready and stops the responder", async () => {
     const { client, broker } = await connected(5);
     const stop = client.respond("svc", () => "x");
