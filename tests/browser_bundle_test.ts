@@ -5,7 +5,9 @@
  *
  * Under Bun the bundle is made with `Bun.build`; under Deno with the `bun` on PATH or in
  * `~/.cache/kite-tools/node_modules/.bin` (skipped, saying so, where there is none, except with
- * `CI` set: there a missing `bun` fails). The bundle is then run in a child process of the same
+ * `CI` set: there a missing `bun` fails); under Deno, `deno bundle --platform=browser` is checked
+ * too. The `node:` modules are left external, so that one would stay an import the test sees,
+ * rather than a polyfill Bun inlines. The bundle is then run in a child process of the same
  * runtime that first deletes `process`, `Deno`, `require`, `Buffer`, `setImmediate` and the like
  * (Bun's `Bun` cannot be deleted; the bundle never reads it), so that it goes the way a page
  * goes: a `FileStore` is refused with an error that names `MemoryStore`, and a client connects
@@ -126,6 +128,18 @@ async function bundle(outfile: string, external: boolean): Promise<void> {
   }
 }
 
+/** The imports a bundle makes: static, dynamic with a literal specifier, and `require`. */
+function importsOf(code: string): string[] {
+  return [
+    // import x from "…", export { x } from "…", import "…"
+    /^\s*(?:import|export)\b[^;"'`]*?\bfrom\s*["'`][^"'`]+["'`]/gm,
+    /^\s*import\s*["'`][^"'`]+["'`]/gm,
+    // import("…"), require("…")
+    /\bimport\s*\(\s*["'`][^"'`]+["'`]/g,
+    /\brequire\s*\(\s*["'`][^"'`]+["'`]/g,
+  ].flatMap((pattern) => code.match(pattern) ?? []);
+}
+
 // Run by the child process: takes away what a browser does not have, then loads the bundle and
 // uses it as a page would. Prints one line of JSON.
 const CHILD = `
@@ -217,18 +231,29 @@ describe("mod.ts bundled for the browser", { skip }, () => {
 
   test("imports nothing: no node: module, nor any other", () => {
     assert.ok(code.length > 10_000, `the bundle is only ${code.length} characters`);
-    const imports = [
-      // import x from "…", export { x } from "…", import "…"
-      /^\s*(?:import|export)\b[^;"'`]*?\bfrom\s*["'`][^"'`]+["'`]/gm,
-      /^\s*import\s*["'`][^"'`]+["'`]/gm,
-      // import("…"), require("…")
-      /\bimport\s*\(\s*["'`][^"'`]+["'`]/g,
-      /\brequire\s*\(\s*["'`][^"'`]+["'`]/g,
-    ].flatMap((pattern) => code.match(pattern) ?? []);
-    assert.deepEqual(imports, []);
+    assert.deepEqual(importsOf(code), []);
     // Only the runtime is asked for node: modules (process.getBuiltinModule, absent in a
     // browser).
     assert.doesNotMatch(code, /__require|createRequire/);
+  });
+
+  test("deno bundle --platform=browser imports nothing either", {
+    skip: isDeno ? undefined : "deno bundle is Deno's",
+    ...slow,
+  }, async () => {
+    const outfile = path.join(dir, "kite.deno.mjs");
+    const result = await run(process.execPath, [
+      "bundle",
+      "--quiet",
+      "--platform=browser",
+      ...NODE_EXTERNAL.map((name) => `--external=${name}`),
+      `--output=${outfile}`,
+      ENTRY,
+    ]);
+    assert.equal(result.code, 0, `deno bundle failed:\n${result.stdout}${result.stderr}`);
+    const bundled = fs.readFileSync(outfile, "utf8");
+    assert.ok(bundled.length > 10_000, `the bundle is only ${bundled.length} characters`);
+    assert.deepEqual(importsOf(bundled), []);
   });
 
   test("exports what mod.ts exports", async () => {
