@@ -4,8 +4,8 @@
  * @module
  */
 
-import * as fs from "node:fs/promises";
-import { writeSync } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import { fs, writeSync } from "./_node.ts";
 
 /**
  * The `code` of a file-system error (`"ENOENT"`, `"EEXIST"` …), if it has one.
@@ -28,7 +28,7 @@ export function errorCode(error: unknown): unknown {
  * @throws {Error} When the file system accepts no bytes.
  */
 export async function writeAll(
-  file: fs.FileHandle,
+  file: FileHandle,
   buf: Uint8Array,
   length: number,
   position: number,
@@ -65,7 +65,7 @@ export function writeAllSync(
 
 /** Flushes a folder's entries (a rename, a new file) to the disk, where the platform can. */
 export async function syncDirectory(directory: string): Promise<void> {
-  let handle: fs.FileHandle | undefined;
+  let handle: FileHandle | undefined;
   try {
     handle = await fs.open(directory, "r");
     await handle.sync();

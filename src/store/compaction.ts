@@ -7,9 +7,8 @@
  * @module
  */
 
-import * as fs from "node:fs/promises";
-import { renameSync } from "node:fs";
-import { join } from "node:path";
+import type { FileHandle } from "node:fs/promises";
+import { fs, join, loadNodeBuiltins, renameSync } from "./_node.ts";
 import type { Writer } from "../packet/bytes.ts";
 import type { LogFile } from "./log_file.ts";
 import { syncDirectory, writeAll, writeAllSync } from "./_fs.ts";
@@ -48,6 +47,7 @@ export class Compactor {
    * @throws {RangeError} When `ratio` is not above 1 or `minBytes` is negative.
    */
   constructor(directory: string, logPath: string, ratio: number, minBytes: number) {
+    loadNodeBuiltins();
     if (!(ratio > 1)) {
       throw new RangeError(`compactRatio must be greater than 1, not ${ratio}`);
     }
@@ -101,7 +101,7 @@ export class Compactor {
   ): Promise<number | undefined> {
     this.#running = true;
     const path = join(this.#directory, COMPACT_FILE);
-    let file: fs.FileHandle | undefined;
+    let file: FileHandle | undefined;
     let tailBytes = 0;
     try {
       file = await fs.open(path, "w+");

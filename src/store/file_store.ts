@@ -17,9 +17,7 @@
  * @module
  */
 
-import * as fs from "node:fs/promises";
-import { join } from "node:path";
-import { setImmediate } from "node:timers";
+import { fs, join, loadNodeBuiltins, setImmediate } from "./_node.ts";
 import { MqttError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
 import type {
@@ -156,6 +154,8 @@ export class FileStore implements Store {
    * @throws {RangeError} When `compactRatio` is not above 1 or `minCompactBytes` is negative.
    */
   constructor(directory: string, options: FileStoreOptions = {}) {
+    // The file system modules are found here, not imported: see `_node.ts`.
+    loadNodeBuiltins();
     const { fsync = "always", compactRatio = 4, minCompactBytes = 1 << 20 } = options;
     this.#directory = directory;
     this.#logPath = join(directory, LOG_FILE);

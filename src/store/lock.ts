@@ -5,9 +5,8 @@
  * @module
  */
 
-import * as fs from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
+import type { FileHandle } from "node:fs/promises";
+import { fs, join, loadNodeBuiltins, process } from "./_node.ts";
 import { MqttError } from "../errors.ts";
 import { errorCode } from "./_fs.ts";
 
@@ -61,6 +60,7 @@ export class PidLock {
    * touches the disk before `acquire()`.
    */
   constructor(directory: string) {
+    loadNodeBuiltins();
     this.#directory = directory;
     this.path = join(directory, LOCK_FILE);
   }
@@ -125,7 +125,7 @@ export class PidLock {
 
   /** Creates the lock with O_EXCL, where hard links are not to be had; false when it exists. */
   async #create(): Promise<boolean> {
-    let file: fs.FileHandle;
+    let file: FileHandle;
     try {
       file = await fs.open(this.path, "wx");
     } catch (error) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type * as fs from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { writeAllSync } from "./_fs.ts";
 
 /**
@@ -25,7 +25,7 @@ import { writeAllSync } from "./_fs.ts";
  * ```
  */
 export class LogFile {
-  #file: fs.FileHandle;
+  #file: FileHandle;
   // The file's descriptor, for the synchronous writes.
   #fd: number;
   #bytes: number;
@@ -36,7 +36,7 @@ export class LogFile {
    * @param file The log, open for reading and writing.
    * @param bytes Its size: where the next record goes.
    */
-  constructor(file: fs.FileHandle, bytes: number) {
+  constructor(file: FileHandle, bytes: number) {
     this.#file = file;
     this.#fd = file.fd;
     this.#bytes = bytes;
@@ -69,7 +69,7 @@ export class LogFile {
    *
    * @returns The file appended to until now, for the caller to close.
    */
-  replace(file: fs.FileHandle, bytes: number): fs.FileHandle {
+  replace(file: FileHandle, bytes: number): FileHandle {
     const old = this.#file;
     this.#file = file;
     this.#fd = file.fd;

@@ -27,7 +27,7 @@
  * @module
  */
 
-import * as fs from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { MqttError } from "../errors.ts";
 import type { Writer } from "../packet/bytes.ts";
 import { decode } from "../packet/decode.ts";
@@ -35,6 +35,7 @@ import { encodeInto } from "../packet/encode.ts";
 import type { PublishPacket } from "../packet/types.ts";
 import type { OutgoingState, StoreContents, StoredPublish } from "./store.ts";
 import { errorCode, syncDirectory, writeAll } from "./_fs.ts";
+import { fs, loadNodeBuiltins } from "./_node.ts";
 
 /** The first bytes of every log: "KITELOG" and the format version. */
 export const MAGIC: Uint8Array = Uint8Array.of(0x4b, 0x49, 0x54, 0x45, 0x4c, 0x4f, 0x47, 0x01);
@@ -351,7 +352,7 @@ function replay(log: Uint8Array): Replay {
 /** A log opened by {@linkcode openLog}, and the live state its records left. */
 export interface OpenedLog {
   /** The log, open for reading and writing. */
-  file: fs.FileHandle;
+  file: FileHandle;
   /** Its size: the length of its intact records. */
   logBytes: number;
   /** The live outgoing publishes, by sequence. */
@@ -373,6 +374,7 @@ export interface OpenedLog {
  *   publish in it does not decode.
  */
 export async function openLog(directory: string, logPath: string): Promise<OpenedLog> {
+  loadNodeBuiltins();
   let log: Uint8Array;
   let exists = true;
   try {
@@ -400,7 +402,7 @@ export async function openLog(directory: string, logPath: string): Promise<Opene
 
 /** Makes `file`, whose bytes are `log`, a whole log, and reads its live state. */
 async function repair(
-  file: fs.FileHandle,
+  file: FileHandle,
   log: Uint8Array,
   exists: boolean,
   directory: string,
