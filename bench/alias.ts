@@ -6,7 +6,8 @@
  * (default 100,000) published in batches of 1,000 whose promises are awaited, at QoS 0 and 1.
  * The publisher's transport counts every byte written after CONNACK; a run is timed from the
  * first publish until every publish has settled and the subscriber has received every message.
- * The two settings take turns, `--runs N` times (default 3), and the median is reported.
+ * The two settings take turns, `--runs N` times (default 3), and the median is reported;
+ * `--qos 0` picks the QoS levels (default `0,1`).
  *
  *     deno run -A bench/alias.ts && bun run bench/alias.ts
  *
@@ -24,6 +25,7 @@ const option = (name: string): string | undefined => {
 };
 const count = Number(option("messages") ?? 0) || 100_000;
 const runCount = Number(option("runs") ?? 0) || 3;
+const qosLevels = (option("qos") ?? "0,1").split(",").map(Number) as (0 | 1)[];
 const batch = 1000;
 const payload = new Uint8Array(8).fill(0x61);
 const topics = Array.from(
@@ -34,9 +36,7 @@ const topics = Array.from(
       60,
     ),
 );
-const runtime = typeof Bun !== "undefined"
-  ? `Bun ${Bun.version}`
-  : `Deno ${Deno.version.deno}`;
+const runtime = typeof Bun !== "undefined" ? `Bun ${Bun.version}` : `Deno ${Deno.version.deno}`;
 
 declare const Bun: { version: string } | undefined;
 
@@ -118,15 +118,13 @@ function median(values: number[]): number {
 const broker = await startMosquitto();
 try {
   console.log(
-    `${runtime}: ${
-      count.toLocaleString("en")
-    } messages, ${topics.length} topics of ${
+    `${runtime}: ${count.toLocaleString("en")} messages, ${topics.length} topics of ${
       topics[0].length
     } bytes, ${payload.length}-byte payloads, MQTT 5, median of ${runCount}`,
   );
   console.log("| QoS | topicAliases | bytes written | bytes/message | msg/s |");
   console.log("| --- | --- | ---: | ---: | ---: |");
-  for (const qos of [0, 1] as const) {
+  for (const qos of qosLevels) {
     const runs: Record<"manual" | "auto", Result[]> = { manual: [], auto: [] };
     await measure(broker.url, false, qos); // warm-up
     await measure(broker.url, true, qos);
@@ -138,11 +136,9 @@ try {
       const bytes = median(runs[name].map((r) => r.bytes));
       const rate = median(runs[name].map((r) => r.rate));
       console.log(
-        `| ${qos} | ${name === "auto" ? '"auto"' : "off"} | ${
-          bytes.toLocaleString("en")
-        } | ${(bytes / count).toFixed(1)} | ${
-          Math.round(rate).toLocaleString("en")
-        } |`,
+        `| ${qos} | ${name === "auto" ? '"auto"' : "off"} | ${bytes.toLocaleString("en")} | ${
+          (bytes / count).toFixed(1)
+        } | ${Math.round(rate).toLocaleString("en")} |`,
       );
     }
   }

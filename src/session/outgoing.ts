@@ -428,13 +428,8 @@ export class Outgoing<T> {
     const properties = packet.properties === undefined
       ? this.#aliasProperties[alias] ??= { topicAlias: alias }
       : { ...packet.properties, topicAlias: alias };
-    if (packet.qos === 0) {
-      // Nothing holds a QoS 0 PUBLISH once it is in the outbox (it is never re-sent or
-      // stored): it is changed in place rather than copied.
-      packet.topic = topic;
-      packet.properties = properties;
-      return packet;
-    }
+    // A copy even for QoS 0, which nothing holds once it is in the outbox: adding properties to
+    // the caller's packet in place measured slower on Bun (a new object shape on the hot path).
     return { ...packet, topic, properties };
   }
 

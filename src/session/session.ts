@@ -278,6 +278,9 @@ export class Session<T> {
    * it can go again on a new connection, where the server knows no alias yet, and survive a
    * restart from a store.
    *
+   * With `topicAliases: "auto"`, aliases are given as PUBLISHes go to the outbox, never to the
+   * packet that waits, is in flight or is stored: the outbox gets a copy with them.
+   *
    * @throws {LimitError} Before anything changes, when the server's limits forbid the PUBLISH
    * (its QoS, retain, topic alias or size), when its alias has not been given a topic yet, or when
    * it would wait and the queue has no room for it (`maxQueuedMessages`, `maxQueuedBytes`).
