@@ -67,6 +67,7 @@ export interface ClientSettings {
  * @param canDial Whether the client has a dialer: only then can it reconnect.
  * @throws {TypeError} For an unknown protocol version.
  * @throws {RangeError} For a negative `connectTimeout`.
+ * @throws {TypeError} For a `topicAliases` other than `"auto"` or `"manual"`.
  */
 export function readOptions(options: ClientOptions, canDial: boolean): ClientSettings {
   const version = options.protocolVersion ?? 4;
@@ -87,6 +88,10 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
     throw new RangeError(`connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`);
   }
   const reconnect = options.reconnect ?? false;
+  const topicAliases = options.topicAliases ?? "manual";
+  if (topicAliases !== "auto" && topicAliases !== "manual") {
+    throw new TypeError(`topicAliases must be "auto" or "manual", not ${topicAliases}`);
+  }
   return {
     protocolVersion: version,
     clock: options.clock ?? systemClock,
@@ -114,6 +119,7 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       maxQueuedBytes: options.queue?.maxBytes,
       queueHighWaterMark: options.queue?.highWaterMark,
       dropQos0Offline: options.queue?.qos0 === "drop",
+      topicAliases,
     },
     maximumIncoming: options.maximumPacketSize,
     // 0 and anything a timer cannot hold (over 2^31 - 1 ms, Infinity) mean no limit: a timer

@@ -102,6 +102,25 @@ export interface ClientOptions {
   queue?: QueueOptions;
   /** Subscribe again after reconnecting to a broker that lost the session; default true. */
   resubscribe?: boolean;
+  /**
+   * MQTT 5 outgoing topic aliases. `"auto"`: the client gives topics aliases itself, within the
+   * broker's Topic Alias Maximum (none if it announces 0, and never on MQTT 3.1 or 3.1.1): the
+   * first publish to a topic on a connection sends the topic and a new alias, later ones an
+   * empty topic and the alias; when all aliases are taken, the least recently used topic gives
+   * its alias to the new one. A new connection starts with no aliases, and a re-sent publish
+   * carries its topic. Topics of 3 characters or fewer go as they are. A publish may then not
+   * set `properties.topicAlias` (it rejects with `TypeError`). Default `"manual"`: only the
+   * aliases publishes set in their properties.
+   *
+   * @example Long topics, small payloads
+   * ```ts ignore
+   * import { connect } from "jsr:@kite/mqtt";
+   *
+   * const client = await connect("mqtt://127.0.0.1:1883", { protocolVersion: 5, topicAliases: "auto" });
+   * await client.publish("factory/line-7/station-42/sensors/temperature", "21.5");
+   * ```
+   */
+  topicAliases?: "auto" | "manual";
 }
 
 /** How to reconnect: exponential backoff with full jitter. */

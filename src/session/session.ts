@@ -111,7 +111,11 @@ export class Session<T> {
     this.journaling = shared.journaling;
     this.#username = options.username;
     this.#password = options.password;
-    this.#outgoing = new Outgoing(shared, options.inflightWindow ?? 20);
+    this.#outgoing = new Outgoing(
+      shared,
+      options.inflightWindow ?? 20,
+      options.topicAliases === "auto",
+    );
     this.#incoming = new Incoming(
       shared,
       options.properties?.receiveMaximum ?? 65535,
@@ -274,14 +278,24 @@ export class Session<T> {
    * it can go again on a new connection, where the server knows no alias yet, and survive a
    * restart from a store.
    *
+   * With `topicAliases: "auto"`, aliases are given as PUBLISHes go to the outbox, never to the
+   * packet that waits, is in flight or is stored: the outbox gets a copy with them.
+   *
    * @throws {LimitError} Before anything changes, when the server's limits forbid the PUBLISH
    * (its QoS, retain, topic alias or size), when its alias has not been given a topic yet, or when
    * it would wait and the queue has no room for it (`maxQueuedMessages`, `maxQueuedBytes`).
    * @throws {ConnectionClosedError} For QoS 0 while disconnected, with `dropQos0Offline`.
+   * @throws {TypeError} When it sets `topicAlias` and the session gives aliases itself
+   * (`topicAliases: "auto"`): the two would hand out the same numbers for different topics.
    */
   publish(packet: PublishPacket, token: T): boolean {
     const shared = this.#shared;
     const outgoing = this.#outgoing;
+    if (outgoing.autoAliases && packet.properties?.topicAlias !== undefined) {
+      throw new TypeError(
+        'properties.topicAlias cannot be set with topicAliases: "auto"; the client assigns aliases itself',
+      );
+    }
     // Checked and measured with its whole topic, as it goes the first time a connection uses
     // the alias.
     outgoing.resolveTopic(packet);

@@ -64,6 +64,12 @@ export interface SessionOptions extends
   queueHighWaterMark?: number;
   /** Refuse QoS 0 publishes while disconnected, instead of queuing them; default false. */
   dropQos0Offline?: boolean;
+  /**
+   * MQTT 5: `"auto"` gives topics aliases as PUBLISHes go out, within each server's Topic Alias
+   * Maximum, least recently used first to give way; a publish may then not set `topicAlias`
+   * itself. Default `"manual"`: only the aliases publishes set.
+   */
+  topicAliases?: "auto" | "manual";
 }
 
 /** Something the user must hear about. */

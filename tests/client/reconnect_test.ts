@@ -385,6 +385,59 @@ describe("reconnect", () => {
     await rig.client.disconnect();
   });
 
+  test('topicAliases "auto" across a reconnect: a new connection forgets every alias; the resent PUBLISHes carry their topic first [MQTT-3.3.2-7]', async () => {
+    const rig = new Rig(5);
+    const connack = (sessionPresent: boolean, topicAliasMaximum: number) => ({
+      type: "connack" as const,
+      sessionPresent,
+      reasonCode: 0,
+      properties: { topicAliasMaximum },
+    });
+    const topic = "sensors/room-12/temperature";
+    const first = await rig.start({ topicAliases: "auto" }, connack(false, 5));
+    const one = watch(rig.client.publish(topic, "1", { qos: 1 }));
+    const two = watch(rig.client.publish(topic, "2", { qos: 1 }));
+    const sent = [await first.expect("publish"), await first.expect("publish")];
+    assert.deepEqual(sent.map((p) => [p.topic, p.properties?.topicAlias]), [[topic, 1], ["", 1]]);
+
+    await rig.lose(first);
+    const nextBroker = rig.nextBroker();
+    await rig.runBackoff();
+    const second = await nextBroker;
+    await second.expect("connect");
+    await second.sendPacket(connack(true, 5));
+    const resent = [await second.expect("publish"), await second.expect("publish")];
+    assert.deepEqual(
+      resent.map((p) => [p.topic, p.properties?.topicAlias, p.dup, p.packetId]),
+      [[topic, 1, true, sent[0].packetId], ["", 1, true, sent[1].packetId]],
+    );
+    await second.send("40 03 00 01 00");
+    await second.send("40 03 00 02 00");
+    await Promise.all([one.promise, two.promise]);
+    await rig.client.publish(topic, "3");
+    const after = await second.expect("publish");
+    assert.deepEqual([after.topic, after.properties?.topicAlias], ["", 1]);
+
+    // A lost session on a server that allows no aliases: the in-flight one goes with its topic.
+    const three = watch(rig.client.publish(topic, "4", { qos: 1 }));
+    await second.expect("publish");
+    await rig.lose(second);
+    const thirdBroker = rig.nextBroker();
+    await rig.runBackoff();
+    const third = await thirdBroker;
+    await third.expect("connect");
+    await third.sendPacket({ type: "connack", sessionPresent: false, reasonCode: 0 });
+    const again = await third.expect("publish");
+    assert.deepEqual([again.topic, again.properties?.topicAlias, again.dup], [
+      topic,
+      undefined,
+      false,
+    ]);
+    await third.sendPacket({ type: "puback", packetId: again.packetId! });
+    await three.promise;
+    await rig.client.disconnect();
+  });
+
   test("topic aliases under a new server's limits: a resent PUBLISH goes without an alias it no longer allows; the size check counts the whole topic", async () => {
     const rig = new Rig(5);
     const first = await rig.start({}, {

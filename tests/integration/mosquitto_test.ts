@@ -236,6 +236,64 @@ describe("mosquitto: round trips", () => {
   );
 
   test(
+    'MQTT 5.0 topicAliases "auto": every message reaches the subscriber with its topic, past the broker\'s 10 aliases, in fewer bytes',
+    SLOW,
+    async () => {
+      await using clients = new Clients();
+      const subscriber = await clients.connect(broker.url, {
+        clientId: clientId("sub"),
+        protocolVersion: 5,
+      });
+      const inbox = new Inbox(subscriber);
+      await subscriber.subscribe("kite/alias/#", { qos: 1 });
+      // 12 topics, more than mosquitto's default max_topic_alias of 10: topics 10 and 11 take
+      // the aliases of the least recently used ones, which come back later.
+      const topics = Array.from(
+        { length: 12 },
+        (_, i) => `kite/alias/building-7/floor-3/room-${i}/sensor/temperature`,
+      );
+      const order = [...topics.slice(0, 10), ...topics.slice(0, 10), ...topics, ...topics];
+      const written: number[] = [];
+      for (const topicAliases of ["manual", "auto"] as const) {
+        const transport = await openTcp(broker.host, broker.port);
+        let bytes = 0;
+        const writer = transport.writable.getWriter();
+        const counting: Transport = {
+          readable: transport.readable,
+          writable: new WritableStream<Uint8Array>({
+            write(chunk) {
+              bytes += chunk.length;
+              return writer.write(chunk);
+            },
+            close: () => writer.close(),
+            abort: (reason) => writer.abort(reason),
+          }),
+          close: () => transport.close?.(),
+        };
+        const publisher = clients.add(new MqttClient(counting));
+        await publisher.connect({
+          clientId: clientId("pub"),
+          protocolVersion: 5,
+          keepalive: 0,
+          topicAliases,
+        });
+        const start = bytes;
+        for (const [i, topic] of order.entries()) {
+          await publisher.publish(topic, `${topicAliases}${i}`, { qos: i % 2 === 0 ? 0 : 1 });
+        }
+        written.push(bytes - start);
+        const received = await inbox.waitFor(order.length * written.length);
+        const mine = received.slice(-order.length);
+        assert.deepEqual(
+          mine.map((m) => [m.topic, decoder.decode(m.payload)]),
+          order.map((topic, i) => [topic, `${topicAliases}${i}`]),
+        );
+      }
+      assert.ok(written[1] < written[0], `with aliases ${written[1]} bytes, without ${written[0]}`);
+    },
+  );
+
+  test(
     "low level: MqttClient over a TCP connection opened by hand, MQTT 3.1, QoS 2",
     SLOW,
     async () => {

@@ -1302,3 +1302,151 @@ describe("Session acknowledgements after processing, odd servers", () => {
     assert.deepEqual(outbox(session), ["puback:4", "puback:4"]);
   });
 });
+
+describe("Session automatic topic aliases (topicAliases: auto)", () => {
+  const A = "factory/line-1/temperature";
+  const B = "factory/line-2/temperature";
+  const C = "factory/line-3/temperature";
+
+  /** A v5 session with automatic aliases, connected to a server with this Topic Alias Maximum. */
+  function autoSession(maximum: number | undefined, options: Partial<SessionOptions> = {}) {
+    return connectedSession(
+      5,
+      { topicAliases: "auto", ...options },
+      maximum === undefined ? undefined : { topicAliasMaximum: maximum },
+    );
+  }
+
+  /** The PUBLISHes written, as `topic|alias` (`-` for none). */
+  function wire(session: Session<string>): string[] {
+    return session.takeOutbox(0).filter((packet) => packet.type === "publish").map((packet) => {
+      const publish = packet as PublishPacket;
+      return `${publish.topic}|${publish.properties?.topicAlias ?? "-"}`;
+    });
+  }
+
+  test("the first publish to a topic sends it with a new alias, later ones an empty topic and the alias", () => {
+    const session = autoSession(3);
+    const qos1 = message(A, 1);
+    session.publish(message(A, 0), "p1");
+    session.publish(message(B, 0), "p2");
+    session.publish(qos1, "p3");
+    session.publish(message(B, 2), "p4");
+    assert.deepEqual(wire(session), [`${A}|1`, `${B}|2`, "|1", "|2"]);
+    // The queued, in-flight packet keeps its topic and gets no alias.
+    assert.equal(qos1.topic, A);
+    assert.equal(qos1.properties, undefined);
+  });
+
+  test("other properties go along with the alias", () => {
+    const session = autoSession(3);
+    const properties: Properties = { contentType: "text/plain" };
+    session.publish({ ...message(A, 1), properties }, "p1");
+    session.publish({ ...message(A, 1), properties }, "p2");
+    const sent = session.takeOutbox(0) as PublishPacket[];
+    assert.deepEqual(sent.map((p) => [p.topic, p.properties]), [
+      [A, { contentType: "text/plain", topicAlias: 1 }],
+      ["", { contentType: "text/plain", topicAlias: 1 }],
+    ]);
+    assert.deepEqual(properties, { contentType: "text/plain" });
+  });
+
+  test("never more aliases than the Topic Alias Maximum: the least recently used topic gives way", () => {
+    const session = autoSession(2);
+    for (const topic of [A, B, A, C, B, C, A]) session.publish(message(topic, 0), "p");
+    // A=1, B=2; A used; C takes B's 2 (B least recently used); B takes A's 1; C used, so B is
+    // the least recently used and A takes its 1.
+    assert.deepEqual(wire(session), [`${A}|1`, `${B}|2`, "|1", `${C}|2`, `${B}|1`, "|2", `${A}|1`]);
+  });
+
+  test("a new connection forgets every alias", () => {
+    const session = autoSession(3);
+    session.publish(message(A, 0), "p1");
+    session.publish(message(A, 0), "p2");
+    assert.deepEqual(wire(session), [`${A}|1`, "|1"]);
+    session.disconnected();
+    session.connect(0);
+    session.receive(connack(false, { topicAliasMaximum: 3 }), 0);
+    session.publish(message(A, 0), "p3");
+    assert.deepEqual(wire(session), [`${A}|1`]);
+  });
+
+  test("PUBLISHes re-sent after a reconnect carry their topic the first time on the new connection", () => {
+    const session = autoSession(3, { journal: true });
+    session.publish(message(A, 1, "x"), "p1");
+    session.publish(message(A, 1, "y"), "p2");
+    assert.deepEqual(wire(session), [`${A}|1`, "|1"]);
+    // Nothing with an alias or an empty topic reaches the store.
+    for (const operation of session.takeJournal()) {
+      if (operation.op === "put") {
+        assert.equal(operation.record.packet.topic, A);
+        assert.equal(operation.record.packet.properties, undefined);
+      }
+    }
+    session.disconnected();
+    session.connect(0);
+    session.takeOutbox(0);
+    // A server with fewer aliases, and a resumed session: both go again, the first with its topic.
+    session.receive(connack(true, { topicAliasMaximum: 1 }), 0);
+    const sent = session.takeOutbox(0) as PublishPacket[];
+    assert.deepEqual(
+      sent.map((p) => `${p.topic}|${p.properties?.topicAlias ?? "-"}|${p.dup}`),
+      [`${A}|1|true`, "|1|true"],
+    );
+  });
+
+  test("a re-sent PUBLISH after a server that allows no aliases goes with its topic alone", () => {
+    const session = autoSession(3);
+    session.publish(message(A, 1), "p1");
+    session.publish(message(A, 1), "p2");
+    assert.deepEqual(wire(session), [`${A}|1`, "|1"]);
+    session.disconnected();
+    session.connect(0);
+    session.takeOutbox(0);
+    session.receive(connack(false), 0);
+    assert.deepEqual(wire(session), [`${A}|-`, `${A}|-`]);
+  });
+
+  test("Topic Alias Maximum 0 (or none announced): no aliases", () => {
+    for (const maximum of [0, undefined]) {
+      const session = autoSession(maximum);
+      session.publish(message(A, 0), "p1");
+      session.publish(message(A, 1), "p2");
+      assert.deepEqual(wire(session), [`${A}|-`, `${A}|-`]);
+    }
+  });
+
+  test("MQTT 3.1.1: no aliases", () => {
+    const session = connectedSession(4, { topicAliases: "auto" });
+    session.publish(message(A, 0), "p1");
+    session.publish(message(A, 1), "p2");
+    assert.deepEqual(wire(session), [`${A}|-`, `${A}|-`]);
+  });
+
+  test("topics of 3 characters or fewer go without an alias", () => {
+    const session = autoSession(3);
+    for (const topic of ["a/b", "a/b", "a/bc", "a/bc"]) session.publish(message(topic, 0), "p");
+    assert.deepEqual(wire(session), ["a/b|-", "a/b|-", "a/bc|1", "|1"]);
+  });
+
+  test("a topic whose PUBLISH would pass the server's Maximum Packet Size with the alias goes without", () => {
+    const session = connectedSession(5, { topicAliases: "auto" }, {
+      topicAliasMaximum: 3,
+      maximumPacketSize: 2 + 2 + A.length + 1 + 10, // fixed header, topic, properties, payload
+    });
+    session.publish(message(A, 0, "0123456789"), "p1");
+    session.publish(message(A, 0, "012345"), "p2");
+    session.publish(message(A, 0, "012345"), "p3");
+    assert.deepEqual(wire(session), [`${A}|-`, `${A}|1`, "|1"]);
+  });
+
+  test("a publish that sets its own topicAlias is refused with TypeError", () => {
+    const session = autoSession(3);
+    assert.throws(
+      () => session.publish({ ...message(A, 1), properties: { topicAlias: 1 } }, "p"),
+      TypeError,
+    );
+    assert.equal(session.inflightCount, 0);
+    assert.deepEqual(wire(session), []);
+  });
+});
