@@ -9,11 +9,11 @@
 
 import { MqttError } from "../errors.ts";
 import type { Packet, Properties, PublishAckPacket, PublishPacket } from "../packet/types.ts";
-import { publishSize } from "../packet/publish.ts";
-import { DEFAULT_LIMITS, publishRefusal } from "./limits.ts";
+import { publishRefusal } from "./limits.ts";
 import type { OutgoingPublish, SharedState } from "./shared_state.ts";
 import type { StoredPublish } from "../store/store.ts";
 import { ReasonCode } from "../packet/constants.ts";
+import { OutgoingAliases } from "./aliases.ts";
 
 /** Our QoS 0, 1 and 2 publishes and their flows. */
 export class Outgoing<T> {
@@ -28,15 +28,7 @@ export class Outgoing<T> {
   // Resumed PUBLISHes not yet re-sent, in their order: the server's new Receive Maximum had no
   // room for them yet. They stay in flight with their packet ids.
   #heldResends = new Set<OutgoingPublish<T>>();
-  // Topic aliases: what the user declared (alias -> topic, across connections), and what this
-  // connection's server has been told, in the order the packets go out.
-  #declaredAliases = new Map<number, string>();
-  #wireAliases = new Map<number, string>();
-  // Automatic aliases (`topicAliases: "auto"`): this connection's topic -> alias, least recently
-  // used first; and one `{ topicAlias }` properties object per alias, made once.
-  #auto: boolean;
-  #autoAliases = new Map<string, number>();
-  #aliasProperties: Properties[] = [];
+  #aliases: OutgoingAliases;
 
   /**
    * Creates the outgoing flows of a session.
@@ -47,12 +39,12 @@ export class Outgoing<T> {
   constructor(shared: SharedState<T>, inflightWindow: number, autoAliases = false) {
     this.#shared = shared;
     this.#window = inflightWindow;
-    this.#auto = autoAliases;
+    this.#aliases = new OutgoingAliases(shared, autoAliases);
   }
 
   /** Whether the session gives topics aliases itself. */
   get autoAliases(): boolean {
-    return this.#auto;
+    return this.#aliases.auto;
   }
 
   /**
@@ -78,10 +70,7 @@ export class Outgoing<T> {
    * or leaves it empty when the alias has none. Changes nothing else.
    */
   resolveTopic(packet: PublishPacket): void {
-    const alias = packet.properties?.topicAlias;
-    if (alias !== undefined && packet.topic === "") {
-      packet.topic = this.#declaredAliases.get(alias) ?? "";
-    }
+    this.#aliases.resolveTopic(packet);
   }
 
   /**
@@ -91,8 +80,7 @@ export class Outgoing<T> {
    */
   publish(packet: PublishPacket, token: T): boolean {
     const shared = this.#shared;
-    const alias = packet.properties?.topicAlias;
-    if (alias !== undefined) this.#declaredAliases.set(alias, packet.topic);
+    this.#aliases.declare(packet);
     if (packet.qos === 0 && shared.connected) {
       this.#pushPublish(packet);
       return true;
@@ -166,8 +154,7 @@ export class Outgoing<T> {
 
   /** Forgets what the server of the last connection was told about aliases. */
   forgetAliases(): void {
-    this.#wireAliases.clear();
-    this.#autoAliases.clear();
+    this.#aliases.forget();
   }
 
   /**
@@ -352,85 +339,9 @@ export class Outgoing<T> {
     this.#pushPublish(outgoing.packet);
   }
 
-  /**
-   * Puts a PUBLISH in the outbox. With a topic alias, it goes with an empty topic only when this
-   * connection's server already maps the alias to its topic; otherwise with the topic, which
-   * sets the mapping (MQTT 5.0, 3.3.2.3.4). Resent packets after a reconnection thus carry the topic.
-   */
+  /** Puts a PUBLISH in the outbox, as it goes on this connection (see `aliases.ts`). */
   #pushPublish(packet: PublishPacket): void {
-    const outbox = this.#shared.outbox;
-    const alias = packet.properties?.topicAlias;
-    if (alias === undefined) {
-      outbox.push(this.#auto ? this.#withAutoAlias(packet) : packet);
-    } else if (alias > this.#shared.limits.topicAliasMaximum) {
-      // Queued or in flight under another connection's limits: this server allows no such
-      // alias [MQTT-3.3.2-9], so the PUBLISH goes with its topic alone.
-      const { topicAlias: _, ...properties } = packet.properties!;
-      const plain: PublishPacket = { ...packet };
-      if (Object.keys(properties).length > 0) plain.properties = properties;
-      else delete plain.properties;
-      outbox.push(plain);
-    } else if (this.#wireAliases.get(alias) === packet.topic) {
-      outbox.push({ ...packet, topic: "" });
-    } else {
-      this.#wireAliases.set(alias, packet.topic);
-      outbox.push(packet);
-    }
-  }
-
-  /**
-   * `topicAliases: "auto"`: the PUBLISH as it goes on this connection. A topic this connection's
-   * server already maps goes as an empty topic and its alias (and becomes the most recently
-   * used); a new one gets the next free alias, or the least recently used one's when all the
-   * server allows (its Topic Alias Maximum, none on 3.1 and 3.1.1) are taken, and goes with its
-   * topic, which sets the mapping. The alias goes only in the packet written, never in the one
-   * queued, in flight or stored: a re-sent or restored PUBLISH carries its topic on the next
-   * connection, whose server knows no alias yet. Topics of 3 characters or fewer
-   * go as they are: the alias (3 bytes) would save nothing.
-   */
-  #withAutoAlias(packet: PublishPacket): PublishPacket {
-    const shared = this.#shared;
-    const maximum = shared.limits.topicAliasMaximum;
-    const topic = packet.topic;
-    if (maximum === 0 || topic.length <= 3) return packet;
-    const aliases = this.#autoAliases;
-    let alias = aliases.get(topic);
-    if (alias !== undefined) {
-      // The most recently used moves to the end: Map keeps insertion order.
-      aliases.delete(topic);
-      aliases.set(topic, alias);
-      return this.#aliased(packet, "", alias);
-    }
-    // The alias adds 3 bytes; a server that accepts less than the largest packet may refuse
-    // the PUBLISH with it, so it goes without one then.
-    if (
-      shared.limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize &&
-      publishSize(packet, 5) + 3 > shared.limits.maximumPacketSize
-    ) {
-      return packet;
-    }
-    if (aliases.size < maximum) {
-      // Aliases are handed out from 1 and freed only all at once: the next free one is this.
-      alias = aliases.size + 1;
-    } else {
-      // Never more than the Topic Alias Maximum: the least recently used topic
-      // gives its alias up; the server replaces the mapping when it sees the new topic.
-      const [oldest, reused] = aliases.entries().next().value!;
-      aliases.delete(oldest);
-      alias = reused;
-    }
-    aliases.set(topic, alias);
-    return this.#aliased(packet, topic, alias);
-  }
-
-  /** The PUBLISH with this topic and alias; the packet that stays queued keeps neither. */
-  #aliased(packet: PublishPacket, topic: string, alias: number): PublishPacket {
-    const properties = packet.properties === undefined
-      ? this.#aliasProperties[alias] ??= { topicAlias: alias }
-      : { ...packet.properties, topicAlias: alias };
-    // A copy even for QoS 0, which nothing holds once it is in the outbox: adding properties to
-    // the caller's packet in place measured slower on Bun (a new object shape on the hot path).
-    return { ...packet, topic, properties };
+    this.#shared.outbox.push(this.#aliases.onWire(packet));
   }
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
