@@ -14,15 +14,10 @@
  * @module
  */
 
-import process from "node:process";
 import { connect, MqttClient, openTransport, type Transport } from "../mod.ts";
 import { startMosquitto } from "../tests/helpers/mosquitto.ts";
+import { option, runtime } from "./_common.ts";
 
-const args = process.argv.slice(2);
-const option = (name: string): string | undefined => {
-  const at = args.indexOf(`--${name}`);
-  return at < 0 ? undefined : args[at + 1];
-};
 const count = Number(option("messages") ?? 0) || 100_000;
 const runCount = Number(option("runs") ?? 0) || 3;
 const qosLevels = (option("qos") ?? "0,1").split(",").map(Number) as (0 | 1)[];
@@ -36,9 +31,6 @@ const topics = Array.from(
       60,
     ),
 );
-const runtime = typeof Bun !== "undefined" ? `Bun ${Bun.version}` : `Deno ${Deno.version.deno}`;
-
-declare const Bun: { version: string } | undefined;
 
 /** A transport that counts the bytes written through it. */
 function counting(

@@ -17,13 +17,8 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { connect } from "../mod.ts";
-import { startMosquitto } from "../tests/helpers/mosquitto.ts";
+import { option, runtime, startLoadedMosquitto } from "./_common.ts";
 
-const args = process.argv.slice(2);
-const option = (name: string): string | undefined => {
-  const at = args.indexOf(`--${name}`);
-  return at < 0 ? undefined : args[at + 1];
-};
 const count = Number(option("messages") ?? 0) || 20_000;
 const runCount = Number(option("runs") ?? 0) || 3;
 const topic = "bench/burst";
@@ -149,28 +144,10 @@ function median(values: number[]): number {
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
-  const runtime = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined"
-    ? `Deno ${
-      (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno
-        .version.deno
-    }`
-    : `Bun ${process.versions.bun}`;
   console.log(
     `Burst on ${runtime}: ${count} publishes at QoS 1 without await, 64-byte strings, through mosquitto`,
   );
-  // As in client.ts: mosquitto would drop messages past 1,000 queued for the subscriber, and its
-  // per-packet debug log would make it the bottleneck.
-  const broker = await startMosquitto({
-    extraConfig: [
-      "max_queued_messages 0",
-      "log_type none",
-      "log_type error",
-      "log_type warning",
-      "log_type notice",
-      "log_type information",
-      "",
-    ].join("\n"),
-  });
+  const broker = await startLoadedMosquitto();
   const url = `mqtt://127.0.0.1:${broker.port}`;
   const subscriber = await connect(url, {
     clientId: "burst-sub",

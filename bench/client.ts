@@ -12,9 +12,8 @@
  * @module
  */
 
-import process from "node:process";
 import { connect } from "../mod.ts";
-import { startMosquitto } from "../tests/helpers/mosquitto.ts";
+import { option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 interface Library {
   name: string;
@@ -36,11 +35,6 @@ interface MqttJs {
   connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
 }
 
-const args = process.argv.slice(2);
-const option = (name: string): string | undefined => {
-  const at = args.indexOf(`--${name}`);
-  return at < 0 ? undefined : args[at + 1];
-};
 const count = Number(option("messages") ?? 0) || 100_000;
 const runCount = Number(option("runs") ?? 0) || 3;
 const qosLevels = (option("qos") ?? "0,1,2").split(",").map(Number) as (0 | 1 | 2)[];
@@ -140,27 +134,9 @@ async function measure(library: Library, url: string, qos: 0 | 1 | 2): Promise<n
   return finished ? count / seconds : NaN;
 }
 
-const runtime = typeof Deno !== "undefined"
-  ? `Deno ${Deno.version.deno}`
-  : `Bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}`;
 console.log(`Kite vs MQTT.js through mosquitto on ${runtime}: ${count} messages of 64 bytes`);
-// mosquitto queues at most 1,000 messages for a client whose in-flight window (20) is full and
-// drops the rest, also for connected clients; a subscriber that acknowledges slowly then loses
-// QoS 1 and 2 messages. Unlimited here, so both libraries are measured on the same footing.
-// The test helper logs everything (`log_type all`): a debug line with a timestamp for every
-// packet in and out, which made the broker the bottleneck (about a third of its CPU time per
-// message). Only what the helper needs to see the broker start is logged here.
-const broker = await startMosquitto({
-  extraConfig: [
-    "max_queued_messages 0",
-    "log_type none", // resets `log_type all`; the lines below add the levels back, without debug
-    "log_type error",
-    "log_type warning",
-    "log_type notice",
-    "log_type information",
-    "",
-  ].join("\n"),
-});
+// Both libraries are measured on the same footing: no queue limit, no debug log (LOAD_CONFIG).
+const broker = await startLoadedMosquitto();
 try {
   const url = `mqtt://127.0.0.1:${broker.port}`;
   const mqttjs = await loadMqttJs();

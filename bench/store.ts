@@ -23,13 +23,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { connect, FileStore, MemoryStore } from "../mod.ts";
 import type { Store } from "../mod.ts";
-import { startMosquitto } from "../tests/helpers/mosquitto.ts";
+import { option, runtime, startLoadedMosquitto } from "./_common.ts";
 
-const args = process.argv.slice(2);
-const option = (name: string): string | undefined => {
-  const at = args.indexOf(`--${name}`);
-  return at < 0 ? undefined : args[at + 1];
-};
 const count = Number(option("messages") ?? 0) || 20_000;
 const runCount = Number(option("runs") ?? 0) || 5;
 const root = option("dir") ?? tmpdir();
@@ -140,25 +135,11 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-const runtime = typeof Deno !== "undefined"
-  ? `Deno ${Deno.version.deno}`
-  : `Bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}`;
 console.log(
   `QoS 1 publishes through mosquitto, by store, on ${runtime}: ${count} messages of 64 bytes, ` +
     `stores under ${root}`,
 );
-// As in client.ts: no queue limit for the subscriber, and no debug log in the broker.
-const broker = await startMosquitto({
-  extraConfig: [
-    "max_queued_messages 0",
-    "log_type none",
-    "log_type error",
-    "log_type warning",
-    "log_type notice",
-    "log_type information",
-    "",
-  ].join("\n"),
-});
+const broker = await startLoadedMosquitto();
 try {
   const url = `mqtt://127.0.0.1:${broker.port}`;
   const runs: Run[][] = cases.map(() => []);

@@ -9,26 +9,14 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { LimitError, type MqttClient, type OutgoingMessage, type QoS } from "../../mod.ts";
-import { mosquittoSkipReason, sharedMosquitto } from "../helpers/mosquitto.ts";
+import { LOAD_CONFIG, mosquittoSkipReason, sharedMosquitto } from "../helpers/mosquitto.ts";
 import { Clients } from "../helpers/clients.ts";
 
 const skip = mosquittoSkipReason();
 const SLOW = { skip, timeout: 120_000 };
 const BURST = 20_000;
 
-/**
- * mosquitto drops messages for a subscriber once 1,000 wait for it (`max_queued_messages`), at
- * QoS 0 too: these tests count what Kite delivers, so the broker keeps them all. It logs no
- * debug line per packet either (the helper's `log_type all`), which would make it the limit.
- */
-const BROKER_CONFIG = [
-  "max_queued_messages 0",
-  "log_type none",
-  "log_type error",
-  "log_type warning",
-  "log_type notice",
-  "log_type information",
-].join("\n");
+// These tests count what Kite delivers: the broker must keep every message (LOAD_CONFIG).
 
 /**
  * Counts the distinct messages numbered 0 to `count - 1` (the payload starts with the number) that a
@@ -77,7 +65,7 @@ class Tally {
 }
 
 describe("mosquitto: bursts of publishes that are not awaited", () => {
-  const broker = sharedMosquitto({ extraConfig: BROKER_CONFIG }, skip);
+  const broker = sharedMosquitto({ extraConfig: LOAD_CONFIG }, skip);
 
   for (const qos of [0, 1, 2] as QoS[]) {
     test(
@@ -161,7 +149,7 @@ describe("mosquitto: bursts of publishes that are not awaited", () => {
 });
 
 describe("mosquitto: pipeTo(client.writable())", () => {
-  const broker = sharedMosquitto({ extraConfig: BROKER_CONFIG }, skip);
+  const broker = sharedMosquitto({ extraConfig: LOAD_CONFIG }, skip);
 
   for (const qos of [0, 1] as QoS[]) {
     test(
