@@ -50,12 +50,11 @@ export interface View extends Message {
 }
 
 /**
- * A message as it arrived, and what its acknowledgement waits for: how many consumers still
- * have it (`#claims`) and whether any took it (`#taken`). It is also the message object the
- * consumers see; a second manual consumer, or an automatic one beside a manual one, gets a
- * {@linkcode ReceivedCopy} instead, so that each manual consumer acknowledges for itself.
+ * The fields of a message as a consumer sees it, taken from the decoded PUBLISH (or another
+ * consumer's object); `packetId` and `properties` only where the message has them, so a QoS 0
+ * message shows no `packetId` key.
  */
-export class ReceivedMessage implements View {
+abstract class MessageFields {
   topic: string;
   payload: Uint8Array;
   qos: QoS;
@@ -63,6 +62,25 @@ export class ReceivedMessage implements View {
   dup: boolean;
   declare packetId?: number;
   declare properties?: Properties;
+
+  constructor(from: MessageData) {
+    this.topic = from.topic;
+    this.payload = from.payload;
+    this.qos = from.qos;
+    this.retain = from.retain;
+    this.dup = from.dup;
+    if (from.packetId !== undefined) this.packetId = from.packetId;
+    if (from.properties !== undefined) this.properties = from.properties;
+  }
+}
+
+/**
+ * A message as it arrived, and what its acknowledgement waits for: how many consumers still
+ * have it (`#claims`) and whether any took it (`#taken`). It is also the message object the
+ * consumers see; a second manual consumer, or an automatic one beside a manual one, gets a
+ * {@linkcode ReceivedCopy} instead, so that each manual consumer acknowledges for itself.
+ */
+export class ReceivedMessage extends MessageFields implements View {
   readonly #data: MessageData;
   readonly #order: number;
   #handedBack = false;
@@ -74,13 +92,7 @@ export class ReceivedMessage implements View {
   #owes = false;
 
   constructor(data: MessageData, sink: ArrivalSink, order: number) {
-    this.topic = data.topic;
-    this.payload = data.payload;
-    this.qos = data.qos;
-    this.retain = data.retain;
-    this.dup = data.dup;
-    if (data.packetId !== undefined) this.packetId = data.packetId;
-    if (data.properties !== undefined) this.properties = data.properties;
+    super(data);
     this.#data = data;
     this.#sink = sink;
     this.#order = order;
@@ -146,25 +158,12 @@ export class ReceivedMessage implements View {
 }
 
 /** Another consumer's object for the same arrival. */
-export class ReceivedCopy implements View {
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  dup: boolean;
-  declare packetId?: number;
-  declare properties?: Properties;
+export class ReceivedCopy extends MessageFields implements View {
   readonly #arrival: ReceivedMessage;
   #owes: boolean;
 
   constructor(arrival: ReceivedMessage, manual: boolean) {
-    this.topic = arrival.topic;
-    this.payload = arrival.payload;
-    this.qos = arrival.qos;
-    this.retain = arrival.retain;
-    this.dup = arrival.dup;
-    if (arrival.packetId !== undefined) this.packetId = arrival.packetId;
-    if (arrival.properties !== undefined) this.properties = arrival.properties;
+    super(arrival);
     this.#arrival = arrival;
     this.#owes = manual;
   }
