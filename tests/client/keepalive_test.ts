@@ -40,7 +40,7 @@ function qos1(version: ProtocolVersion, packetId: number): Uint8Array {
  */
 async function idle(
   broker: FakeBroker,
-  clock: { advance(ms: number): Promise<void> },
+  clock: { advance(ms: number): Promise<unknown> },
   periods: number,
 ): Promise<Promise<boolean>[]> {
   const answers: Promise<boolean>[] = [];

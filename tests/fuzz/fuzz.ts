@@ -22,7 +22,6 @@ import process from "node:process";
 import { setImmediate } from "node:timers";
 import { MqttClient, MqttPublisher, MqttSubscriber } from "../../src/client/clients.ts";
 import type { DisconnectEventDetail } from "../../src/client/events.ts";
-import type { Clock } from "../../src/client/types.ts";
 import {
   BrokerDisconnect,
   ConnectionClosedError,
@@ -40,6 +39,7 @@ import {
   type ProtocolVersion,
 } from "../../src/packet/mod.ts";
 import { FakeBroker, type Sent } from "../helpers/fake_broker.ts";
+import { FakeClock } from "../helpers/fake_clock.ts";
 import { chunks, type Random, randomPacket } from "../packet/generate.ts";
 import { FIRST_IDS, type Frame, FrameGenerator, type InFlight } from "./frames.ts";
 
@@ -141,55 +141,6 @@ async function settlesWithin(promise: Promise<unknown>, turns: number): Promise<
   return done;
 }
 
-/**
- * A fake clock like tests/helpers/fake_clock.ts, whose `advance` lets what each timer starts run
- * for a turn of the event loop rather than a `setTimeout`, which may take a millisecond.
- */
-class TurnClock implements Clock {
-  #now = 0;
-  #nextId = 1;
-  #timers = new Map<number, { at: number; callback: () => void }>();
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(callback: () => void, ms: number): unknown {
-    const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + Math.max(0, ms), callback });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-
-  /**
-   * Moves time forward by `ms`, firing each timer that falls due in order, a turn after each.
-   * Returns false when timers kept falling due, a thousand of them: a timer loop that never ends.
-   */
-  async advance(ms: number): Promise<boolean> {
-    const end = this.#now + ms;
-    // Bounded: a timer that keeps setting itself again at once would otherwise never let go.
-    for (let fired = 0; fired < 1000; fired++) {
-      let due: [number, { at: number; callback: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
-      }
-      if (due === undefined) {
-        this.#now = end;
-        await turn();
-        return true;
-      }
-      this.#timers.delete(due[0]);
-      this.#now = due[1].at;
-      due[1].callback();
-      await turn();
-    }
-    return false;
-  }
-}
-
 /** A promise watched from the side, its rejection handled. */
 interface Watched {
   name: string;
@@ -257,7 +208,9 @@ class ClientRun {
   broker: FakeBroker;
   /** Whether the client reconnects (over a dialer) rather than closing when the broker goes. */
   readonly reconnecting: boolean;
-  readonly clock = new TurnClock();
+  // `advance` lets what each timer starts run for a turn of the event loop rather than a
+  // `setTimeout`, which may take a millisecond; bounded, for a timer that never stops.
+  readonly clock = new FakeClock({ settle: turn, maxFired: 1000 });
   /**
    * The client. A pure publisher or subscriber is typed as the whole client too; `profile` says
    * which methods it has, and only those are called.

@@ -11,11 +11,27 @@ interface Timer {
   callback: () => void;
 }
 
+/** How a {@linkcode FakeClock} lets what its timers start run. */
+export interface FakeClockOptions {
+  /** Waits after each timer fired until what it started has run; default {@linkcode settle}. */
+  settle?: () => Promise<void>;
+  /** The most timers one `advance` fires; past it, it stops and returns false. Default: no bound. */
+  maxFired?: number;
+}
+
 /** A {@linkcode Clock} whose time moves only with `advance`. */
 export class FakeClock implements Clock {
   #now = 0;
   #nextId = 1;
   #timers = new Map<number, Timer>();
+  readonly #settle: () => Promise<void>;
+  readonly #maxFired: number;
+
+  /** A clock at 0 with no timers. */
+  constructor(options: FakeClockOptions = {}) {
+    this.#settle = options.settle ?? settle;
+    this.#maxFired = options.maxFired ?? Infinity;
+  }
 
   now(): number {
     return this.#now;
@@ -44,24 +60,28 @@ export class FakeClock implements Clock {
   }
 
   /**
-   * Moves time forward by `ms`, firing every timer that falls due, in order, and letting the
-   * promises each one starts settle before the next.
+   * Moves time forward by `ms`, firing every timer that falls due, in order, and letting what
+   * each one starts run before the next. Returns false when more than `maxFired` timers fell due:
+   * a timer that keeps setting itself again at once.
    */
-  async advance(ms: number): Promise<void> {
+  async advance(ms: number): Promise<boolean> {
     const end = this.#now + ms;
-    while (true) {
+    for (let fired = 0; fired < this.#maxFired; fired++) {
       let due: [number, Timer] | undefined;
       for (const entry of this.#timers) {
         if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
       }
-      if (due === undefined) break;
+      if (due === undefined) {
+        this.#now = end;
+        await this.#settle();
+        return true;
+      }
       this.#timers.delete(due[0]);
       this.#now = due[1].at;
       due[1].callback();
-      await settle();
+      await this.#settle();
     }
-    this.#now = end;
-    await settle();
+    return false;
   }
 }
 
