@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startFaultProxy } from "../helpers/fault_proxy.ts";
+import { mulberry32, startFaultProxy } from "../helpers/fault_proxy.ts";
 import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
 import { Clients } from "../helpers/clients.ts";
 import type { ConnectEventDetail } from "../../src/client/events.ts";
@@ -28,18 +28,6 @@ const KILLS = 3;
 const COUNT = 3_000;
 /** Outstanding `publish()` calls of the child, and its in-flight window (the default, 20). */
 const WINDOW = 20;
-
-/** A small seeded generator (mulberry32): the same seed kills at the same points. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ChildRun {
   lines: string[];
@@ -119,7 +107,8 @@ async function crashAndResume(options: CrashOptions): Promise<void> {
     brokerRestart ? " then a broker restart" : ""
   }`;
   const seed = seedFor(name);
-  const next = random(seed);
+  // The same seed kills at the same points.
+  const next = mulberry32(seed);
   const topic = `reliability/${seed}/crash`;
   const clientId = `crash-${seed}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kite-crash-"));
