@@ -21,7 +21,7 @@ import type {
   UnsubscribePacket,
   Will,
 } from "../packet/types.ts";
-import { validateTopicFilter } from "../packet/topic.ts";
+import { isShared, isValidTopicFilter } from "../packet/topic.ts";
 import type {
   BrokerSession,
   ClientConnection,
@@ -293,13 +293,11 @@ export class ClientHandler implements ClientConnection {
     const retainedToSend: SubscriptionRecord[] = [];
     for (const request of packet.subscriptions) {
       const filter = request.topicFilter;
-      try {
-        validateTopicFilter(filter);
-      } catch {
+      if (!isValidTopicFilter(filter)) {
         reasonCodes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackReturnCode.Failure);
         continue;
       }
-      if (filter.startsWith("$share/")) {
+      if (isShared(filter)) {
         reasonCodes.push(
           v5 ? ReasonCode.SharedSubscriptionsNotSupported : SubackReturnCode.Failure,
         );
