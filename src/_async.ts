@@ -64,7 +64,8 @@ export class Deferred<T> {
   }
 }
 
-function noop(): void {}
+/** Does nothing: the handler of a rejection that is reported elsewhere, or not at all. */
+export function noop(): void {}
 
 /**
  * Waits for `promise`, but no longer than `ms` milliseconds of `clock`; never rejects.

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { abortable, Deferred } from "../_async.ts";
+import { abortable, Deferred, noop } from "../_async.ts";
 import { ConnectionClosedError, type MqttError, StateError, SubscribeError } from "../errors.ts";
 import type {
   ConnackPacket,
@@ -333,8 +333,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
         }
         case "sent": {
           // A QoS 0 publish that waited leaves with the next write of this connection.
-          const token = event.token;
-          life.connection!.written().then(() => token.resolve(undefined), token.reject);
+          life.connection!.written().then(event.token.resolve, event.token.reject);
           break;
         }
         case "failed":
@@ -363,5 +362,3 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     );
   }
 }
-
-function noop(): void {}
