@@ -17,6 +17,12 @@ export interface Clock {
 }
 
 /**
+ * The longest delay a timer holds: `setTimeout` fires at once for more (2^31 - 1 ms, 24.8
+ * days), so a longer wait must be treated as none.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
  * The runtime's clock: `performance.now()` and its timers.
  *
  * @example

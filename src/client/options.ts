@@ -5,14 +5,11 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../_async.ts";
+import { type Clock, MAX_TIMER_MS, systemClock } from "../_async.ts";
 import type { Properties, ProtocolVersion } from "../packet/types.ts";
 import type { SessionOptions } from "../session/mod.ts";
 import type { Store } from "../store/store.ts";
 import type { ClientOptions, ReconnectOptions } from "./types.ts";
-
-/** The longest delay a timer holds: setTimeout fires at once for more (2^31 - 1 ms, 24.8 days). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 const encoder = new TextEncoder();
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { abortable, type Clock, closeQuietly } from "../_async.ts";
+import { abortable, type Clock, closeQuietly, MAX_TIMER_MS } from "../_async.ts";
 import {
   BrokerDisconnect,
   ConnectionRefusedError,
@@ -79,8 +79,9 @@ export function isRetryable(error: MqttError, protocolVersion: ProtocolVersion):
  * that many clients cut off together do not return together.
  */
 export function backoffDelay(attempt: number, options: ReconnectOptions): number {
-  const min = options.minDelay ?? 1000;
-  const max = Math.max(min, options.maxDelay ?? 30_000);
+  // No longer than a timer holds: it would fire at once for more.
+  const min = Math.min(options.minDelay ?? 1000, MAX_TIMER_MS);
+  const max = Math.min(Math.max(min, options.maxDelay ?? 30_000), MAX_TIMER_MS);
   const ceiling = Math.min(max, min * 2 ** Math.min(attempt, 30));
   return Math.round(min + (options.random ?? Math.random)() * (ceiling - min));
 }

@@ -14,7 +14,7 @@
  */
 
 import type { Clock } from "../_async.ts";
-import { systemClock } from "../_async.ts";
+import { MAX_TIMER_MS, systemClock } from "../_async.ts";
 import { ConnectionClosedError, MqttError, TimeoutError } from "../errors.ts";
 import type { Properties, QoS } from "../packet/types.ts";
 import type { BaseClient } from "./base_client.ts";
@@ -190,7 +190,8 @@ export function Requester<
         const entry: Pending = { resolve, reject, timer: undefined, signal, onAbort: undefined };
         this.#pending.set(key, entry);
         const timeout = options.timeout ?? DEFAULT_TIMEOUT;
-        if (Number.isFinite(timeout)) {
+        // A wait longer than a timer holds is no timeout: the timer would fire at once.
+        if (timeout <= MAX_TIMER_MS) {
           entry.timer = this.#clock.setTimeout(() => {
             this.#settle(key)?.reject(
               new TimeoutError(`no response to the request on ${topic} within ${timeout} ms`),

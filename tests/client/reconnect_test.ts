@@ -7,7 +7,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Dialer, isRetryable } from "../../src/client/reconnect.ts";
+import { backoffDelay, type Dialer, isRetryable } from "../../src/client/reconnect.ts";
 import { MqttClient } from "../../src/client/clients.ts";
 import type { ClientOptions } from "../../src/client/types.ts";
 import {
@@ -486,6 +486,11 @@ describe("reconnect", () => {
     await again;
     assert.equal(rig.client.state, "reconnecting");
     await rig.client.disconnect();
+  });
+
+  test("the backoff never waits longer than a timer holds (2^31 - 1 ms): it would fire at once", () => {
+    const delay = backoffDelay(40, { minDelay: 1000, maxDelay: 1e12, random: () => 1 });
+    assert.equal(delay, 2_147_483_647);
   });
 
   test("the retry decision: final refusals, session taken over and protocol errors stop; lost connections go on", () => {

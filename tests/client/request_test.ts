@@ -276,6 +276,18 @@ describe("request v5", () => {
     await assert.rejects(client.request("svc", "x"), ConnectionClosedError);
   });
 
+  test("request v5: a timeout longer than a timer holds (2^31 ms) arms no timer, which would fire at once", async () => {
+    const { client, broker, clock } = await connected(5);
+    const reply = watch(client.request("svc", "x", { timeout: 3_000_000_000 }));
+    await broker.expect("subscribe");
+    await broker.send("90 04 00 01 00 01");
+    await broker.expect("publish");
+    await settle();
+    assert.equal(clock.pending, 0);
+    assert.equal(reply.settled, false);
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
+
   test("request v5: the connection lost without reconnection rejects pending requests with ConnectionClosedError", async () => {
     const { client, broker } = await connected(5);
     recordEvents(client, ["error"]);
