@@ -12,8 +12,8 @@ import { Deferred } from "../_async.ts";
 
 /** How often, at most, `"batch"` flushes the log, in milliseconds. */
 const BATCH_SYNC_INTERVAL = 100;
-// What a call returns when its record is as durable as the policy makes it once written.
-const DONE: Promise<void> = Promise.resolve();
+/** What a call returns when nothing is left to wait for: one settled promise, shared. */
+export const DONE: Promise<void> = Promise.resolve();
 
 /** A file to flush: the log. */
 export interface Flushable {

@@ -31,7 +31,7 @@ import { openLog } from "./log_format.ts";
 import { LiveState } from "./live_state.ts";
 import { PidLock } from "./lock.ts";
 import { LogFile } from "./log_file.ts";
-import { Flusher } from "./durability.ts";
+import { DONE, Flusher } from "./durability.ts";
 import { Compactor } from "./compaction.ts";
 
 /**
@@ -77,8 +77,6 @@ export interface FileStoreOptions {
 const LOG_FILE = "session.log";
 // A writer whose buffer grew past this is dropped rather than kept for reuse.
 const KEEP_BUFFER = 1 << 20;
-// What apply() returns when it wrote nothing.
-const DONE: Promise<void> = Promise.resolve();
 
 const NEW = 0;
 const OPENING = 1;
