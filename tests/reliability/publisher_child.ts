@@ -24,6 +24,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { connect } from "../../src/client/connect.ts";
+import type { ConnectEventDetail } from "../../src/client/events.ts";
 import { FileStore } from "../../src/store/file_store.ts";
 import { payloadOf } from "./support.ts";
 
@@ -59,6 +60,15 @@ const client = await connect(`mqtt://127.0.0.1:${values.port}`, {
   keepalive: 10,
   store: new FileStore(values.dir!, { fsync: values.fsync as "always" | "batch" | "never" }),
   reconnect: { minDelay: 10, maxDelay: 200 },
+});
+// A broker that answers a reconnection with "no session present" has lost what was in flight:
+// the client sends it again as new messages, so a QoS 2 message may then arrive twice. Said on
+// stdout, so that the parent holds the run to exactly once only where the broker kept the session
+// (the first connection of the first run has no session yet, and nothing in flight).
+if (!client.sessionPresent && (from > 0 || values.drain)) process.stdout.write("session absent\n");
+client.addEventListener("connect", (event) => {
+  const detail = (event as CustomEvent<ConnectEventDetail>).detail;
+  if (!detail.sessionPresent) process.stdout.write("session absent\n");
 });
 client.addEventListener("error", (event) => {
   process.stderr.write(
