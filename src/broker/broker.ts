@@ -300,6 +300,38 @@ export class Broker {
   }
 
   /**
+   * Test hook: MQTT 5 server redirection (section 4.11). While set, every v5 CONNECT is answered
+   * with CONNACK 0x9D (Server moved, when `permanent`) or 0x9C (Use another server) carrying the
+   * Server Reference, and the connection closed; 3.x clients are refused with "server
+   * unavailable". With `disconnect`, clients already connected are sent DISCONNECT with the same
+   * code and reference (3.x clients are cut). `undefined` turns it off.
+   *
+   * @param redirect Where to send clients, such as `"127.0.0.1:1884"`, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * broker.redirect({ serverReference: "127.0.0.1:1884", permanent: true });
+   * broker.redirect(undefined);
+   * await broker.close();
+   * ```
+   */
+  redirect(
+    redirect: { serverReference: string; permanent?: boolean; disconnect?: boolean } | undefined,
+  ): void {
+    this.#core.redirecting = redirect && {
+      serverReference: redirect.serverReference,
+      permanent: redirect.permanent ?? false,
+    };
+    if (redirect?.disconnect !== true) return;
+    for (const { handler } of this.#links) {
+      handler.redirect(redirect.serverReference, redirect.permanent ?? false);
+    }
+  }
+
+  /**
    * Test hook: while on, the broker does not send PUBACK, PUBREC or PUBCOMP for the client's
    * publishes (it still routes them), so a client's timeouts and redelivery can be tested.
    *

@@ -143,6 +143,22 @@ export class ClientHandler implements ClientConnection {
     this.#end("lost", this.#v5 ? ReasonCode.SessionTakenOver : undefined);
   }
 
+  /**
+   * Sends the client elsewhere: v5 clients get DISCONNECT 0x9C (Use another server) or 0x9D
+   * (Server moved) with the Server Reference; 3.x clients are cut.
+   */
+  redirect(serverReference: string, permanent: boolean): void {
+    if (this.#state !== "connected") return;
+    if (this.#v5) {
+      this.#outbox.sendLast({
+        type: "disconnect",
+        reasonCode: permanent ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer,
+        properties: { serverReference },
+      });
+    }
+    this.#end("lost", undefined, true);
+  }
+
   /** Sends a message to this client now, or queues it (see {@linkcode Outbox.prototype.deliver}). */
   deliver(delivery: Delivery): void {
     this.#outbox.deliver(delivery);
@@ -215,6 +231,15 @@ export class ClientHandler implements ClientConnection {
     if (core.refusing) {
       return this.#refuse(v5 ? ReasonCode.ServerUnavailable : ConnackReturnCode.ServerUnavailable);
     }
+    const redirect = core.redirecting;
+    if (redirect !== undefined) {
+      // MQTT 5 section 4.11: only v5 has a way to name another server.
+      if (!v5) return this.#refuse(ConnackReturnCode.ServerUnavailable);
+      return this.#refuse(
+        redirect.permanent ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer,
+        { serverReference: redirect.serverReference },
+      );
+    }
     if (v5 && packet.properties?.authenticationMethod !== undefined) {
       return this.#refuse(ReasonCode.BadAuthenticationMethod);
     }
@@ -279,8 +304,10 @@ export class ClientHandler implements ClientConnection {
     this.#outbox.resume();
   }
 
-  #refuse(reasonCode: number): void {
-    this.#outbox.send({ type: "connack", sessionPresent: false, reasonCode });
+  #refuse(reasonCode: number, properties?: Properties): void {
+    const connack: Packet = { type: "connack", sessionPresent: false, reasonCode };
+    if (properties !== undefined) connack.properties = properties;
+    this.#outbox.send(connack);
     this.#will = undefined;
     this.#end("disconnect", undefined, true);
   }

@@ -42,6 +42,8 @@ export class BrokerCore {
   readonly handlers: Set<ClientConnection> = new Set();
   /** Test hook: answer CONNECT with "server unavailable". */
   refusing = false;
+  /** Test hook: send MQTT 5 clients elsewhere (CONNACK 0x9C or 0x9D with a Server Reference). */
+  redirecting: { serverReference: string; permanent: boolean } | undefined = undefined;
   /** Test hook: do not send PUBACK, PUBREC or PUBCOMP. */
   withholdingAcks = false;
   #assigned = 0;
