@@ -292,7 +292,7 @@ export class ClientHandler implements ClientConnection {
         retainAvailable: true,
         wildcardSubscriptionAvailable: true,
         subscriptionIdentifierAvailable: true,
-        sharedSubscriptionAvailable: false,
+        sharedSubscriptionAvailable: true,
       };
       if (core.receiveMaximum !== 65_535) props.receiveMaximum = core.receiveMaximum;
       if (core.maximumPacketSize !== undefined) props.maximumPacketSize = core.maximumPacketSize;
@@ -324,12 +324,8 @@ export class ClientHandler implements ClientConnection {
         reasonCodes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackReturnCode.Failure);
         continue;
       }
-      if (isShared(filter)) {
-        reasonCodes.push(
-          v5 ? ReasonCode.SharedSubscriptionsNotSupported : SubackReturnCode.Failure,
-        );
-        continue;
-      }
+      // No Local on a shared subscription never gets here: the codec refuses it.
+      const shared = isShared(filter);
       const record: SubscriptionRecord = {
         session,
         topicFilter: filter,
@@ -341,7 +337,9 @@ export class ClientHandler implements ClientConnection {
       if (identifier !== undefined) record.subscriptionIdentifier = identifier;
       const replaced = this.#core.subscribe(record);
       reasonCodes.push(request.qos);
-      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not.
+      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not;
+      // never on a shared subscription (v5 section 4.8.2).
+      if (shared) continue;
       if (record.retainHandling === 0 || (record.retainHandling === 1 && !replaced)) {
         retainedToSend.push(record);
       }

@@ -140,14 +140,6 @@ test("Broker - an invalid filter is refused in SUBACK (0x80 / v5 0x8F)", async (
   await broker.close();
 });
 
-test("Broker - a shared subscription is refused with v5 0x9E", async () => {
-  const broker = new Broker();
-  const sub = await connectKite(broker, { clientId: "sub", protocolVersion: 5 });
-  await assert.rejects(sub.client.subscribe("$share/g/t"), SubscribeError);
-  await sub.client.disconnect();
-  await broker.close();
-});
-
 test("Broker - QoS 2 inbound is exactly once: a resent PUBLISH is not routed again", async () => {
   const broker = new Broker();
   const sub = await connectKite(broker, { clientId: "sub" });
