@@ -190,9 +190,19 @@ test("Broker - a shared subscription with a bad share name is refused (0x8F on v
   await raw.connect("bad");
   // The codec will not encode them: the bytes by hand.
   await raw.sendBytes([
-    0x82, 28, 0, 1, 0,
-    0, 11, ...text("$share/g+/t"), 1,
-    0, 8, ...text("$share/g"), 1,
+    0x82,
+    28,
+    0,
+    1,
+    0,
+    0,
+    11,
+    ...text("$share/g+/t"),
+    1,
+    0,
+    8,
+    ...text("$share/g"),
+    1,
   ]);
   assert.deepEqual((await raw.expect("suback")).reasonCodes, [0x8f, 0x8f]);
   await raw.close();

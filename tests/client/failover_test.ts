@@ -209,7 +209,11 @@ describe("several brokers", () => {
     await settle();
     const detail = (i: number) => events[i][1] as ReconnectEventDetail;
     assert.equal(events.length, 1);
-    assert.deepEqual([detail(0).attempt, detail(0).delay, detail(0).url], [1, 200, "mqtt://a.test"]);
+    assert.deepEqual([detail(0).attempt, detail(0).delay, detail(0).url], [
+      1,
+      200,
+      "mqtt://a.test",
+    ]);
     await rig.clock.advance(199);
     assert.equal(rig.dials.length, 1, "nothing before the backoff");
     await rig.clock.advance(1);

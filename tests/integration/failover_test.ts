@@ -126,7 +126,7 @@ describe("two local brokers", () => {
     const dead = `mqtt://127.0.0.1:${await deadPort()}`;
     await using clients = new Clients(FAST);
     const started = Date.now();
-    await clients.connect([dead, b.url] as unknown as string, { clientId: "second" });
+    clients.add(await connect([dead, b.url], { ...FAST, clientId: "second" }));
     assert.ok(isConnectedTo(b.broker, "second"));
     assert.ok(Date.now() - started < 2000, "no backoff waited between the two");
     const alsoDead = `mqtt://127.0.0.1:${await deadPort()}`;
@@ -135,6 +135,24 @@ describe("two local brokers", () => {
       assert.deepEqual(error.failures.map((f) => f.url), [dead, alsoDead]);
       return true;
     });
+  });
+});
+
+describe("several schemes in one list", () => {
+  test("a dead mqtt: URL, then a ws: URL: each dialed with its own transport", {
+    skip: typeof (globalThis as { Deno?: unknown }).Deno === "undefined" &&
+        typeof (globalThis as { Bun?: unknown }).Bun === "undefined"
+      ? "the local broker serves WebSocket on Deno and Bun only"
+      : undefined,
+  }, async () => {
+    await using broker = new Broker();
+    const { port } = await broker.listenWebSocket({ port: 0 });
+    const dead = `mqtt://127.0.0.1:${await deadPort()}`;
+    await using clients = new Clients(FAST);
+    clients.add(
+      await connect([dead, `ws://127.0.0.1:${port}/mqtt`], { ...FAST, clientId: "over-ws" }),
+    );
+    assert.ok(isConnectedTo(broker, "over-ws"));
   });
 });
 
@@ -155,20 +173,25 @@ async function failover(
     : { clean: false };
   const subscriberId = `fo-sub-${version}`;
   // The subscriber's session on b, made ahead: b queues what reaches it until it arrives.
-  const ahead = await connect(second.url, { ...FAST, protocolVersion: version, clientId: subscriberId, ...persistent });
+  const ahead = await connect(second.url, {
+    ...FAST,
+    protocolVersion: version,
+    clientId: subscriberId,
+    ...persistent,
+  });
   await ahead.subscribe("fo/#", { qos: 1 });
   await ahead.disconnect();
 
-  const subscriber = await clients.connect(
-    [first.url, second.url] as unknown as string,
-    { clientId: subscriberId, ...persistent },
+  const both = [first.url, second.url];
+  const options: ConnectOptions = { ...FAST, protocolVersion: version };
+  const subscriber = clients.add(
+    await connect(both, { ...options, clientId: subscriberId, ...persistent }),
   );
   const received = new Received(subscriber);
   await subscriber.subscribe("fo/#", { qos: 1 });
 
-  const publisher = await clients.connect(
-    [first.url, second.url] as unknown as string,
-    { clientId: `fo-pub-${version}`, inflightWindow: 10 },
+  const publisher = clients.add(
+    await connect(both, { ...options, clientId: `fo-pub-${version}`, inflightWindow: 10 }),
   );
   let switched = false;
   publisher.addEventListener("connect", () => switched = true);
@@ -179,9 +202,11 @@ async function failover(
     const payload = `m${i}`;
     // A window of 10 publishes outstanding: the next waits for the one 10 before it.
     if (i >= 10) await publishes[i - 10];
-    publishes.push(publisher.publish(`fo/${i % 7}`, payload, { qos: 1 }).then(() => {
-      if (!switched) ackedBeforeSwitch.push(payload);
-    }));
+    publishes.push(
+      publisher.publish(`fo/${i % 7}`, payload, { qos: 1 }).then(() => {
+        if (!switched) ackedBeforeSwitch.push(payload);
+      }),
+    );
     // Take broker a away once a third has gone, while publishes are outstanding.
     if (i === Math.floor(count / 3)) stopped = first.stop();
   }
@@ -204,36 +229,46 @@ async function failover(
 
 describe("a broker taken away under a running QoS 1 publisher", () => {
   for (const version of [4, 5] as const) {
-    test(`Kite brokers, MQTT ${version === 5 ? "5" : "3.1.1"}: every publish resolves, and every message reaches the subscriber (through a before it went, or waiting for it on b)`, {
-      timeout: 60_000,
-    }, async () => {
-      const a = await listening();
-      await using b = { ...(await listening()), [Symbol.asyncDispose]: () => b.broker.close() };
-      try {
-        const { beforeSwitch, lostAtA } = await failover(
-          version,
-          { url: a.url, stop: () => a.broker.close() },
-          { url: b.url },
-          600,
-        );
-        assert.ok(beforeSwitch > 0, "some were acknowledged by a before it went");
-        // Kite's broker writes what it routed before it acknowledges, and flushes on close.
-        assert.deepEqual(lostAtA, []);
-      } finally {
-        await a.broker.close();
-      }
-    });
+    test(
+      `Kite brokers, MQTT ${
+        version === 5 ? "5" : "3.1.1"
+      }: every publish resolves, and every message reaches the subscriber (through a before it went, or waiting for it on b)`,
+      {
+        timeout: 60_000,
+      },
+      async () => {
+        const a = await listening();
+        await using b = { ...(await listening()), [Symbol.asyncDispose]: () => b.broker.close() };
+        try {
+          const { beforeSwitch, lostAtA } = await failover(
+            version,
+            { url: a.url, stop: () => a.broker.close() },
+            { url: b.url },
+            600,
+          );
+          assert.ok(beforeSwitch > 0, "some were acknowledged by a before it went");
+          // Kite's broker writes what it routed before it acknowledges, and flushes on close.
+          assert.deepEqual(lostAtA, []);
+        } finally {
+          await a.broker.close();
+        }
+      },
+    );
   }
 
-  test("two mosquittos, the first stopped: every publish resolves, and everything the second acknowledged reaches the subscriber", {
-    skip: mosquittoSkipReason(),
-    timeout: 60_000,
-  }, async () => {
-    await using a = await startMosquitto();
-    await using b = await startMosquitto();
-    const { beforeSwitch, lostAtA } = await failover(5, a, b, 600);
-    assert.ok(beforeSwitch > 0);
-    // What a acknowledged and had not yet written to the subscriber went with it; say how much.
-    if (lostAtA.length > 0) console.log(`mosquitto a took ${lostAtA.length} messages with it`);
-  });
+  test(
+    "two mosquittos, the first stopped: every publish resolves, and everything the second acknowledged reaches the subscriber",
+    {
+      skip: mosquittoSkipReason(),
+      timeout: 60_000,
+    },
+    async () => {
+      await using a = await startMosquitto();
+      await using b = await startMosquitto();
+      const { beforeSwitch, lostAtA } = await failover(5, a, b, 600);
+      assert.ok(beforeSwitch > 0);
+      // What a acknowledged and had not yet written to the subscriber went with it; say how much.
+      if (lostAtA.length > 0) console.log(`mosquitto a took ${lostAtA.length} messages with it`);
+    },
+  );
 });
