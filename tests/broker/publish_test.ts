@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Broker } from "../../src/broker/mod.ts";
-import { SubscribeError } from "../../src/errors.ts";
 import type { QoS } from "../../src/packet/types.ts";
 import {
   connectKite,
