@@ -36,8 +36,9 @@ interface Listener {
 
 /**
  * A small MQTT 3.1, 3.1.1 and 5.0 broker that runs inside your process, for tests, demos and
- * local development. Not a production broker: no authentication, no persistence to disk, no
- * shared subscriptions, no TLS; use mosquitto, EMQX or HiveMQ for that. A subscriber that does not
+ * local development, with shared subscriptions (`$share/{group}/{filter}`). Not a production
+ * broker: no authentication, no persistence to disk, no TLS, no clustering; use mosquitto, EMQX or
+ * HiveMQ for that. A subscriber that does not
  * read is bounded (`maxBufferedBytes`): its QoS 0 messages are dropped, its QoS 1 and 2 wait.
  *
  * @example An in-memory broker and a Kite client
