@@ -156,6 +156,30 @@ describe("several brokers", () => {
     });
   });
 
+  test("the signal aborting the first connection ends the round: connect rejects with its reason, and no other URL is dialed", async () => {
+    const rig = new Rig(["mqtt://a.test", "mqtt://b.test"]).script("a.test", "hang");
+    const controller = new AbortController();
+    const connecting = watch(rig.connect({ signal: controller.signal }));
+    await rig.dialed(1);
+    const reason = new Error("the user gave up");
+    controller.abort(reason);
+    await settle();
+    assert.equal(connecting.reason, reason);
+    assert.deepEqual(rig.dials, ["mqtt://a.test"]);
+    assert.equal(rig.client.state, "closed");
+  });
+
+  test("disconnect() during a round stops it: the dial under way is aborted and no other URL is dialed", async () => {
+    const rig = new Rig(["mqtt://a.test", "mqtt://b.test"]).script("a.test", "hang");
+    const connecting = watch(rig.connect());
+    await rig.dialed(1);
+    await rig.client.disconnect();
+    await settle();
+    assert.ok(connecting.reason instanceof ConnectionClosedError);
+    assert.deepEqual(rig.dials, ["mqtt://a.test"]);
+    assert.equal(rig.clock.pending, 0);
+  });
+
   test("connectTimeout applies to each attempt: a hanging dial gives way after 5 s, and the next URL has 5 s of its own", async () => {
     const rig = new Rig(["mqtt://a.test", "mqtt://b.test"]).script("a.test", "hang");
     const connecting = watch(rig.connect({ connectTimeout: 5000 }));
@@ -173,16 +197,32 @@ describe("several brokers", () => {
     assert.ok(error.errors.every((each) => each instanceof TimeoutError));
   });
 
-  test('urlOrder "shuffle": each round in a new order drawn from the random source; "ordered" keeps the order given', async () => {
+  test('urlOrder "shuffle": each round in a new order drawn from the random source (Fisher-Yates), every URL once', async () => {
+    // Round 1 draws 0, 0: [a b c] -> [c b a] -> [b c a]. Round 2 draws 0.99, 0.99: no swap.
     const draws = [0, 0, 0.99, 0.99];
-    const rig = new Rig(["mqtt://a.test", "mqtt://b.test", "mqtt://c.test"]);
+    const rig = new Rig(["mqtt://a.test", "mqtt://b.test", "mqtt://c.test"])
+      .script("b.test", "dead").script("c.test", "dead");
     const connecting = rig.connect({
       urlOrder: "shuffle",
       reconnect: { minDelay: 10, maxDelay: 10, random: () => draws.shift() ?? 0 },
     });
-    await rig.dialed(1);
-    // Fisher-Yates with 0, 0: [a b c] -> [c b a] -> [b c a].
-    assert.deepEqual(rig.dials, ["mqtt://b.test"]);
+    await rig.dialed(3);
+    assert.deepEqual(rig.dials, ["mqtt://b.test", "mqtt://c.test", "mqtt://a.test"]);
+    await rig.last.accept(false);
+    await connecting;
+    await rig.last.hangUp();
+    await settle();
+    await rig.clock.advance(10);
+    await rig.dialed(4);
+    assert.equal(rig.dials[3], "mqtt://a.test", "round 2 in its own order");
+    await rig.client.disconnect();
+  });
+
+  test('"ordered" is the default; another urlOrder is a TypeError', async () => {
+    const rig = new Rig(["mqtt://a.test", "mqtt://b.test"]).script("a.test", "dead");
+    const connecting = rig.connect();
+    await rig.dialed(2);
+    assert.deepEqual(rig.dials, ["mqtt://a.test", "mqtt://b.test"]);
     await rig.last.accept(false);
     await connecting;
     await rig.client.disconnect();
