@@ -223,6 +223,8 @@ async function failover(
     30_000,
     "every message acknowledged by the second broker",
   );
+  // The subscriber moved too, and resumed the session that waited for it on b.
+  assert.equal(subscriber.sessionPresent, true);
   const lostAtA = [...acked].filter((payload) => !received.payloads.has(payload));
   return { beforeSwitch: acked.size, lostAtA };
 }
