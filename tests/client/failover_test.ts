@@ -320,6 +320,21 @@ describe("server redirection (MQTT 5 Server Reference)", () => {
     await rig.client.disconnect();
   });
 
+  test("byte script: CONNACK 20 0c 00 9d 09 1c 00 06 'b.test' (Server moved, Server Reference b.test) sends the client to mqtt://b.test", async () => {
+    const rig = new Rig(["mqtt://a.test"]);
+    const connecting = rig.connect();
+    await rig.dialed(1);
+    await rig.last.expect("connect");
+    await rig.last.send("20 0c 00 9d 09 1c 00 06 62 2e 74 65 73 74");
+    await rig.dialed(2);
+    assert.equal(rig.dials[1], "mqtt://b.test");
+    assert.equal(rig.last.transport.closed, false);
+    assert.equal(rig.up[0].broker.transport.closed, true, "the first connection is closed");
+    await rig.last.accept(false);
+    await connecting;
+    await rig.client.disconnect();
+  });
+
   test("a DISCONNECT 0x9D with a reference on a live connection: the client goes there at once, no backoff, and the event says where", async () => {
     const rig = new Rig(["mqtt://a.test"]);
     const connecting = rig.connect({ reconnect: { minDelay: 1000, random: () => 0 } });
