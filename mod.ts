@@ -35,9 +35,11 @@
 export * from "./src/packet/mod.ts";
 export {
   BrokerDisconnect,
+  BrokersFailedError,
   ConnectionClosedError,
   ConnectionRefusedError,
   LimitError,
+  RedirectError,
   StateError,
   StoreError,
   SubscribeError,
@@ -47,6 +49,7 @@ export { topicMatches, TopicTrie } from "./src/topic.ts";
 export {
   type AckMode,
   BaseClient,
+  type BrokerDialer,
   ClientBase,
   type ClientOptions,
   type ClientState,

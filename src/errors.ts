@@ -179,6 +179,66 @@ export class BrokerDisconnect extends ConnectionClosedError {
 }
 
 /**
+ * Every broker of a list failed on the first connection: each URL was tried once (after any
+ * Server Reference followed), and each failure is kept, in the order tried, like an
+ * `AggregateError`.
+ *
+ * @example
+ * ```ts
+ * import { BrokersFailedError, ConnectionClosedError, TimeoutError } from "./errors.ts";
+ *
+ * const error = new BrokersFailedError([
+ *   { url: "mqtt://a.example", error: new ConnectionClosedError("connection refused") },
+ *   { url: "mqtt://b.example", error: new TimeoutError("no CONNACK within 30000 ms") },
+ * ]);
+ * console.log(error.errors.length); // 2
+ * ```
+ */
+export class BrokersFailedError extends MqttError {
+  /** Each URL tried and why it failed, in the order tried. */
+  readonly failures: { url: string; error: MqttError }[];
+  /** The errors alone, in the same order, as `AggregateError` has them. */
+  readonly errors: MqttError[];
+
+  /** Creates the error from the failure of each URL. */
+  constructor(failures: { url: string; error: MqttError }[]) {
+    super(
+      `could not connect to any of ${failures.length} brokers: ` +
+        failures.map(({ url, error }) => `${url} (${error.message})`).join("; "),
+    );
+    this.failures = failures;
+    this.errors = failures.map(({ error }) => error);
+  }
+}
+
+/**
+ * Brokers kept redirecting the client (MQTT 5 Server Reference, reason 0x9C or 0x9D) past the
+ * bound without accepting it: two brokers that point at each other, say.
+ *
+ * @example
+ * ```ts
+ * import { RedirectError } from "./errors.ts";
+ *
+ * const error = new RedirectError(["mqtt://b.example", "mqtt://a.example"]);
+ * console.log(error.redirects); // ["mqtt://b.example", "mqtt://a.example"]
+ * ```
+ */
+export class RedirectError extends MqttError {
+  /** The URLs redirected to, in order. */
+  readonly redirects: string[];
+
+  /** Creates the error from the redirects followed. */
+  constructor(redirects: string[]) {
+    super(
+      `the brokers redirected the client ${redirects.length} times in a row without accepting ` +
+        `it (${redirects.join(" -> ")}) and one more time after that; check their Server ` +
+        "Reference settings, or turn following off with followServerReference: false",
+    );
+    this.redirects = redirects;
+  }
+}
+
+/**
  * The store failed to keep a change: the client stops, since it can no longer promise delivery.
  *
  * @example

@@ -36,8 +36,9 @@ interface Listener {
 
 /**
  * A small MQTT 3.1, 3.1.1 and 5.0 broker that runs inside your process, for tests, demos and
- * local development. Not a production broker: no authentication, no persistence to disk, no
- * shared subscriptions, no TLS; use mosquitto, EMQX or HiveMQ for that. A subscriber that does not
+ * local development, with shared subscriptions (`$share/{group}/{filter}`). Not a production
+ * broker: no authentication, no persistence to disk, no TLS, no clustering; use mosquitto, EMQX or
+ * HiveMQ for that. A subscriber that does not
  * read is bounded (`maxBufferedBytes`): its QoS 0 messages are dropped, its QoS 1 and 2 wait.
  *
  * @example An in-memory broker and a Kite client
@@ -297,6 +298,38 @@ export class Broker {
    */
   refuseConnections(on: boolean): void {
     this.#core.refusing = on;
+  }
+
+  /**
+   * Test hook: MQTT 5 server redirection (section 4.11). While set, every v5 CONNECT is answered
+   * with CONNACK 0x9D (Server moved, when `permanent`) or 0x9C (Use another server) carrying the
+   * Server Reference, and the connection closed; 3.x clients are refused with "server
+   * unavailable". With `disconnect`, clients already connected are sent DISCONNECT with the same
+   * code and reference (3.x clients are cut). `undefined` turns it off.
+   *
+   * @param redirect Where to send clients, such as `"127.0.0.1:1884"`, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   *
+   * const broker = new Broker();
+   * broker.redirect({ serverReference: "127.0.0.1:1884", permanent: true });
+   * broker.redirect(undefined);
+   * await broker.close();
+   * ```
+   */
+  redirect(
+    redirect: { serverReference: string; permanent?: boolean; disconnect?: boolean } | undefined,
+  ): void {
+    this.#core.redirecting = redirect && {
+      serverReference: redirect.serverReference,
+      permanent: redirect.permanent ?? false,
+    };
+    if (redirect?.disconnect !== true) return;
+    for (const { handler } of this.#links) {
+      handler.redirect(redirect.serverReference, redirect.permanent ?? false);
+    }
   }
 
   /**

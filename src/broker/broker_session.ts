@@ -34,6 +34,8 @@ export interface Delivery {
   retain: boolean;
   /** MQTT 5 Subscription Identifiers of the matching subscriptions. */
   subscriptionIdentifiers: number[];
+  /** The shared subscription it came through, if any: another member may take it over. */
+  group?: SharedGroup;
 }
 
 /** One subscription, as stored in the broker's topic trie. */
@@ -48,6 +50,48 @@ export interface Inflight {
   packet: PublishPacket;
   /** Whether PUBREC has arrived and PUBREL was sent (QoS 2). */
   released: boolean;
+  /** The delivery, kept for one that came through a shared subscription (to hand it over). */
+  delivery?: Delivery;
+}
+
+/**
+ * A shared subscription `$share/{ShareName}/{filter}` (MQTT 5 section 4.8.2): the subscriptions
+ * of its member sessions, each message going to one of them in turn.
+ */
+export class SharedGroup {
+  /** The whole filter, `$share/{ShareName}/{filter}`. */
+  readonly topicFilter: string;
+  /** The members' subscriptions, in the order they joined. */
+  readonly members: SubscriptionRecord[] = [];
+  #next = 0;
+
+  /** An empty group for `topicFilter`. */
+  constructor(topicFilter: string) {
+    this.topicFilter = topicFilter;
+  }
+
+  /**
+   * The member whose turn it is (round robin), skipping `exclude`: a connected one first; if
+   * none is, and `connectedOnly` is false, the next one that is away (its session queues it).
+   */
+  pick(exclude: BrokerSession | undefined, connectedOnly: boolean): SubscriptionRecord | undefined {
+    const members = this.members;
+    const count = members.length;
+    let away = -1;
+    for (let i = 0; i < count; i++) {
+      const index = (this.#next + i) % count;
+      const session = members[index].session;
+      if (session === exclude) continue;
+      if (session.owner !== undefined) {
+        this.#next = index + 1;
+        return members[index];
+      }
+      if (away < 0) away = index;
+    }
+    if (away < 0 || connectedOnly) return undefined;
+    this.#next = away + 1;
+    return members[away];
+  }
 }
 
 /**

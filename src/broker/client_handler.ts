@@ -143,6 +143,22 @@ export class ClientHandler implements ClientConnection {
     this.#end("lost", this.#v5 ? ReasonCode.SessionTakenOver : undefined);
   }
 
+  /**
+   * Sends the client elsewhere: v5 clients get DISCONNECT 0x9C (Use another server) or 0x9D
+   * (Server moved) with the Server Reference; 3.x clients are cut.
+   */
+  redirect(serverReference: string, permanent: boolean): void {
+    if (this.#state !== "connected") return;
+    if (this.#v5) {
+      this.#outbox.sendLast({
+        type: "disconnect",
+        reasonCode: permanent ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer,
+        properties: { serverReference },
+      });
+    }
+    this.#end("lost", undefined, true);
+  }
+
   /** Sends a message to this client now, or queues it (see {@linkcode Outbox.prototype.deliver}). */
   deliver(delivery: Delivery): void {
     this.#outbox.deliver(delivery);
@@ -215,6 +231,15 @@ export class ClientHandler implements ClientConnection {
     if (core.refusing) {
       return this.#refuse(v5 ? ReasonCode.ServerUnavailable : ConnackReturnCode.ServerUnavailable);
     }
+    const redirect = core.redirecting;
+    if (redirect !== undefined) {
+      // MQTT 5 section 4.11: only v5 has a way to name another server.
+      if (!v5) return this.#refuse(ConnackReturnCode.ServerUnavailable);
+      return this.#refuse(
+        redirect.permanent ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer,
+        { serverReference: redirect.serverReference },
+      );
+    }
     if (v5 && packet.properties?.authenticationMethod !== undefined) {
       return this.#refuse(ReasonCode.BadAuthenticationMethod);
     }
@@ -267,7 +292,7 @@ export class ClientHandler implements ClientConnection {
         retainAvailable: true,
         wildcardSubscriptionAvailable: true,
         subscriptionIdentifierAvailable: true,
-        sharedSubscriptionAvailable: false,
+        sharedSubscriptionAvailable: true,
       };
       if (core.receiveMaximum !== 65_535) props.receiveMaximum = core.receiveMaximum;
       if (core.maximumPacketSize !== undefined) props.maximumPacketSize = core.maximumPacketSize;
@@ -279,8 +304,10 @@ export class ClientHandler implements ClientConnection {
     this.#outbox.resume();
   }
 
-  #refuse(reasonCode: number): void {
-    this.#outbox.send({ type: "connack", sessionPresent: false, reasonCode });
+  #refuse(reasonCode: number, properties?: Properties): void {
+    const connack: Packet = { type: "connack", sessionPresent: false, reasonCode };
+    if (properties !== undefined) connack.properties = properties;
+    this.#outbox.send(connack);
     this.#will = undefined;
     this.#end("disconnect", undefined, true);
   }
@@ -297,12 +324,8 @@ export class ClientHandler implements ClientConnection {
         reasonCodes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackReturnCode.Failure);
         continue;
       }
-      if (isShared(filter)) {
-        reasonCodes.push(
-          v5 ? ReasonCode.SharedSubscriptionsNotSupported : SubackReturnCode.Failure,
-        );
-        continue;
-      }
+      // No Local on a shared subscription never gets here: the codec refuses it.
+      const shared = isShared(filter);
       const record: SubscriptionRecord = {
         session,
         topicFilter: filter,
@@ -314,7 +337,9 @@ export class ClientHandler implements ClientConnection {
       if (identifier !== undefined) record.subscriptionIdentifier = identifier;
       const replaced = this.#core.subscribe(record);
       reasonCodes.push(request.qos);
-      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not.
+      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not;
+      // never on a shared subscription (v5 section 4.8.2).
+      if (shared) continue;
       if (record.retainHandling === 0 || (record.retainHandling === 1 && !replaced)) {
         retainedToSend.push(record);
       }

@@ -4,7 +4,7 @@
  * that need no socket.
  *
  * It is meant for tests, demos and local development and is **not a production broker**: no
- * authentication or authorization, no TLS, no shared subscriptions, nothing kept on disk. For
+ * authentication or authorization, no TLS, no clustering, nothing kept on disk. For
  * production use mosquitto, EMQX or HiveMQ. A subscriber that does not read costs a bounded amount
  * of memory: past `maxBufferedBytes` its QoS 0 messages are dropped and its QoS 1 and 2 messages
  * wait in its session.
@@ -13,7 +13,8 @@
  * clean and persistent sessions with bounded queues, session takeover, wills (with the MQTT 5 will
  * delay), keepalive enforcement at 1.5 times the keepalive, and the MQTT 5 reason codes, Receive
  * Maximum, Maximum Packet Size, incoming topic aliases, subscription identifiers, No Local, Retain
- * As Published and Retain Handling. A malformed or illegal packet closes only the connection that
+ * As Published, Retain Handling and shared subscriptions (`$share/{group}/{filter}`, one member
+ * per message in turn). A malformed or illegal packet closes only the connection that
  * sent it.
  *
  * @example A broker, a subscriber and a publisher, all in memory

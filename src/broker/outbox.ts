@@ -208,7 +208,11 @@ export class Outbox {
     // v5 [MQTT-3.1.2-24], [MQTT-3.1.2-25]: a packet larger than the client's Maximum Packet
     // Size is discarded, as if it had been delivered.
     if (bytes.length > this.#clientMaximumPacketSize) return;
-    if (qos > 0) session.inflight.set(packet.packetId!, { packet, released: false });
+    if (qos > 0) {
+      const inflight: Inflight = { packet, released: false };
+      if (delivery.group !== undefined) inflight.delivery = delivery;
+      session.inflight.set(packet.packetId!, inflight);
+    }
     // Deliveries are held back while the client is congested, so this never overflows.
     this.#link.write(bytes);
   }

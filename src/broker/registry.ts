@@ -1,7 +1,9 @@
 /**
  * The state every connection of one broker shares: sessions by client identifier (opened,
  * taken over, expired), subscriptions in a topic trie, retained messages and wills, and the
- * routing of each message to the sessions whose subscriptions match. No I/O: a session's
+ * routing of each message to the sessions whose subscriptions match. A shared subscription
+ * `$share/{ShareName}/{filter}` is one entry of the trie, a {@linkcode SharedGroup}, that hands
+ * each message to one member in turn. No I/O: a session's
  * connection, a {@linkcode ClientConnection}, does the sending.
  *
  * @module
@@ -9,12 +11,14 @@
 
 import { systemClock } from "../_async.ts";
 import type { Properties, ProtocolVersion, QoS, Will } from "../packet/types.ts";
+import { isShared } from "../packet/topic.ts";
 import { topicMatches, TopicTrie } from "../topic.ts";
 import {
   type BrokerMessage,
   BrokerSession,
   type ClientConnection,
   type Delivery,
+  SharedGroup,
   type SubscriptionRecord,
 } from "./broker_session.ts";
 import type { BrokerClock, BrokerOptions, RetainedMessage, SessionInfo } from "./types.ts";
@@ -34,14 +38,18 @@ export class BrokerCore {
   readonly closeTimeout: number;
   /** Sessions by client identifier. */
   readonly sessions: Map<string, BrokerSession> = new Map();
-  /** Subscriptions by topic filter. */
-  readonly trie: TopicTrie<SubscriptionRecord> = new TopicTrie();
+  /** Subscriptions by topic filter; a shared subscription as one group. */
+  readonly trie: TopicTrie<SubscriptionRecord | SharedGroup> = new TopicTrie();
+  /** Shared subscriptions by their whole filter, `$share/{ShareName}/{filter}`. */
+  readonly groups: Map<string, SharedGroup> = new Map();
   /** Retained messages by topic. */
   readonly retained: Map<string, BrokerMessage> = new Map();
   /** Every live connection, with or without a session yet. */
   readonly handlers: Set<ClientConnection> = new Set();
   /** Test hook: answer CONNECT with "server unavailable". */
   refusing = false;
+  /** Test hook: send MQTT 5 clients elsewhere (CONNACK 0x9C or 0x9D with a Server Reference). */
+  redirecting: { serverReference: string; permanent: boolean } | undefined = undefined;
   /** Test hook: do not send PUBACK, PUBREC or PUBCOMP. */
   withholdingAcks = false;
   #assigned = 0;
@@ -114,6 +122,7 @@ export class BrokerCore {
    */
   releaseSession(session: BrokerSession, owner: ClientConnection, will: Will | undefined): void {
     if (session.owner === owner) session.owner = undefined;
+    this.#handOver(session, true);
     const expiry = session.expiryInterval;
     if (will !== undefined) {
       // v5 section 3.1.3.2.2: the will waits for its delay, or until the session ends.
@@ -141,11 +150,15 @@ export class BrokerCore {
     }
   }
 
-  /** Ends a session: its subscriptions go, and a will waiting on a delay is published now. */
+  /**
+   * Ends a session: its subscriptions go, what came to it through a shared subscription and is
+   * not under way as QoS 2 goes to another member, and a will waiting on a delay is published now.
+   */
   endSession(session: BrokerSession): void {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
-    for (const [filter, sub] of session.subscriptions) this.trie.delete(filter, sub);
+    for (const sub of session.subscriptions.values()) this.#remove(sub);
     session.subscriptions.clear();
+    this.#handOver(session, false);
     session.queue.length = 0;
     session.inflight.clear();
     session.incoming.clear();
@@ -162,11 +175,71 @@ export class BrokerCore {
   subscribe(record: SubscriptionRecord): boolean {
     const { session, topicFilter } = record;
     const existing = session.subscriptions.get(topicFilter);
-    if (existing !== undefined) this.trie.delete(topicFilter, existing);
+    if (existing !== undefined) this.#remove(existing);
     session.subscriptions.delete(topicFilter);
     session.subscriptions.set(topicFilter, record);
-    this.trie.add(topicFilter, record);
+    if (isShared(topicFilter)) {
+      let group = this.groups.get(topicFilter);
+      if (group === undefined) {
+        this.groups.set(topicFilter, group = new SharedGroup(topicFilter));
+        this.trie.add(topicFilter, group);
+      }
+      group.members.push(record);
+    } else {
+      this.trie.add(topicFilter, record);
+    }
     return existing !== undefined;
+  }
+
+  /** Takes a subscription out of the trie, or out of its shared group (the group with the last). */
+  #remove(record: SubscriptionRecord): void {
+    const filter = record.topicFilter;
+    const group = this.groups.get(filter);
+    if (group === undefined) {
+      this.trie.delete(filter, record);
+      return;
+    }
+    const index = group.members.indexOf(record);
+    if (index >= 0) group.members.splice(index, 1);
+    if (group.members.length === 0) {
+      this.groups.delete(filter);
+      this.trie.delete(filter, group);
+    }
+  }
+
+  /**
+   * A member of shared subscriptions lost its connection (`connectedOnly`: its session stays) or
+   * its session: what came to it through them goes to another member, in turn. That is its
+   * queued messages, and its QoS 1 messages sent and not acknowledged (v5 section 4.8.2: the
+   * Server MAY send them to another client as soon as the connection is lost, and SHOULD when the
+   * session ends). A QoS 2 message already sent stays: its delivery is completed to that client
+   * when it reconnects [MQTT-4.8.2-4], and never goes to another client [MQTT-4.8.2-5]. What no
+   * other member can take stays with the session.
+   */
+  #handOver(session: BrokerSession, connectedOnly: boolean): void {
+    if (this.groups.size === 0) return;
+    for (const [packetId, inflight] of session.inflight) {
+      const delivery = inflight.delivery;
+      if (delivery === undefined || inflight.packet.qos !== 1) continue;
+      if (this.#reroute(session, delivery, connectedOnly)) session.inflight.delete(packetId);
+    }
+    const queue = session.queue;
+    let kept = 0;
+    for (let i = 0; i < queue.length; i++) {
+      const delivery = queue[i];
+      if (delivery.group !== undefined && this.#reroute(session, delivery, connectedOnly)) continue;
+      queue[kept++] = delivery;
+    }
+    queue.length = kept;
+  }
+
+  /** Hands a delivery of a shared subscription to another member; false if there is none. */
+  #reroute(from: BrokerSession, delivery: Delivery, connectedOnly: boolean): boolean {
+    const group = delivery.group!;
+    const member = group.pick(from, connectedOnly);
+    if (member === undefined) return false;
+    this.deliver(member.session, sharedDelivery(delivery.message, member, group));
+    return true;
   }
 
   /**
@@ -178,7 +251,7 @@ export class BrokerCore {
     const record = session.subscriptions.get(topicFilter);
     if (record === undefined) return false;
     session.subscriptions.delete(topicFilter);
-    this.trie.delete(topicFilter, record);
+    this.#remove(record);
     return true;
   }
 
@@ -229,7 +302,12 @@ export class BrokerCore {
       else this.retained.set(message.topic, message);
     }
     const targets = new Map<BrokerSession, { qos: number; asPublished: boolean; ids: number[] }>();
+    let shared: SharedGroup[] | undefined;
     for (const sub of this.trie.match(message.topic)) {
+      if (sub instanceof SharedGroup) {
+        (shared ??= []).push(sub);
+        continue;
+      }
       // v5 [MQTT-3.8.3-3] No Local: not back to the connection that published it.
       if (sub.noLocal && sub.session === from) continue;
       let target = targets.get(sub.session);
@@ -249,6 +327,15 @@ export class BrokerCore {
         retain: target.asPublished && message.retain,
         subscriptionIdentifiers: target.ids,
       });
+    }
+    if (shared === undefined) return;
+    // A shared subscription is a subscription of its own: one member gets the message, in turn,
+    // even a member that also has a subscription of its own that matches.
+    for (const group of shared) {
+      const member = group.pick(undefined, false);
+      if (member !== undefined) {
+        this.deliver(member.session, sharedDelivery(message, member, group));
+      }
     }
   }
 
@@ -358,4 +445,24 @@ function forwardable(properties: Properties | undefined): Properties | undefined
     ...rest
   } = properties;
   return Object.keys(rest).length > 0 ? rest : undefined;
+}
+
+/**
+ * A message on its way to a member of a shared subscription: with the QoS that member was
+ * granted [MQTT-4.8.2-3], and its Subscription Identifier.
+ */
+function sharedDelivery(
+  message: BrokerMessage,
+  member: SubscriptionRecord,
+  group: SharedGroup,
+): Delivery {
+  return {
+    message,
+    qos: Math.min(member.qos, message.qos) as QoS,
+    retain: member.retainAsPublished && message.retain,
+    subscriptionIdentifiers: member.subscriptionIdentifier === undefined
+      ? []
+      : [member.subscriptionIdentifier],
+    group,
+  };
 }

@@ -23,6 +23,7 @@ import { allows, type ClientState, type Operation } from "./state.ts";
 import type { Inbox, MessageData } from "./inbox.ts";
 import { toBytes } from "./options.ts";
 import type { Dialer } from "./reconnect.ts";
+import type { BrokerDialer } from "./brokers.ts";
 import type { ClientOptions, DisconnectOptions } from "./types.ts";
 
 /**
@@ -64,10 +65,11 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
 
   /**
    * Creates a client over a connection you opened (anything with `readable` and `writable` byte
-   * streams, such as a `Deno.Conn`), or over a {@linkcode Dialer} that opens one for each
-   * connection (which lets the client reconnect). Call `connect` next.
+   * streams, such as a `Deno.Conn`), over a {@linkcode Dialer} that opens one for each
+   * connection (which lets the client reconnect), or over a {@linkcode BrokerDialer}: several
+   * broker URLs and a way to dial each. Call `connect` next.
    */
-  constructor(transport?: Transport | Dialer) {
+  constructor(transport?: Transport | Dialer | BrokerDialer) {
     super();
     this.#life = new Lifecycle({
       pump: () => this.#pump(),

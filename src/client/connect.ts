@@ -40,12 +40,21 @@ export interface ConnectOptions extends ClientOptions, TransportOptions {
  * give them. After an unexpected loss the client reconnects with exponential backoff (see
  * `reconnect`), resumes or restores its session, and sends what was queued meanwhile.
  *
- * @param url The broker, such as `mqtt://127.0.0.1:1883` or `wss://broker.example/mqtt`.
+ * Given several URLs, each connection attempt is a round over them: in order (or shuffled, see
+ * `urlOrder`), the next one at once when one fails, each within `connectTimeout`, the backoff
+ * only between rounds; the first connection and every reconnection start from the first URL.
+ * The TLS and WebSocket options apply to each URL of their scheme. MQTT 5: a Server Reference is
+ * followed (see `followServerReference`).
+ *
+ * @param url The broker, such as `mqtt://127.0.0.1:1883` or `wss://broker.example/mqtt`, or
+ * several of them.
  * @param options The client's options and the transport's (TLS certificates, servername, ...).
  * @returns A connected client.
  * @throws {ConnectionRefusedError} When the broker refuses the connection.
  * @throws {ConnectionClosedError} When the broker cannot be reached.
  * @throws {TimeoutError} When no CONNACK arrives within `connectTimeout`.
+ * @throws {BrokersFailedError} When every one of several brokers failed, each URL with its error.
+ * @throws {RedirectError} When brokers kept redirecting the client (more than 5 in a row).
  *
  * @example
  * ```ts ignore
@@ -54,31 +63,56 @@ export interface ConnectOptions extends ClientOptions, TransportOptions {
  * await using client = await connect("mqtt://127.0.0.1:1883", { clientId: "kite-1" });
  * await client.publish("a/b", "hello", { qos: 1 });
  * ```
+ *
+ * @example Two brokers: the second when the first cannot be reached
+ * ```ts ignore
+ * import { connect } from "jsr:@kite/mqtt";
+ *
+ * const client = await connect(["mqtt://a.example", "mqtt://b.example"]);
+ * await client.disconnect();
+ * ```
  */
 export async function connect(
-  url: string | URL,
+  url: string | URL | readonly (string | URL)[],
   options: ConnectOptions = {},
 ): Promise<MqttClient> {
-  let target = typeof url === "string" ? new URL(url) : url;
-  let username = options.username ?? usernameOf(target);
-  let password: string | Uint8Array | undefined = options.password ?? passwordOf(target);
+  const urls = Array.isArray(url) ? url : [url as string | URL];
+  if (urls.length === 0) throw new TypeError("connect needs at least one broker URL");
+  const first = new URL(urls[0]);
+  let username = options.username ?? usernameOf(first);
+  let password: string | Uint8Array | undefined = options.password ?? passwordOf(first);
   const { beforeConnect } = options;
-  const client: MqttClient = new MqttClient(async (signal, attempt) => {
-    if (beforeConnect !== undefined) {
-      const change = await beforeConnect({ attempt, url: target, signal });
-      signal.throwIfAborted();
-      if (change) {
-        if (change.url !== undefined) {
-          target = new URL(change.url);
-          username = options.username ?? usernameOf(target) ?? username;
-          password = options.password ?? passwordOf(target) ?? password;
-        }
-        if (change.username !== undefined) username = change.username;
-        if (change.password !== undefined) password = change.password;
-        client.setCredentials(username, password);
+  // URLs that beforeConnect replaced, by the URL they replaced: in force for later attempts.
+  const replaced = new Map<string, URL>();
+  const client: MqttClient = new MqttClient({
+    urls,
+    dial: async (listed, signal, attempt) => {
+      let target = replaced.get(listed.href) ?? listed;
+      let changed = false;
+      if (target.username !== "" || target.password !== "") {
+        // Each URL's own credentials, unless the options give them.
+        username = options.username ?? usernameOf(target) ?? username;
+        password = options.password ?? passwordOf(target) ?? password;
+        changed = true;
       }
-    }
-    return await openTransport(target, { ...options, signal });
+      if (beforeConnect !== undefined) {
+        const change = await beforeConnect({ attempt, url: target, signal });
+        signal.throwIfAborted();
+        if (change) {
+          if (change.url !== undefined) {
+            target = new URL(change.url);
+            replaced.set(listed.href, target);
+            username = options.username ?? usernameOf(target) ?? username;
+            password = options.password ?? passwordOf(target) ?? password;
+          }
+          if (change.username !== undefined) username = change.username;
+          if (change.password !== undefined) password = change.password;
+          changed = true;
+        }
+      }
+      if (changed) client.setCredentials(username, password);
+      return await openTransport(target, { ...options, signal });
+    },
   });
   await client.connect({ ...options, username, password, reconnect: options.reconnect ?? true });
   return client;

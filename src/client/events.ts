@@ -28,12 +28,18 @@ export interface DisconnectEventDetail {
   reconnecting: boolean;
 }
 
-/** The `detail` of the `reconnect` event: an attempt is scheduled. */
+/**
+ * The `detail` of the `reconnect` event: an attempt is scheduled. With several broker URLs
+ * there is one event per URL tried: the first of a round waits the backoff `delay`, the others
+ * of the round, and a Server Reference followed, go at once (`delay` 0).
+ */
 export interface ReconnectEventDetail {
-  /** The attempt, from 1. */
+  /** The attempt, from 1; with several broker URLs, the round (a pass over them). */
   attempt: number;
   /** How long the client waits before it, in milliseconds. */
   delay: number;
+  /** The URL it dials (without user name and password), for a client that dials URLs. */
+  url?: string;
   /** What ended the previous connection or attempt. */
   error: MqttError;
 }

@@ -9,10 +9,12 @@
 import { type Clock, closeQuietly, Deferred, systemClock, within } from "../_async.ts";
 import {
   BrokerDisconnect,
+  BrokersFailedError,
   ConnectionClosedError,
   ConnectionRefusedError,
   type MqttError,
   ProtocolError,
+  RedirectError,
   StoreError,
   TimeoutError,
   toMqttError,
@@ -26,6 +28,8 @@ import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.t
 import type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
+import { type BrokerDialer, BrokerList, displayUrl } from "./brokers.ts";
+import { parseServerReference, referenceUrl } from "./server_reference.ts";
 import { StoreWriter } from "./store_writer.ts";
 import type { ClientState } from "./state.ts";
 import type { ClientOptions, DisconnectOptions } from "./types.ts";
@@ -58,6 +62,11 @@ export class Lifecycle {
   // The transport given to the constructor, for the one connection such a client makes.
   readonly #transport: Transport | undefined;
   readonly #dial: Dialer | undefined;
+  // For a client that dials URLs: the URLs, and where the client is in them.
+  readonly #brokerDialer: BrokerDialer | undefined;
+  #brokers: BrokerList | undefined;
+  // How each attempt of the current round failed, for the error of a round that fails.
+  #failures: { url: string; error: MqttError }[] = [];
   readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
@@ -73,11 +82,20 @@ export class Lifecycle {
   #abort: (() => void) | undefined;
   #everConnected = false;
 
-  /** A lifecycle over a transport opened by hand, or a dialer that opens one per attempt. */
-  constructor(host: LifecycleHost, transport: Transport | Dialer | undefined) {
+  /**
+   * A lifecycle over a transport opened by hand, a dialer that opens one per attempt, or a list
+   * of broker URLs and a way to dial each.
+   */
+  constructor(host: LifecycleHost, transport: Transport | Dialer | BrokerDialer | undefined) {
     this.#host = host;
-    if (typeof transport === "function") this.#dial = transport;
-    else this.#transport = transport;
+    if (typeof transport === "function") {
+      this.#dial = transport;
+    } else if (transport !== undefined && "urls" in transport) {
+      const brokers = this.#brokerDialer = transport;
+      this.#dial = (signal, attempt) => brokers.dial(this.#brokers!.current, signal, attempt);
+    } else {
+      this.#transport = transport;
+    }
     this.#owner = {
       handle: (packet) => this.#handle(packet),
       fail: (reason) => this.#fail(reason),
@@ -107,6 +125,13 @@ export class Lifecycle {
     session.disconnected();
     this.session = session;
     this.#redialer = new Redialer(this.#dial, settings);
+    if (this.#brokerDialer !== undefined) {
+      this.#brokers = new BrokerList(
+        this.#brokerDialer.urls,
+        settings.urlOrder,
+        settings.reconnect?.random ?? Math.random,
+      );
+    }
     const store = settings.store;
     if (store !== undefined) {
       this.#storeWriter = new StoreWriter(
@@ -138,13 +163,12 @@ export class Lifecycle {
         // disconnect() while the store opened: it has settled `connecting` already.
         if (this.state !== "connecting") return connecting.promise;
       }
-      let transport = this.#transport;
+      const transport = this.#transport;
       if (transport === undefined) {
-        transport = await this.#redialer!.dial(0);
-        if (this.state !== "connecting") {
-          closeQuietly(transport);
-          return connecting.promise;
-        }
+        this.#brokers?.startRound();
+        this.#brokers?.next();
+        this.#dialNext(0);
+        return connecting.promise;
       }
       this.#open(transport);
     } catch (error) {
@@ -232,6 +256,8 @@ export class Lifecycle {
     const reconnected = this.#everConnected;
     this.#everConnected = true;
     this.#redialer!.connected();
+    this.#brokers?.connected();
+    this.#failures = [];
     this.state = "connected";
     this.#abort?.();
     this.#abort = undefined;
@@ -322,21 +348,23 @@ export class Lifecycle {
   }
 
   /**
-   * The connection failed: report why, close it, and either reconnect or settle everything.
+   * The connection failed: report why, close it, and either reconnect or settle everything. A
+   * connection not yet accepted is an attempt that failed: the next broker of the round is tried.
    * Safe to call more than once and from any state.
    */
   #fail(reason: unknown): void {
     const state = this.state;
     if (state === "closed" || state === "disconnecting" || state === "idle") return;
-    if (this.#connection === undefined && state === "reconnecting") {
-      return; // already torn down, waiting for the next attempt
+    if (this.#connection === undefined && state !== "connected") {
+      return; // already torn down: waiting for the next attempt, or dialing it
     }
     const error = toMqttError(reason);
-    const retry = this.#redialer!.shouldRetry(error, this.#everConnected);
-    // An aborted attempt rejects with the signal's reason, as fetch does.
-    this.#connecting?.reject(reason === this.settings?.signal?.reason ? reason : error);
-    this.#connecting = undefined;
-    this.state = retry ? "reconnecting" : "disconnecting";
+    const live = state === "connected";
+    // A v5 broker that refuses or disconnects with a Server Reference sends the client on.
+    const redirect = this.#redirectOf(error);
+    const retry = live && (redirect !== undefined && this.settings!.reconnect !== undefined ||
+      this.#redialer!.shouldRetry(error, this.#everConnected));
+    if (live) this.state = retry ? "reconnecting" : "disconnecting";
     // Tell a v5 broker why, where the spec gives a reason code, then close.
     const session = this.session!;
     const connection = this.#connection;
@@ -354,39 +382,152 @@ export class Lifecycle {
       }
     }
     const packet = error instanceof BrokerDisconnect ? error.packet : undefined;
+    if (!live) {
+      // Closed first, so that a second failure of the same connection finds nothing to do.
+      const closing = this.#connection;
+      this.#clearConnectTimer();
+      this.#abort?.();
+      this.#abort = undefined;
+      session.disconnected();
+      this.#connection = undefined;
+      flushed.then(() => closing?.close()).finally(() => {
+        if (this.state === state) this.#attemptFailed(reason, packet);
+      });
+      return;
+    }
     flushed.then(() => this.#teardown()).finally(() => {
       if (retry && this.state === "reconnecting") {
         this.#report(error, packet, true);
-        this.#scheduleReconnect(error);
+        if (redirect !== undefined) {
+          this.#failures = [];
+          this.#brokers!.startRound();
+          this.#redialer!.advance();
+          this.#follow(redirect, error);
+        } else {
+          this.#scheduleRound(error);
+        }
       } else {
         this.#finishClose(error, packet);
       }
     });
   }
 
-  #scheduleReconnect(error: MqttError): void {
-    const { attempt, delay } = this.#redialer!.schedule((due) => this.#redial(due));
-    this.#host.dispatchEvent(
-      new CustomEvent<ReconnectEventDetail>("reconnect", { detail: { attempt, delay, error } }),
-    );
+  /**
+   * The Server Reference to follow after `error`: a v5 CONNACK or DISCONNECT with 0x9C (Use
+   * another server) or 0x9D (Server moved) that names one, unless following is off or the
+   * client does not dial URLs.
+   */
+  #redirectOf(error: MqttError): { urls: URL[]; permanent: boolean } | undefined {
+    const brokers = this.#brokers;
+    const settings = this.settings!;
+    if (brokers === undefined || !settings.followServerReference) return undefined;
+    if (settings.protocolVersion !== 5) return undefined;
+    let code: number | undefined;
+    let reference: string | undefined;
+    if (error instanceof ConnectionRefusedError) {
+      code = error.reasonCode;
+      reference = this.connack?.properties?.serverReference;
+    } else if (error instanceof BrokerDisconnect) {
+      code = error.packet.reasonCode;
+      reference = error.packet.properties?.serverReference;
+    }
+    if (code !== ReasonCode.UseAnotherServer && code !== ReasonCode.ServerMoved) return undefined;
+    if (reference === undefined) return undefined;
+    const current = brokers.current;
+    const urls = parseServerReference(reference).map((server) => referenceUrl(current, server));
+    if (urls.length === 0) return undefined;
+    return { urls, permanent: code === ReasonCode.ServerMoved };
   }
 
-  async #redial(attempt: number): Promise<void> {
-    if (this.state !== "reconnecting") return;
+  /**
+   * An attempt failed (the dial, or the connection before CONNACK accepted it): the next broker
+   * of the round is tried at once, or a Server Reference followed; when the round is over, the
+   * first connection fails, and a reconnection waits for the backoff of the next round.
+   */
+  #attemptFailed(reason: unknown, packet?: DisconnectPacket): void {
+    const error = toMqttError(reason);
+    const first = this.state === "connecting";
+    const brokers = this.#brokers;
+    this.#failures.push({ url: brokers ? displayUrl(brokers.current) : "", error });
+    // An abort (the signal) and a store that fails end it all; so does a redirect loop.
+    const signal = this.settings?.signal;
+    const aborted = signal?.aborted === true && reason === signal.reason;
+    let final: MqttError | undefined = aborted || error instanceof StoreError ? error : undefined;
+    if (final === undefined && brokers !== undefined) {
+      const redirect = this.#redirectOf(error);
+      if (redirect !== undefined) {
+        if (this.#follow(redirect, error)) {
+          if (!first) this.#report(error, packet, true);
+          return;
+        }
+        final = new RedirectError(brokers.redirects.map(displayUrl));
+      } else if (brokers.hasNext) {
+        if (!first) this.#report(error, packet, true);
+        this.#attemptNext(error);
+        return;
+      }
+    }
+    const failures = this.#failures;
+    this.#failures = [];
+    const failed = final ?? (failures.length === 1 ? error : new BrokersFailedError(failures));
+    if (first) {
+      this.#connecting?.reject(aborted ? reason : failed);
+      this.#connecting = undefined;
+      this.state = "disconnecting";
+      this.#finishClose(failed, packet);
+    } else if (final === undefined && this.#redialer!.shouldRetry(failed, this.#everConnected)) {
+      this.#report(error, packet, true);
+      this.#scheduleRound(failed);
+    } else {
+      this.#finishClose(failed, packet);
+    }
+  }
+
+  /** Follows a Server Reference; `false` when too many were followed in a row. */
+  #follow(redirect: { urls: URL[]; permanent: boolean }, error: MqttError): boolean {
+    if (!this.#brokers!.redirect(redirect.urls, redirect.permanent)) return false;
+    this.#attemptNext(error);
+    return true;
+  }
+
+  /** Tries the next broker of the round at once. */
+  #attemptNext(error: MqttError): void {
+    const url = this.#brokers!.next();
+    const attempt = this.#redialer!.attempt;
+    if (this.state === "reconnecting") {
+      this.#host.dispatchEvent(
+        new CustomEvent<ReconnectEventDetail>("reconnect", {
+          detail: { attempt, delay: 0, error, url: displayUrl(url) },
+        }),
+      );
+    }
+    this.#dialNext(attempt);
+  }
+
+  /** Starts a round of reconnection: its first broker after the backoff delay. */
+  #scheduleRound(error: MqttError): void {
+    this.#failures = [];
+    const brokers = this.#brokers;
+    brokers?.startRound();
+    const url = brokers?.next();
+    const { attempt, delay } = this.#redialer!.schedule((due) => this.#dialNext(due));
+    const detail: ReconnectEventDetail = { attempt, delay, error };
+    if (url !== undefined) detail.url = displayUrl(url);
+    this.#host.dispatchEvent(new CustomEvent<ReconnectEventDetail>("reconnect", { detail }));
+  }
+
+  /** Dials the current broker and opens a connection over it; a failure fails the attempt. */
+  async #dialNext(attempt: number): Promise<void> {
+    const state = this.state;
+    if (state !== "connecting" && state !== "reconnecting") return;
     let transport: Transport;
     try {
       transport = await this.#redialer!.dial(attempt);
     } catch (error) {
-      if (this.state !== "reconnecting") return;
-      const failure = toMqttError(error);
-      if (this.#redialer!.shouldRetry(failure, this.#everConnected)) {
-        this.#scheduleReconnect(failure);
-      } else {
-        this.#finishClose(failure);
-      }
+      if (this.state === state) this.#attemptFailed(error);
       return;
     }
-    if (this.state !== "reconnecting") {
+    if (this.state !== state) {
       closeQuietly(transport);
       return;
     }

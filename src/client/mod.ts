@@ -36,6 +36,7 @@ export { BaseClient } from "./base_client.ts";
 export type { ClientState, Operation } from "./state.ts";
 export type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
 export { type Dialer, isRetryable } from "./reconnect.ts";
+export type { BrokerDialer } from "./brokers.ts";
 export { type Constructor, Publisher, type PublisherMethods } from "./publisher.ts";
 export {
   type AckMode,

@@ -56,6 +56,10 @@ export interface ClientSettings {
   signal: AbortSignal | undefined;
   /** How to reconnect; absent: the client does not. */
   reconnect: ReconnectOptions | undefined;
+  /** The order of the broker URLs in each round. */
+  urlOrder: "ordered" | "shuffle";
+  /** Whether to follow an MQTT 5 Server Reference. */
+  followServerReference: boolean;
 }
 
 /**
@@ -65,6 +69,7 @@ export interface ClientSettings {
  * @throws {TypeError} For an unknown protocol version.
  * @throws {RangeError} For a negative `connectTimeout`.
  * @throws {TypeError} For a `topicAliases` other than `"auto"` or `"manual"`.
+ * @throws {TypeError} For a `urlOrder` other than `"ordered"` or `"shuffle"`.
  */
 export function readOptions(options: ClientOptions, canDial: boolean): ClientSettings {
   const version = options.protocolVersion ?? 4;
@@ -86,6 +91,10 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
   }
   const reconnect = options.reconnect ?? false;
   const topicAliases = options.topicAliases ?? "manual";
+  const urlOrder = options.urlOrder ?? "ordered";
+  if (urlOrder !== "ordered" && urlOrder !== "shuffle") {
+    throw new TypeError(`urlOrder must be "ordered" or "shuffle", not ${urlOrder}`);
+  }
   if (topicAliases !== "auto" && topicAliases !== "manual") {
     throw new TypeError(`topicAliases must be "auto" or "manual", not ${topicAliases}`);
   }
@@ -126,5 +135,7 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       : connectTimeout,
     signal: options.signal,
     reconnect: reconnect === false || !canDial ? undefined : reconnect === true ? {} : reconnect,
+    urlOrder,
+    followServerReference: options.followServerReference ?? true,
   };
 }

@@ -8,9 +8,11 @@
 import { abortable, type Clock, closeQuietly, MAX_TIMER_MS } from "../_async.ts";
 import {
   BrokerDisconnect,
+  BrokersFailedError,
   ConnectionRefusedError,
   type MqttError,
   ProtocolError,
+  RedirectError,
   StoreError,
   TimeoutError,
 } from "../errors.ts";
@@ -52,7 +54,8 @@ const FINAL_REFUSALS_5: ReadonlySet<number> = new Set([
 
 /**
  * The default of `ReconnectOptions.shouldRetry`: a refusal that retrying cannot fix, a session
- * taken over by another client and a protocol error end reconnecting; anything else is retried.
+ * taken over by another client, a protocol error and a redirect loop end reconnecting; a round
+ * over several brokers is retried when one of its failures would be; anything else is retried.
  *
  * @example
  * ```ts
@@ -63,6 +66,10 @@ const FINAL_REFUSALS_5: ReadonlySet<number> = new Set([
  * ```
  */
 export function isRetryable(error: MqttError, protocolVersion: ProtocolVersion): boolean {
+  if (error instanceof BrokersFailedError) {
+    return error.errors.some((each) => isRetryable(each, protocolVersion));
+  }
+  if (error instanceof RedirectError) return false;
   if (error instanceof ConnectionRefusedError) {
     return !(protocolVersion === 5 ? FINAL_REFUSALS_5 : FINAL_REFUSALS_3).has(error.reasonCode);
   }
@@ -166,6 +173,16 @@ export class Redialer {
     const startedAt = this.#startedAt;
     this.#startedAt = undefined;
     return startedAt;
+  }
+
+  /** The attempt under way or scheduled: 0 before the first loss. */
+  get attempt(): number {
+    return this.#attempt;
+  }
+
+  /** Counts an attempt that goes at once, with no backoff (a Server Reference followed). */
+  advance(): void {
+    this.#attempt++;
   }
 
   /** A connection was accepted: the next loss starts counting attempts from 1 again. */

@@ -98,6 +98,24 @@ export interface ClientOptions {
    * backoff settings. A client made over a transport you opened cannot reconnect.
    */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * With several broker URLs (`connect([url1, url2])`): the order each round tries them in.
+   * `"ordered"` (the default): as given, so the first is preferred; `"shuffle"`: a new random
+   * order each round (`reconnect.random` is its source of randomness when given), to spread
+   * clients over the brokers.
+   */
+  urlOrder?: "ordered" | "shuffle";
+  /**
+   * MQTT 5: follow a Server Reference. When CONNACK refuses, or the broker disconnects, with
+   * 0x9C (Use another server) or 0x9D (Server moved) and a Server Reference, the client dials
+   * the referenced servers next, with the scheme, path and options of the URL it was on (the
+   * port, when the reference has none, the scheme's default). 0x9D is permanent: the reference
+   * replaces the URL list for later reconnections; 0x9C is for this attempt only. At most 5
+   * redirects in a row without an accepted connection; one more fails with `RedirectError`. A
+   * DISCONNECT is followed only when the client reconnects. Default `true`; `false` treats
+   * those codes as any other refusal or disconnect. Only for clients that dial URLs.
+   */
+  followServerReference?: boolean;
   /** Bounds of the queue of publishes waiting to be sent (while disconnected, or for the window). */
   queue?: QueueOptions;
   /** Subscribe again after reconnecting to a broker that lost the session; default true. */
@@ -129,7 +147,10 @@ export interface ReconnectOptions {
   minDelay?: number;
   /** The longest wait, in milliseconds; default 30,000. */
   maxDelay?: number;
-  /** How many attempts after a loss before giving up; default `Infinity`. */
+  /**
+   * How many attempts after a loss before giving up; default `Infinity`. With several broker
+   * URLs an attempt is a round: one pass over them.
+   */
   attempts?: number;
   /**
    * Decides whether an error is worth another attempt. By default a refusal that retrying
@@ -138,7 +159,10 @@ export interface ReconnectOptions {
    * is retried.
    */
   shouldRetry?: (error: MqttError) => boolean;
-  /** A source of randomness in [0, 1) for the jitter; default `Math.random`. For tests. */
+  /**
+   * A source of randomness in [0, 1) for the jitter and for `urlOrder: "shuffle"`; default
+   * `Math.random`. For tests.
+   */
   random?: () => number;
 }
 

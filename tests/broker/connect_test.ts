@@ -165,7 +165,7 @@ test("Broker - v5 CONNACK announces the broker's limits", async () => {
   assert.equal(connack.properties?.receiveMaximum, 5);
   assert.equal(connack.properties?.maximumPacketSize, 1000);
   assert.equal(connack.properties?.topicAliasMaximum, 3);
-  assert.equal(connack.properties?.sharedSubscriptionAvailable, false);
+  assert.equal(connack.properties?.sharedSubscriptionAvailable, true);
   await broker.close();
 });
 

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Broker } from "../../src/broker/mod.ts";
-import { SubscribeError } from "../../src/errors.ts";
 import type { QoS } from "../../src/packet/types.ts";
 import {
   connectKite,
@@ -137,14 +136,6 @@ test("Broker - an invalid filter is refused in SUBACK (0x80 / v5 0x8F)", async (
   await raw5.sendBytes([0x82, 0x0b, 0, 1, 0, 0, 5, 0x61, 0x2f, 0x23, 0x2f, 0x62, 0]);
   assert.deepEqual((await raw5.expect("suback")).reasonCodes, [0x8f]);
   assert.deepEqual(broker.sessions().flatMap((s) => s.subscriptions), []);
-  await broker.close();
-});
-
-test("Broker - a shared subscription is refused with v5 0x9E", async () => {
-  const broker = new Broker();
-  const sub = await connectKite(broker, { clientId: "sub", protocolVersion: 5 });
-  await assert.rejects(sub.client.subscribe("$share/g/t"), SubscribeError);
-  await sub.client.disconnect();
   await broker.close();
 });
 
