@@ -34,6 +34,7 @@
 
 export * from "./src/packet/mod.ts";
 export {
+  AuthenticationError,
   BrokerDisconnect,
   ConnectionClosedError,
   ConnectionRefusedError,
@@ -46,6 +47,9 @@ export {
 export { topicMatches, TopicTrie } from "./src/topic.ts";
 export {
   type AckMode,
+  type AuthenticationContext,
+  type AuthenticationExchange,
+  type Authenticator,
   BaseClient,
   ClientBase,
   type ClientOptions,
@@ -85,6 +89,9 @@ export {
   type RequestOptions,
   type RespondOptions,
   type ResponseHandler,
+  type ScramCredentials,
+  scramSha1,
+  scramSha256,
   type StopResponding,
   type SubscribeOptions,
   Subscriber,
