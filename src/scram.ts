@@ -97,7 +97,6 @@ const PROHIBITED =
  * ```
  */
 export function saslPrep(value: string): string {
-  // deno-lint-ignore no-control-regex
   if (/^[\x20-\x7E]*$/.test(value)) {
     if (value === "") throw new AuthenticationError("SCRAM: an empty string", BAD_USER);
     return value;

@@ -105,7 +105,7 @@ describe("enhanced authentication, connecting", () => {
     const guard = new UnhandledGuard();
     const answer = new Deferred<Uint8Array>();
     const { broker, client, connect } = connecting({
-      auth: { method: "TOK", start: async () => ({ data: undefined, next: () => answer.promise }) },
+      auth: { method: "TOK", start: () => Promise.resolve({ next: () => answer.promise }) },
     });
     const connectPacket = await broker.expect("connect");
     assert.deepEqual(connectPacket.properties, { authenticationMethod: "TOK" });
