@@ -123,6 +123,9 @@ export function decide(result: AuthenticationResult, failed = false): Decision {
   if (typeof result === "number") {
     return result === 0 ? { kind: "accept" } : { kind: "refuse", reasonCode: result };
   }
+  if (result === null || typeof result !== "object") {
+    return { kind: "refuse", reasonCode: ReasonCode.UnspecifiedError };
+  }
   const code = result.reasonCode ?? 0;
   if (code !== 0) {
     const refusal: Decision = { kind: "refuse", reasonCode: code };

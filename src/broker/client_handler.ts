@@ -58,6 +58,9 @@ export interface ConnectionHooks {
   authorize?: AuthorizeHook;
 }
 
+/** The most packets held after CONNECT while the authenticate hook decides. */
+const MAX_EARLY_PACKETS = 1000;
+
 /** Which authentication exchange a hook answer belongs to. */
 type Phase = "connect" | "reauthenticate";
 
@@ -394,6 +397,8 @@ export class ClientHandler implements ClientConnection {
         ReasonCode.ProtocolError,
       );
     }
+    // A client that floods a hook that takes its time is cut off, not buffered without bound.
+    if (this.#early.length >= MAX_EARLY_PACKETS) return this.#end("error", undefined);
     this.#early.push(packet);
   }
 

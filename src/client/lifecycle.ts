@@ -259,9 +259,9 @@ export class Lifecycle {
         ReasonCode.ProtocolError,
       );
     }
-    const done = this.#exchange?.steps?.done;
-    if (packet.type === "connack" && packet.reasonCode === 0 && done !== undefined) {
-      return this.#verifyConnack(packet, done);
+    if (packet.type === "connack" && packet.reasonCode === 0) {
+      const done = this.#exchange?.steps?.done;
+      if (done !== undefined) return this.#verifyConnack(packet, done);
     }
     session.receive(packet, this.clock.now());
     if (packet.type === "connack") this.#onConnack(packet);

@@ -15,6 +15,7 @@ import {
   ConnectionRefusedError,
   ProtocolError,
   StateError,
+  TimeoutError,
 } from "../../src/errors.ts";
 import { Deferred } from "../../src/_async.ts";
 import type { AuthPacket } from "../../src/packet/types.ts";
@@ -177,6 +178,24 @@ describe("enhanced authentication, connecting", () => {
     await settle();
     assert.ok(connect.reason instanceof AuthenticationError);
     assert.equal((connect.reason as AuthenticationError).reasonCode, 0x8c);
+    await guard.check();
+  });
+
+  test("auth v5: connectTimeout covers the exchange: a handler that never answers times out", async () => {
+    const guard = new UnhandledGuard();
+    const { broker, clock, connect } = connecting({
+      connectTimeout: 5_000,
+      auth: { method: "TOK", start: () => ({ next: () => new Promise<undefined>(() => {}) }) },
+    });
+    await broker.expect("connect");
+    await broker.sendPacket(auth(0x18, [1]));
+    await settle();
+    clock.advance(4_999);
+    await settle();
+    assert.equal(connect.settled, false);
+    clock.advance(1);
+    await settle();
+    assert.ok(connect.reason instanceof TimeoutError, String(connect.reason));
     await guard.check();
   });
 
