@@ -20,7 +20,9 @@ import {
 import { Deferred } from "../../src/_async.ts";
 import type { AuthPacket } from "../../src/packet/types.ts";
 import type { Authenticator } from "../../src/client/types.ts";
-import { scramSha1 } from "../../src/client/scram.ts";
+import { scramSha1, scramSha256 } from "../../src/client/scram.ts";
+import { connect } from "../../src/client/connect.ts";
+import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
 import { MqttClient } from "../../src/client/clients.ts";
 import {
   assertQuiet,
@@ -530,4 +532,25 @@ describe("SCRAM-SHA-1 over MQTT 5, the bytes of RFC 5802 section 5", () => {
       await guard.check();
     });
   }
+});
+
+describe("enhanced authentication against mosquitto", () => {
+  // mosquitto has no enhanced authentication without an auth plugin: it refuses every method.
+  test(
+    "mosquitto without an auth plugin refuses the method: ConnectionRefusedError 0x8c, no reconnection",
+    {
+      skip: mosquittoSkipReason(),
+    },
+    async () => {
+      await using broker = await startMosquitto();
+      await assert.rejects(
+        connect(broker.url, {
+          protocolVersion: 5,
+          auth: scramSha256({ username: "alice", password: "secret" }),
+        }),
+        (error: ConnectionRefusedError) =>
+          error instanceof ConnectionRefusedError && error.reasonCode === 0x8c,
+      );
+    },
+  );
 });
