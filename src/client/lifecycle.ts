@@ -246,7 +246,7 @@ export class Lifecycle {
       exchange.steps = steps;
       session.connect(this.clock.now(), steps.data);
       connection.scheduleFlush();
-    }, (error) => this.#authenticationFailed(exchange, error));
+    }).catch((error) => this.#authenticationFailed(exchange, error));
   }
 
   /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
@@ -339,7 +339,7 @@ export class Lifecycle {
       if (this.#exchange !== exchange) return;
       this.#exchange = undefined;
       exchange.reauth?.resolve();
-    }, (error) => this.#authenticationFailed(exchange, error));
+    }).catch((error) => this.#authenticationFailed(exchange, error));
   }
 
   /**
