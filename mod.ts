@@ -34,6 +34,7 @@
 
 export * from "./src/packet/mod.ts";
 export {
+  AuthenticationError,
   BrokerDisconnect,
   BrokersFailedError,
   ConnectionClosedError,
@@ -48,6 +49,9 @@ export {
 export { topicMatches, TopicTrie } from "./src/topic.ts";
 export {
   type AckMode,
+  type AuthenticationContext,
+  type AuthenticationExchange,
+  type Authenticator,
   BaseClient,
   type BrokerDialer,
   ClientBase,
@@ -88,6 +92,9 @@ export {
   type RequestOptions,
   type RespondOptions,
   type ResponseHandler,
+  type ScramCredentials,
+  scramSha1,
+  scramSha256,
   type StopResponding,
   type SubscribeOptions,
   Subscriber,

@@ -24,7 +24,7 @@ const CODEC = "src/packet/";
 const LAYERS: readonly (readonly string[])[] = [
   ["src/packet/", "src/_async.ts"],
   ["src/errors.ts", "src/topic.ts"],
-  ["src/transport/", "src/store/"],
+  ["src/transport/", "src/store/", "src/scram.ts"],
   ["src/session/"],
   ["src/client/", "src/broker/"],
   ["src/cli/"],

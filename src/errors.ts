@@ -51,6 +51,40 @@ export class ConnectionRefusedError extends MqttError {
 }
 
 /**
+ * MQTT 5 enhanced authentication failed where no refusing CONNACK says so: a re-authentication
+ * the broker refused (its DISCONNECT), or an exchange the client gave up (the handler threw, the
+ * server's final data did not prove it, as with a wrong SCRAM server signature). A CONNACK that
+ * refuses rejects with {@linkcode ConnectionRefusedError} instead, with its code.
+ *
+ * @example
+ * ```ts
+ * import { AuthenticationError } from "./errors.ts";
+ *
+ * const error = new AuthenticationError("the server signature does not match", 0x87);
+ * console.log(error.reasonCode); // 135
+ * ```
+ */
+export class AuthenticationError extends MqttError {
+  /**
+   * The MQTT 5 reason code of the failure: the broker's when it refused (from its DISCONNECT),
+   * else the one the exchange chose (default 0x87, Not authorized).
+   */
+  readonly reasonCode: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What failed.
+   * @param reasonCode The reason code; default 0x87 (Not authorized).
+   * @param options The cause, if any.
+   */
+  constructor(message: string, reasonCode = 0x87, options?: ErrorOptions) {
+    super(message, options);
+    this.reasonCode = reasonCode;
+  }
+}
+
+/**
  * The broker refused one or more of the filters of a SUBSCRIBE.
  *
  * @example

@@ -14,7 +14,7 @@
 import { closeQuietly, Deferred } from "../_async.ts";
 import { hasDenoSockets } from "../transport/deno.ts";
 import { nodeSockets } from "../transport/node.ts";
-import { ClientHandler } from "./client_handler.ts";
+import { ClientHandler, type ConnectionHooks } from "./client_handler.ts";
 import { BrokerCore } from "./registry.ts";
 import { memoryPair } from "./memory.ts";
 import { listenDenoTcp, listenNodeTcp } from "./tcp.ts";
@@ -37,8 +37,9 @@ interface Listener {
 /**
  * A small MQTT 3.1, 3.1.1 and 5.0 broker that runs inside your process, for tests, demos and
  * local development, with shared subscriptions (`$share/{group}/{filter}`). Not a production
- * broker: no authentication, no persistence to disk, no TLS, no clustering; use mosquitto, EMQX or
- * HiveMQ for that. A subscriber that does not
+ * broker: no persistence to disk, no TLS, no clustering, and authentication and authorization only
+ * as hooks you write (or `scramVerifier`); use mosquitto, EMQX or HiveMQ for that. A subscriber
+ * that does not
  * read is bounded (`maxBufferedBytes`): its QoS 0 messages are dropped, its QoS 1 and 2 wait.
  *
  * @example An in-memory broker and a Kite client
@@ -58,6 +59,7 @@ interface Listener {
  */
 export class Broker {
   readonly #core: BrokerCore;
+  readonly #hooks: ConnectionHooks;
   readonly #links = new Set<{ handler: ClientHandler; done: Promise<void> }>();
   readonly #listeners = new Set<Listener>();
   #closed = false;
@@ -78,6 +80,7 @@ export class Broker {
    */
   constructor(options: BrokerOptions = {}) {
     this.#core = new BrokerCore(options);
+    this.#hooks = { authenticate: options.authenticate, authorize: options.authorize };
   }
 
   /**
@@ -235,7 +238,7 @@ export class Broker {
           closed.resolve();
         });
       },
-    });
+    }, this.#hooks);
     const done = (async () => {
       try {
         while (true) {

@@ -7,7 +7,7 @@
  */
 
 import { ProtocolError } from "../errors.ts";
-import type { Packet, PublishPacket } from "../packet/types.ts";
+import type { Packet, PublishPacket, QoS } from "../packet/types.ts";
 import type { BrokerSession } from "./broker_session.ts";
 import type { Outbox } from "./outbox.ts";
 import { ReasonCode } from "../packet/constants.ts";
@@ -18,6 +18,11 @@ export class Inbox {
   readonly #core: BrokerCore;
   readonly #outbox: Outbox;
   #aliases = new Map<number, string>();
+  /**
+   * Asks the `authorize` hook whether the client may publish to a topic: the reason code that
+   * refuses it, or `undefined`. Absent: every publish is allowed.
+   */
+  authorize: ((topic: string, qos: QoS) => number | undefined) | undefined = undefined;
 
   /** Creates the inbox of a new connection; its replies go out through `outbox`. */
   constructor(core: BrokerCore, outbox: Outbox) {
@@ -70,6 +75,8 @@ export class Inbox {
         this.#aliases.set(alias, topic);
       }
     }
+    const refused = this.authorize?.(topic, packet.qos);
+    if (refused !== undefined) return this.#refused(session, packet, refused);
     const message = core.message(
       topic,
       packet.payload.slice(),
@@ -100,6 +107,32 @@ export class Inbox {
       }
       if (!withhold) this.#outbox.send({ type: "pubrec", packetId });
     }
+  }
+
+  /**
+   * A PUBLISH the `authorize` hook refused: not routed. MQTT 5 says so with PUBACK or PUBREC
+   * carrying the code (QoS 2 then ends there: no PUBREL follows a PUBREC of 0x80 or more).
+   * MQTT 3.1 and 3.1.1 have no way to say so: the broker acknowledges as usual and drops the
+   * message, as [MQTT-3.3.5-2] allows (the other choice it allows is closing the connection).
+   * QoS 0 is dropped in silence on every version.
+   */
+  #refused(session: BrokerSession, packet: PublishPacket, reasonCode: number): void {
+    if (packet.qos === 0 || this.#core.withholdingAcks) return;
+    const packetId = packet.packetId!;
+    const v5 = this.#outbox.version === 5;
+    if (packet.qos === 1) {
+      this.#outbox.send(
+        v5 ? { type: "puback", packetId, reasonCode } : { type: "puback", packetId },
+      );
+      return;
+    }
+    if (v5) {
+      this.#outbox.send({ type: "pubrec", packetId, reasonCode });
+      return;
+    }
+    // The PUBREL that follows gets its PUBCOMP.
+    session.incoming.add(packetId);
+    this.#outbox.send({ type: "pubrec", packetId });
   }
 
   /** A PUBREL from the client: its QoS 2 message is done; PUBCOMP goes out. */

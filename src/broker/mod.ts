@@ -3,9 +3,10 @@
  * runs inside your process, over TCP, over WebSocket (Deno and Bun), or over in-memory connections
  * that need no socket.
  *
- * It is meant for tests, demos and local development and is **not a production broker**: no
- * authentication or authorization, no TLS, no clustering, nothing kept on disk. For
- * production use mosquitto, EMQX or HiveMQ. A subscriber that does not read costs a bounded amount
+ * It is meant for tests, demos and local development and is **not a production broker**: no TLS,
+ * no clustering, nothing kept on disk, and authentication and authorization only as the hooks you
+ * give it (`authenticate`, `authorize`; `scramVerifier` checks a table of users with SCRAM or
+ * plain passwords). For production use mosquitto, EMQX or HiveMQ. A subscriber that does not read costs a bounded amount
  * of memory: past `maxBufferedBytes` its QoS 0 messages are dropped and its QoS 1 and 2 messages
  * wait in its session.
  *
@@ -51,6 +52,17 @@
  */
 
 export { Broker } from "./broker.ts";
+export {
+  type AuthenticateHook,
+  type AuthenticationOutcome,
+  type AuthenticationRequest,
+  type AuthenticationResult,
+  type AuthorizationRequest,
+  type AuthorizeHook,
+  scramSha256Verifier,
+  scramVerifier,
+  type ScramVerifierOptions,
+} from "./auth.ts";
 export { memoryPair } from "./memory.ts";
 export type { WebSocketListenOptions } from "./websocket.ts";
 export type {

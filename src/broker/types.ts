@@ -7,6 +7,7 @@
 
 import type { Clock } from "../_async.ts";
 import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
+import type { AuthenticateHook, AuthorizeHook } from "./auth.ts";
 
 /** A source of time and timers; tests pass a fake one. The same shape as the client's. */
 export type BrokerClock = Clock;
@@ -78,6 +79,24 @@ export interface BrokerOptions {
    * client that does not read. Default 10,000.
    */
   closeTimeout?: number;
+  /**
+   * Authentication: decides each CONNECT (user name, password, client id, protocol version) and,
+   * on MQTT 5, runs enhanced authentication (the Authentication Method and Data, with as many
+   * challenges as it likes) and each re-authentication (AUTH 0x19). It accepts, or refuses with a
+   * reason code (on 3.1 and 3.1.1, the nearest CONNACK return code, 4 or 5 for credentials).
+   * `scramVerifier({ users })` is one. Default: every CONNECT is accepted, and one that names an
+   * Authentication Method is refused with 0x8C (Bad authentication method).
+   */
+  authenticate?: AuthenticateHook;
+  /**
+   * Authorization: decides each PUBLISH, each will and each topic filter of a SUBSCRIBE, per
+   * client, identity and topic. A refused PUBLISH is not routed: on MQTT 5 its PUBACK or PUBREC
+   * carries the code (0x87 for `false`); on 3.1 and 3.1.1 it is acknowledged as usual and dropped
+   * ([MQTT-3.3.5-2] allows that or closing the connection). A refused filter gets SUBACK 0x87 (v5)
+   * or 0x80 (3.x); a refused will refuses the CONNECT (0x87, 3.x return code 5). Synchronous.
+   * Default: everything is allowed.
+   */
+  authorize?: AuthorizeHook;
 }
 
 /** Where and how {@linkcode Broker.prototype.listen} listens. */

@@ -145,6 +145,34 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     );
   }
 
+  /**
+   * Re-authenticates on the live connection (MQTT 5 enhanced authentication, section 4.12.1):
+   * sends AUTH 0x19 with the `auth` option's method and initial data, answers each AUTH 0x18 of
+   * the broker, and resolves on its AUTH 0x00 once the handler accepted the broker's final data.
+   * Traffic goes on meanwhile, under the previous authentication. One exchange at a time: a call
+   * made while one runs starts once it has ended.
+   *
+   * @throws {StateError} Without the `auth` option, or when not connected.
+   * @throws {AuthenticationError} When the broker refuses (its DISCONNECT, whose reason code it
+   * carries; the connection closes) or the handler gives up (the connection closes too, with
+   * DISCONNECT 0x80), or when the handler cannot start (the connection goes on as it was).
+   * @throws {ConnectionClosedError} When the connection ends first.
+   *
+   * @example
+   * ```ts ignore
+   * import { connect, scramSha256 } from "jsr:@kite/mqtt";
+   *
+   * const client = await connect("mqtt://127.0.0.1:1883", {
+   *   protocolVersion: 5,
+   *   auth: scramSha256({ username: "alice", password: "secret" }),
+   * });
+   * await client.reauthenticate();
+   * ```
+   */
+  reauthenticate(): Promise<void> {
+    return this.#life.reauthenticate();
+  }
+
   /** Throws a {@linkcode StateError} unless the current state allows `operation`. */
   protected requireState(operation: Operation): void {
     const state = this.#life.state;

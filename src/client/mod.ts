@@ -47,7 +47,11 @@ export {
   type SubscriberMethods,
   type UnsubscribeOptions,
 } from "./subscriber.ts";
+export { type ScramCredentials, scramSha1, scramSha256 } from "./scram.ts";
 export type {
+  AuthenticationContext,
+  AuthenticationExchange,
+  Authenticator,
   ClientOptions,
   Clock,
   DisconnectOptions,

@@ -9,7 +9,7 @@ import { type Clock, MAX_TIMER_MS, systemClock } from "../_async.ts";
 import type { Properties, ProtocolVersion } from "../packet/types.ts";
 import type { SessionOptions } from "../session/mod.ts";
 import type { Store } from "../store/store.ts";
-import type { ClientOptions, ReconnectOptions } from "./types.ts";
+import type { Authenticator, ClientOptions, ReconnectOptions } from "./types.ts";
 
 const encoder = new TextEncoder();
 
@@ -60,6 +60,8 @@ export interface ClientSettings {
   urlOrder: "ordered" | "shuffle";
   /** Whether to follow an MQTT 5 Server Reference. */
   followServerReference: boolean;
+  /** MQTT 5 enhanced authentication, if any. */
+  auth: Authenticator | undefined;
 }
 
 /**
@@ -68,8 +70,9 @@ export interface ClientSettings {
  * @param canDial Whether the client has a dialer: only then can it reconnect.
  * @throws {TypeError} For an unknown protocol version.
  * @throws {RangeError} For a negative `connectTimeout`.
- * @throws {TypeError} For a `topicAliases` other than `"auto"` or `"manual"`.
- * @throws {TypeError} For a `urlOrder` other than `"ordered"` or `"shuffle"`.
+ * @throws {TypeError} For a `topicAliases` other than `"auto"` or `"manual"`, a `urlOrder` other
+ * than `"ordered"` or `"shuffle"`, an `auth` that is not an authenticator, or Authentication
+ * properties set by hand.
  */
 export function readOptions(options: ClientOptions, canDial: boolean): ClientSettings {
   const version = options.protocolVersion ?? 4;
@@ -97,6 +100,18 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
   }
   if (topicAliases !== "auto" && topicAliases !== "manual") {
     throw new TypeError(`topicAliases must be "auto" or "manual", not ${topicAliases}`);
+  }
+  const auth = options.auth;
+  if (auth !== undefined && (typeof auth.method !== "string" || typeof auth.start !== "function")) {
+    throw new TypeError("auth must have a method (a string) and a start function");
+  }
+  if (
+    options.properties?.authenticationMethod !== undefined ||
+    options.properties?.authenticationData !== undefined
+  ) {
+    throw new TypeError(
+      "set enhanced authentication with the auth option, not properties.authenticationMethod or authenticationData",
+    );
   }
   return {
     protocolVersion: version,
@@ -126,6 +141,7 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       queueHighWaterMark: options.queue?.highWaterMark,
       dropQos0Offline: options.queue?.qos0 === "drop",
       topicAliases,
+      authenticationMethod: auth?.method,
     },
     maximumIncoming: options.maximumPacketSize,
     // 0 and anything a timer cannot hold (over 2^31 - 1 ms, Infinity) mean no limit: a timer
@@ -137,5 +153,6 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
     reconnect: reconnect === false || !canDial ? undefined : reconnect === true ? {} : reconnect,
     urlOrder,
     followServerReference: options.followServerReference ?? true,
+    auth,
   };
 }

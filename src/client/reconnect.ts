@@ -7,6 +7,7 @@
 
 import { abortable, type Clock, closeQuietly, MAX_TIMER_MS } from "../_async.ts";
 import {
+  AuthenticationError,
   BrokerDisconnect,
   BrokersFailedError,
   ConnectionRefusedError,
@@ -54,8 +55,9 @@ const FINAL_REFUSALS_5: ReadonlySet<number> = new Set([
 
 /**
  * The default of `ReconnectOptions.shouldRetry`: a refusal that retrying cannot fix, a session
- * taken over by another client, a protocol error and a redirect loop end reconnecting; a round
- * over several brokers is retried when one of its failures would be; anything else is retried.
+ * taken over by another client, an enhanced authentication the client gave up
+ * (`AuthenticationError`), a protocol error and a redirect loop end reconnecting; a round over
+ * several brokers is retried when one of its failures would be; anything else is retried.
  *
  * @example
  * ```ts
@@ -73,6 +75,9 @@ export function isRetryable(error: MqttError, protocolVersion: ProtocolVersion):
   if (error instanceof ConnectionRefusedError) {
     return !(protocolVersion === 5 ? FINAL_REFUSALS_5 : FINAL_REFUSALS_3).has(error.reasonCode);
   }
+  // The client itself gave the authentication up (the broker did not prove itself, or the
+  // handler failed): the same exchange would fail the same way.
+  if (error instanceof AuthenticationError) return false;
   // Another client took the session over: fighting it back would loop for ever.
   if (error instanceof BrokerDisconnect) {
     return error.packet.reasonCode !== ReasonCode.SessionTakenOver;

@@ -6,7 +6,13 @@
 
 import type { Clock } from "../_async.ts";
 import type { MqttError } from "../errors.ts";
-import type { Properties, ProtocolVersion, QoS } from "../packet/types.ts";
+import type {
+  AuthPacket,
+  ConnackPacket,
+  Properties,
+  ProtocolVersion,
+  QoS,
+} from "../packet/types.ts";
 import type { Store } from "../store/store.ts";
 
 /** A message that arrived from the broker. */
@@ -139,6 +145,73 @@ export interface ClientOptions {
    * ```
    */
   topicAliases?: "auto" | "manual";
+  /**
+   * MQTT 5 enhanced authentication (section 4.12): an Authentication Method and the handler that
+   * runs its exchange, such as `scramSha256({ username, password })`. CONNECT carries the method
+   * and the initial data; each AUTH 0x18 the broker sends is answered with the next data; the
+   * broker's final data (on CONNACK) may be verified before `connect` resolves. It runs again on
+   * every reconnection, and `client.reauthenticate()` runs it on a live connection. MQTT 5 only:
+   * on 3.1 and 3.1.1 `connect` rejects with `TypeError`.
+   */
+  auth?: Authenticator;
+}
+
+/**
+ * An MQTT 5 enhanced authentication method: its name, and a way to start one exchange of it.
+ *
+ * @example A method with one challenge: the broker sends a number, the client answers its double
+ * ```ts
+ * import type { Authenticator } from "./types.ts";
+ *
+ * const doubling: Authenticator = {
+ *   method: "DOUBLE",
+ *   start: () => ({
+ *     data: new Uint8Array([1]),
+ *     next: (challenge) => new Uint8Array([challenge![0] * 2]),
+ *   }),
+ * };
+ * console.log(doubling.method); // "DOUBLE"
+ * ```
+ */
+export interface Authenticator {
+  /** The Authentication Method, as CONNECT and every AUTH name it: `"SCRAM-SHA-256"`, say. */
+  readonly method: string;
+  /**
+   * Starts one exchange: for the CONNECT of each connection, and for each `reauthenticate()`.
+   * Throwing (or rejecting) fails it with `AuthenticationError`.
+   */
+  start(
+    context: AuthenticationContext,
+  ): AuthenticationExchange | Promise<AuthenticationExchange>;
+}
+
+/** What an exchange is started for. */
+export interface AuthenticationContext {
+  /** `false` for a connection's CONNECT, `true` for `reauthenticate()` (AUTH 0x19). */
+  reauthentication: boolean;
+  /** The client identifier the CONNECT carries (or the broker assigned, when re-authenticating). */
+  clientId: string;
+}
+
+/** One exchange of an enhanced authentication method: its initial data and its next steps. */
+export interface AuthenticationExchange {
+  /** The initial Authentication Data, carried by CONNECT or AUTH 0x19; absent: none. */
+  data?: Uint8Array;
+  /**
+   * Answers the broker's challenge (AUTH 0x18, its Authentication Data) with the next data, sent
+   * in AUTH 0x18; called once per round, for as many rounds as the broker asks. Absent: a
+   * challenge fails the exchange. Throwing fails it with `AuthenticationError`.
+   */
+  next?(
+    data: Uint8Array | undefined,
+    packet: AuthPacket,
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  /**
+   * Checks the broker's final data when it accepts (CONNACK 0, or AUTH 0x00 after a
+   * re-authentication), before `connect` or `reauthenticate` resolves and before anything else is
+   * sent: SCRAM checks the server's signature here. Throwing fails the exchange.
+   */
+  done?(data: Uint8Array | undefined, packet: ConnackPacket | AuthPacket): void | Promise<void>;
 }
 
 /** How to reconnect: exponential backoff with full jitter. */

@@ -19,6 +19,7 @@
  */
 
 export {
+  type AuthenticationPhase,
   type GrantedSubscription,
   type OutgoingPublish,
   PublishError,

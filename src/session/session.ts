@@ -29,6 +29,7 @@ import type {
   SubscribePacket,
   UnsubscribePacket,
 } from "../packet/types.ts";
+import { Authentication, type AuthenticationPhase } from "./authentication.ts";
 import { Incoming } from "./incoming.ts";
 import { Keepalive } from "./keepalive.ts";
 import {
@@ -56,6 +57,7 @@ import { ReasonCode } from "../packet/constants.ts";
 export { PublishError } from "./outgoing.ts";
 export { requestPayloadSize, type ServerLimits } from "./limits.ts";
 export type { GrantedSubscription } from "./requests.ts";
+export type { AuthenticationPhase } from "./authentication.ts";
 export type { OutgoingPublish, SessionEvent, SessionOptions } from "./shared_state.ts";
 
 /**
@@ -96,6 +98,7 @@ export class Session<T> {
   #incoming: Incoming<T>;
   #requests: Requests<T>;
   #keepalive: Keepalive<T>;
+  #authentication: Authentication<T>;
   #queueBounds: QueueBounds;
   #username: string | undefined;
   #password: Uint8Array | undefined;
@@ -124,6 +127,7 @@ export class Session<T> {
     this.#requests = new Requests(shared, options.resubscribe ?? true);
     this.subscriptions = this.#requests.subscriptions;
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
+    this.#authentication = new Authentication(shared, options.authenticationMethod);
     this.#queueBounds = queueBounds(
       options.maxQueuedMessages,
       options.maxQueuedBytes,
@@ -246,8 +250,71 @@ export class Session<T> {
     this.#password = password;
   }
 
-  /** Starts a connection: puts CONNECT in the outbox. */
-  connect(now: number): ConnectPacket {
+  /** The MQTT 5 Authentication Method of enhanced authentication, if the session uses it. */
+  get authenticationMethod(): string | undefined {
+    return this.#authentication.method;
+  }
+
+  /** The enhanced authentication exchange running now: none, the connection's, or a re-authentication. */
+  get authenticationExchange(): AuthenticationPhase {
+    return this.#authentication.exchange;
+  }
+
+  /**
+   * Whether the server challenged us (AUTH 0x18) and waits for `answerAuthentication`: after
+   * `receive` took an AUTH, this tells a challenge from the success that ends a re-authentication.
+   */
+  get authenticationChallenged(): boolean {
+    return this.#authentication.ourTurn;
+  }
+
+  /**
+   * Answers the server's AUTH 0x18: AUTH 0x18 with the next Authentication Data goes to the outbox.
+   *
+   * @throws {StateError} When no challenge waits for an answer.
+   * @throws {LimitError} Once connected, when the AUTH is larger than the server accepts.
+   */
+  answerAuthentication(data: Uint8Array | undefined): void {
+    this.#authentication.answer(data);
+  }
+
+  /**
+   * Starts a re-authentication: AUTH 0x19 with the initial Authentication Data goes to the outbox.
+   *
+   * @throws {StateError} Without an Authentication Method, while not connected, or while an
+   * exchange runs.
+   * @throws {LimitError} When the AUTH is larger than the server accepts.
+   */
+  reauthenticate(data: Uint8Array | undefined): void {
+    this.#authentication.reauthenticate(data);
+  }
+
+  /**
+   * Checks a CONNACK as `receive` would, changing nothing: for a client that verifies the
+   * server's final Authentication Data before it takes the CONNACK.
+   *
+   * @throws {ProtocolError} When `receive` would throw for it.
+   */
+  checkConnack(packet: ConnackPacket): void {
+    this.#requireFirstConnack();
+    this.#authentication.checkConnack(packet);
+  }
+
+  #requireFirstConnack(): void {
+    if (this.#shared.connected) {
+      throw new ProtocolError(
+        "a second CONNACK arrived on one connection",
+        "MQTT-3.2.0-2",
+        ReasonCode.ProtocolError,
+      );
+    }
+  }
+
+  /**
+   * Starts a connection: puts CONNECT in the outbox. With an Authentication Method it carries the
+   * method and `authenticationData`, and starts the connection's authentication exchange.
+   */
+  connect(now: number, authenticationData?: Uint8Array): ConnectPacket {
     const o = this.options;
     this.#shared.connected = false;
     this.#keepalive.reset(now);
@@ -264,7 +331,10 @@ export class Session<T> {
     if (this.#username !== undefined) packet.username = this.#username;
     if (this.#password !== undefined) packet.password = this.#password;
     if (o.will !== undefined) packet.will = o.will;
-    if (o.properties !== undefined) packet.properties = o.properties;
+    const auth = this.#authentication.connectProperties(authenticationData);
+    if (o.properties !== undefined || auth !== undefined) {
+      packet.properties = auth === undefined ? o.properties : { ...o.properties, ...auth };
+    }
     this.#shared.outbox.push(packet);
     return packet;
   }
@@ -391,9 +461,11 @@ export class Session<T> {
         return this.#keepalive.pingresp();
       case "connack":
         return this.#onConnack(packet, now);
-      case "disconnect":
       case "auth":
-        // The client handles these: they end or extend the connection.
+        // What the data says is the client's authentication handler's to judge.
+        return this.#authentication.onAuth(packet);
+      case "disconnect":
+        // The client handles it: it ends the connection.
         return;
       default:
         throw new ProtocolError(
@@ -406,13 +478,8 @@ export class Session<T> {
 
   #onConnack(packet: ConnackPacket, now: number): void {
     const shared = this.#shared;
-    if (shared.connected) {
-      throw new ProtocolError(
-        "a second CONNACK arrived on one connection",
-        undefined,
-        ReasonCode.ProtocolError,
-      );
-    }
+    this.#requireFirstConnack();
+    this.#authentication.onConnack(packet);
     if (packet.reasonCode !== 0) return;
     shared.connected = true;
     this.#keepalive.sent(now);
@@ -444,6 +511,7 @@ export class Session<T> {
     const shared = this.#shared;
     shared.connected = false;
     shared.outbox = [];
+    this.#authentication.disconnected();
     this.#keepalive.disconnected();
     this.#incoming.disconnected();
     this.#outgoing.disconnected();

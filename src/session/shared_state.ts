@@ -70,6 +70,12 @@ export interface SessionOptions extends
    * itself. Default `"manual"`: only the aliases publishes set.
    */
   topicAliases?: "auto" | "manual";
+  /**
+   * MQTT 5 enhanced authentication: the Authentication Method CONNECT names. The session then
+   * lets the server's AUTH through where section 4.12 allows it, and sends ours when told to
+   * (`answerAuthentication`, `reauthenticate`). Refused on MQTT 3.1 and 3.1.1 (`TypeError`).
+   */
+  authenticationMethod?: string;
 }
 
 /** Something the user must hear about. */
