@@ -1,0 +1,280 @@
+/**
+ * `deno task build:npm`: the npm package of Kite, in `dist/npm/`, for Node ≥ 20.16.
+ *
+ * TypeScript (`npm:typescript`, a build-time tool only) compiles each entry point of deno.json's
+ * `exports` and everything it imports, file for file: ES2022 JavaScript (what Node 20 parses, so
+ * `using` declarations become plain code) with the `.ts` of relative imports rewritten to `.js`,
+ * and a `.d.ts` beside each file. Types are not checked here (`deno task check` does that, with
+ * Deno's own types); instead the finished `.d.ts` files are checked as a Node user's compiler
+ * sees them, with `@types/node` and `skipLibCheck` off, so a broken declaration fails the build.
+ *
+ * Beside them: `package.json` (name and version from deno.json, `"type": "module"`, an `exports`
+ * map with `types` and `default` for each entry point, `bin.kite`, `engines.node`, no
+ * dependencies), `bin/kite.js` (runs the CLI's `main`: Node 20 has no `import.meta.main`), and
+ * README.md, LICENSE and CHANGELOG.md.
+ *
+ *     deno task build:npm [--tests]
+ *
+ * With `--tests` it also makes `dist/node-test/`, what `.ci/test.ts` runs with `node --test`: the
+ * package packed with `npm pack` and installed with `npm install` into
+ * `dist/node-test/node_modules/@kite/mqtt` (so the tests import `@kite/mqtt` as a user does and
+ * run the installed `kite` bin), the test helpers of `tests/helpers/` compiled the same way, and
+ * the files of `tests/node/` copied in.
+ *
+ * @module
+ */
+
+import ts from "npm:typescript@5.9";
+import typesNodePackage from "npm:@types/node@20/package.json" with { type: "json" };
+
+const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
+const DIST = `${ROOT}dist/`;
+const PACKAGE = `${DIST}npm/`;
+const TESTS = `${DIST}node-test/`;
+/** `process.getBuiltinModule`, through which Kite finds `node:net` and `node:fs`, came in 20.16. */
+const NODE_VERSION = ">=20.16";
+
+interface DenoConfig {
+  name: string;
+  version: string;
+  license: string;
+  exports: Record<string, string>;
+}
+
+const config: DenoConfig = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+
+/** What the compiler emits for Node 20: ES2022 modules, `.ts` imports rewritten to `.js`. */
+const COMPILER_OPTIONS: ts.CompilerOptions = {
+  target: ts.ScriptTarget.ES2022,
+  module: ts.ModuleKind.ESNext,
+  moduleResolution: ts.ModuleResolutionKind.Bundler,
+  lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts", "lib.esnext.disposable.d.ts"],
+  allowImportingTsExtensions: true,
+  rewriteRelativeImportExtensions: true,
+  declaration: true,
+  // Deno checks the types (`deno task check`); here `Deno.*` and `node:*` have no types at all.
+  noCheck: true,
+  strict: true,
+  types: [],
+  rootDir: ROOT,
+  newLine: ts.NewLineKind.LineFeed,
+};
+
+/** Relative `.ts` specifiers in declarations become `.js`, as in the JavaScript beside them. */
+const declarationSpecifiers: ts.TransformerFactory<ts.SourceFile | ts.Bundle> = (context) => {
+  const { factory } = context;
+  const rewrite = (literal: ts.Expression | undefined) =>
+    literal !== undefined && ts.isStringLiteral(literal) && /^\.\.?\/.*\.ts$/.test(literal.text)
+      ? factory.createStringLiteral(literal.text.replace(/\.ts$/, ".js"))
+      : undefined;
+  const visit = (node: ts.Node): ts.Node => {
+    if (ts.isImportDeclaration(node)) {
+      const specifier = rewrite(node.moduleSpecifier);
+      if (specifier !== undefined) {
+        return factory.updateImportDeclaration(
+          node,
+          node.modifiers,
+          node.importClause,
+          specifier,
+          node.attributes,
+        );
+      }
+    } else if (ts.isExportDeclaration(node)) {
+      const specifier = rewrite(node.moduleSpecifier);
+      if (specifier !== undefined) {
+        return factory.updateExportDeclaration(
+          node,
+          node.modifiers,
+          node.isTypeOnly,
+          node.exportClause,
+          specifier,
+          node.attributes,
+        );
+      }
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
+      const specifier = rewrite(node.argument.literal as ts.Expression);
+      if (specifier !== undefined) {
+        return factory.updateImportTypeNode(
+          node,
+          factory.createLiteralTypeNode(specifier),
+          node.attributes,
+          node.qualifier,
+          node.typeArguments,
+          node.isTypeOf,
+        );
+      }
+    }
+    return ts.visitEachChild(node, visit, context);
+  };
+  return (file) => ts.visitNode(file, visit) as ts.SourceFile | ts.Bundle;
+};
+
+/** Compiles `entries` (paths from the root) and what they import into `outDir`. */
+function compile(entries: string[], outDir: string): void {
+  const program = ts.createProgram(entries.map((entry) => `${ROOT}${entry}`), {
+    ...COMPILER_OPTIONS,
+    outDir,
+  });
+  const result = program.emit(undefined, undefined, undefined, undefined, {
+    afterDeclarations: [declarationSpecifiers],
+  });
+  const problems = [...program.getSyntacticDiagnostics(), ...result.diagnostics];
+  if (problems.length > 0 || result.emitSkipped) fail("the compiler", problems);
+}
+
+/**
+ * Checks the package's `.d.ts` files as a TypeScript user on Node sees them: strict, with
+ * `@types/node` 20 and the DOM library (the client's types are the web's: `WebSocket`,
+ * `ReadableStream`, `EventTarget`), every declaration file checked.
+ */
+async function checkDeclarations(): Promise<void> {
+  const typesNode = new URL(".", import.meta.resolve("npm:@types/node@20/package.json")).pathname;
+  const undiciRange = (typesNodePackage as { dependencies: Record<string, string> })
+    .dependencies["undici-types"];
+  const undiciSpecifier = `npm:undici-types@${undiciRange}/package.json`;
+  await import(undiciSpecifier, { with: { type: "json" } });
+  const undici = new URL(".", import.meta.resolve(undiciSpecifier)).pathname;
+  // A node_modules as npm would lay it out, linking into Deno's npm cache.
+  const dir = `${DIST}types-check/`;
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(`${dir}node_modules/@types`, { recursive: true });
+  await Deno.symlink(typesNode, `${dir}node_modules/@types/node`);
+  await Deno.symlink(undici, `${dir}node_modules/undici-types`);
+  const imports = Object.keys(config.exports).map((key, i) => {
+    const specifier = `../npm/${entryFile(config.exports[key]).replace(/\.js$/, ".d.ts")}`;
+    return `import type * as entry${i} from ${JSON.stringify(specifier)};\n` +
+      `export type Entry${i} = typeof entry${i};\n`;
+  }).join("");
+  await Deno.writeTextFile(`${dir}consumer.ts`, imports);
+  try {
+    const program = ts.createProgram([`${dir}consumer.ts`], {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
+      strict: true,
+      skipLibCheck: false,
+      noEmit: true,
+      types: ["node"],
+      typeRoots: [`${dir}node_modules/@types`],
+      preserveSymlinks: true,
+    });
+    const problems = ts.getPreEmitDiagnostics(program)
+      .filter((diagnostic) => !diagnostic.file?.fileName.includes("/node_modules/"));
+    if (problems.length > 0) fail("the check of the .d.ts files", problems);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** `./src/cli/mod.ts` → `src/cli/mod.js`. */
+function entryFile(source: string): string {
+  return source.replace(/^\.\//, "").replace(/\.ts$/, ".js");
+}
+
+function fail(what: string, problems: readonly ts.Diagnostic[]): never {
+  const text = ts.formatDiagnostics(problems, {
+    getCanonicalFileName: (name) => name,
+    getCurrentDirectory: () => ROOT,
+    getNewLine: () => "\n",
+  });
+  console.error(`build:npm: ${what} failed:\n${text}`);
+  Deno.exit(1);
+}
+
+/** The package.json of the package. */
+function packageJson(): Record<string, unknown> {
+  const exports: Record<string, unknown> = {};
+  for (const [key, source] of Object.entries(config.exports)) {
+    const file = `./${entryFile(source)}`;
+    exports[key] = { types: file.replace(/\.js$/, ".d.ts"), default: file };
+  }
+  exports["./package.json"] = "./package.json";
+  return {
+    name: config.name,
+    version: config.version,
+    description: "A zero-dependency MQTT 3.1, 3.1.1 and 5.0 client, local broker and CLI, " +
+      "built on web standards only",
+    keywords: ["mqtt", "mqtt5", "iot", "client", "broker", "websocket"],
+    license: config.license,
+    type: "module",
+    exports,
+    types: `./${entryFile(config.exports["."]).replace(/\.js$/, ".d.ts")}`,
+    bin: { kite: "./bin/kite.js" },
+    engines: { node: NODE_VERSION },
+  };
+}
+
+const BIN = `#!/usr/bin/env node
+// The \`kite\` command: the CLI's main() with the process's arguments (Node 20 has no
+// import.meta.main, which runs it under Deno and Bun).
+import process from "node:process";
+import { main } from "../${entryFile(config.exports["./cli"])}";
+
+process.exit(await main(process.argv.slice(2)));
+`;
+
+/** Builds `dist/npm/`. */
+async function buildPackage(): Promise<void> {
+  await Deno.remove(PACKAGE, { recursive: true }).catch(() => {});
+  compile(Object.values(config.exports).map((source) => source.replace(/^\.\//, "")), PACKAGE);
+  await Deno.writeTextFile(`${PACKAGE}package.json`, JSON.stringify(packageJson(), null, 2) + "\n");
+  await Deno.mkdir(`${PACKAGE}bin`, { recursive: true });
+  await Deno.writeTextFile(`${PACKAGE}bin/kite.js`, BIN, { mode: 0o755 });
+  for (const file of ["README.md", "LICENSE", "CHANGELOG.md"]) {
+    await Deno.copyFile(`${ROOT}${file}`, `${PACKAGE}${file}`);
+  }
+  await checkDeclarations();
+}
+
+/** Runs a command in `cwd`; its output is shown only when it fails. */
+async function run(command: string, args: string[], cwd: string): Promise<string> {
+  const { success, stdout, stderr } = await new Deno.Command(command, { args, cwd, stdin: "null" })
+    .output();
+  const decoder = new TextDecoder();
+  if (!success) {
+    console.error(decoder.decode(stdout) + decoder.decode(stderr));
+    console.error(`build:npm: ${command} ${args.join(" ")} failed (in ${cwd})`);
+    Deno.exit(1);
+  }
+  return decoder.decode(stdout);
+}
+
+/** Builds `dist/node-test/` from the package in `dist/npm/`. */
+async function buildTests(): Promise<void> {
+  await Deno.remove(TESTS, { recursive: true }).catch(() => {});
+  const helpers: string[] = [];
+  for await (const entry of Deno.readDir(`${ROOT}tests/helpers`)) {
+    if (entry.isFile && /^(mosquitto|wait)\.ts$/.test(entry.name)) {
+      helpers.push(`tests/helpers/${entry.name}`);
+    }
+  }
+  compile(helpers, TESTS);
+  await Deno.mkdir(`${TESTS}tests/node`, { recursive: true });
+  for await (const entry of Deno.readDir(`${ROOT}tests/node`)) {
+    if (entry.isFile && entry.name.endsWith(".mjs")) {
+      await Deno.copyFile(`${ROOT}tests/node/${entry.name}`, `${TESTS}tests/node/${entry.name}`);
+    }
+  }
+  await Deno.writeTextFile(
+    `${TESTS}package.json`,
+    JSON.stringify({ name: "kite-node-tests", private: true, type: "module" }, null, 2) + "\n",
+  );
+  // Packed and installed as a user gets it: only what npm packs, and the bin linked by npm.
+  const tarball = (await run("npm", ["pack", "--silent", "--pack-destination", TESTS], PACKAGE))
+    .trim().split("\n").at(-1)!;
+  await run(
+    "npm",
+    ["install", "--offline", "--no-audit", "--no-fund", "--no-save", "--silent", `./${tarball}`],
+    TESTS,
+  );
+}
+
+if (import.meta.main) {
+  await buildPackage();
+  console.log(`build:npm: ${config.name}@${config.version} in ${PACKAGE}`);
+  if (Deno.args.includes("--tests")) {
+    await buildTests();
+    console.log(`build:npm: the Node tests in ${TESTS}`);
+  }
+}
