@@ -18,8 +18,8 @@
  * With `--tests` it also makes `dist/node-test/`, what `.ci/test.ts` runs with `node --test`: the
  * package packed with `npm pack` and installed with `npm install` into
  * `dist/node-test/node_modules/@kite/mqtt` (so the tests import `@kite/mqtt` as a user does and
- * run the installed `kite` bin), the test helpers of `tests/helpers/` compiled the same way, and
- * the files of `tests/node/` copied in.
+ * run the `kite` bin npm linked), and the files of `tests/node/` with the test helpers they
+ * import, compiled the same way (`dist/node-test/tests/node/*.node.js`).
  *
  * @module
  */
@@ -110,9 +110,10 @@ const declarationSpecifiers: ts.TransformerFactory<ts.SourceFile | ts.Bundle> = 
 };
 
 /** Compiles `entries` (paths from the root) and what they import into `outDir`. */
-function compile(entries: string[], outDir: string): void {
+function compile(entries: string[], outDir: string, declaration = true): void {
   const program = ts.createProgram(entries.map((entry) => `${ROOT}${entry}`), {
     ...COMPILER_OPTIONS,
+    declaration,
     outDir,
   });
   const result = program.emit(undefined, undefined, undefined, undefined, {
@@ -243,19 +244,13 @@ async function run(command: string, args: string[], cwd: string): Promise<string
 /** Builds `dist/node-test/` from the package in `dist/npm/`. */
 async function buildTests(): Promise<void> {
   await Deno.remove(TESTS, { recursive: true }).catch(() => {});
-  const helpers: string[] = [];
-  for await (const entry of Deno.readDir(`${ROOT}tests/helpers`)) {
-    if (entry.isFile && /^(mosquitto|wait)\.ts$/.test(entry.name)) {
-      helpers.push(`tests/helpers/${entry.name}`);
-    }
-  }
-  compile(helpers, TESTS);
-  await Deno.mkdir(`${TESTS}tests/node`, { recursive: true });
+  // The tests and the helpers they import (tests/helpers/mosquitto.ts, wait.ts); `@kite/mqtt`
+  // stays a bare import, which Node resolves to the package installed below.
+  const tests: string[] = [];
   for await (const entry of Deno.readDir(`${ROOT}tests/node`)) {
-    if (entry.isFile && entry.name.endsWith(".mjs")) {
-      await Deno.copyFile(`${ROOT}tests/node/${entry.name}`, `${TESTS}tests/node/${entry.name}`);
-    }
+    if (entry.isFile && entry.name.endsWith(".ts")) tests.push(`tests/node/${entry.name}`);
   }
+  compile(tests, TESTS, false);
   await Deno.writeTextFile(
     `${TESTS}package.json`,
     JSON.stringify({ name: "kite-node-tests", private: true, type: "module" }, null, 2) + "\n",
@@ -268,6 +263,7 @@ async function buildTests(): Promise<void> {
     ["install", "--offline", "--no-audit", "--no-fund", "--no-save", "--silent", `./${tarball}`],
     TESTS,
   );
+  await Deno.remove(`${TESTS}${tarball}`);
 }
 
 if (import.meta.main) {

@@ -9,7 +9,7 @@
  *   (`client.pending` at zero, looked at every 10 ms for at most 10 s), prints `delivered`, and
  *   disconnects.
  *
- * Usage: `node store_child.mjs publish|deliver URL STORE_DIR TOPIC`
+ * Usage (compiled, in `dist/node-test/`): `node store_child.js publish|deliver URL STORE_DIR TOPIC`
  */
 
 import process from "node:process";
@@ -35,7 +35,7 @@ if (mode === "publish") {
   }, { once: true });
 } else {
   const started = Date.now();
-  await new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     const timer = setInterval(() => {
       const { inflight, waiting } = client.pending;
       if (inflight === 0 && waiting === 0) {
