@@ -24,7 +24,10 @@
  * @module
  */
 
+// Build-time tools, pinned here rather than in deno.json, whose imports are the package's own.
+// deno-lint-ignore no-import-prefix
 import ts from "npm:typescript@5.9";
+// deno-lint-ignore no-import-prefix
 import typesNodePackage from "npm:@types/node@20/package.json" with { type: "json" };
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
