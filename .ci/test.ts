@@ -284,7 +284,7 @@ async function runNodeHalf(): Promise<{ code: number; output: string } | { probl
   );
 }
 
-const bunFound = await findBun();
+const bunFound = runDenoAndBun ? await findBun() : { problem: "not needed" };
 
 let deno: { code: number; output: string } | undefined;
 let denoResult: Counts | undefined;
