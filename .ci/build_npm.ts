@@ -10,8 +10,9 @@
  *
  * Beside them: `package.json` (name and version from deno.json, `"type": "module"`, an `exports`
  * map with `types` and `default` for each entry point, `bin.kite`, `engines.node`, no
- * dependencies), `bin/kite.js` (runs the CLI's `main`: Node 20 has no `import.meta.main`), and
- * README.md, LICENSE and CHANGELOG.md.
+ * dependencies), `bin/kite.js` (runs the CLI's `main`), and README.md, LICENSE and CHANGELOG.md.
+ * Node before 24.2 has no `import.meta.main`, with which `src/cli/mod.ts` runs when started as a
+ * program: the build gives it an equivalent there.
  *
  *     deno task build:npm [--tests]
  *
@@ -110,6 +111,38 @@ const declarationSpecifiers: ts.TransformerFactory<ts.SourceFile | ts.Bundle> = 
   return (file) => ts.visitNode(file, visit) as ts.SourceFile | ts.Bundle;
 };
 
+/**
+ * What `import.meta.main` becomes, so that `node .../src/cli/mod.js` runs the CLI on Node 20 to
+ * 24.1 too, which have no `import.meta.main` (undefined there): whether this module is the file
+ * Node was started with (`process.getBuiltinModule` came in 20.16, as `engines.node` says).
+ */
+const IMPORT_META_MAIN = "(import.meta.main ?? (() => {\n" +
+  "  const process = globalThis.process;\n" +
+  '  if (typeof process?.getBuiltinModule !== "function" || !process.argv[1]) return false;\n' +
+  '  const { realpathSync } = process.getBuiltinModule("node:fs");\n' +
+  '  const { pathToFileURL } = process.getBuiltinModule("node:url");\n' +
+  "  try {\n" +
+  "    return pathToFileURL(realpathSync(process.argv[1])).href === import.meta.url;\n" +
+  "  } catch {\n" +
+  "    return false;\n" +
+  "  }\n" +
+  "})())";
+
+/** `import.meta.main` in code (not in comments) becomes {@linkcode IMPORT_META_MAIN}. */
+const importMetaMain: ts.TransformerFactory<ts.SourceFile> = (context) => {
+  const visit = (node: ts.Node): ts.Node => {
+    if (
+      ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) &&
+      node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && node.name.text === "main"
+    ) {
+      // An identifier's text is printed as it is: the expression, verbatim.
+      return context.factory.createIdentifier(IMPORT_META_MAIN);
+    }
+    return ts.visitEachChild(node, visit, context);
+  };
+  return (file) => ts.visitNode(file, visit) as ts.SourceFile;
+};
+
 /** Compiles `entries` (paths from the root) and what they import into `outDir`. */
 function compile(entries: string[], outDir: string, declaration = true): void {
   const program = ts.createProgram(entries.map((entry) => `${ROOT}${entry}`), {
@@ -118,6 +151,7 @@ function compile(entries: string[], outDir: string, declaration = true): void {
     outDir,
   });
   const result = program.emit(undefined, undefined, undefined, undefined, {
+    before: [importMetaMain],
     afterDeclarations: [declarationSpecifiers],
   });
   const problems = [...program.getSyntacticDiagnostics(), ...result.diagnostics];

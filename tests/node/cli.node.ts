@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { mosquittoSkipReason, sharedMosquitto } from "../helpers/mosquitto.ts";
-import { child, KITE_BIN } from "./support.ts";
+import { child, HERE, KITE_BIN, NODE } from "./support.ts";
 
 const skip = mosquittoSkipReason();
 
@@ -34,6 +34,24 @@ test("node - kite --help and a wrong command line, through the bin", async () =>
   assert.equal(wrong.code, 2);
   // One line that says what went wrong.
   assert.match(wrong.stderr, /^kite: unknown command "publish"[^\n]*\n$/);
+});
+
+test("node - node .../src/cli/mod.js runs the CLI too, as deno run and bun run do", async () => {
+  // Node before 24.2 has no import.meta.main; the build gives the module an equivalent.
+  const module = path.join(
+    HERE,
+    "..",
+    "..",
+    "node_modules",
+    "@kite",
+    "mqtt",
+    "src",
+    "cli",
+    "mod.js",
+  );
+  const run = child(NODE, [module, "sub", "--help"]);
+  assert.deepEqual(await run.exited(), { code: 0, signal: null }, run.stderr);
+  assert.match(run.stdout, /^Usage: kite sub /);
 });
 
 describe("node - kite pub and kite sub with mosquitto", () => {
