@@ -9,6 +9,8 @@
  */
 
 import { describe, test } from "node:test";
+import * as path from "node:path";
+import process from "node:process";
 import assert from "node:assert/strict";
 import { connect, ConnectionClosedError, type ConnectOptions, MqttClient } from "@kite/mqtt";
 import { decode, encode } from "@kite/mqtt/packet";
@@ -16,7 +18,7 @@ import { Broker } from "@kite/mqtt/broker";
 import { main } from "@kite/mqtt/cli";
 import { mosquittoSkipReason, sharedMosquitto, startMosquitto } from "../helpers/mosquitto.ts";
 import { within } from "../helpers/wait.ts";
-import { take, text, WAIT_MS } from "./support.ts";
+import { child, HERE, NODE, take, text, WAIT_MS } from "./support.ts";
 
 const skip = mosquittoSkipReason();
 
@@ -82,6 +84,23 @@ describe("node - the package over each transport", () => {
     );
     await roundTrips(`ws://127.0.0.1:${broker.wsPort}`, {}, "node/ws");
   });
+});
+
+test("node - without a global WebSocket (Node 20 without the flag), ws: fails with a TypeError saying so", async () => {
+  // A Node of its own, without --experimental-websocket; on Node 22 and later it has WebSocket.
+  const script = 'import { connect } from "@kite/mqtt";\n' +
+    "if (typeof WebSocket === 'function') console.log('has WebSocket');\n" +
+    "else await connect('ws://127.0.0.1:9/mqtt').catch((e) => console.log(e.name, e.message));\n";
+  const run = child(NODE, ["--input-type=module", "-e", script], {
+    cwd: path.join(HERE, "..", ".."),
+    env: { NODE_OPTIONS: "" },
+  });
+  assert.deepEqual(await run.exited(), { code: 0, signal: null }, run.stderr);
+  if (Number(process.versions.node.split(".")[0]) >= 22) {
+    assert.equal(run.stdout, "has WebSocket\n");
+  } else {
+    assert.match(run.stdout, /^TypeError .*this runtime has no WebSocket\n$/);
+  }
 });
 
 test(

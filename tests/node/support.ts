@@ -73,13 +73,20 @@ export interface Child {
   kill(): void;
 }
 
-/** Starts `command` with `args`; with `stdin: "pipe"`, the test writes its stdin. */
+/**
+ * Starts `command` with `args`; with `stdin: "pipe"`, the test writes its stdin. `env` is added
+ * to this process's environment.
+ */
 export function child(
   command: string,
   args: string[],
-  options: { stdin?: "ignore" | "pipe" } = {},
+  options: { stdin?: "ignore" | "pipe"; cwd?: string; env?: Record<string, string> } = {},
 ): Child {
-  const running = spawn(command, args, { stdio: [options.stdin ?? "ignore", "pipe", "pipe"] });
+  const running = spawn(command, args, {
+    stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+  });
   const name = `${path.basename(command)} ${args[0] ?? ""}`;
   const output = { stdout: "", stderr: "" };
   const watchers = new Set<{ pattern: RegExp; stream: "stdout" | "stderr"; resolve(): void }>();
