@@ -178,10 +178,14 @@ async function checkDeclarations(): Promise<void> {
   const dir = `${DIST}types-check/`;
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${dir}node_modules/@types`, { recursive: true });
+  await Deno.mkdir(`${dir}node_modules/@kite`, { recursive: true });
   await Deno.symlink(typesNode, `${dir}node_modules/@types/node`);
   await Deno.symlink(undici, `${dir}node_modules/undici-types`);
+  await Deno.symlink(PACKAGE, `${dir}node_modules/${config.name}`);
+  await Deno.writeTextFile(`${dir}package.json`, '{ "type": "module" }\n');
+  // Each entry point by its name, so the `types` of the exports map are what is checked.
   const imports = Object.keys(config.exports).map((key, i) => {
-    const specifier = `../npm/${entryFile(config.exports[key]).replace(/\.js$/, ".d.ts")}`;
+    const specifier = key === "." ? config.name : `${config.name}/${key.slice(2)}`;
     return `import type * as entry${i} from ${JSON.stringify(specifier)};\n` +
       `export type Entry${i} = typeof entry${i};\n`;
   }).join("");
@@ -199,8 +203,14 @@ async function checkDeclarations(): Promise<void> {
       typeRoots: [`${dir}node_modules/@types`],
       preserveSymlinks: true,
     });
-    const problems = ts.getPreEmitDiagnostics(program)
-      .filter((diagnostic) => !diagnostic.file?.fileName.includes("/node_modules/"));
+    const problems = ts.getPreEmitDiagnostics(program).filter((diagnostic) =>
+      !/\/node_modules\/(@types\/node|undici-types)\//.test(diagnostic.file?.fileName ?? "")
+    );
+    const checked = program.getSourceFiles()
+      .filter((file) => file.fileName.includes(`/node_modules/${config.name}/`)).length;
+    if (checked === 0) {
+      fail("the check of the .d.ts files (none of the package's files was found)", []);
+    }
     if (problems.length > 0) fail("the check of the .d.ts files", problems);
   } finally {
     await Deno.remove(dir, { recursive: true });
