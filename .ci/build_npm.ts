@@ -6,7 +6,7 @@
  * `using` declarations become plain code) with the `.ts` of relative imports rewritten to `.js`,
  * and a `.d.ts` beside each file. Types are not checked here (`deno task check` does that, with
  * Deno's own types); instead the finished `.d.ts` files are checked as a Node user's compiler
- * sees them, with `@types/node` and `skipLibCheck` off, so a broken declaration fails the build.
+ * sees them (see {@linkcode checkDeclarations}), so a broken declaration fails the build.
  *
  * Beside them: `package.json` (name and version from deno.json, `"type": "module"`, an `exports`
  * map with `types` and `default` for each entry point, `bin.kite`, `engines.node`, no
@@ -159,9 +159,10 @@ function compile(entries: string[], outDir: string, declaration = true): void {
 }
 
 /**
- * Checks the package's `.d.ts` files as a TypeScript user on Node sees them: strict, with
- * `@types/node` 20 and the DOM library (the client's types are the web's: `WebSocket`,
- * `ReadableStream`, `EventTarget`), every declaration file checked.
+ * Checks the package's `.d.ts` files as a TypeScript user on Node sees them: each entry point
+ * imported by its name (so through the `types` of the exports map), strict, with `@types/node` 20,
+ * every declaration file checked (`skipLibCheck` off); once with the ES2022 library alone, once
+ * with the DOM library too.
  */
 async function checkDeclarations(): Promise<void> {
   // Imported by a specifier held in a variable, so that `deno check` does not see @types/node
@@ -191,27 +192,35 @@ async function checkDeclarations(): Promise<void> {
   }).join("");
   await Deno.writeTextFile(`${dir}consumer.ts`, imports);
   try {
-    const program = ts.createProgram([`${dir}consumer.ts`], {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
-      strict: true,
-      skipLibCheck: false,
-      noEmit: true,
-      types: ["node"],
-      typeRoots: [`${dir}node_modules/@types`],
-      preserveSymlinks: true,
-    });
-    const problems = ts.getPreEmitDiagnostics(program).filter((diagnostic) =>
-      !/\/node_modules\/(@types\/node|undici-types)\//.test(diagnostic.file?.fileName ?? "")
-    );
-    const checked = program.getSourceFiles()
-      .filter((file) => file.fileName.includes(`/node_modules/${config.name}/`)).length;
-    if (checked === 0) {
-      fail("the check of the .d.ts files (none of the package's files was found)", []);
+    // A Node project's usual libraries, and the same with the DOM's (whose globals overlap).
+    for (
+      const lib of [["lib.es2022.d.ts"], [
+        "lib.es2022.d.ts",
+        "lib.dom.d.ts",
+        "lib.dom.iterable.d.ts",
+      ]]
+    ) {
+      const program = ts.createProgram([`${dir}consumer.ts`], {
+        target: ts.ScriptTarget.ES2022,
+        module: ts.ModuleKind.NodeNext,
+        moduleResolution: ts.ModuleResolutionKind.NodeNext,
+        lib,
+        strict: true,
+        skipLibCheck: false,
+        noEmit: true,
+        types: ["node"],
+        typeRoots: [`${dir}node_modules/@types`],
+        preserveSymlinks: true,
+      });
+      const problems = ts.getPreEmitDiagnostics(program).filter((diagnostic) =>
+        !/\/node_modules\/(@types\/node|undici-types)\//.test(diagnostic.file?.fileName ?? "")
+      );
+      const checked = program.getSourceFiles()
+        .filter((file) => file.fileName.includes(`/node_modules/${config.name}/`)).length;
+      const what = `the check of the .d.ts files with lib ${lib.join(", ")}`;
+      if (checked === 0) fail(`${what} (none of the package's files was found)`, []);
+      if (problems.length > 0) fail(what, problems);
     }
-    if (problems.length > 0) fail("the check of the .d.ts files", problems);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
