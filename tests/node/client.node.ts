@@ -148,6 +148,21 @@ test("node - the broker entry point serves a client over TCP", async () => {
   }
 });
 
+test("node - Symbol.asyncDispose, what a compiled `await using` calls, disconnects the client and closes the broker", async () => {
+  // Node 20 cannot parse `await using`, but TypeScript compiles it to calls of this method.
+  assert.equal(typeof Symbol.asyncDispose, "symbol");
+  const broker = new Broker();
+  const { port } = await broker.listen({ port: 0, hostname: "127.0.0.1" });
+  const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
+  await client[Symbol.asyncDispose]();
+  assert.equal(client.state, "closed");
+  await broker[Symbol.asyncDispose]();
+  await assert.rejects(
+    connect(`mqtt://127.0.0.1:${port}`, { reconnect: false }),
+    ConnectionClosedError,
+  );
+});
+
 test("node - the CLI entry point runs in-process", async () => {
   let output = "";
   const stdout = new WritableStream<Uint8Array>({
