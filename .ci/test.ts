@@ -271,7 +271,11 @@ async function runNodeHalf(): Promise<{ code: number; output: string } | { probl
       return source === named || source.startsWith(`${named}/`);
     })
   );
-  if (files.length === 0) return { problem: `no Node tests match ${onlyNode.join(" ")}` };
+  if (files.length === 0) {
+    const output = `no Node tests match ${onlyNode.join(" ")} (they are tests/node/*.node.ts)\n`;
+    await log.write(encoder.encode(output));
+    return { code: 1, output };
+  }
   // Node 20 and 21 have the global WebSocket only behind this flag; the children need it too.
   const env: Record<string, string> = {};
   if (version[0] < 22) {
