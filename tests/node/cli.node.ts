@@ -67,6 +67,8 @@ describe("node - kite pub and kite sub with mosquitto", () => {
       const port = String(broker.port);
       const sub = child(KITE_BIN, [
         "sub",
+        "-h",
+        "127.0.0.1",
         "-p",
         port,
         "-t",
@@ -80,11 +82,25 @@ describe("node - kite pub and kite sub with mosquitto", () => {
       ]);
       try {
         await sub.sees(/subscribed to node\/cli\/#/, "stderr");
-        const one = await kite(["pub", "-p", port, "-t", "node/cli/one", "-m", "first", "-q", "1"]);
+        const one = await kite([
+          "pub",
+          "-h",
+          "127.0.0.1",
+          "-p",
+          port,
+          "-t",
+          "node/cli/one",
+          "-m",
+          "first",
+          "-q",
+          "1",
+        ]);
         assert.equal(one.code, 0, one.stderr);
         const lines = await kite(
           [
             "pub",
+            "-h",
+            "127.0.0.1",
             "-p",
             String(broker.tlsPort),
             "--cafile",
@@ -118,6 +134,8 @@ test("node - kite broker serves kite pub and kite sub, and Ctrl-C stops it", asy
     const port = /:(\d+)$/m.exec(broker.stdout)![1];
     const sub = child(KITE_BIN, [
       "sub",
+      "-h",
+      "127.0.0.1",
       "-p",
       port,
       "-t",
@@ -132,6 +150,8 @@ test("node - kite broker serves kite pub and kite sub, and Ctrl-C stops it", asy
       await sub.sees(/subscribed to node\/local/, "stderr");
       const pub = await kite([
         "pub",
+        "-h",
+        "127.0.0.1",
         "-p",
         port,
         "-t",
