@@ -9,9 +9,9 @@
  */
 
 import { describe, test } from "node:test";
+import assert from "node:assert/strict";
 import * as path from "node:path";
 import process from "node:process";
-import assert from "node:assert/strict";
 import { connect, ConnectionClosedError, type ConnectOptions, MqttClient } from "@kite/mqtt";
 import { decode, encode } from "@kite/mqtt/packet";
 import { Broker } from "@kite/mqtt/broker";
