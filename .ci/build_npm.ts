@@ -265,8 +265,7 @@ function packageJson(): Record<string, unknown> {
 }
 
 const BIN = `#!/usr/bin/env node
-// The \`kite\` command: the CLI's main() with the process's arguments (Node 20 has no
-// import.meta.main, which runs it under Deno and Bun).
+// The \`kite\` command: the CLI's main() with the process's arguments.
 import process from "node:process";
 import { main } from "../${entryFile(config.exports["./cli"])}";
 
