@@ -677,7 +677,9 @@ export class Lifecycle {
     this.#failures = [];
     const failed = final ?? (failures.length === 1 ? error : new BrokersFailedError(failures));
     if (first) {
-      this.#connecting?.reject(aborted ? reason : failed);
+      // One broker, one failure: the caller gets it as it came (a TypeError stays one).
+      const single = final === undefined && failures.length === 1;
+      this.#connecting?.reject(aborted || single ? reason : failed);
       this.#connecting = undefined;
       this.state = "disconnecting";
       this.#finishClose(failed, packet);
