@@ -177,8 +177,10 @@ export class IndexedDbStore implements Store {
   #opening: Promise<StoreContents> | undefined;
   #closing: Promise<void> | undefined;
   #failure: MqttError | undefined;
-  // The outgoing sequences held: an update of one not held is ignored, as by the other stores.
-  readonly #sequences = new Set<number>();
+  // The packet id of each outgoing sequence held (undefined before one is assigned): an update
+  // without a packet id keeps it, and an update of a sequence not held is ignored, as by the
+  // other stores.
+  readonly #packetIds = new Map<number, number | undefined>();
   // The arrival number the next incoming QoS 2 packet id gets.
   #nextArrival = 0;
   // The promise of the last transaction issued: close() waits for it.
@@ -322,7 +324,7 @@ export class IndexedDbStore implements Store {
           const state = stateOf.get(sequence) ?? { state: "queued" };
           if (state.packetId !== undefined) packet.packetId = state.packetId;
           outgoing.push({ sequence, packet, state: state.state });
-          this.#sequences.add(sequence);
+          this.#packetIds.set(sequence, packet.packetId);
         });
         const arrivals = incomingKeys.result.map((packetId, i) => ({
           packetId,
@@ -365,7 +367,7 @@ export class IndexedDbStore implements Store {
       publishes.clear();
       states.clear();
       incoming.clear();
-      this.#sequences.clear();
+      this.#packetIds.clear();
     });
   }
 
@@ -397,17 +399,21 @@ export class IndexedDbStore implements Store {
             const { sequence, packet, state } = operation.record;
             publishes.put(storable(packet), sequence);
             states.put(stateRecord(state, packet.packetId), sequence);
-            this.#sequences.add(sequence);
+            this.#packetIds.set(sequence, packet.packetId);
             break;
           }
-          case "update":
-            if (!this.#sequences.has(operation.sequence)) break;
-            states.put(stateRecord(operation.state, operation.packetId), operation.sequence);
+          case "update": {
+            const { sequence, state } = operation;
+            if (!this.#packetIds.has(sequence)) break;
+            const packetId = operation.packetId ?? this.#packetIds.get(sequence);
+            this.#packetIds.set(sequence, packetId);
+            states.put(stateRecord(state, packetId), sequence);
             break;
+          }
           case "delete":
             publishes.delete(operation.sequence);
             states.delete(operation.sequence);
-            this.#sequences.delete(operation.sequence);
+            this.#packetIds.delete(operation.sequence);
             break;
           case "putIncoming":
             incoming.put(this.#nextArrival++, operation.packetId);
