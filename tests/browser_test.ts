@@ -305,6 +305,13 @@ describe(chromiumSkip === undefined ? "in headless Chromium" : `not run: ${chrom
         { op: "deleteIncoming", packetId: 5 },
       ]);
       await store.update(2, "pubrel");
+      // Calls made while a transaction runs share the next one, in call order.
+      await Promise.all([
+        store.put({ sequence: 10, state: "queued", packet: packet("d", encoder.encode("ten"), 1) }),
+        store.put({ sequence: 11, state: "queued", packet: packet("e", encoder.encode("eleven"), 1) }),
+        store.update(10, "publish", 3),
+        store.delete(11),
+      ]);
       // Left open: the reload takes the page away with the store still open.
       return contents;
     })()`);
@@ -352,6 +359,15 @@ describe(chromiumSkip === undefined ? "in headless Chromium" : `not run: ${chrom
             bufferBytes: 3,
             qos: 2,
             packetId: 7,
+          },
+          {
+            sequence: 10,
+            state: "publish",
+            topic: "d",
+            payload: "ten",
+            bufferBytes: 3,
+            qos: 1,
+            packetId: 3,
           },
         ],
         incoming: [40, 12],

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { Deferred } from "../_async.ts";
 import { MqttError } from "../errors.ts";
 import type { PublishPacket } from "../packet/types.ts";
 import type {
@@ -107,6 +108,10 @@ const STATES = "states";
 const INCOMING = "incoming";
 const ALL = [PUBLISHES, STATES, INCOMING];
 
+/** A change a transaction makes: one of a journal, or forgetting everything. */
+type Change = StoreOperation | { op: "clear" };
+const CLEAR: Change = { op: "clear" };
+
 /** What `states` holds for each outgoing publish. */
 interface StateRecord {
   state: OutgoingState;
@@ -123,14 +128,16 @@ const CLOSED = 3;
  * is sent after a reload of the page, by the client the new page makes over the same store name
  * (with `clean: false` and the same `clientId`, so that the broker keeps the session too).
  *
- * Each call (or each journal handed to `apply`) issues one read-write IndexedDB transaction
- * before it returns, which copies the data then; transactions are committed in call order. Its
- * promise resolves once the transaction has completed, with the
- * {@linkcode IndexedDbStoreOptions.durability} asked for (by default `"strict"`: written through
- * to the disk). What is promised is bound to that promise: a change whose promise resolved
- * survives a reload, closing the tab and a crash of the browser; a page that goes away before it
- * resolves may lose the change, as the browser aborts a transaction that has not completed when
- * its page is torn down. The client sends no packet that depends on a change before the change's
+ * Changes are written in read-write IndexedDB transactions, in call order. A call's changes go
+ * into a transaction issued at once when none is running, else into the one issued as soon as
+ * the running one completes, together with every change made meanwhile (group commit: under a
+ * burst, one transaction per round trip to the database rather than one per call); their data is
+ * copied when that transaction is issued. A call's promise resolves once its transaction has
+ * completed, with the {@linkcode IndexedDbStoreOptions.durability} asked for (by default
+ * `"strict"`: written through to the disk). What is promised is bound to that promise: a change
+ * whose promise resolved survives a reload, closing the tab and a crash of the browser; a page
+ * that goes away before then may lose the change (a browser need not finish the transactions of
+ * a page it tears down). The client sends no packet that depends on a change before the change's
  * promise resolved, so a PUBLISH that went out is in the store, and `client.persisted()` resolves
  * once every publish so far is: a page that awaits it before it may be reloaded loses none.
  *
@@ -183,7 +190,11 @@ export class IndexedDbStore implements Store {
   readonly #packetIds = new Map<number, number | undefined>();
   // The arrival number the next incoming QoS 2 packet id gets.
   #nextArrival = 0;
-  // The promise of the last transaction issued: close() waits for it.
+  // Whether a transaction is running, and the changes handed over meanwhile, which go into the
+  // next one.
+  #running = false;
+  #next: { operations: Change[]; done: Deferred<void> } | undefined;
+  // The promise of the last transaction issued or waiting: close() waits for it.
   #last: Promise<void> = Promise.resolve();
   // Lets go of the Web Lock, once held.
   #unlock: (() => void) | undefined;
@@ -336,7 +347,7 @@ export class IndexedDbStore implements Store {
     });
   }
 
-  /** Adds a publish. The transaction is issued when this returns; the promise: see the class. */
+  /** Adds a publish; the promise resolves once its transaction completed (see the class). */
   put(record: StoredPublish): Promise<void> {
     return this.apply([{ op: "put", record }]);
   }
@@ -363,17 +374,12 @@ export class IndexedDbStore implements Store {
 
   /** Forgets everything. */
   clear(): Promise<void> {
-    return this.#transact((publishes, states, incoming) => {
-      publishes.clear();
-      states.clear();
-      incoming.clear();
-      this.#packetIds.clear();
-    });
+    return this.#submit([CLEAR]);
   }
 
   /**
-   * Makes the changes of a journal, in order, in one transaction, issued when this returns; its
-   * promise resolves once the transaction completed (see the class).
+   * Makes the changes of a journal, in order, in one transaction (with the changes of other
+   * calls, see the class); the promise resolves once that transaction completed.
    *
    * @example
    * ```ts ignore
@@ -391,43 +397,12 @@ export class IndexedDbStore implements Store {
    * ```
    */
   apply(operations: readonly StoreOperation[]): Promise<void> {
-    return this.#transact((publishes, states, incoming) => {
-      for (let i = 0; i < operations.length; i++) {
-        const operation = operations[i];
-        switch (operation.op) {
-          case "put": {
-            const { sequence, packet, state } = operation.record;
-            publishes.put(storable(packet), sequence);
-            states.put(stateRecord(state, packet.packetId), sequence);
-            this.#packetIds.set(sequence, packet.packetId);
-            break;
-          }
-          case "update": {
-            const { sequence, state } = operation;
-            if (!this.#packetIds.has(sequence)) break;
-            const packetId = operation.packetId ?? this.#packetIds.get(sequence);
-            this.#packetIds.set(sequence, packetId);
-            states.put(stateRecord(state, packetId), sequence);
-            break;
-          }
-          case "delete":
-            publishes.delete(operation.sequence);
-            states.delete(operation.sequence);
-            this.#packetIds.delete(operation.sequence);
-            break;
-          case "putIncoming":
-            incoming.put(this.#nextArrival++, operation.packetId);
-            break;
-          case "deleteIncoming":
-            incoming.delete(operation.packetId);
-            break;
-        }
-      }
-    });
+    return this.#submit(operations);
   }
 
   /**
-   * Waits for the transactions issued so far, closes the database and lets go of the lock.
+   * Waits for the transactions of the calls made so far, closes the database and lets go of the
+   * lock.
    * Calling it again returns the same promise; every other call rejects from now on.
    */
   close(): Promise<void> {
@@ -451,15 +426,13 @@ export class IndexedDbStore implements Store {
   }
 
   /**
-   * Issues one read-write transaction over the three object stores, in which `write` makes its
-   * requests synchronously, and commits it; resolves once it completed.
+   * Hands changes to the next transaction: issued at once when none is running, else when the
+   * running one completes, with every change handed over meanwhile (group commit). Resolves once
+   * the transaction that holds them completed.
    */
-  #transact(
-    write: (publishes: IdbObjectStore, states: IdbObjectStore, incoming: IdbObjectStore) => void,
-  ): Promise<void> {
+  #submit(operations: readonly Change[]): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    const db = this.#db;
-    if (this.#phase !== OPEN || db === undefined) {
+    if (this.#phase !== OPEN || this.#db === undefined) {
       return Promise.reject(
         new MqttError(
           this.#phase === CLOSED
@@ -468,26 +441,98 @@ export class IndexedDbStore implements Store {
         ),
       );
     }
+    if (!this.#running) return this.#issue(operations);
+    let next = this.#next;
+    if (next === undefined) {
+      next = this.#next = { operations: [], done: new Deferred<void>() };
+      this.#last = next.done.promise;
+    }
+    for (let i = 0; i < operations.length; i++) next.operations.push(operations[i]);
+    return next.done.promise;
+  }
+
+  /** Issues one read-write transaction that makes `operations`, and commits it. */
+  #issue(operations: readonly Change[]): Promise<void> {
     let transaction: IdbTransaction;
     try {
-      transaction = db.transaction(ALL, "readwrite", { durability: this.#durability });
-      write(
-        transaction.objectStore(PUBLISHES),
-        transaction.objectStore(STATES),
-        transaction.objectStore(INCOMING),
-      );
+      transaction = this.#db!.transaction(ALL, "readwrite", { durability: this.#durability });
+      this.#write(transaction, operations);
       // Sent for commit now, not after this turn of the event loop.
       transaction.commit?.();
     } catch (error) {
       // A value that cannot be cloned, or a database closed under us.
       return Promise.reject(this.#fail(error));
     }
+    this.#running = true;
     const done = new Promise<void>((resolve, reject) => {
-      transaction.oncomplete = () => resolve();
-      transaction.onabort = () => reject(this.#fail(transaction.error ?? "aborted"));
+      transaction.oncomplete = () => {
+        resolve();
+        this.#issueNext();
+      };
+      transaction.onabort = () => {
+        reject(this.#fail(transaction.error ?? "aborted"));
+        this.#issueNext();
+      };
     });
     this.#last = done;
     return done;
+  }
+
+  /** The running transaction ended: issues the changes handed over meanwhile, if any. */
+  #issueNext(): void {
+    this.#running = false;
+    const next = this.#next;
+    if (next === undefined) return;
+    this.#next = undefined;
+    // After a failure, or once the database is closed, this rejects as every call does.
+    const issued = this.#failure === undefined && this.#db !== undefined
+      ? this.#issue(next.operations)
+      : Promise.reject(this.#failure ?? new MqttError("the store is closed"));
+    issued.then(next.done.resolve, next.done.reject);
+  }
+
+  /** Makes the requests of `operations`, in order, in `transaction`. */
+  #write(transaction: IdbTransaction, operations: readonly Change[]): void {
+    const publishes = transaction.objectStore(PUBLISHES);
+    const states = transaction.objectStore(STATES);
+    const incoming = transaction.objectStore(INCOMING);
+    for (let i = 0; i < operations.length; i++) {
+      const operation = operations[i];
+      switch (operation.op) {
+        case "put": {
+          const { sequence, packet, state } = operation.record;
+          publishes.put(storable(packet), sequence);
+          states.put(stateRecord(state, packet.packetId), sequence);
+          this.#packetIds.set(sequence, packet.packetId);
+          break;
+        }
+        case "update": {
+          const { sequence, state } = operation;
+          if (!this.#packetIds.has(sequence)) break;
+          const packetId = operation.packetId ?? this.#packetIds.get(sequence);
+          this.#packetIds.set(sequence, packetId);
+          states.put(stateRecord(state, packetId), sequence);
+          break;
+        }
+        case "delete":
+          publishes.delete(operation.sequence);
+          states.delete(operation.sequence);
+          this.#packetIds.delete(operation.sequence);
+          break;
+        case "putIncoming":
+          incoming.put(this.#nextArrival++, operation.packetId);
+          break;
+        case "deleteIncoming":
+          incoming.delete(operation.packetId);
+          break;
+        case "clear":
+          publishes.clear();
+          states.clear();
+          incoming.clear();
+          this.#packetIds.clear();
+          break;
+      }
+    }
   }
 
   /** Makes the store fail for good; returns the failure every call rejects with from now on. */
