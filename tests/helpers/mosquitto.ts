@@ -83,6 +83,8 @@ export interface Mosquitto extends AsyncDisposable {
   dir: string;
   /** Sends SIGTERM and waits for the broker to exit (SIGKILL after 5 s). Idempotent. */
   stop(): Promise<void>;
+  /** Kills the broker with SIGKILL, as a crash would, and waits for it to exit. Idempotent. */
+  kill(): Promise<void>;
   /** Stops the broker, then starts it again on the same ports and persistence directory. */
   restart(): Promise<void>;
 }
@@ -267,6 +269,7 @@ export function sharedMosquitto(
       return broker().dir;
     },
     stop: () => broker().stop(),
+    kill: () => broker().kill(),
     restart: () => broker().restart(),
     [Symbol.asyncDispose]: () => broker().stop(),
   };
@@ -351,6 +354,17 @@ class MosquittoBroker implements Mosquitto {
   async stop(): Promise<void> {
     this.#stopping ??= this.#terminate();
     await this.#stopping;
+  }
+
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (child !== undefined && this.#exit === undefined) {
+      child.kill("SIGKILL");
+      if (!(await settlesWithin(this.#exited, STOP_TIMEOUT_MS))) {
+        throw new Error(`mosquitto (pid ${child.pid}) did not exit after SIGKILL`);
+      }
+    }
+    await this.stop();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
