@@ -366,8 +366,11 @@ async function start(): Promise<void> {
     }`,
   );
   watch(client);
+  // For the DevTools console: `await client.publish("web/hello", "hi", { qos: 1 })`.
+  (globalThis as { client?: MqttClient }).client = client;
   client.setPublishHandler(onMessage);
-  const granted = await client.subscribe("#", { qos: 2 });
+  // Retain As Published: the R badge says how a message was published, also when it is live.
+  const granted = await client.subscribe("#", { qos: 2, retainAsPublished: true });
   log("info", `subscribed to # (granted QoS ${granted})`);
   announce(client);
   document.body.dataset.ready = "true";

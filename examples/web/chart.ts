@@ -43,13 +43,45 @@ export interface Series {
 
 const PAD = { left: 38, right: 12, top: 10, bottom: 22 };
 
-/** The smallest of 1, 2, 5 × 10^n that is at least `value`. */
+/** The smallest of 1, 2, 2.5, 5 × 10^n that is at least `value`. */
 function niceCeiling(value: number): number {
   const power = 10 ** Math.floor(Math.log10(value));
   for (const step of [1, 2, 2.5, 5, 10]) {
     if (step * power >= value) return step * power;
   }
   return 10 * power;
+}
+
+/**
+ * Adds to the path a smooth curve through every point that never overshoots them (Steffen's
+ * monotone cubic): a peak is drawn at its height, and no count dips below 0.
+ */
+function monotoneCurve(g: CanvasRenderingContext2D, xs: number[], ys: number[]): void {
+  const n = xs.length;
+  const slopes: number[] = [];
+  for (let i = 0; i < n - 1; i++) slopes.push((ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i]));
+  const tangents: number[] = [slopes[0] ?? 0];
+  for (let i = 1; i < n - 1; i++) {
+    const before = slopes[i - 1];
+    const after = slopes[i];
+    tangents.push(
+      (Math.sign(before) + Math.sign(after)) *
+        Math.min(Math.abs(before), Math.abs(after), Math.abs(before + after) / 4),
+    );
+  }
+  tangents.push(slopes[n - 2] ?? 0);
+  g.moveTo(xs[0], ys[0]);
+  for (let i = 0; i < n - 1; i++) {
+    const third = (xs[i + 1] - xs[i]) / 3;
+    g.bezierCurveTo(
+      xs[i] + third,
+      ys[i] + tangents[i] * third,
+      xs[i + 1] - third,
+      ys[i + 1] - tangents[i + 1] * third,
+      xs[i + 1],
+      ys[i + 1],
+    );
+  }
 }
 
 /** Draws series of {@linkcode Rate}s on a canvas, the last minute, newest on the right. */
@@ -100,7 +132,9 @@ export class RateChart {
       }
       if (any) points++;
     }
-    const top = niceCeiling(Math.max(5, max * 1.15));
+    // Four grid steps of a round size, with room above the highest count.
+    const step = niceCeiling(Math.max(4, max * 1.15) / 4);
+    const top = 4 * step;
     const x = (second: number) =>
       PAD.left + plotWidth - ((nowSeconds - (second + 0.5)) / WINDOW_SECONDS) * plotWidth;
     const y = (count: number) => PAD.top + plotHeight - (count / top) * plotHeight;
@@ -110,7 +144,7 @@ export class RateChart {
     g.textBaseline = "middle";
     g.lineWidth = 1;
     for (let i = 0; i <= 4; i++) {
-      const value = (top / 4) * i;
+      const value = step * i;
       const lineY = Math.round(y(value)) + 0.5;
       g.strokeStyle = i === 0 ? "rgba(141, 152, 189, 0.35)" : "rgba(141, 152, 189, 0.12)";
       g.setLineDash(i === 0 ? [] : [3, 4]);
@@ -140,17 +174,14 @@ export class RateChart {
       let empty = true;
       for (let second = first; second <= last && empty; second++) empty = rate.at(second) === 0;
       if (empty) continue;
-      g.beginPath();
-      g.moveTo(x(first), y(rate.at(first)));
-      for (let second = first + 1; second <= last; second++) {
-        // A curve through the midpoints: smooth, and it passes near every count.
-        const previousX = x(second - 1);
-        const previousY = y(rate.at(second - 1));
-        const midX = (previousX + x(second)) / 2;
-        const midY = (previousY + y(rate.at(second))) / 2;
-        g.quadraticCurveTo(previousX, previousY, midX, midY);
+      const xs: number[] = [];
+      const ys: number[] = [];
+      for (let second = first; second <= last; second++) {
+        xs.push(x(second));
+        ys.push(y(rate.at(second)));
       }
-      g.lineTo(x(last), y(rate.at(last)));
+      g.beginPath();
+      monotoneCurve(g, xs, ys);
       g.lineWidth = 2;
       g.lineJoin = "round";
       g.strokeStyle = color;

@@ -19,7 +19,7 @@ import * as fs from "node:fs";
 import process from "node:process";
 import { Broker } from "../../src/broker/mod.ts";
 import { interrupt } from "../_args.ts";
-import { startDevices } from "./devices.ts";
+import { type Devices, startDevices } from "./devices.ts";
 
 const HERE = new URL("./", import.meta.url);
 const HOSTNAME = "127.0.0.1";
@@ -111,62 +111,74 @@ function serveHttp(
   return { port: server.addr.port, close: () => server.shutdown() };
 }
 
-const { signal, release } = interrupt();
-const ports = parsePorts(process.argv.slice(2));
-const files: Record<string, { body: string; type: string }> = {
-  "/": {
-    body: fs.readFileSync(new URL("index.html", HERE), "utf8"),
-    type: "text/html; charset=utf-8",
-  },
-  "/style.css": {
-    body: fs.readFileSync(new URL("style.css", HERE), "utf8"),
-    type: "text/css; charset=utf-8",
-  },
-  "/app.js": { body: await bundlePage(), type: "text/javascript; charset=utf-8" },
-};
+/** Runs the demo until SIGINT or SIGTERM; resolves with the exit status. */
+async function main(): Promise<number> {
+  const { signal, release } = interrupt();
+  // Ends a connection that keeps its data to itself within a second, so that stopping is quick.
+  const broker = new Broker({ closeTimeout: 1000 });
+  let http: HttpServer | undefined;
+  let devices: Devices | undefined;
+  try {
+    const ports = parsePorts(process.argv.slice(2));
+    const files: Record<string, { body: string; type: string }> = {
+      "/": {
+        body: fs.readFileSync(new URL("index.html", HERE), "utf8"),
+        type: "text/html; charset=utf-8",
+      },
+      "/style.css": {
+        body: fs.readFileSync(new URL("style.css", HERE), "utf8"),
+        type: "text/css; charset=utf-8",
+      },
+      "/app.js": { body: await bundlePage(), type: "text/javascript; charset=utf-8" },
+    };
+    const mqtt = await broker.listen({ hostname: HOSTNAME, port: ports.mqtt });
+    const ws = await broker.listenWebSocket({ hostname: HOSTNAME, port: ports.ws });
+    const mqttUrl = `mqtt://${HOSTNAME}:${mqtt.port}`;
+    const wsUrl = `ws://${HOSTNAME}:${ws.port}/mqtt`;
+    files["/config.json"] = {
+      body: JSON.stringify({ ws: wsUrl, mqtt: mqttUrl }),
+      type: "application/json",
+    };
+    http = serveHttp(ports.http, (request) => {
+      const url = new URL(request.url);
+      // The page's "Drop connection" button: the broker cuts that client, which reconnects.
+      if (url.pathname === "/drop" && request.method === "POST") {
+        const dropped = broker.dropClient(url.searchParams.get("client") ?? "");
+        return new Response(null, { status: dropped ? 204 : 404 });
+      }
+      const file = request.method === "GET" ? files[url.pathname] : undefined;
+      if (file === undefined) return new Response("not found", { status: 404 });
+      return new Response(file.body, {
+        headers: { "content-type": file.type, "cache-control": "no-store" },
+      });
+    });
+    devices = await startDevices(mqttUrl);
 
-// Ends a connection that keeps its data to itself within a second, so that stopping is quick.
-const broker = new Broker({ closeTimeout: 1000 });
-const mqtt = await broker.listen({ hostname: HOSTNAME, port: ports.mqtt });
-const ws = await broker.listenWebSocket({ hostname: HOSTNAME, port: ports.ws });
-const mqttUrl = `mqtt://${HOSTNAME}:${mqtt.port}`;
-const wsUrl = `ws://${HOSTNAME}:${ws.port}/mqtt`;
-files["/config.json"] = {
-  body: JSON.stringify({ ws: wsUrl, mqtt: mqttUrl }),
-  type: "application/json",
-};
+    console.log(`Kite web demo   http://${HOSTNAME}:${http.port}/`);
+    console.log(`  broker        ${mqttUrl}  (try: deno task kite sub -p ${mqtt.port} -t '#' -v)`);
+    console.log(`                ${wsUrl}  (MQTT over WebSocket, what the page uses)`);
+    console.log(`  devices       ${devices.names.join(", ")}`);
+    console.log("Open the address in a browser; Ctrl-C stops.");
 
-const http = serveHttp(ports.http, (request) => {
-  const url = new URL(request.url);
-  // The page's "drop my connection" button: the broker cuts that client, which reconnects.
-  if (url.pathname === "/drop" && request.method === "POST") {
-    const dropped = broker.dropClient(url.searchParams.get("client") ?? "");
-    return new Response(null, { status: dropped ? 204 : 404 });
+    // Settles on the first SIGINT or SIGTERM, and on nothing else.
+    if (!signal.aborted) {
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    }
+    console.log("stopping…");
+    return 0;
+  } catch (error) {
+    console.error(
+      `the web demo failed: ${error instanceof Error ? error.message : error}`,
+    );
+    return 1;
+  } finally {
+    await devices?.stop();
+    await http?.close();
+    await broker.close();
+    release();
   }
-  const file = request.method === "GET" ? files[url.pathname] : undefined;
-  if (file === undefined) return new Response("not found", { status: 404 });
-  return new Response(file.body, {
-    headers: { "content-type": file.type, "cache-control": "no-store" },
-  });
-});
-
-const devices = await startDevices(mqttUrl);
-
-console.log(`Kite web demo   http://${HOSTNAME}:${http.port}/`);
-console.log(
-  `  broker        ${mqttUrl}  (try: deno task kite sub -p ${mqtt.port} -t '#' -v)`,
-);
-console.log(`                ${wsUrl}  (MQTT over WebSocket, what the page uses)`);
-console.log(`  devices       ${devices.names.join(", ")}`);
-console.log("Open the address in a browser; Ctrl-C stops.");
-
-// Settles on the first SIGINT or SIGTERM, and on nothing else.
-if (!signal.aborted) {
-  await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
 }
-console.log("stopping…");
-await devices.stop();
-await http.close();
-await broker.close();
-release();
+
+const status = await main();
+if (status !== 0) process.exit(status);
 console.log("stopped");
