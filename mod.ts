@@ -99,6 +99,8 @@ export { PublishError } from "./src/session/mod.ts";
 export {
   FileStore,
   type FileStoreOptions,
+  IndexedDbStore,
+  type IndexedDbStoreOptions,
   MemoryStore,
   type OutgoingState,
   type Store,

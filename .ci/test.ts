@@ -9,7 +9,8 @@
  * - It ends with two summary lines, `Deno: N passed, N failed` and `Bun: N pass, N fail`, and,
  *   where mosquitto or its command-line clients are missing, one line saying how many tests were
  *   skipped and how to install them. `KITE_REQUIRE_MOSQUITTO=1` (CI) makes those tests fail
- *   instead.
+ *   instead. Where no Chromium is installed, one more line says the browser tests were skipped
+ *   and how to install it (with `CI=true` they fail instead).
  *
  * The exit status is 0 when both halves passed.
  *
@@ -248,6 +249,18 @@ if ((mosquittoMissing || clientsMissing) && Deno.env.get("KITE_REQUIRE_MOSQUITTO
       `on Deno and ${bun === undefined ? 0 : skippedForMosquitto("Bun", bun.output)} on Bun ` +
       "were skipped; install with sudo apt-get install mosquitto mosquitto-clients " +
       "(Debian, Ubuntu) or brew install mosquitto (macOS)",
+  );
+}
+const chromiumMissing = !installed("chromium-headless-shell", [
+  "/usr/lib/chromium/chromium-headless-shell",
+  "/usr/bin/chromium",
+]) && !installed("chromium");
+if (
+  chromiumMissing && Deno.env.get("CI") !== "true" && Deno.env.get("KITE_REQUIRE_CHROMIUM") !== "1"
+) {
+  await say(
+    "Chromium: not installed, so the browser tests (tests/browser_test.ts) were skipped; " +
+      "install with sudo apt-get install chromium-headless-shell (Debian, Ubuntu)",
   );
 }
 log.close();

@@ -1,8 +1,9 @@
 /**
  * The persistence layer: keeps what a session must not lose across a lost connection or a
  * restart of the process — our QoS 1 and 2 publishes not yet completed and the ids of incoming
- * QoS 2 messages between PUBLISH and PUBREL — in memory ({@linkcode MemoryStore}) or in an
- * append-only log on disk ({@linkcode FileStore}).
+ * QoS 2 messages between PUBLISH and PUBREL — in memory ({@linkcode MemoryStore}), in an
+ * append-only log on disk ({@linkcode FileStore}), or in a browser's IndexedDB
+ * ({@linkcode IndexedDbStore}).
  *
  * @example A store that survives a restart
  * ```ts
@@ -19,6 +20,7 @@
  */
 
 export { FileStore, type FileStoreOptions } from "./file_store.ts";
+export { IndexedDbStore, type IndexedDbStoreOptions } from "./indexeddb_store.ts";
 export { MemoryStore } from "./memory_store.ts";
 export {
   applyOperation,
