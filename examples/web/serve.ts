@@ -9,7 +9,7 @@
  *     deno run -A examples/web/serve.ts --port 8080 --mqtt-port 1883 --ws-port 8081
  *
  * Every port is a free one unless given; everything listens on 127.0.0.1 only. The page's
- * script (`app.ts`, with `mod.ts`) is bundled for the browser at start: `deno bundle
+ * script (`page/app.ts`, with `mod.ts`) is bundled for the browser at start: `deno bundle
  * --platform=browser` on Deno, `Bun.build` on Bun. No file is written.
  *
  * @module
@@ -21,7 +21,8 @@ import { Broker } from "../../src/broker/mod.ts";
 import { interrupt } from "../_args.ts";
 import { type Devices, startDevices } from "./devices.ts";
 
-const HERE = new URL("./", import.meta.url);
+// What the browser gets: the page, its style sheet, and its script (bundled here).
+const PAGE = new URL("./page/", import.meta.url);
 const HOSTNAME = "127.0.0.1";
 
 /** The command line: `[--port N] [--mqtt-port N] [--ws-port N]`, each 0 (a free port) unless given. */
@@ -51,7 +52,7 @@ function parsePorts(args: string[]): { http: number; mqtt: number; ws: number } 
 
 /** The page's script bundled for the browser, with Kite in it: one ES module, no import. */
 async function bundlePage(): Promise<string> {
-  const entry = new URL("app.ts", HERE);
+  const entry = new URL("app.ts", PAGE);
   const bun = (globalThis as { Bun?: BunBuild }).Bun;
   if (bun !== undefined) {
     const result = await bun.build({
@@ -122,11 +123,11 @@ async function main(): Promise<number> {
     const ports = parsePorts(process.argv.slice(2));
     const files: Record<string, { body: string; type: string }> = {
       "/": {
-        body: fs.readFileSync(new URL("index.html", HERE), "utf8"),
+        body: fs.readFileSync(new URL("index.html", PAGE), "utf8"),
         type: "text/html; charset=utf-8",
       },
       "/style.css": {
-        body: fs.readFileSync(new URL("style.css", HERE), "utf8"),
+        body: fs.readFileSync(new URL("style.css", PAGE), "utf8"),
         type: "text/css; charset=utf-8",
       },
       "/app.js": { body: await bundlePage(), type: "text/javascript; charset=utf-8" },

@@ -1,10 +1,11 @@
-/// <reference lib="dom" />
 /**
  * The web demo's page: a Kite client over `ws://` that subscribes to everything (`#`) and shows
  * the latest message of each topic, the message rate, the connection's state (reconnections
  * included) and the publishes in flight and queued, and publishes what the form says.
  *
- * `serve.ts` bundles this file, and Kite with it, into the one module the page loads.
+ * `serve.ts` bundles this file, and Kite with it, into the one module the page loads. This folder
+ * is a workspace member of its own (`deno.json` here) so that it is type-checked with the DOM's
+ * types, and the rest of the repository without them.
  *
  * @module
  */
@@ -18,7 +19,7 @@ import {
   type MqttError,
   type QoS,
   type ReconnectEventDetail,
-} from "../../mod.ts";
+} from "../../../mod.ts";
 import { Rate, RateChart } from "./chart.ts";
 
 /** What the server tells the page: where its broker is. */

@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The web demo's rate chart: counts of events per second over the last minute, and a canvas
  * chart of them that scrolls with time. No dependency.
