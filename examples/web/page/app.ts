@@ -45,8 +45,6 @@ interface TopicRow {
     count: HTMLTableCellElement;
     age: HTMLTableCellElement;
   };
-  /** Whether the row shows an older message than it holds. */
-  dirty: boolean;
 }
 
 const FRAME_MS = 100;
@@ -68,6 +66,7 @@ const view = {
   stateText: element<HTMLElement>("#state span"),
   drop: element<HTMLButtonElement>("#drop"),
   wsUrl: element<HTMLElement>("#ws-url"),
+  mqttUrl: element<HTMLElement>("#mqtt-url"),
   topics: element<HTMLTableSectionElement>("#topics"),
   chart: element<HTMLCanvasElement>("#chart"),
   form: element<HTMLFormElement>("#publish"),
@@ -170,7 +169,6 @@ function newRow(topic: string): TopicRow {
     at: 0,
     element,
     cells,
-    dirty: true,
   };
   // Rows stay sorted by topic, so that they do not jump about.
   view.topics.querySelector("tr.empty")?.remove();
@@ -197,7 +195,6 @@ function showRow(row: TopicRow): void {
     row.cells.qos.append(retained);
   }
   row.cells.count.textContent = number.format(row.count);
-  row.dirty = false;
 }
 
 function showState(now: number): void {
@@ -291,7 +288,6 @@ function onMessage(message: Message): void {
   row.retain = message.retain;
   row.count++;
   row.at = now;
-  row.dirty = true;
   dirtyRows.add(row);
 }
 
@@ -338,6 +334,7 @@ function announce(client: MqttClient): void {
 async function start(): Promise<void> {
   const config: Config = await (await fetch("/config.json")).json();
   view.wsUrl.textContent = config.ws;
+  view.mqttUrl.textContent = config.mqtt;
   const clientId = `web-${Math.random().toString(36).slice(2, 8)}`;
   for (let attempt = 1;; attempt++) {
     try {
