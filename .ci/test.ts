@@ -388,7 +388,8 @@ if (
   chromiumMissing && Deno.env.get("CI") !== "true" && Deno.env.get("KITE_REQUIRE_CHROMIUM") !== "1"
 ) {
   await say(
-    "Chromium: not installed, so the browser tests (tests/browser_test.ts) were skipped; " +
+    "Chromium: not installed, so the browser tests (tests/browser_test.ts, " +
+      "tests/web_demo_test.ts) were skipped; " +
       "install with sudo apt-get install chromium-headless-shell (Debian, Ubuntu)",
   );
 }

@@ -1,7 +1,8 @@
 /**
  * Ctrl-C and SIGTERM stop every program that runs until interrupted: the examples
  * (publisher.ts and pubsub.ts during their 5-second wait, subscriber.ts while it waits for
- * messages) and the long-running commands of the CLI (`kite sub`, `kite pub -l`, `kite broker`).
+ * messages, the web demo while it serves its page and its devices publish) and the long-running
+ * commands of the CLI (`kite sub`, `kite pub -l`, `kite broker`).
  *
  * Each runs as a child process of the runtime running this file (`deno run -A` under
  * `deno test`, `bun run` under `bun test`), against a mosquitto of the suite's own (`kite broker`
@@ -63,6 +64,14 @@ const PROGRAMS: LongRunner[] = [
     ready: { stream: "stdout", pattern: /subscribed/ },
     goodbye: /disconnected/,
     needsMosquitto: true,
+  },
+  {
+    name: "examples/web/serve.ts (deno task demo:web), serving its page",
+    script: "examples/web/serve.ts",
+    args: () => [],
+    ready: { stream: "stdout", pattern: /Ctrl-C stops/ },
+    goodbye: /stopped/,
+    needsMosquitto: false,
   },
   {
     name: "kite sub",
