@@ -286,7 +286,8 @@ export class WebSocketTransport implements Transport {
     if (this.#closed || socket.readyState !== WebSocket.OPEN) {
       throw connectionLost(this.#address, "the WebSocket is not open");
     }
-    socket.send(chunk);
+    // A chunk is never backed by a SharedArrayBuffer: the browser's `send` types want that said.
+    socket.send(chunk as Uint8Array<ArrayBuffer>);
     // The WebSocket API has no event for a draining send buffer: look again, less often the
     // longer it takes, until it drains or the socket closes.
     for (let wait = 1; socket.bufferedAmount > WRITE_HIGH_WATER_MARK;) {
