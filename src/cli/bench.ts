@@ -510,6 +510,7 @@ class Progress {
   #lastSent = 0;
   #lastReceived = 0;
   #onLine = false;
+  #lastLineAt = -Infinity;
 
   /** `stream` absent (`--quiet`): only the memory is sampled each second. */
   constructor(
@@ -531,7 +532,8 @@ class Progress {
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
-    this.#tick();
+    // A last line with the final figures, unless one was just written.
+    if (performance.now() - this.#lastLineAt > PROGRESS_INTERVAL_MS / 5) this.#tick();
     if (this.#onLine) this.#write("\n");
     this.#onLine = false;
     await this.#writing;
@@ -552,6 +554,7 @@ class Progress {
     this.#lastSent = counters.sent;
     this.#lastReceived = counters.received;
     const line = progressLine(counters, rates, run.elapsed, rss);
+    this.#lastLineAt = now;
     if (this.#terminal) {
       this.#write(`\r${line}\x1b[K`);
       this.#onLine = true;

@@ -361,6 +361,23 @@ export function parseBenchArgs(
 }
 
 /**
+ * Every spelling of every flag a mode takes.
+ *
+ * @param mode The benchmark.
+ * @returns The names, such as `-c` and `--count`.
+ *
+ * @example
+ * ```ts
+ * import { benchFlagNames } from "./bench_args.ts";
+ *
+ * console.log(benchFlagNames("conn").includes("--ifaddr")); // true
+ * ```
+ */
+export function benchFlagNames(mode: BenchMode): string[] {
+  return FLAGS.filter((flag) => flag.modes.includes(mode)).flatMap((flag) => flag.names);
+}
+
+/**
  * The help of `kite bench MODE`, listing every flag it takes.
  *
  * @param mode The benchmark, or `undefined` for `kite bench --help`.
@@ -387,15 +404,37 @@ export function benchUsage(mode?: BenchMode): string {
   }
   const lines = FLAGS.filter((flag) => flag.modes.includes(mode)).map((flag) => {
     const spelled = flag.names.join(", ") + (flag.value === undefined ? "" : ` ${flag.value}`);
-    return spelled.length < 28
-      ? `  ${spelled.padEnd(28)} ${flag.help}\n`
-      : `  ${spelled}\n  ${"".padEnd(28)} ${flag.help}\n`;
+    const help = wrap(flag.help, 78 - HELP_COLUMN).join(`\n${"".padEnd(HELP_COLUMN)}`);
+    return spelled.length < HELP_COLUMN - 3
+      ? `  ${spelled.padEnd(HELP_COLUMN - 3)} ${help}\n`
+      : `  ${spelled}\n${"".padEnd(HELP_COLUMN)}${help}\n`;
   });
   const usage = mode === "conn"
     ? "kite bench conn [-c N] [-R RATE] [options]"
     : `kite bench ${mode} -t TOPIC [-c N] [options]`;
-  return `Usage: ${usage}\n\n${BENCH_MODES[mode]}.\n\n${lines.join("")}` +
-    "Environment:\n  MQTT_URL                     the broker when no -h, -p or -L names one\n";
+  const what = BENCH_MODES[mode];
+  return `Usage: ${usage}\n\n${what[0].toUpperCase()}${what.slice(1)}.\n\n${lines.join("")}` +
+    `\nEnvironment:\n  ${
+      "MQTT_URL".padEnd(HELP_COLUMN - 3)
+    } the broker when no -h, -p or -L names one\n`;
+}
+
+/** Where the help of a flag starts on its line. */
+const HELP_COLUMN = 30;
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines;
 }
 
 function applyUrl(draft: Draft, text: string, name: string): void {

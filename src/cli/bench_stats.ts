@@ -76,6 +76,7 @@ export class LatencyHistogram {
   percentile(p: number): number {
     if (this.#count === 0) return 0;
     const rank = Math.max(1, Math.ceil((p / 100) * this.#count));
+    if (rank >= this.#count) return this.#maxMs;
     let seen = 0;
     for (let bucket = 0; bucket < this.#counts.length; bucket++) {
       seen += this.#counts[bucket];
