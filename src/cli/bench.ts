@@ -10,6 +10,7 @@
  */
 
 import process from "node:process";
+import { within } from "../_async.ts";
 import { connect, type ConnectOptions } from "../client/connect.ts";
 import type { MqttClient } from "../client/clients.ts";
 import type { DisconnectEventDetail } from "../client/events.ts";
@@ -34,6 +35,8 @@ const BACKLOG_BYTES = 1024 * 1024;
 const MAX_BURST = 1000;
 /** A publisher that fell further behind its schedule than this starts afresh from now. */
 const MAX_LAG_MS = 1000;
+/** How long the end of a run waits for subscriptions, and acknowledgements, still under way. */
+const END_GRACE_MS = 5000;
 /** Payload timestamps further off than this are not ours, or not a time: not counted. */
 const MAX_LATENCY_MS = 3_600_000;
 
@@ -137,6 +140,9 @@ class BenchRun {
   #lastReceivedAt = 0;
   #peakRss = 0;
   #progress!: Progress;
+  #drained: (() => void) | undefined;
+  /** Publishes made, settled or not. */
+  issued = 0;
   // For reading a payload's timestamp without an allocation per message.
   readonly #stamp = new DataView(new ArrayBuffer(8));
 
@@ -168,15 +174,22 @@ class BenchRun {
       const starting = this.#startAll();
       await stopped;
       this.#giveUp.abort(new Error("the benchmark stopped"));
-      await starting;
+      // Attempts under way end with the abort; a SUBACK that never comes must not hold the end.
+      await within(starting, END_GRACE_MS);
       this.#slotFree?.();
       const upAtEnd = this.counters.up;
       for (const publisher of this.#publishers) publisher.stop();
+      // What was published is counted once acknowledged: give the last ones time to be.
+      const counters = this.counters;
+      if (counters.sent + counters.sendFailed < this.issued) {
+        await within(new Promise<void>((resolve) => this.#drained = resolve), END_GRACE_MS);
+      }
       await this.#progress.stop();
       await Promise.all(this.#clients.map((client) => client.disconnect()));
       return this.#result(upAtEnd);
     } finally {
       clearTimeout(timer);
+      this.#progress.dispose();
       io.signal?.removeEventListener("abort", stop);
     }
   }
@@ -321,6 +334,21 @@ class BenchRun {
     const now = performance.now();
     if (this.counters.sent++ === 0) this.#firstSentAt = now;
     this.#lastSentAt = now;
+    this.#checkDrained();
+  }
+
+  sendFailed(error: unknown): void {
+    this.counters.sendFailed++;
+    if (!this.#stopping) this.countError(error);
+    this.#checkDrained();
+  }
+
+  #checkDrained(): void {
+    if (
+      this.#drained !== undefined && this.counters.sent + this.counters.sendFailed >= this.issued
+    ) {
+      this.#drained();
+    }
   }
 
   /** Every subscriber's handler: count, and read the latency from the payload. */
@@ -464,6 +492,7 @@ class BenchPublisher {
       payload.set(this.#stampBytes);
     }
     this.#issued++;
+    this.#run.issued++;
     let published: Promise<void>;
     try {
       published = this.#client.publish(this.#topic, payload, this.#options);
@@ -480,8 +509,7 @@ class BenchPublisher {
   };
 
   readonly #failed = (error: unknown): void => {
-    this.#run.counters.sendFailed++;
-    if (!this.#run.stopping) this.#run.countError(error);
+    this.#run.sendFailed(error);
     this.#settle();
   };
 
@@ -528,6 +556,11 @@ class Progress {
   note(line: string): void {
     this.#write(`${this.#onLine ? "\n" : ""}${line}\n`);
     this.#onLine = false;
+  }
+
+  /** Stops the timer; nothing more is written. */
+  dispose(): void {
+    clearInterval(this.#timer);
   }
 
   async stop(): Promise<void> {
