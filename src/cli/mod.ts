@@ -1,11 +1,12 @@
 /**
- * `kite`: publish, subscribe and run a local broker from the command line, with the flags
- * mosquitto_pub and mosquitto_sub users know.
+ * `kite`: publish, subscribe, run a local broker and load-test a broker from the command line,
+ * with the flags mosquitto_pub and mosquitto_sub users know.
  *
  * ```sh
  * deno run -A jsr:@kite/mqtt/cli sub -h 127.0.0.1 -t 'sensors/#' -v
  * deno run -A jsr:@kite/mqtt/cli pub -h 127.0.0.1 -t sensors/a -m 21.5 -q 1 -r
  * bun run src/cli/mod.ts pub -L mqtt://user:pass@127.0.0.1:1883/sensors/a -l < readings.txt
+ * deno run -A jsr:@kite/mqtt/cli bench conn -h 127.0.0.1 -c 1000 -R 200 --duration 30
  * ```
  *
  * The exit status is 0 on success, 2 when the command line is wrong and 1 when the command
@@ -105,7 +106,8 @@ Runs Kite's local broker (for development and tests, not production) until Ctrl-
 };
 
 /**
- * Runs the `kite` command line: `kite pub`, `kite sub`, `kite broker`, or `kite --help`.
+ * Runs the `kite` command line: `kite pub`, `kite sub`, `kite broker`, `kite bench`, or
+ * `kite --help`.
  *
  * Whatever happens, the returned status says how it went: 0 on success, 2 when the command line
  * is wrong (unknown flag, missing topic), 1 when the command failed (the broker is unreachable
