@@ -486,6 +486,8 @@ class BenchPublisher {
   };
 
   #publish(): void {
+    // A payload of its own each time: the client keeps the bytes it is given (no copy) until
+    // they are written, or acknowledged at QoS 1 and 2, so a reused one would change under it.
     const payload = new Uint8Array(this.#size);
     if (payload.length >= 8) {
       this.#stamp.setFloat64(0, wallClock());
