@@ -2,7 +2,8 @@
  * Ctrl-C and SIGTERM stop every program that runs until interrupted: the examples
  * (publisher.ts and pubsub.ts during their 5-second wait, subscriber.ts while it waits for
  * messages, the web demo while it serves its page and its devices publish) and the long-running
- * commands of the CLI (`kite sub`, `kite pub -l`, `kite broker`).
+ * commands of the CLI (`kite sub`, `kite pub -l`, `kite broker`,
+ * `kite bench`).
  *
  * Each runs as a child process of the runtime running this file (`deno run -A` under
  * `deno test`, `bun run` under `bun test`), against a mosquitto of the suite's own (`kite broker`
@@ -86,6 +87,22 @@ const PROGRAMS: LongRunner[] = [
     args: (broker) => ["pub", ...at(broker), "-t", "signals/lines", "-l", "-d"],
     ready: { stream: "stderr", pattern: /connected to/ },
     stdinOpen: true,
+    needsMosquitto: true,
+  },
+  {
+    name: "kite bench conn, holding its connections",
+    script: "src/cli/mod.ts",
+    args: (broker) => ["bench", "conn", ...at(broker), "-c", "3"],
+    ready: { stream: "stdout", pattern: /3 of 3 connected/ },
+    goodbye: /^connections +3 up at most, 3 at the end, 0 failed, 0 lost$/m,
+    needsMosquitto: true,
+  },
+  {
+    name: "kite bench sub, waiting for messages",
+    script: "src/cli/mod.ts",
+    args: (broker) => ["bench", "sub", ...at(broker), "-c", "2", "-t", "signals/bench/#", "--json"],
+    ready: { stream: "stderr", pattern: /2 of 2 connected and subscribed/ },
+    goodbye: /"mode":"sub"/,
     needsMosquitto: true,
   },
   {

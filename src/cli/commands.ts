@@ -284,7 +284,22 @@ async function open(
   return client;
 }
 
-async function readPem(flag: string, path: string): Promise<string> {
+/**
+ * Reads a PEM file named by a flag; a failure says which flag and why.
+ *
+ * @param flag The flag that named the file, for the message.
+ * @param path The file.
+ * @returns Its text.
+ * @throws {CommandError} When the file cannot be read.
+ *
+ * @example
+ * ```ts ignore
+ * import { readPem } from "./commands.ts";
+ *
+ * const ca = await readPem("--cafile", "ca.pem");
+ * ```
+ */
+export async function readPem(flag: string, path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (error) {

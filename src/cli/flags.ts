@@ -249,7 +249,8 @@ export function applyUrl(draft: Draft, text: string, name: string, withTopic = t
   }
 }
 
-function integer(name: string, text: string, min: number, max: number): number {
+/** Reads a whole number from `min` to `max`, or throws the `UsageError` that names the flag. */
+export function integer(name: string, text: string, min: number, max: number): number {
   const value = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!(value >= min && value <= max)) {
     throw new UsageError(`${name} needs a whole number from ${min} to ${max}, not "${text}"`);
@@ -257,12 +258,14 @@ function integer(name: string, text: string, min: number, max: number): number {
   return value;
 }
 
-function qos(name: string, text: string): QoS {
+/** Reads a QoS, or throws the `UsageError` that names the flag. */
+export function qos(name: string, text: string): QoS {
   if (text === "0" || text === "1" || text === "2") return Number(text) as QoS;
   throw new UsageError(`${name} needs a QoS of 0, 1 or 2, not "${text}"`);
 }
 
-function protocolVersion(name: string, text: string): ProtocolVersion {
+/** Reads a protocol version, or throws the `UsageError` that names the flag. */
+export function protocolVersion(name: string, text: string): ProtocolVersion {
   switch (text) {
     case "mqttv31":
     case "31":

@@ -25,12 +25,17 @@ export interface CliIo {
    * cleanly and exit 0, `kite broker` closes. The process's own fires on SIGINT and SIGTERM.
    */
   signal?: AbortSignal;
+  /**
+   * Whether stdout or stderr is a terminal: `kite bench` then rewrites one progress line in
+   * place. Absent, neither is.
+   */
+  isTerminal?(stream: "stdout" | "stderr"): boolean;
 }
 
 type DenoStdio = {
   stdin: { readable: ReadableStream<Uint8Array> };
-  stdout: { writable: WritableStream<Uint8Array> };
-  stderr: { writable: WritableStream<Uint8Array> };
+  stdout: { writable: WritableStream<Uint8Array>; isTerminal(): boolean };
+  stderr: { writable: WritableStream<Uint8Array>; isTerminal(): boolean };
 };
 
 type BunStdin = { stdin: { stream(): ReadableStream<Uint8Array> } };
@@ -53,7 +58,10 @@ type BunStdin = { stdin: { stream(): ReadableStream<Uint8Array> } };
  * io.release();
  * ```
  */
-export function processIo(): CliIo & { release(): void } {
+export function processIo(): CliIo & {
+  release(): void;
+  isTerminal(stream: "stdout" | "stderr"): boolean;
+} {
   const deno = (globalThis as { Deno?: DenoStdio }).Deno;
   const bun = (globalThis as { Bun?: BunStdin }).Bun;
   let stdin: ReadableStream<Uint8Array> | undefined;
@@ -88,6 +96,9 @@ export function processIo(): CliIo & { release(): void } {
         process.on("SIGTERM", onSignal);
       }
       return controller.signal;
+    },
+    isTerminal(stream: "stdout" | "stderr"): boolean {
+      return deno?.[stream].isTerminal() ?? process[stream].isTTY === true;
     },
     release(): void {
       if (controller === undefined) return;

@@ -1,11 +1,12 @@
 /**
- * `kite`: publish, subscribe and run a local broker from the command line, with the flags
- * mosquitto_pub and mosquitto_sub users know.
+ * `kite`: publish, subscribe, run a local broker and load-test a broker from the command line,
+ * with the flags mosquitto_pub and mosquitto_sub users know.
  *
  * ```sh
  * deno run -A jsr:@kite/mqtt/cli sub -h 127.0.0.1 -t 'sensors/#' -v
  * deno run -A jsr:@kite/mqtt/cli pub -h 127.0.0.1 -t sensors/a -m 21.5 -q 1 -r
  * bun run src/cli/mod.ts pub -L mqtt://user:pass@127.0.0.1:1883/sensors/a -l < readings.txt
+ * deno run -A jsr:@kite/mqtt/cli bench conn -h 127.0.0.1 -c 1000 -R 200 --duration 30
  * ```
  *
  * The exit status is 0 on success, 2 when the command line is wrong and 1 when the command
@@ -25,7 +26,9 @@
 
 import process from "node:process";
 import { parseArgs } from "./args.ts";
-import { type Command, UsageError } from "./settings.ts";
+import { type BenchMode, type Command, UsageError } from "./settings.ts";
+import { BENCH_MODES, benchUsage, parseBenchArgs } from "./bench_args.ts";
+import { runBench } from "./bench.ts";
 import { CommandError, type CommandIo, oneLine, runBroker, runPub, runSub } from "./commands.ts";
 import { type CliIo, processIo, writeTo } from "./io.ts";
 
@@ -64,6 +67,7 @@ Usage:
   kite pub -t TOPIC (-m MESSAGE | -n | -l | -s) [options]    publish
   kite sub -t FILTER [-t FILTER...] [options]                subscribe and print
   kite broker [-h HOST] [-p PORT]                            run Kite's local broker
+  kite bench conn|pub|sub [options]                          load-test a broker
 
 kite COMMAND --help shows the options of a command. The exit status is 0 on success,
 2 when the command line is wrong and 1 when the command failed.
@@ -102,7 +106,8 @@ Runs Kite's local broker (for development and tests, not production) until Ctrl-
 };
 
 /**
- * Runs the `kite` command line: `kite pub`, `kite sub`, `kite broker`, or `kite --help`.
+ * Runs the `kite` command line: `kite pub`, `kite sub`, `kite broker`, `kite bench`, or
+ * `kite --help`.
  *
  * Whatever happens, the returned status says how it went: 0 on success, 2 when the command line
  * is wrong (unknown flag, missing topic), 1 when the command failed (the broker is unreachable
@@ -144,6 +149,9 @@ export async function main(args: string[], io?: Partial<CliIo>): Promise<number>
     get signal() {
       return io === undefined ? own.signal : io.signal;
     },
+    isTerminal(stream: "stdout" | "stderr"): boolean {
+      return io?.[stream] === undefined ? own.isTerminal(stream) : io.isTerminal?.(stream) ?? false;
+    },
   };
   const [command, ...rest] = args;
   try {
@@ -154,8 +162,11 @@ export async function main(args: string[], io?: Partial<CliIo>): Promise<number>
       await writeTo(streams.stdout, USAGE.kite);
       return 0;
     }
+    if (command === "bench") return await bench(rest, streams);
     if (command !== "pub" && command !== "sub" && command !== "broker") {
-      throw new UsageError(`unknown command "${command}"; use kite pub, kite sub or kite broker`);
+      throw new UsageError(
+        `unknown command "${command}"; use kite pub, kite sub, kite broker or kite bench`,
+      );
     }
     try {
       const settings = parseArgs(command, rest, streams.env);
@@ -178,6 +189,36 @@ export async function main(args: string[], io?: Partial<CliIo>): Promise<number>
     return await fail(streams, "kite", error);
   } finally {
     own.release();
+  }
+}
+
+/** `kite bench MODE [flags]`. */
+async function bench(args: string[], io: CommandIo): Promise<number> {
+  const [mode, ...rest] = args;
+  if (mode === undefined || mode === "--help" || mode === "help") {
+    if (mode === undefined) {
+      return await fail(io, "kite bench", new UsageError("no mode given; use conn, pub or sub"));
+    }
+    await writeTo(io.stdout, benchUsage());
+    return 0;
+  }
+  if (!Object.hasOwn(BENCH_MODES, mode)) {
+    return await fail(
+      io,
+      "kite bench",
+      new UsageError(`unknown mode "${mode}"; use kite bench conn, pub or sub`),
+    );
+  }
+  const prefix = `kite bench ${mode}`;
+  try {
+    const settings = parseBenchArgs(mode as BenchMode, rest, io.env);
+    if ("help" in settings) {
+      await writeTo(io.stdout, benchUsage(settings.mode));
+      return 0;
+    }
+    return await runBench(settings, io);
+  } catch (error) {
+    return await fail(io, prefix, error);
   }
 }
 

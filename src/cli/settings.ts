@@ -1,5 +1,5 @@
 /**
- * What the command line of `kite pub`, `kite sub` and `kite broker` asks for, once parsed, and
+ * What the command line of `kite pub`, `kite sub`, `kite broker` and `kite bench` asks for, once parsed, and
  * the error a wrong command line raises.
  *
  * @module
@@ -9,6 +9,9 @@ import type { ProtocolVersion, QoS } from "../packet/types.ts";
 
 /** The subcommands. */
 export type Command = "pub" | "sub" | "broker";
+
+/** What `kite bench` runs: connections only, publishers or subscribers. */
+export type BenchMode = "conn" | "pub" | "sub";
 
 /**
  * The command line is wrong: an unknown flag, a missing value, a missing topic. The CLI prints
@@ -125,3 +128,59 @@ export type Settings = PubSettings | SubSettings | BrokerSettings | {
   command: Command;
   help: true;
 };
+
+/** The settings of `kite bench conn`, `kite bench pub` and `kite bench sub`. */
+export interface BenchSettings {
+  /** Discriminates the settings. */
+  command: "bench";
+  /** Which benchmark. */
+  mode: BenchMode;
+  /** The brokers, `mqtt://` or `mqtts://` without a path; clients take them in turn. */
+  urls: string[];
+  /** `-c`: how many clients. */
+  clients: number;
+  /** `-i` or `-R`: milliseconds between the start of one connection and the next; 0 for none. */
+  connectInterval: number;
+  /** `--max-connecting`: connection attempts under way at once, at most. */
+  maxConnecting: number;
+  /** `--connect-timeout`, in milliseconds. */
+  connectTimeout: number;
+  /** `-k`, in seconds. */
+  keepalive: number;
+  /** `-V`. */
+  protocolVersion: ProtocolVersion;
+  /** `--prefix`: client ids are the prefix, a dash and the client number. */
+  prefix: string;
+  /** `-u`. */
+  username?: string;
+  /** `-P`. */
+  password?: string;
+  /** `--cafile`. */
+  cafile?: string;
+  /** `--cert`. */
+  cert?: string;
+  /** `--key`. */
+  key?: string;
+  /** `--insecure`. */
+  insecure: boolean;
+  /** `--ifaddr`: local addresses to connect from, in turn; empty for the system's choice. */
+  localAddresses: string[];
+  /** `--duration`, in milliseconds: stop after this long. */
+  duration?: number;
+  /** `-t`: the topic (pub) or filter (sub); `%i` is the client number, `%c` the client id. */
+  topic: string;
+  /** `-q`. */
+  qos: QoS;
+  /** `-r` (pub). */
+  retain: boolean;
+  /** `-s` (pub): the payload size in bytes; 8 or more carries a timestamp. */
+  size: number;
+  /** `-I` or `--msg-rate` (pub): milliseconds between one publisher's messages; 0 flat out. */
+  publishInterval: number;
+  /** `--limit`: messages per publisher (pub), or in all (sub); stop then. */
+  limit?: number;
+  /** `--json`: print the result as JSON on stdout. */
+  json: boolean;
+  /** `--quiet`: no progress lines. */
+  quiet: boolean;
+}

@@ -79,6 +79,14 @@ export async function openDenoTransport(
   const { signal } = options;
   signal?.throwIfAborted();
   const { hostname, port } = address;
+  if (options.localAddress !== undefined) {
+    // Deno.connect and Deno.connectTls take no local address; node:net and node:tls do.
+    const sockets = nodeSockets();
+    if (sockets === undefined) {
+      throw unreachable(address, "this Deno offers no node:net, which localAddress needs");
+    }
+    return await openNodeTransport(sockets, address, options, address.kind === "tcp");
+  }
   if (address.kind === "tcp") {
     const conn = await dial(address, Deno.connect({ hostname, port, signal }), signal);
     conn.setNoDelay(true);

@@ -88,18 +88,23 @@ export function openNodeTransport(
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(signal.reason);
   const secure = address.kind === "tls";
-  const socket: Net.Socket = secure
-    ? sockets.tls.connect({
-      host: address.hostname,
-      port: address.port,
-      ca: options.ca,
-      cert: options.cert,
-      key: options.key,
-      // Node's own default (the host, or no SNI for an IP address) applies when none is given.
-      ...(options.servername === undefined ? {} : { servername: options.servername }),
-      rejectUnauthorized: options.rejectUnauthorized ?? true,
-    })
-    : sockets.net.connect({ host: address.hostname, port: address.port });
+  // tls.connect passes socket options such as localAddress on to net.connect; its type omits them.
+  const tlsOptions: Tls.ConnectionOptions & { localAddress?: string } = {
+    host: address.hostname,
+    port: address.port,
+    ca: options.ca,
+    cert: options.cert,
+    key: options.key,
+    // Node's own default (the host, or no SNI for an IP address) applies when none is given.
+    ...(options.servername === undefined ? {} : { servername: options.servername }),
+    rejectUnauthorized: options.rejectUnauthorized ?? true,
+    localAddress: options.localAddress,
+  };
+  const socket: Net.Socket = secure ? sockets.tls.connect(tlsOptions) : sockets.net.connect({
+    host: address.hostname,
+    port: address.port,
+    localAddress: options.localAddress,
+  });
   socket.setNoDelay(true);
   const readyEvent = secure ? "secureConnect" : "connect";
   const attempt = new Promise<NodeSocketTransport>((resolve, reject) => {

@@ -32,6 +32,12 @@ export interface TransportOptions {
   servername?: string;
   /** Whether to verify the broker's certificate. Default `true`; `false` is for tests only. */
   rejectUnauthorized?: boolean;
+  /**
+   * The local IP address to connect from (TCP and TLS only), such as `127.0.0.2`: to spread many
+   * connections over several source addresses. On Deno it is dialled through `node:net`, as
+   * `Deno.connect` takes no local address.
+   */
+  localAddress?: string;
   /** WebSocket subprotocols; default `["mqtt"]`. */
   protocols?: string[];
   /** Gives up the attempt when aborted. */

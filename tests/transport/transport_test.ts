@@ -984,3 +984,26 @@ test("openTransport - abort during a WebSocket handshake the peer never answers"
     await peer.closed(1);
   });
 });
+
+test("openTransport - localAddress: the connection comes from it, and works both ways", async () => {
+  // Echoes what it reads, so the round trip shows both streams work over such a connection.
+  await withPeer((socket) => socket.pipe(socket), async (peer) => {
+    const transport = await openTransport(new URL(`mqtt://${HOST}:${peer.port}`), {
+      localAddress: "127.0.0.2",
+    });
+    try {
+      const writer = transport.writable.getWriter();
+      const reader = transport.readable.getReader();
+      const ping = Uint8Array.of(0xc0, 0x00);
+      await writer.write(ping);
+      assertSameBytes(await readBytes(reader, 2, 5_000), ping);
+      // The echo came back, so the peer has accepted the connection by now.
+      assert.equal(peer.sockets[0]?.remoteAddress, "127.0.0.2");
+      writer.releaseLock();
+      reader.releaseLock();
+    } finally {
+      await transport.close?.();
+    }
+    await peer.closed(1);
+  });
+});
