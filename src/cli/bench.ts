@@ -19,22 +19,15 @@ import {
   type BenchCounters,
   type BenchResult,
   newCounters,
-  progressLine,
   summarize,
   summaryTable,
 } from "./bench_stats.ts";
 import { type CommandIo, oneLine, readPem } from "./commands.ts";
 import { writeTo } from "./io.ts";
+import { BenchPublisher, type PublisherRun, wallClock } from "./bench_publisher.ts";
+import { Progress, type ProgressRun } from "./bench_progress.ts";
 import type { BenchSettings } from "./settings.ts";
 
-/** How often the progress line is written. */
-const PROGRESS_INTERVAL_MS = 1000;
-/** A publisher with this many payload bytes waiting stops until the client has room again. */
-const BACKLOG_BYTES = 1024 * 1024;
-/** Messages a publisher sends in one go before it lets the connection have a turn. */
-const MAX_BURST = 1000;
-/** A publisher that fell further behind its schedule than this starts afresh from now. */
-const MAX_LAG_MS = 1000;
 /** How long the end of a run waits for subscriptions, and acknowledgements, still under way. */
 const END_GRACE_MS = 5000;
 /** Payload timestamps further off than this are not ours, or not a time: not counted. */
@@ -107,18 +100,13 @@ async function connectOptions(settings: BenchSettings): Promise<ConnectOptions> 
   return options;
 }
 
-/** The wall clock in milliseconds with sub-millisecond precision: what payloads carry. */
-function wallClock(): number {
-  return performance.timeOrigin + performance.now();
-}
-
 function rss(): number {
   const usage = process.memoryUsage as { rss?: () => number } & (() => { rss: number });
   return typeof usage.rss === "function" ? usage.rss() : usage().rss;
 }
 
 /** One run: the clients, the counters, and when to stop. */
-class BenchRun {
+class BenchRun implements PublisherRun, ProgressRun {
   readonly counters: BenchCounters = newCounters();
   readonly settings: BenchSettings;
   readonly #io: CommandIo;
@@ -413,194 +401,5 @@ class BenchRun {
   /** Writes a line about the run (not a progress line) where progress goes. */
   note(line: string): void {
     this.#progress.note(`kite bench ${this.settings.mode}: ${line}`);
-  }
-}
-
-/** One publisher: a message every `-I` ms (or flat out), up to `--limit`. */
-class BenchPublisher {
-  readonly #run: BenchRun;
-  readonly #client: MqttClient;
-  readonly #topic: string;
-  readonly #options: { qos: 0 | 1 | 2; retain: boolean };
-  readonly #interval: number;
-  readonly #limit: number;
-  readonly #size: number;
-  readonly #stamp = new DataView(new ArrayBuffer(8));
-  readonly #stampBytes = new Uint8Array(this.#stamp.buffer);
-  #issued = 0;
-  #settled = 0;
-  #nextAt = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #stopped = false;
-  #done = false;
-
-  constructor(run: BenchRun, client: MqttClient, topic: string) {
-    const { settings } = run;
-    this.#run = run;
-    this.#client = client;
-    this.#topic = topic;
-    this.#options = { qos: settings.qos, retain: settings.retain };
-    this.#interval = settings.publishInterval;
-    this.#limit = settings.limit ?? Infinity;
-    this.#size = settings.size;
-  }
-
-  start(): void {
-    this.#nextAt = performance.now();
-    this.#tick();
-  }
-
-  /** Stops publishing; a stopped publisher counts as done. */
-  stop(): void {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#finish();
-  }
-
-  #finish(): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#run.publisherDone();
-  }
-
-  /** Publishes what is due, then waits for the next one or for room in the client's queue. */
-  readonly #tick = (): void => {
-    this.#timer = undefined;
-    const client = this.#client;
-    const now = performance.now();
-    // Fallen behind (a slow broker): start the schedule afresh instead of a burst to catch up.
-    if (now - this.#nextAt > MAX_LAG_MS) this.#nextAt = now;
-    let burst = 0;
-    while (!this.#stopped && this.#issued < this.#limit && this.#nextAt <= now) {
-      if (client.bufferedAmount >= BACKLOG_BYTES) {
-        client.ready().then(this.#tick, this.#fail);
-        return;
-      }
-      this.#publish();
-      this.#nextAt += this.#interval;
-      // Flat out (or far behind): give the connection a turn now and then.
-      if (++burst === MAX_BURST) break;
-    }
-    if (this.#stopped || this.#issued >= this.#limit) return;
-    this.#timer = setTimeout(this.#tick, Math.max(0, this.#nextAt - performance.now()));
-  };
-
-  #publish(): void {
-    // A payload of its own each time: the client keeps the bytes it is given (no copy) until
-    // they are written, or acknowledged at QoS 1 and 2, so a reused one would change under it.
-    const payload = new Uint8Array(this.#size);
-    if (payload.length >= 8) {
-      this.#stamp.setFloat64(0, wallClock());
-      payload.set(this.#stampBytes);
-    }
-    this.#issued++;
-    this.#run.issued++;
-    let published: Promise<void>;
-    try {
-      published = this.#client.publish(this.#topic, payload, this.#options);
-    } catch (error) {
-      this.#failed(error);
-      return;
-    }
-    published.then(this.#sent, this.#failed);
-  }
-
-  readonly #sent = (): void => {
-    this.#run.sent();
-    this.#settle();
-  };
-
-  readonly #failed = (error: unknown): void => {
-    this.#run.sendFailed(error);
-    this.#settle();
-  };
-
-  readonly #fail = (error: unknown): void => {
-    // The client closed while waiting for room: this publisher is done.
-    if (!this.#run.stopping) this.#run.countError(error);
-    this.stop();
-  };
-
-  #settle(): void {
-    if (++this.#settled === this.#limit) this.#finish();
-  }
-}
-
-/**
- * The progress output: on a terminal one line rewritten in place; elsewhere a plain line each
- * second. Writes are chained, so lines never interleave.
- */
-class Progress {
-  readonly #stream: WritableStream<Uint8Array> | undefined;
-  readonly #terminal: boolean;
-  readonly #run: BenchRun;
-  readonly #timer: ReturnType<typeof setInterval>;
-  #writing: Promise<void> = Promise.resolve();
-  #lastAt: number;
-  #lastSent = 0;
-  #lastReceived = 0;
-  #onLine = false;
-  #lastLineAt = -Infinity;
-
-  /** `stream` absent (`--quiet`): only the memory is sampled each second. */
-  constructor(
-    stream: WritableStream<Uint8Array> | undefined,
-    terminal: boolean,
-    run: BenchRun,
-  ) {
-    this.#stream = stream;
-    this.#terminal = terminal;
-    this.#run = run;
-    this.#lastAt = performance.now();
-    this.#timer = setInterval(() => this.#tick(), PROGRESS_INTERVAL_MS);
-  }
-
-  note(line: string): void {
-    this.#write(`${this.#onLine ? "\n" : ""}${line}\n`);
-    this.#onLine = false;
-  }
-
-  /** Stops the timer; nothing more is written. */
-  dispose(): void {
-    clearInterval(this.#timer);
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    // A last line with the final figures, unless one was just written.
-    if (performance.now() - this.#lastLineAt > PROGRESS_INTERVAL_MS / 5) this.#tick();
-    if (this.#onLine) this.#write("\n");
-    this.#onLine = false;
-    await this.#writing;
-  }
-
-  #tick(): void {
-    const run = this.#run;
-    const counters = run.counters;
-    const rss = run.sampleRss();
-    if (this.#stream === undefined) return;
-    const now = performance.now();
-    const seconds = Math.max(0.001, (now - this.#lastAt) / 1000);
-    const rates = {
-      out: (counters.sent - this.#lastSent) / seconds,
-      in: (counters.received - this.#lastReceived) / seconds,
-    };
-    this.#lastAt = now;
-    this.#lastSent = counters.sent;
-    this.#lastReceived = counters.received;
-    const line = progressLine(counters, rates, run.elapsed, rss);
-    this.#lastLineAt = now;
-    if (this.#terminal) {
-      this.#write(`\r${line}\x1b[K`);
-      this.#onLine = true;
-    } else {
-      this.#write(`${line}\n`);
-    }
-  }
-
-  #write(text: string): void {
-    const stream = this.#stream;
-    if (stream === undefined) return;
-    this.#writing = this.#writing.then(() => writeTo(stream, text)).catch(() => {});
   }
 }
