@@ -31,6 +31,8 @@ interface Footprint {
   rss: number;
   /** JS heap used per connection, bytes. */
   heap: number;
+  /** JS heap reserved per connection (used, and free space the heap keeps), bytes. */
+  heapTotal: number;
   /** Memory of array buffers and other objects outside the heap, per connection, bytes. */
   external: number;
   /** How long opening all of them took, ms. */
@@ -119,6 +121,7 @@ async function child(name: string, url: string): Promise<void> {
   const result: Footprint = {
     rss: (after.rss - before.rss) / connections,
     heap: (after.heapUsed - before.heapUsed) / connections,
+    heapTotal: (after.heapTotal - before.heapTotal) / connections,
     external: (after.external - before.external) / connections,
     openMs,
   };
@@ -130,9 +133,7 @@ async function child(name: string, url: string): Promise<void> {
 /** Runs one case in a child process of this runtime. */
 function runChild(name: string, url: string): Promise<Footprint> {
   const script = new URL(import.meta.url).pathname;
-  const args = isBun
-    ? ["run", script]
-    : ["run", "-A", "--v8-flags=--expose-gc", script];
+  const args = isBun ? ["run", script] : ["run", "-A", "--v8-flags=--expose-gc", script];
   args.push("--child", name, "--url", url, "--connections", String(connections));
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
@@ -180,17 +181,21 @@ if (childCase !== undefined) {
     for (let run = 0; run < runCount; run++) {
       for (const [id] of chosen) results.get(id)!.push(await runChild(id, url));
     }
-    console.log(`  ${"".padEnd(20)} ${"RSS".padStart(10)} ${"heap".padStart(10)} ${
-      "external".padStart(10)
-    }   RSS runs`);
+    console.log(
+      `  ${"".padEnd(20)} ${"RSS".padStart(10)} ${"heap used".padStart(10)} ${
+        "heap total".padStart(10)
+      } ${"external".padStart(10)}   RSS runs`,
+    );
     const rss = new Map<string, number>();
     for (const [id, label] of chosen) {
       const runs = results.get(id)!;
       rss.set(id, median(runs.map((r) => r.rss)));
       console.log(
         `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${kib(median(runs.map((r) => r.heap)))} ${
-          kib(median(runs.map((r) => r.external)))
-        }   ${runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")}`,
+          kib(median(runs.map((r) => r.heapTotal)))
+        } ${kib(median(runs.map((r) => r.external)))}   ${
+          runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")
+        }`,
       );
     }
     if (rss.has("kite") && rss.has("mqttjs")) {

@@ -14,7 +14,13 @@ import { PacketDecoder } from "../packet/decoder_stream.ts";
 import { encodeInto } from "../packet/encode.ts";
 import type { Packet, ProtocolVersion } from "../packet/types.ts";
 import type { Session } from "../session/mod.ts";
-import { type ByteSink, type DirectTransport, isDirectTransport, type Transport } from "../transport/types.ts";
+import { adoptDenoConn } from "../transport/deno.ts";
+import {
+  type ByteSink,
+  type DirectTransport,
+  isDirectTransport,
+  type Transport,
+} from "../transport/types.ts";
 
 /** How long closing waits for writes and the transport's close before it gives up on them. */
 export const CLOSE_GRACE_MS = 1000;
@@ -53,7 +59,7 @@ export interface ConnectionOptions {
  * readable stream. Packets decoded while the owner holds reading back wait in a queue, in order.
  */
 export class Connection implements ByteSink {
-  readonly #transport: Transport;
+  #transport: Transport;
   readonly #session: Session<unknown>;
   readonly #owner: ConnectionOwner;
   readonly #options: ConnectionOptions;
@@ -100,7 +106,8 @@ export class Connection implements ByteSink {
 
   /** Starts reading from the transport. Throws when the transport's streams cannot be used. */
   start(): void {
-    const transport = this.#transport;
+    // A Deno.Conn given by hand is read in small reads too, not through its own readable.
+    const transport = this.#transport = adoptDenoConn(this.#transport) ?? this.#transport;
     this.#decoder = new PacketDecoder({
       protocolVersion: this.#options.protocolVersion,
       maximumPacketSize: this.#options.maximumPacketSize,
@@ -267,7 +274,9 @@ export class Connection implements ByteSink {
 
   /** Writes bytes at once, past the write loop (which may be waiting for the store). */
   writeNow(bytes: Uint8Array): Promise<void> {
-    if (this.#direct !== undefined) return this.#closed ? Promise.resolve() : this.#direct.write(bytes);
+    if (this.#direct !== undefined) {
+      return this.#closed ? Promise.resolve() : this.#direct.write(bytes);
+    }
     return this.#writer?.write(bytes) ?? Promise.resolve();
   }
 

@@ -27,8 +27,13 @@ import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import { nodeSockets, openNodeTransport } from "./node.ts";
 import type { ConnectionClosedError } from "../errors.ts";
 import { streamFrom } from "./streams.ts";
-import type { ByteSink, DirectTransport, Transport, TransportOptions } from "./types.ts";
-
+import {
+  type ByteSink,
+  type DirectTransport,
+  isDirectTransport,
+  type Transport,
+  type TransportOptions,
+} from "./types.ts";
 
 /**
  * Whether `Deno.connect` is there to dial with.
@@ -316,4 +321,42 @@ function nextReadSize(count: number): number {
   let size = MIN_READ_SIZE;
   while (size < count * 2) size *= 2;
   return size;
+}
+
+/**
+ * The transport the client reads a `Deno.Conn` given by hand through (`new MqttClient(conn)`):
+ * a {@linkcode DenoConnTransport} over it, so that the connection is read with `conn.read` into
+ * a small buffer rather than through `conn.readable`, which holds a 64 KiB buffer per pending
+ * read. Anything else is left as it is.
+ *
+ * @param transport What the client was given.
+ * @returns The `DenoConnTransport` over it when it is a `Deno.Conn`; else `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { adoptDenoConn } from "./deno.ts";
+ *
+ * const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+ * console.log(adoptDenoConn({ readable, writable })); // undefined
+ * ```
+ */
+export function adoptDenoConn(transport: Transport): DirectTransport | undefined {
+  const conn = transport as Partial<Deno.Conn>;
+  if (
+    typeof conn.read !== "function" || typeof conn.write !== "function" ||
+    typeof conn.closeWrite !== "function" || typeof conn.close !== "function" ||
+    conn.remoteAddr === undefined || isDirectTransport(transport)
+  ) {
+    return undefined;
+  }
+  const remote = conn.remoteAddr as Partial<Deno.NetAddr>;
+  const hostname = remote.hostname ?? "localhost";
+  const port = remote.port ?? 0;
+  const address: BrokerAddress = {
+    kind: "tcp",
+    hostname,
+    port,
+    display: remote.hostname === undefined ? "the connection" : `tcp://${hostname}:${port}`,
+  };
+  return new DenoConnTransport(transport as Deno.Conn, address);
 }
