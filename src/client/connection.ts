@@ -1,8 +1,8 @@
 /**
  * One live connection to the broker: the read loop (transport → decoder → the owner), batched
- * writes of the session's outbox (session → encoder → transport), and the keepalive timer. It
- * knows packets and bytes, not users: what a packet means and what a failure leads to is the
- * owning client's business.
+ * writes of the session's outbox (session → encoder → transport), and its keepalive deadline
+ * (one timer for all connections, see `deadlines.ts`). It knows packets and bytes, not users: what
+ * a packet means and what a failure leads to is the owning client's business.
  *
  * @module
  */
@@ -10,6 +10,7 @@
 import { type Clock, Deferred, within } from "../_async.ts";
 import { ConnectionClosedError, StoreError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 import { PacketDecoder } from "../packet/decoder_stream.ts";
 import { encodeInto } from "../packet/encode.ts";
 import type { Packet, ProtocolVersion } from "../packet/types.ts";
@@ -88,8 +89,9 @@ export class Connection implements ByteSink {
   #written: Deferred<void> | undefined;
   // The same for the batch being written now: settled by the write, or by closing if it hangs.
   #inWrite: Deferred<void> | undefined;
-  #keepaliveTimer: unknown;
-  #keepaliveAt = Infinity;
+  // The keepalive deadline, in the one timer of every connection on this clock; made on first use.
+  #keepalive: Deadline | undefined;
+  readonly #deadlines: Deadlines;
 
   /** Wraps a transport; nothing is read or written until `start`. */
   constructor(
@@ -102,6 +104,7 @@ export class Connection implements ByteSink {
     this.#session = session;
     this.#owner = owner;
     this.#options = options;
+    this.#deadlines = Deadlines.of(options.clock);
   }
 
   /** Starts reading from the transport. Throws when the transport's streams cannot be used. */
@@ -348,23 +351,14 @@ export class Connection implements ByteSink {
       return;
     }
     if (session.hasOutput) this.scheduleFlush();
-    if (
-      deadline === Infinity ||
-      (this.#keepaliveTimer !== undefined && this.#keepaliveAt <= deadline)
-    ) {
-      return;
-    }
-    if (this.#keepaliveTimer !== undefined) clock.clearTimeout(this.#keepaliveTimer);
-    this.#keepaliveAt = deadline;
-    this.#keepaliveTimer = clock.setTimeout(
-      this.#onKeepaliveTimer,
-      Math.max(0, deadline - clock.now()),
-    );
+    if (deadline === Infinity) return;
+    const keepalive = this.#keepalive ??= { at: Infinity, slot: -1, due: this.#onKeepalive };
+    // An earlier deadline stands: when it comes, the session says what is due then.
+    if (keepalive.slot >= 0 && keepalive.at <= deadline) return;
+    this.#deadlines.schedule(keepalive, deadline);
   }
 
-  #onKeepaliveTimer = (): void => {
-    this.#keepaliveTimer = undefined;
-    this.#keepaliveAt = Infinity;
+  #onKeepalive = (): void => {
     if (!this.#closed && this.#owner.isLive()) this.armKeepalive();
   };
 
@@ -376,11 +370,7 @@ export class Connection implements ByteSink {
     if (this.#closed) return;
     this.#closed = true;
     const clock = this.#options.clock;
-    if (this.#keepaliveTimer !== undefined) {
-      clock.clearTimeout(this.#keepaliveTimer);
-      this.#keepaliveTimer = undefined;
-      this.#keepaliveAt = Infinity;
-    }
+    if (this.#keepalive !== undefined) this.#deadlines.cancel(this.#keepalive);
     // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
     // a reconnection would start new batches and leave them unsettled.
     this.rejectWrites(
