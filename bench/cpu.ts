@@ -23,7 +23,9 @@ import { option, runtime, startLoadedMosquitto } from "./_common.ts";
 const count = Number(option("messages") ?? 0) || 20_000;
 const window = Number(option("window") ?? 0) || 20;
 const runCount = Number(option("runs") ?? 0) || 3;
-const qosLevels = (option("qos") ?? "0,1,2").split(",").map(Number) as (0 | 1 | 2)[];
+const qosLevels = (option("qos") ?? "0,1,2").split(",").map(
+  Number,
+) as (0 | 1 | 2)[];
 const isBun = process.versions.bun !== undefined;
 const payload = new Uint8Array(64).fill(0x61);
 const WARM_UP = 2000;
@@ -32,6 +34,8 @@ const WARM_UP = 2000;
 interface Result {
   /** CPU time per message, µs (user + system). */
   cpu: number;
+  /** Of which in the kernel (system), µs. */
+  system: number;
   /** Messages per second. */
   rate: number;
 }
@@ -45,13 +49,20 @@ interface Pair {
 }
 
 interface MqttJsClient {
-  publishAsync(topic: string, payload: Uint8Array, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
+  publishAsync(
+    topic: string,
+    payload: Uint8Array,
+    options: { qos: 0 | 1 | 2 },
+  ): Promise<unknown>;
   subscribeAsync(topic: string, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
   on(event: "message", listener: () => void): void;
   endAsync(): Promise<void>;
 }
 interface MqttJs {
-  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
+  connectAsync(
+    url: string,
+    options: Record<string, unknown>,
+  ): Promise<MqttJsClient>;
 }
 
 /** Counts arrivals and resolves a waiter once its number is reached. */
@@ -73,24 +84,37 @@ async function pair(name: string, url: string, qos: 0 | 1 | 2): Promise<Pair> {
   const counter = new Counter();
   if (name === "kite") {
     const options = { reconnect: false, inflightWindow: window };
-    const subscriber = await connect(url, { ...options, clientId: `cpu-kite-sub-${qos}` });
+    const subscriber = await connect(url, {
+      ...options,
+      clientId: `cpu-kite-sub-${qos}`,
+    });
     await subscriber.subscribe(topic, { qos });
     subscriber.setPublishHandler(counter.arrived);
-    const publisher = await connect(url, { ...options, clientId: `cpu-kite-pub-${qos}` });
+    const publisher = await connect(url, {
+      ...options,
+      clientId: `cpu-kite-pub-${qos}`,
+    });
     return {
       publish: () => publisher.publish(topic, payload, { qos }),
       receive: (n) => counter.receive(n),
-      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
+      close: () =>
+        Promise.all([publisher.disconnect(), subscriber.disconnect()]),
     };
   }
   const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
   const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
   const lib = mqtt.default ?? mqtt;
   const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
-  const subscriber = await lib.connectAsync(url, { ...options, clientId: `cpu-mqttjs-sub-${qos}` });
+  const subscriber = await lib.connectAsync(url, {
+    ...options,
+    clientId: `cpu-mqttjs-sub-${qos}`,
+  });
   await subscriber.subscribeAsync(topic, { qos });
   subscriber.on("message", counter.arrived);
-  const publisher = await lib.connectAsync(url, { ...options, clientId: `cpu-mqttjs-pub-${qos}` });
+  const publisher = await lib.connectAsync(url, {
+    ...options,
+    clientId: `cpu-mqttjs-pub-${qos}`,
+  });
   return {
     publish: () => publisher.publishAsync(topic, payload, { qos }),
     receive: (n) => counter.receive(n),
@@ -120,7 +144,11 @@ async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
   await send(run, count);
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
-  const result: Result = { cpu: (cpu.user + cpu.system) / count, rate: count / seconds };
+  const result: Result = {
+    cpu: (cpu.user + cpu.system) / count,
+    system: cpu.system / count,
+    rate: count / seconds,
+  };
   console.log(JSON.stringify(result));
   await run.close();
   process.exit(0);
@@ -132,9 +160,14 @@ function runChild(name: string, url: string, qos: number): Promise<Result> {
   args.push("--child", name, "--url", url, "--qos", String(qos));
   args.push("--messages", String(count), "--window", String(window));
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const proc = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
-    proc.stdout.on("data", (chunk: Uint8Array) => out += new TextDecoder().decode(chunk));
+    proc.stdout.on(
+      "data",
+      (chunk: Uint8Array) => out += new TextDecoder().decode(chunk),
+    );
     proc.on("error", reject);
     proc.on("close", (code: number | null) => {
       try {
@@ -166,18 +199,30 @@ if (childCase !== undefined) {
     for (const qos of qosLevels) {
       const results: Record<string, Result[]> = { kite: [], mqttjs: [] };
       for (let i = 0; i < runCount; i++) {
-        for (const name of ["kite", "mqttjs"]) results[name].push(await runChild(name, url, qos));
+        for (const name of ["kite", "mqttjs"]) {
+          results[name].push(await runChild(name, url, qos));
+        }
       }
       const cpu = (name: string) => median(results[name].map((r) => r.cpu));
       const rate = (name: string) => median(results[name].map((r) => r.rate));
       for (const [name, label] of [["kite", "Kite"], ["mqttjs", "MQTT.js"]]) {
         console.log(
-          `  QoS ${qos}  ${label.padEnd(8)} ${cpu(name).toFixed(1).padStart(6)} µs/msg  ${
+          `  QoS ${qos}  ${label.padEnd(8)} ${
+            cpu(name).toFixed(1).padStart(6)
+          } µs/msg (system ${
+            median(results[name].map((r) => r.system)).toFixed(1)
+          })  ${
             (rate(name) / 1000).toFixed(1).padStart(5)
-          }k msg/s  (CPU runs: ${results[name].map((r) => r.cpu.toFixed(1)).join(", ")})`,
+          }k msg/s  (CPU runs: ${
+            results[name].map((r) => r.cpu.toFixed(1)).join(", ")
+          })`,
         );
       }
-      console.log(`  QoS ${qos}  CPU Kite / MQTT.js ${(cpu("kite") / cpu("mqttjs")).toFixed(2)}x`);
+      console.log(
+        `  QoS ${qos}  CPU Kite / MQTT.js ${
+          (cpu("kite") / cpu("mqttjs")).toFixed(2)
+        }x`,
+      );
     }
   } finally {
     await broker.stop();

@@ -6,9 +6,10 @@
  * after, and the difference divided by N is the cost of one connection. The cases take turns,
  * `--runs N` times (default 3), and the median is reported.
  *
- * Cases: `Kite` (`connect(url)`), `MQTT.js` (`mqtt.connectAsync(url)`), and on Deno `Kite over
- * Deno.Conn` (`new MqttClient(await Deno.connect(...))`, the README's low-level way, reading
- * through Deno's own `conn.readable`).
+ * Cases: `Kite` (`connect(url)`), `MQTT.js` (`mqtt.connectAsync(url)`), on Deno `Kite over
+ * Deno.Conn` (`new MqttClient(await Deno.connect(...))`, the README's low-level way), and `bare
+ * socket`, the floor: a socket of the runtime's own (`Deno.connect`, `Bun.connect`) that sends
+ * CONNECT, reads CONNACK and keeps one read pending (into 512 bytes on Deno), with no client at all.
  *
  *     npm ci --prefix bench
  *     deno run -A --v8-flags=--expose-gc bench/footprint.ts && bun run bench/footprint.ts
@@ -46,14 +47,20 @@ interface MqttJsClient {
   endAsync(force?: boolean): Promise<void>;
 }
 interface MqttJs {
-  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
+  connectAsync(
+    url: string,
+    options: Record<string, unknown>,
+  ): Promise<MqttJsClient>;
 }
 
 async function opener(name: string): Promise<Opener> {
   switch (name) {
     case "kite":
       return async (url, i) => {
-        const client = await connect(url, { clientId: `fp-kite-${i}`, keepalive: 60 });
+        const client = await connect(url, {
+          clientId: `fp-kite-${i}`,
+          keepalive: 60,
+        });
         return () => client.disconnect();
       };
     case "kite-conn":
@@ -64,6 +71,8 @@ async function opener(name: string): Promise<Opener> {
         await client.connect({ clientId: `fp-conn-${i}`, keepalive: 60 });
         return () => client.disconnect();
       };
+    case "bare":
+      return isBun ? bareBun : bareDeno;
     case "mqttjs": {
       const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
       const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
@@ -82,6 +91,61 @@ async function opener(name: string): Promise<Opener> {
   throw new Error(`unknown case ${name}`);
 }
 
+const CONNECT = Uint8Array.of(
+  0x10,
+  12,
+  0,
+  4,
+  0x4d,
+  0x51,
+  0x54,
+  0x54,
+  4,
+  2,
+  0,
+  60,
+  0,
+  0,
+);
+
+const bareDeno: Opener = async (url) => {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  conn.setNoDelay(true);
+  await conn.write(CONNECT);
+  const buffer = new Uint8Array(512);
+  await conn.read(buffer);
+  conn.read(buffer).catch(() => {});
+  return () => Promise.resolve(conn.close());
+};
+
+interface BareBunSocket {
+  write(bytes: Uint8Array): number;
+  end(): void;
+}
+
+const bareBun: Opener = async (url) => {
+  const { hostname, port } = new URL(url);
+  const runtime = (globalThis as unknown as {
+    Bun: {
+      connect(options: {
+        hostname: string;
+        port: number;
+        socket: { open(socket: BareBunSocket): void; data(): void };
+      }): Promise<BareBunSocket>;
+    };
+  }).Bun;
+  let connack!: () => void;
+  const connacked = new Promise<void>((resolve) => connack = resolve);
+  const socket = await runtime.connect({
+    hostname,
+    port: Number(port),
+    socket: { open: (socket) => socket.write(CONNECT), data: () => connack() },
+  });
+  await connacked;
+  return () => Promise.resolve(socket.end());
+};
+
 /** A full GC, several times over, so that what is left is what is reachable. */
 async function collect(): Promise<void> {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
@@ -94,11 +158,18 @@ async function collect(): Promise<void> {
 }
 
 /** Opens `count` connections, at most 50 at a time. */
-async function openAll(open: Opener, url: string, count: number, offset: number) {
+async function openAll(
+  open: Opener,
+  url: string,
+  count: number,
+  offset: number,
+) {
   const closes: (() => Promise<unknown>)[] = [];
   for (let i = 0; i < count; i += 50) {
     const batch = [];
-    for (let j = i; j < Math.min(count, i + 50); j++) batch.push(open(url, offset + j));
+    for (let j = i; j < Math.min(count, i + 50); j++) {
+      batch.push(open(url, offset + j));
+    }
     closes.push(...await Promise.all(batch));
   }
   return closes;
@@ -133,12 +204,26 @@ async function child(name: string, url: string): Promise<void> {
 /** Runs one case in a child process of this runtime. */
 function runChild(name: string, url: string): Promise<Footprint> {
   const script = new URL(import.meta.url).pathname;
-  const args = isBun ? ["run", script] : ["run", "-A", "--v8-flags=--expose-gc", script];
-  args.push("--child", name, "--url", url, "--connections", String(connections));
+  const args = isBun
+    ? ["run", script]
+    : ["run", "-A", "--v8-flags=--expose-gc", script];
+  args.push(
+    "--child",
+    name,
+    "--url",
+    url,
+    "--connections",
+    String(connections),
+  );
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const proc = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
-    proc.stdout.on("data", (chunk: Uint8Array) => out += new TextDecoder().decode(chunk));
+    proc.stdout.on(
+      "data",
+      (chunk: Uint8Array) => out += new TextDecoder().decode(chunk),
+    );
     proc.on("error", reject);
     proc.on("close", (code: number | null) => {
       const line = out.trim().split("\n").at(-1) ?? "";
@@ -165,19 +250,26 @@ if (childCase !== undefined) {
 } else {
   const cases: [string, string][] = [["kite", "Kite"], ["mqttjs", "MQTT.js"]];
   if (!isBun) cases.push(["kite-conn", "Kite over Deno.Conn"]);
+  cases.push(["bare", "bare socket"]);
   const only = option("only");
-  const chosen = only === undefined ? cases : cases.filter(([id]) => only.split(",").includes(id));
+  const chosen = only === undefined
+    ? cases
+    : cases.filter(([id]) => only.split(",").includes(id));
   console.log(
     `Memory per idle connection on ${runtime}: ${connections} connections to mosquitto, ` +
       `keepalive 60 s, after a full GC; median of ${runCount} runs`,
   );
   if (!isBun && (globalThis as { gc?: unknown }).gc === undefined) {
-    console.log("  (run with --v8-flags=--expose-gc: the children are; this process need not)");
+    console.log(
+      "  (run with --v8-flags=--expose-gc: the children are; this process need not)",
+    );
   }
   const broker = await startLoadedMosquitto();
   try {
     const url = `mqtt://127.0.0.1:${broker.port}`;
-    const results = new Map<string, Footprint[]>(chosen.map(([id]) => [id, []]));
+    const results = new Map<string, Footprint[]>(
+      chosen.map(([id]) => [id, []]),
+    );
     for (let run = 0; run < runCount; run++) {
       for (const [id] of chosen) results.get(id)!.push(await runChild(id, url));
     }
@@ -191,15 +283,19 @@ if (childCase !== undefined) {
       const runs = results.get(id)!;
       rss.set(id, median(runs.map((r) => r.rss)));
       console.log(
-        `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${kib(median(runs.map((r) => r.heap)))} ${
-          kib(median(runs.map((r) => r.heapTotal)))
-        } ${kib(median(runs.map((r) => r.external)))}   ${
-          runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")
-        }`,
+        `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${
+          kib(median(runs.map((r) => r.heap)))
+        } ${kib(median(runs.map((r) => r.heapTotal)))} ${
+          kib(median(runs.map((r) => r.external)))
+        }   ${runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")}`,
       );
     }
     if (rss.has("kite") && rss.has("mqttjs")) {
-      console.log(`  RSS Kite / MQTT.js ${(rss.get("kite")! / rss.get("mqttjs")!).toFixed(2)}x`);
+      console.log(
+        `  RSS Kite / MQTT.js ${
+          (rss.get("kite")! / rss.get("mqttjs")!).toFixed(2)
+        }x`,
+      );
     }
   } finally {
     await broker.stop();
