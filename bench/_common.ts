@@ -6,11 +6,7 @@
  */
 
 import process from "node:process";
-import {
-  LOAD_CONFIG,
-  type Mosquitto,
-  startMosquitto,
-} from "../tests/helpers/mosquitto.ts";
+import { LOAD_CONFIG, type Mosquitto, startMosquitto } from "../tests/helpers/mosquitto.ts";
 
 const args = process.argv.slice(2);
 
@@ -23,10 +19,7 @@ export function option(name: string): string | undefined {
 /** "Deno 2.9.6" or "Bun 1.4.5". */
 export const runtime: string = process.versions.bun !== undefined
   ? `Bun ${process.versions.bun}`
-  : `Deno ${
-    (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno
-      .version.deno
-  }`;
+  : `Deno ${(globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno}`;
 
 /** A mosquitto on a free loopback port, set up with {@linkcode LOAD_CONFIG}. */
 export function startLoadedMosquitto(): Promise<Mosquitto> {

@@ -110,9 +110,7 @@ function median(values: number[]): number {
 const broker = await startMosquitto();
 try {
   console.log(
-    `${runtime}: ${
-      count.toLocaleString("en")
-    } messages, ${topics.length} topics of ${
+    `${runtime}: ${count.toLocaleString("en")} messages, ${topics.length} topics of ${
       topics[0].length
     } bytes, ${payload.length}-byte payloads, MQTT 5, median of ${runCount}`,
   );
@@ -130,11 +128,9 @@ try {
       const bytes = median(runs[name].map((r) => r.bytes));
       const rate = median(runs[name].map((r) => r.rate));
       console.log(
-        `| ${qos} | ${name === "auto" ? '"auto"' : "off"} | ${
-          bytes.toLocaleString("en")
-        } | ${(bytes / count).toFixed(1)} | ${
-          Math.round(rate).toLocaleString("en")
-        } |`,
+        `| ${qos} | ${name === "auto" ? '"auto"' : "off"} | ${bytes.toLocaleString("en")} | ${
+          (bytes / count).toFixed(1)
+        } | ${Math.round(rate).toLocaleString("en")} |`,
       );
     }
   }

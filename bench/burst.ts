@@ -99,9 +99,7 @@ async function child(library: string, url: string): Promise<void> {
   const seconds = (performance.now() - start) / 1000;
   sample();
   clearInterval(sampler);
-  const failures = results.filter((r): r is PromiseRejectedResult =>
-    r.status === "rejected"
-  );
+  const failures = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
   const burst: Burst = { seconds, peakRss, baseRss, failed: failures.length };
   if (failures.length > 0) burst.firstError = String(failures[0].reason);
   console.log(JSON.stringify(burst));
@@ -221,9 +219,7 @@ async function main(): Promise<void> {
       console.log(
         `  ${library.padEnd(8)} ${(rate / 1000).toFixed(1)}k msg/s, peak RSS ${
           mb(median(results.map((r) => r.peak)))
-        } (+${
-          mb(median(results.map((r) => r.growth)))
-        } over connected)  (runs: ${
+        } (+${mb(median(results.map((r) => r.growth)))} over connected)  (runs: ${
           results.map((r) => `${(r.rate / 1000).toFixed(1)}k ${mb(r.peak)}`)
             .join(", ")
         })`,

@@ -26,30 +26,18 @@ interface Library {
 }
 
 interface MqttJsClient {
-  publishAsync(
-    topic: string,
-    payload: Uint8Array,
-    options: { qos: 0 | 1 | 2 },
-  ): Promise<unknown>;
+  publishAsync(topic: string, payload: Uint8Array, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
   subscribeAsync(topic: string, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
-  on(
-    event: "message",
-    listener: (topic: string, payload: Uint8Array) => void,
-  ): void;
+  on(event: "message", listener: (topic: string, payload: Uint8Array) => void): void;
   endAsync(): Promise<void>;
 }
 interface MqttJs {
-  connectAsync(
-    url: string,
-    options: Record<string, unknown>,
-  ): Promise<MqttJsClient>;
+  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
 }
 
 const count = Number(option("messages") ?? 0) || 100_000;
 const runCount = Number(option("runs") ?? 0) || 3;
-const qosLevels = (option("qos") ?? "0,1,2").split(",").map(
-  Number,
-) as (0 | 1 | 2)[];
+const qosLevels = (option("qos") ?? "0,1,2").split(",").map(Number) as (0 | 1 | 2)[];
 const batch = 1000;
 const payload = new Uint8Array(64).fill(0x61);
 const topic = "bench/client";
@@ -62,15 +50,9 @@ const kite = (inflightWindow: number): Library => ({
   name: inflightWindow === 20 ? "Kite" : `Kite, window ${inflightWindow}`,
   async setup(url, qos, count) {
     const options = { reconnect: false, inflightWindow };
-    const subscriber = await connect(url, {
-      ...options,
-      clientId: `kite-sub-${qos}`,
-    });
+    const subscriber = await connect(url, { ...options, clientId: `kite-sub-${qos}` });
     await subscriber.subscribe(topic, { qos });
-    const publisher = await connect(url, {
-      ...options,
-      clientId: `kite-pub-${qos}`,
-    });
+    const publisher = await connect(url, { ...options, clientId: `kite-pub-${qos}` });
     let got = 0;
     let done!: () => void;
     const received = new Promise<void>((resolve) => done = resolve);
@@ -78,8 +60,7 @@ const kite = (inflightWindow: number): Library => ({
       if (++got === count) done();
     });
     return {
-      publish: (i) =>
-        publisher.publish(topic, payload.subarray(0, 64 - (i & 1)), { qos }),
+      publish: (i) => publisher.publish(topic, payload.subarray(0, 64 - (i & 1)), { qos }),
       received,
       close: async () => {
         await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
@@ -96,15 +77,9 @@ async function loadMqttJs(): Promise<Library> {
     name: "MQTT.js",
     async setup(url, qos, count) {
       const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
-      const subscriber = await lib.connectAsync(url, {
-        ...options,
-        clientId: `mqttjs-sub-${qos}`,
-      });
+      const subscriber = await lib.connectAsync(url, { ...options, clientId: `mqttjs-sub-${qos}` });
       await subscriber.subscribeAsync(topic, { qos });
-      const publisher = await lib.connectAsync(url, {
-        ...options,
-        clientId: `mqttjs-pub-${qos}`,
-      });
+      const publisher = await lib.connectAsync(url, { ...options, clientId: `mqttjs-pub-${qos}` });
       let got = 0;
       let done!: () => void;
       const received = new Promise<void>((resolve) => done = resolve);
@@ -112,10 +87,7 @@ async function loadMqttJs(): Promise<Library> {
         if (++got === count) done();
       });
       return {
-        publish: (i) =>
-          publisher.publishAsync(topic, payload.subarray(0, 64 - (i & 1)), {
-            qos,
-          }),
+        publish: (i) => publisher.publishAsync(topic, payload.subarray(0, 64 - (i & 1)), { qos }),
         received,
         close: async () => {
           await Promise.all([publisher.endAsync(), subscriber.endAsync()]);
@@ -137,19 +109,13 @@ function median(values: number[]): number {
 }
 
 /** Messages per second, or `NaN` when the run failed or did not finish within the limit. */
-async function measure(
-  library: Library,
-  url: string,
-  qos: 0 | 1 | 2,
-): Promise<number> {
+async function measure(library: Library, url: string, qos: 0 | 1 | 2): Promise<number> {
   const run = await library.setup(url, qos, count);
   const start = performance.now();
   const work = (async () => {
     for (let sent = 0; sent < count; sent += batch) {
       const pending: Promise<unknown>[] = [];
-      for (let i = sent; i < Math.min(count, sent + batch); i++) {
-        pending.push(run.publish(i));
-      }
+      for (let i = sent; i < Math.min(count, sent + batch); i++) pending.push(run.publish(i));
       await Promise.all(pending);
     }
     await run.received;
@@ -157,27 +123,18 @@ async function measure(
   let timer: ReturnType<typeof setTimeout> | undefined;
   const finished = await Promise.race([
     work.then(() => true, (error) => {
-      console.log(
-        `  ${library.name}: ${error instanceof Error ? error.message : error}`,
-      );
+      console.log(`  ${library.name}: ${error instanceof Error ? error.message : error}`);
       return false;
     }),
-    new Promise<boolean>((resolve) =>
-      timer = setTimeout(() => resolve(false), LIMIT_MS)
-    ),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), LIMIT_MS)),
   ]);
   clearTimeout(timer);
   const seconds = (performance.now() - start) / 1000;
-  await Promise.race([
-    run.close(),
-    new Promise((resolve) => setTimeout(resolve, 2000)),
-  ]);
+  await Promise.race([run.close(), new Promise((resolve) => setTimeout(resolve, 2000))]);
   return finished ? count / seconds : NaN;
 }
 
-console.log(
-  `Kite vs MQTT.js through mosquitto on ${runtime}: ${count} messages of 64 bytes`,
-);
+console.log(`Kite vs MQTT.js through mosquitto on ${runtime}: ${count} messages of 64 bytes`);
 // Both libraries are measured on the same footing: no queue limit, no debug log (LOAD_CONFIG).
 const broker = await startLoadedMosquitto();
 try {
@@ -193,9 +150,7 @@ try {
     }
     for (let run = 0; run < runCount; run++) {
       for (const [i, library] of libraries.entries()) {
-        runs[i].push(
-          failed.has(library) ? NaN : await measure(library, url, qos),
-        );
+        runs[i].push(failed.has(library) ? NaN : await measure(library, url, qos));
       }
     }
     const rates = runs.map(median);
@@ -210,9 +165,7 @@ try {
     }
     const mqttjsRate = rates.at(-1)!;
     if (!Number.isNaN(mqttjsRate)) {
-      console.log(
-        `  QoS ${qos}  Kite / MQTT.js ${(rates[0] / mqttjsRate).toFixed(2)}x`,
-      );
+      console.log(`  QoS ${qos}  Kite / MQTT.js ${(rates[0] / mqttjsRate).toFixed(2)}x`);
     }
   }
 } finally {

@@ -489,9 +489,7 @@ const megabytes = (stream.length / 1e6).toFixed(1);
 console.log(`Kite vs mqtt-packet ${mqttPacketVersion} on ${runtimeName()}`);
 console.log(`${platform()} ${arch()}, ${cpu}, ${cpus().length} cores`);
 console.log(
-  `${
-    PACKETS.toLocaleString("en-US")
-  } PUBLISH (topic "${TOPIC}", ${PAYLOAD_SIZE}-byte payload, ` +
+  `${PACKETS.toLocaleString("en-US")} PUBLISH (topic "${TOPIC}", ${PAYLOAD_SIZE}-byte payload, ` +
     `QoS 0/1 alternating, MQTT 3.1.1): ${megabytes} MB in ${kiteChunks.length} chunks of 64 KiB`,
 );
 console.log(
@@ -513,9 +511,7 @@ for (let run = 0; run < RUNS; run++) {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[mid]
-    : (sorted[mid - 1] + sorted[mid]) / 2;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function rate(ms: number): number {
@@ -544,9 +540,7 @@ for (const group of ["decode", "encode"] as const) {
 function ratio(kite: string, other: string, bar?: number): string {
   if (!rates.has(kite) || !rates.has(other)) return "not run";
   const x = rates.get(kite)! / rates.get(other)!;
-  const verdict = bar === undefined
-    ? ""
-    : `   bar ${bar}x: ${x >= bar ? "met" : "NOT met"}`;
+  const verdict = bar === undefined ? "" : `   bar ${bar}x: ${x >= bar ? "met" : "NOT met"}`;
   return `${x.toFixed(2)}x${verdict}`;
 }
 
@@ -562,9 +556,7 @@ console.log(
   }   (a stream against a synchronous parser)`,
 );
 console.log(
-  `  encode, encode                       ${
-    ratio("Kite encode", "mqtt-packet generate", 2)
-  }`,
+  `  encode, encode                       ${ratio("Kite encode", "mqtt-packet generate", 2)}`,
 );
 console.log(
   `  encode, encodeInto batched           ${

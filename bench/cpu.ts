@@ -97,8 +97,7 @@ async function pair(name: string, url: string, qos: 0 | 1 | 2): Promise<Pair> {
     return {
       publish: () => publisher.publish(topic, payload, { qos }),
       receive: (n) => counter.receive(n),
-      close: () =>
-        Promise.all([publisher.disconnect(), subscriber.disconnect()]),
+      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
     };
   }
   const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
@@ -207,21 +206,15 @@ if (childCase !== undefined) {
       const rate = (name: string) => median(results[name].map((r) => r.rate));
       for (const [name, label] of [["kite", "Kite"], ["mqttjs", "MQTT.js"]]) {
         console.log(
-          `  QoS ${qos}  ${label.padEnd(8)} ${
-            cpu(name).toFixed(1).padStart(6)
-          } µs/msg (system ${
+          `  QoS ${qos}  ${label.padEnd(8)} ${cpu(name).toFixed(1).padStart(6)} µs/msg (system ${
             median(results[name].map((r) => r.system)).toFixed(1)
-          })  ${
-            (rate(name) / 1000).toFixed(1).padStart(5)
-          }k msg/s  (CPU runs: ${
+          })  ${(rate(name) / 1000).toFixed(1).padStart(5)}k msg/s  (CPU runs: ${
             results[name].map((r) => r.cpu.toFixed(1)).join(", ")
           })`,
         );
       }
       console.log(
-        `  QoS ${qos}  CPU Kite / MQTT.js ${
-          (cpu("kite") / cpu("mqttjs")).toFixed(2)
-        }x`,
+        `  QoS ${qos}  CPU Kite / MQTT.js ${(cpu("kite") / cpu("mqttjs")).toFixed(2)}x`,
       );
     }
   } finally {

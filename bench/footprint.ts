@@ -204,9 +204,7 @@ async function child(name: string, url: string): Promise<void> {
 /** Runs one case in a child process of this runtime. */
 function runChild(name: string, url: string): Promise<Footprint> {
   const script = new URL(import.meta.url).pathname;
-  const args = isBun
-    ? ["run", script]
-    : ["run", "-A", "--v8-flags=--expose-gc", script];
+  const args = isBun ? ["run", script] : ["run", "-A", "--v8-flags=--expose-gc", script];
   args.push(
     "--child",
     name,
@@ -252,9 +250,7 @@ if (childCase !== undefined) {
   if (!isBun) cases.push(["kite-conn", "Kite over Deno.Conn"]);
   cases.push(["bare", "bare socket"]);
   const only = option("only");
-  const chosen = only === undefined
-    ? cases
-    : cases.filter(([id]) => only.split(",").includes(id));
+  const chosen = only === undefined ? cases : cases.filter(([id]) => only.split(",").includes(id));
   console.log(
     `Memory per idle connection on ${runtime}: ${connections} connections to mosquitto, ` +
       `keepalive 60 s, after a full GC; median of ${runCount} runs`,
@@ -283,18 +279,16 @@ if (childCase !== undefined) {
       const runs = results.get(id)!;
       rss.set(id, median(runs.map((r) => r.rss)));
       console.log(
-        `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${
-          kib(median(runs.map((r) => r.heap)))
-        } ${kib(median(runs.map((r) => r.heapTotal)))} ${
-          kib(median(runs.map((r) => r.external)))
-        }   ${runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")}`,
+        `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${kib(median(runs.map((r) => r.heap)))} ${
+          kib(median(runs.map((r) => r.heapTotal)))
+        } ${kib(median(runs.map((r) => r.external)))}   ${
+          runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")
+        }`,
       );
     }
     if (rss.has("kite") && rss.has("mqttjs")) {
       console.log(
-        `  RSS Kite / MQTT.js ${
-          (rss.get("kite")! / rss.get("mqttjs")!).toFixed(2)
-        }x`,
+        `  RSS Kite / MQTT.js ${(rss.get("kite")! / rss.get("mqttjs")!).toFixed(2)}x`,
       );
     }
   } finally {

@@ -56,9 +56,7 @@ for (
 
 const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"
   ? `Bun ${process.versions.bun}`
-  : `Deno ${
-    (globalThis as { Deno?: { version: { deno: string } } }).Deno?.version.deno
-  }`;
+  : `Deno ${(globalThis as { Deno?: { version: { deno: string } } }).Deno?.version.deno}`;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -110,9 +108,7 @@ let subscriberLosses = 0;
 subscriber.addEventListener("disconnect", () => subscriberLosses++);
 
 console.log(
-  `soak: ${runtime}, ${
-    total.toLocaleString("en")
-  } QoS 1 messages, window ${window}, cuts every ` +
+  `soak: ${runtime}, ${total.toLocaleString("en")} QoS 1 messages, window ${window}, cuts every ` +
     `${minBytes}…${maxBytes} bytes of the publisher's traffic, seed ${seed}`,
 );
 proxy.cutRandomly({ minBytes, maxBytes });
@@ -133,12 +129,8 @@ await new Promise<void>((resolve) => {
       nextReport += Math.ceil(total / 10);
       const seconds = (performance.now() - started) / 1000;
       console.log(
-        `  ${completed.toLocaleString("en")} acknowledged, ${
-          distinct.toLocaleString("en")
-        } ` +
-          `arrived, ${cuts} cuts, ${seconds.toFixed(1)} s, rss ${
-            mb(process.memoryUsage().rss)
-          }`,
+        `  ${completed.toLocaleString("en")} acknowledged, ${distinct.toLocaleString("en")} ` +
+          `arrived, ${cuts} cuts, ${seconds.toFixed(1)} s, rss ${mb(process.memoryUsage().rss)}`,
       );
     }
     if (completed === total) resolve();
@@ -190,9 +182,7 @@ console.log(
   }, failed ${failed}`,
 );
 console.log(
-  `  delivered (distinct)     ${distinct.toLocaleString("en")}, missing ${
-    total - distinct
-  }`,
+  `  delivered (distinct)     ${distinct.toLocaleString("en")}, missing ${total - distinct}`,
 );
 console.log(
   `  duplicates               ${duplicates.toLocaleString("en")} (${

@@ -111,9 +111,7 @@ async function measure(url: string, kind: Case): Promise<Run> {
       );
       return false;
     }),
-    new Promise<boolean>((resolve) =>
-      timer = setTimeout(() => resolve(false), LIMIT_MS)
-    ),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), LIMIT_MS)),
   ]);
   clearTimeout(timer);
   const seconds = (performance.now() - start) / 1000;
@@ -147,9 +145,7 @@ try {
   const runs: Run[][] = cases.map(() => []);
   for (const kind of cases) await measure(url, kind); // warm-up
   for (let run = 0; run < runCount; run++) {
-    for (const [i, kind] of cases.entries()) {
-      runs[i].push(await measure(url, kind));
-    }
+    for (const [i, kind] of cases.entries()) runs[i].push(await measure(url, kind));
   }
   const rates = runs.map((list) => median(list.map((run) => run.rate)));
   const cpus = runs.map((list) => median(list.map((run) => run.cpu)));
@@ -158,9 +154,7 @@ try {
     const rate = rates[i];
     const shown = Number.isNaN(rate)
       ? `failed or did not finish within ${LIMIT_MS / 1000} s`
-      : `${(rate / 1000).toFixed(1)}k msg/s  ${
-        (rate / memory).toFixed(2)
-      }x MemoryStore  ` +
+      : `${(rate / 1000).toFixed(1)}k msg/s  ${(rate / memory).toFixed(2)}x MemoryStore  ` +
         `${cpus[i].toFixed(1)} µs CPU/msg  (runs: ${
           runs[i].map((r) => (r.rate / 1000).toFixed(1)).join(", ")
         })`;
