@@ -23,6 +23,8 @@ import {
   type Transport,
 } from "../transport/types.ts";
 
+const DONE: Promise<void> = Promise.resolve();
+
 /** How long closing waits for writes and the transport's close before it gives up on them. */
 export const CLOSE_GRACE_MS = 1000;
 
@@ -69,7 +71,7 @@ export class Connection implements ByteSink {
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #started = false;
-  #readLoopDone: Promise<void> = Promise.resolve();
+  #readLoopDone: Promise<void> = DONE;
   #closed = false;
   // Reading stopped for good: the connection failed (the owner was told) or the bytes ended.
   #stopped = false;
@@ -163,6 +165,8 @@ export class Connection implements ByteSink {
    */
   data(chunk: Uint8Array): Promise<void> | undefined {
     if (this.#closed || this.#stopped) return undefined;
+    // Reading has ended (malformed bytes, or the end) behind packets still queued: nothing more.
+    if (this.#endedWith !== undefined) return this.#draining;
     try {
       this.#decoder!.push(chunk, this.#emit);
     } catch (error) {
