@@ -12,14 +12,21 @@ import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import { streamFrom } from "./streams.ts";
 import type { ByteSink, DirectTransport, TransportOptions } from "./types.ts";
 
-/** The part of a Bun socket used here. */
-interface BunSocket {
+/** The part of a `Bun.connect` socket the transport uses. */
+export interface BunSocket {
+  /** The transport the socket belongs to (Bun's per-socket `data`). */
   data: BunSocketTransport;
+  /** Writes what the socket takes now; returns how many bytes that was, -1 once closed. */
   write(bytes: Uint8Array): number;
+  /** Closes after what is written. */
   end(): void;
+  /** Closes at once. */
   terminate(): void;
+  /** Stops reading. */
   pause(): void;
+  /** Reads again. */
   resume(): void;
+  /** Turns Nagle's algorithm off or on. */
   setNoDelay(noDelay: boolean): boolean;
 }
 
