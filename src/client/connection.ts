@@ -1,8 +1,8 @@
 /**
  * One live connection to the broker: the read loop (transport → decoder → the owner), batched
- * writes of the session's outbox (session → encoder → transport), and the keepalive timer. It
- * knows packets and bytes, not users: what a packet means and what a failure leads to is the
- * owning client's business.
+ * writes of the session's outbox (session → encoder → transport), and its keepalive deadline
+ * (one timer for all connections, see `deadlines.ts`). It knows packets and bytes, not users: what
+ * a packet means and what a failure leads to is the owning client's business.
  *
  * @module
  */
@@ -10,11 +10,20 @@
 import { type Clock, Deferred, within } from "../_async.ts";
 import { ConnectionClosedError, StoreError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
-import { MqttDecoderStream } from "../packet/decoder_stream.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
+import { PacketDecoder } from "../packet/decoder_stream.ts";
 import { encodeInto } from "../packet/encode.ts";
 import type { Packet, ProtocolVersion } from "../packet/types.ts";
 import type { Session } from "../session/mod.ts";
-import type { Transport } from "../transport/types.ts";
+import { adoptDenoConn } from "../transport/deno.ts";
+import {
+  type ByteSink,
+  type DirectTransport,
+  isDirectTransport,
+  type Transport,
+} from "../transport/types.ts";
+
+const DONE: Promise<void> = Promise.resolve();
 
 /** How long closing waits for writes and the transport's close before it gives up on them. */
 export const CLOSE_GRACE_MS = 1000;
@@ -47,27 +56,44 @@ export interface ConnectionOptions {
 /**
  * One connection over a transport. `start` begins reading; the session's outbox is written in
  * batches whenever `scheduleFlush` is called; `close` ends it all and never throws or hangs.
+ *
+ * Bytes go straight from the transport to the decoder to the owner: through the transport's
+ * `listen` where it has one (Kite's TCP and TLS transports), else through one loop over its
+ * readable stream. Packets decoded while the owner holds reading back wait in a queue, in order.
  */
-export class Connection {
-  readonly #transport: Transport;
+export class Connection implements ByteSink {
+  #transport: Transport;
   readonly #session: Session<unknown>;
   readonly #owner: ConnectionOwner;
   readonly #options: ConnectionOptions;
+  #decoder: PacketDecoder | undefined;
+  #direct: DirectTransport | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  #reader: ReadableStreamDefaultReader<Packet> | undefined;
-  #readLoopDone: Promise<void> = Promise.resolve();
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #started = false;
+  #readLoopDone: Promise<void> = DONE;
   #closed = false;
-  // Two buffers: packets are encoded into #out while #spare is being written.
-  #out = new Writer(new Uint8Array(4096));
-  #spare = new Writer(new Uint8Array(4096));
+  // Reading stopped for good: the connection failed (the owner was told) or the bytes ended.
+  #stopped = false;
+  // While the owner holds reading back: the packets decoded meanwhile, and the promise that
+  // settles once they are all handled (what the transport waits for before reading on).
+  #queue: Packet[] | undefined;
+  #draining: Promise<void> | undefined;
+  // What ended reading while packets were queued: reported once they are handled.
+  #endedWith: { error: unknown } | undefined;
+  // Packets are encoded into #out while #spare is being written. Both start empty and grow to
+  // what the batches need: an idle connection holds a few bytes, not two buffers of 4 KiB.
+  #out = new Writer();
+  #spare = new Writer();
   #flushScheduled = false;
   #writing: Promise<void> | undefined;
   // Settles once the bytes now in the outbox are written: what QoS 0 publishes wait for.
   #written: Deferred<void> | undefined;
   // The same for the batch being written now: settled by the write, or by closing if it hangs.
   #inWrite: Deferred<void> | undefined;
-  #keepaliveTimer: unknown;
-  #keepaliveAt = Infinity;
+  // The keepalive deadline, in the one timer of every connection on this clock; made on first use.
+  #keepalive: Deadline | undefined;
+  readonly #deadlines: Deadlines;
 
   /** Wraps a transport; nothing is read or written until `start`. */
   constructor(
@@ -80,22 +106,32 @@ export class Connection {
     this.#session = session;
     this.#owner = owner;
     this.#options = options;
+    this.#deadlines = Deadlines.of(options.clock);
   }
 
   /** Starts reading from the transport. Throws when the transport's streams cannot be used. */
   start(): void {
-    this.#writer = this.#transport.writable.getWriter();
-    const decoder = new MqttDecoderStream({
+    // A Deno.Conn given by hand is read in small reads too, not through its own readable.
+    const transport = this.#transport = adoptDenoConn(this.#transport) ?? this.#transport;
+    this.#decoder = new PacketDecoder({
       protocolVersion: this.#options.protocolVersion,
       maximumPacketSize: this.#options.maximumPacketSize,
     });
-    const reader = this.#reader = this.#transport.readable.pipeThrough(decoder).getReader();
-    this.#readLoopDone = this.#readLoop(reader, decoder);
+    if (isDirectTransport(transport)) {
+      this.#direct = transport;
+      this.#started = true;
+      transport.listen(this);
+      return;
+    }
+    this.#writer = transport.writable.getWriter();
+    const reader = this.#reader = transport.readable.getReader();
+    this.#started = true;
+    this.#readLoopDone = this.#readLoop(reader);
   }
 
   /** Whether packets can still be written: started and not closed. */
   get writable(): boolean {
-    return this.#writer !== undefined && !this.#closed;
+    return this.#started && !this.#closed;
   }
 
   /**
@@ -106,36 +142,116 @@ export class Connection {
     return (this.#written ??= new Deferred<void>()).promise;
   }
 
-  async #readLoop(
-    reader: ReadableStreamDefaultReader<Packet>,
-    decoder: MqttDecoderStream,
-  ): Promise<void> {
+  /** A transport's readable stream, read in one loop into {@linkcode data}. */
+  async #readLoop(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
     let error: unknown;
     try {
       while (true) {
         const { value, done } = await reader.read();
-        if (done) break;
-        const pause = this.#owner.handle(value);
-        if (pause !== undefined) {
-          // Unread packets wait while the user catches up, a PINGRESP among them: keepalive
-          // must not take that wait for a dead broker.
-          this.#session.readerPaused();
-          await pause;
-          if (this.#closed) return;
-          this.#session.readerResumed(this.#options.clock.now());
-          if (this.#owner.isLive()) this.armKeepalive();
-        }
-        if (this.#closed) return;
+        if (done || this.#closed || this.#stopped) break;
+        const pause = this.data(value);
+        if (pause !== undefined) await pause;
+        if (this.#closed || this.#stopped) return;
       }
-      error = new ConnectionClosedError(
-        decoder.truncated
-          ? "the connection closed in the middle of a packet"
-          : "the broker closed the connection",
-      );
     } catch (caught) {
       error = caught;
     }
+    this.end(error);
+  }
+
+  /**
+   * Bytes from the broker: decodes them and hands each packet to the owner. Returns a promise
+   * while the owner holds reading back; the transport reads on once it settles.
+   */
+  data(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#closed || this.#stopped) return undefined;
+    // Reading has ended (malformed bytes, or the end) behind packets still queued: nothing more.
+    if (this.#endedWith !== undefined) return this.#draining;
+    try {
+      this.#decoder!.push(chunk, this.#emit);
+    } catch (error) {
+      // Malformed bytes, or the owner threw (it refuses the packet). Packets decoded before
+      // them and still queued are handled first.
+      if (this.#queue !== undefined) this.#endedWith ??= { error };
+      else this.#stop(error);
+    }
+    return this.#draining;
+  }
+
+  /** Reading is over: the connection fails, once every packet decoded before is handled. */
+  end(error?: unknown): void {
+    if (this.#closed || this.#stopped) return;
+    if (error === undefined) {
+      error = new ConnectionClosedError(
+        this.#decoder?.pending
+          ? "the connection closed in the middle of a packet"
+          : "the broker closed the connection",
+      );
+      // A clean end comes after the bytes: the packets still queued are handled first.
+      if (this.#queue !== undefined) {
+        this.#endedWith ??= { error };
+        return;
+      }
+    }
+    this.#stop(error);
+  }
+
+  #stop(error: unknown): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#queue = undefined;
     if (!this.#closed) this.#owner.fail(error);
+  }
+
+  // One function for every packet of the connection, not one per chunk.
+  #emit = (packet: Packet): void => {
+    if (this.#stopped || this.#closed) return;
+    const queue = this.#queue;
+    if (queue !== undefined) {
+      queue.push(packet);
+      return;
+    }
+    const pause = this.#owner.handle(packet);
+    if (pause !== undefined) {
+      this.#queue = [];
+      this.#draining = this.#drain(pause);
+    }
+  };
+
+  /** Waits out `pause`, then handles the queued packets in order, pausing again as asked. */
+  async #drain(pause: Promise<void>): Promise<void> {
+    const queue = this.#queue!;
+    try {
+      while (true) {
+        // Unread packets wait while the user catches up, a PINGRESP among them: keepalive
+        // must not take that wait for a dead broker.
+        this.#session.readerPaused();
+        await pause;
+        if (this.#closed || this.#stopped) return;
+        this.#session.readerResumed(this.#options.clock.now());
+        if (this.#owner.isLive()) this.armKeepalive();
+        let next: Promise<void> | undefined;
+        while (next === undefined && queue.length > 0) {
+          next = this.#owner.handle(queue.shift()!);
+          if (this.#closed || this.#stopped) return;
+        }
+        if (next === undefined) break;
+        pause = next;
+      }
+    } catch (error) {
+      this.#stop(error);
+      return;
+    } finally {
+      if (this.#queue === queue) {
+        this.#queue = undefined;
+        this.#draining = undefined;
+      }
+    }
+    const ended = this.#endedWith;
+    if (ended !== undefined) {
+      this.#endedWith = undefined;
+      this.#stop(ended.error);
+    }
   }
 
   /** Writes the outbox soon: once, at the end of this turn, for all packets queued in it. */
@@ -165,22 +281,28 @@ export class Connection {
 
   /** Writes bytes at once, past the write loop (which may be waiting for the store). */
   writeNow(bytes: Uint8Array): Promise<void> {
+    if (this.#direct !== undefined) {
+      return this.#closed ? Promise.resolve() : this.#direct.write(bytes);
+    }
     return this.#writer?.write(bytes) ?? Promise.resolve();
+  }
+
+  #write(bytes: Uint8Array): Promise<void> {
+    return this.#direct !== undefined ? this.#direct.write(bytes) : this.#writer!.write(bytes);
   }
 
   /** Writes everything in the outbox, one write per batch, until nothing is left. */
   #flush(): Promise<void> {
     if (this.#writing !== undefined) return this.#writing;
-    const writer = this.#writer;
-    if (writer === undefined || this.#closed) return Promise.resolve();
-    return this.#writing = this.#writeLoop(writer).finally(() => {
+    if (!this.#started || this.#closed) return Promise.resolve();
+    return this.#writing = this.#writeLoop().finally(() => {
       this.#writing = undefined;
       // Packets queued while the loop was finishing would otherwise wait for the next one.
       if (!this.#closed && (this.#session.hasOutput || this.#out.pos > 0)) this.scheduleFlush();
     });
   }
 
-  async #writeLoop(writer: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
+  async #writeLoop(): Promise<void> {
     const session = this.#session;
     const version = this.#options.protocolVersion;
     try {
@@ -199,7 +321,7 @@ export class Connection {
         this.#spare = this.#out;
         this.#out = next;
         next.reset();
-        await writer.write(bytes);
+        await this.#write(bytes);
         written?.resolve();
         this.#inWrite = undefined;
         if (this.#owner.isLive()) this.armKeepalive();
@@ -233,23 +355,14 @@ export class Connection {
       return;
     }
     if (session.hasOutput) this.scheduleFlush();
-    if (
-      deadline === Infinity ||
-      (this.#keepaliveTimer !== undefined && this.#keepaliveAt <= deadline)
-    ) {
-      return;
-    }
-    if (this.#keepaliveTimer !== undefined) clock.clearTimeout(this.#keepaliveTimer);
-    this.#keepaliveAt = deadline;
-    this.#keepaliveTimer = clock.setTimeout(
-      this.#onKeepaliveTimer,
-      Math.max(0, deadline - clock.now()),
-    );
+    if (deadline === Infinity) return;
+    const keepalive = this.#keepalive ??= { at: Infinity, slot: -1, due: this.#onKeepalive };
+    // An earlier deadline stands: when it comes, the session says what is due then.
+    if (keepalive.slot >= 0 && keepalive.at <= deadline) return;
+    this.#deadlines.schedule(keepalive, deadline);
   }
 
-  #onKeepaliveTimer = (): void => {
-    this.#keepaliveTimer = undefined;
-    this.#keepaliveAt = Infinity;
+  #onKeepalive = (): void => {
     if (!this.#closed && this.#owner.isLive()) this.armKeepalive();
   };
 
@@ -261,11 +374,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     const clock = this.#options.clock;
-    if (this.#keepaliveTimer !== undefined) {
-      clock.clearTimeout(this.#keepaliveTimer);
-      this.#keepaliveTimer = undefined;
-      this.#keepaliveAt = Infinity;
-    }
+    if (this.#keepalive !== undefined) this.#deadlines.cancel(this.#keepalive);
     // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
     // a reconnection would start new batches and leave them unsettled.
     this.rejectWrites(
@@ -273,12 +382,17 @@ export class Connection {
     );
     const reader = this.#reader;
     const writer = this.#writer;
+    const direct = this.#direct;
     this.#reader = undefined;
     this.#writer = undefined;
+    this.#queue = undefined;
+    // A write still pending once the grace is over never ends: closing would wait behind it.
+    const grace = this.#writing ? 0 : CLOSE_GRACE_MS;
     await Promise.allSettled([
       reader?.cancel().catch(() => {}),
-      // A write still pending once the grace is over never ends: closing would wait behind it.
-      writer ? within(writer.close(), this.#writing ? 0 : CLOSE_GRACE_MS, clock) : undefined,
+      writer ? within(writer.close(), grace, clock) : undefined,
+      // A direct transport's half-close would not wait behind a pending write: none then.
+      direct && !this.#writing ? within(direct.end(), grace, clock) : undefined,
     ]);
     let closing: void | Promise<void> = undefined;
     try {

@@ -23,6 +23,8 @@ export interface DecoderOptions {
   maximumPacketSize?: number;
 }
 
+const NO_BYTES = new Uint8Array(0);
+
 // Parts smaller than this are copied into a shared tail buffer of up to TAIL_SIZE bytes.
 const SMALL_PART = 1024;
 const TAIL_SIZE = 16 * 1024;
@@ -48,7 +50,7 @@ const TAIL_SIZE = 16 * 1024;
 export class PacketDecoder {
   #version: ProtocolVersion;
   #maximum: number;
-  #reader: Reader = new Reader(new Uint8Array(0), 0, 0, 4);
+  #reader: Reader = new Reader(NO_BYTES, 0, 0, 4);
   #header = { size: 0 };
   // The bytes of a packet split across chunks, and how many there are.
   #parts: Uint8Array[] = [];
@@ -116,6 +118,8 @@ export class PacketDecoder {
       this.#packetSize = this.#sizeOf(rest);
       this.#append(rest);
     }
+    // Let go of the chunk: a packet's payload may keep it, the decoder does not.
+    this.#reader.buf = NO_BYTES;
   }
 
   /** Keeps `part` of the split packet: a large one as it is, a small one copied into the tail. */

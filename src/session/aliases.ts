@@ -20,12 +20,13 @@ export class OutgoingAliases {
   #shared: SharedState<unknown>;
   // What the user declared (alias -> topic, across connections), and what this connection's
   // server has been told, in the order the packets go out.
-  #declared = new Map<number, string>();
-  #wire = new Map<number, string>();
+  // All made on first use: most connections never see an alias.
+  #declared: Map<number, string> | undefined;
+  #wire: Map<number, string> | undefined;
   // Automatic aliases: this connection's topic -> alias, least recently used first; and one
   // `{ topicAlias }` properties object per alias, made once.
-  #automatic = new Map<string, number>();
-  #aliasProperties: Properties[] = [];
+  #automatic: Map<string, number> | undefined;
+  #aliasProperties: Properties[] | undefined;
 
   /** The aliases of a session; `auto` hands them out itself. */
   constructor(shared: SharedState<unknown>, auto: boolean) {
@@ -40,20 +41,20 @@ export class OutgoingAliases {
   resolveTopic(packet: PublishPacket): void {
     const alias = packet.properties?.topicAlias;
     if (alias !== undefined && packet.topic === "") {
-      packet.topic = this.#declared.get(alias) ?? "";
+      packet.topic = this.#declared?.get(alias) ?? "";
     }
   }
 
   /** Records the topic a publish that passed every check gives its alias, if it has one. */
   declare(packet: PublishPacket): void {
     const alias = packet.properties?.topicAlias;
-    if (alias !== undefined) this.#declared.set(alias, packet.topic);
+    if (alias !== undefined) (this.#declared ??= new Map()).set(alias, packet.topic);
   }
 
   /** Forgets what the server of the last connection was told. */
   forget(): void {
-    this.#wire.clear();
-    this.#automatic.clear();
+    this.#wire?.clear();
+    this.#automatic?.clear();
   }
 
   /**
@@ -74,8 +75,9 @@ export class OutgoingAliases {
       else delete plain.properties;
       return plain;
     }
-    if (this.#wire.get(alias) === packet.topic) return { ...packet, topic: "" };
-    this.#wire.set(alias, packet.topic);
+    const wire = this.#wire ??= new Map();
+    if (wire.get(alias) === packet.topic) return { ...packet, topic: "" };
+    wire.set(alias, packet.topic);
     return packet;
   }
 
@@ -94,7 +96,7 @@ export class OutgoingAliases {
     const maximum = shared.limits.topicAliasMaximum;
     const topic = packet.topic;
     if (maximum === 0 || topic.length <= 3) return packet;
-    const aliases = this.#automatic;
+    const aliases = this.#automatic ??= new Map();
     let alias = aliases.get(topic);
     if (alias !== undefined) {
       // The most recently used moves to the end: Map keeps insertion order.
@@ -127,7 +129,7 @@ export class OutgoingAliases {
   /** The PUBLISH with this topic and alias; the packet that stays queued keeps neither. */
   #aliased(packet: PublishPacket, topic: string, alias: number): PublishPacket {
     const properties = packet.properties === undefined
-      ? this.#aliasProperties[alias] ??= { topicAlias: alias }
+      ? (this.#aliasProperties ??= [])[alias] ??= { topicAlias: alias }
       : { ...packet.properties, topicAlias: alias };
     // A copy even for QoS 0, which nothing holds once it is in the outbox: adding properties to
     // the caller's packet in place measured slower on Bun (a new object shape on the hot path).

@@ -37,7 +37,8 @@ export class Incoming<T> {
   #unsentQos1 = 0;
   #receiveMaximum: number;
   #topicAliasMaximum: number;
-  #topicAliases = new Map<number, string>();
+  // Made on first use: most connections never see an alias.
+  #topicAliases: Map<number, string> | undefined;
 
   /**
    * Creates the incoming flows of a session.
@@ -59,7 +60,7 @@ export class Incoming<T> {
 
   /** Forgets the topic aliases of the last connection. */
   forgetAliases(): void {
-    this.#topicAliases.clear();
+    this.#topicAliases?.clear();
   }
 
   /**
@@ -256,7 +257,7 @@ export class Incoming<T> {
       );
     }
     if (packet.topic === "") {
-      const topic = this.#topicAliases.get(alias);
+      const topic = this.#topicAliases?.get(alias);
       if (topic === undefined) {
         throw new ProtocolError(
           `topic alias ${alias} has no topic yet`,
@@ -266,7 +267,7 @@ export class Incoming<T> {
       }
       packet.topic = topic;
     } else {
-      this.#topicAliases.set(alias, packet.topic);
+      (this.#topicAliases ??= new Map()).set(alias, packet.topic);
     }
   }
 }

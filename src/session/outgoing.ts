@@ -27,7 +27,8 @@ export class Outgoing<T> {
   #nextSequence = 1;
   // Resumed PUBLISHes not yet re-sent, in their order: the server's new Receive Maximum had no
   // room for them yet. They stay in flight with their packet ids.
-  #heldResends = new Set<OutgoingPublish<T>>();
+  // Made on first use: held resends are rare.
+  #heldResends: Set<OutgoingPublish<T>> | undefined;
   #aliases: OutgoingAliases;
 
   /**
@@ -177,11 +178,11 @@ export class Outgoing<T> {
     for (const outgoing of shared.inflight.values()) {
       if (outgoing.state === "publish") {
         outgoing.packet.dup = true; // [MQTT-3.3.1-1]
-        if (outstanding < window && this.#heldResends.size === 0) {
+        if (outstanding < window && (this.#heldResends?.size ?? 0) === 0) {
           this.#pushPublish(outgoing.packet);
           outstanding++;
         } else {
-          this.#heldResends.add(outgoing);
+          (this.#heldResends ??= new Set()).add(outgoing);
         }
       } else {
         shared.outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
@@ -250,7 +251,7 @@ export class Outgoing<T> {
 
   /** Forgets the connection: the next CONNACK decides again what is re-sent. */
   disconnected(): void {
-    this.#heldResends.clear();
+    this.#heldResends?.clear();
   }
 
   /**
@@ -270,7 +271,7 @@ export class Outgoing<T> {
     }
     this.#waitingBytes = 0;
     shared.inflight.clear();
-    this.#heldResends.clear();
+    this.#heldResends?.clear();
     this.#waiting = [];
     this.#waitingHead = 0;
   }
@@ -306,7 +307,7 @@ export class Outgoing<T> {
     // [MQTT-4.3.3-4] answer PUBREC with PUBREL; from now on the PUBLISH is never re-sent
     // [MQTT-4.3.3-6], and PUBRELs go out in the order the PUBRECs came [MQTT-4.6.0-4].
     outgoing.state = "pubrel";
-    this.#heldResends.delete(outgoing);
+    this.#heldResends?.delete(outgoing);
     // Durable before PUBREL is written: after a restart PUBREL is re-sent, never the PUBLISH.
     if (shared.journaling) {
       shared.journal.push({ op: "update", sequence: outgoing.sequence, state: "pubrel", packetId });
@@ -347,7 +348,7 @@ export class Outgoing<T> {
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
     const shared = this.#shared;
     shared.inflight.delete(packetId);
-    this.#heldResends.delete(outgoing);
+    this.#heldResends?.delete(outgoing);
     if (shared.journaling) shared.journal.push({ op: "delete", sequence: outgoing.sequence });
     if (reasonCode >= 0x80) {
       shared.events.push({
@@ -365,11 +366,12 @@ export class Outgoing<T> {
   /** Re-sends held PUBLISHes of a resumed session while the Receive Maximum has room. */
   #resendHeld(): void {
     const shared = this.#shared;
-    if (this.#heldResends.size === 0 || !shared.connected) return;
+    const held = this.#heldResends;
+    if (held === undefined || held.size === 0 || !shared.connected) return;
     const window = this.window;
-    for (const outgoing of this.#heldResends) {
-      if (shared.inflight.size - this.#heldResends.size >= window) return;
-      this.#heldResends.delete(outgoing);
+    for (const outgoing of held) {
+      if (shared.inflight.size - held.size >= window) return;
+      held.delete(outgoing);
       this.#pushPublish(outgoing.packet);
     }
   }

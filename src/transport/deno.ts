@@ -25,14 +25,15 @@
 import { abortable, closeQuietly } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import { nodeSockets, openNodeTransport } from "./node.ts";
-import type { Transport, TransportOptions } from "./types.ts";
-
-/** The size of each read buffer; a chunk smaller than {@linkcode COPY_BELOW} is copied out of it. */
-const READ_BUFFER_SIZE = 64 * 1024;
-/** Small reads are copied so that a 4-byte PUBACK does not pin a 64 KiB buffer. */
-const COPY_BELOW = 16 * 1024;
-/** How many bytes the readable side reads ahead of its reader. */
-const READ_HIGH_WATER_MARK = 64 * 1024;
+import type { ConnectionClosedError } from "../errors.ts";
+import { streamFrom } from "./streams.ts";
+import {
+  type ByteSink,
+  type DirectTransport,
+  isDirectTransport,
+  type Transport,
+  type TransportOptions,
+} from "./types.ts";
 
 /**
  * Whether `Deno.connect` is there to dial with.
@@ -160,6 +161,13 @@ async function dial<T extends Deno.Conn>(
  * errors with `Interrupted` when the connection is closed, and its `close()` throws when called
  * twice.
  *
+ * The client uses it as a {@linkcode DirectTransport}: one loop of `conn.read(buffer)` hands
+ * each chunk to the client, with no streams between. The read buffer starts at
+ * {@linkcode MIN_READ_SIZE} bytes and is sized after each read to twice what that read returned,
+ * up to {@linkcode MAX_READ_SIZE}: an idle connection's pending read holds half a KiB, where
+ * `conn.readable` holds 64 KiB. `readable` and `writable` are made on first use, over the same
+ * loop.
+ *
  * When the connection breaks, both streams error with a {@linkcode ConnectionClosedError} whose
  * `cause` is Deno's error; when the broker ends it, the readable side closes. Reads are pulled by
  * the reader, so a reader that stops leaves the bytes in the kernel, and TCP slows the broker.
@@ -176,18 +184,17 @@ async function dial<T extends Deno.Conn>(
  * );
  * ```
  */
-export class DenoConnTransport implements Transport {
-  /** Bytes from the broker. */
-  readonly readable: ReadableStream<Uint8Array>;
-  /** Bytes to the broker. */
-  readonly writable: WritableStream<Uint8Array>;
+export class DenoConnTransport implements DirectTransport {
   readonly #conn: Deno.Conn;
   readonly #address: BrokerAddress;
-  #readableController!: ReadableStreamDefaultController<Uint8Array>;
-  #writableController!: WritableStreamDefaultController;
-  #buffer = new Uint8Array(READ_BUFFER_SIZE);
-  #readableDone = false;
+  #sink: ByteSink | undefined;
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+  #writableController: WritableStreamDefaultController | undefined;
+  #ended = false;
   #closed = false;
+  // The error that broke the connection, for writes after it.
+  #broken: ConnectionClosedError | undefined;
 
   /**
    * Adapts an open connection. The connection belongs to the transport from now on.
@@ -198,66 +205,81 @@ export class DenoConnTransport implements Transport {
   constructor(conn: Deno.Conn, address: BrokerAddress) {
     this.#conn = conn;
     this.#address = address;
-    this.readable = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#readableController = controller;
-      },
-      pull: () => this.#pull(),
-      cancel: () => {
-        this.#readableDone = true;
-        this.close();
-      },
-    }, { highWaterMark: READ_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength });
-    this.writable = new WritableStream<Uint8Array>({
+  }
+
+  /** Bytes from the broker, as a stream; made on first use. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= streamFrom(this);
+  }
+
+  /** Bytes to the broker, as a stream; made on first use. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
       start: (controller) => {
         this.#writableController = controller;
+        if (this.#broken !== undefined) controller.error(this.#broken);
       },
-      write: (chunk) => this.#write(chunk),
-      close: () => this.#closeWrite(),
+      write: (chunk) => this.write(chunk),
+      close: () => this.end(),
       abort: () => this.close(),
     });
   }
 
-  /** Closes the connection at once; the readable side closes, further writes reject. Idempotent. */
+  /** Starts the read loop, which hands every chunk to `sink`. */
+  listen(sink: ByteSink): void {
+    if (this.#sink !== undefined) throw new TypeError("the transport is read already");
+    this.#sink = sink;
+    if (this.#closed) this.#end(undefined);
+    else this.#readLoop(sink);
+  }
+
+  /** Closes the connection at once; reading ends, further writes reject. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     closeQuietly(this.#conn);
-    if (!this.#readableDone) {
-      this.#readableDone = true;
-      this.#readableController.close();
-    }
-    this.#writableController.error(connectionLost(this.#address, "the transport was closed"));
+    this.#end(undefined);
+    this.#breakWrites(connectionLost(this.#address, "the transport was closed"));
   }
 
-  async #pull(): Promise<void> {
-    let count: number | null;
+  async #readLoop(sink: ByteSink): Promise<void> {
+    const conn = this.#conn;
+    let buffer = new Uint8Array(MIN_READ_SIZE);
     try {
-      count = await this.#conn.read(this.#buffer);
+      while (true) {
+        const count = await conn.read(buffer);
+        if (this.#ended) return;
+        if (count === null) break;
+        // The next buffer: twice what this read returned, so that it grows while reads fill it
+        // and shrinks back once they do not.
+        const next = nextReadSize(count);
+        let chunk: Uint8Array;
+        if (count > buffer.length >>> 1) {
+          // Mostly full: handed over as it is (the decoder may keep views into it).
+          chunk = buffer.subarray(0, count);
+          buffer = new Uint8Array(next);
+        } else {
+          // Small: copied, so that a 4-byte PUBACK does not pin the whole buffer.
+          chunk = buffer.slice(0, count);
+          if (next !== buffer.length) buffer = new Uint8Array(next);
+        }
+        const pause = sink.data(chunk);
+        if (pause !== undefined) await pause;
+        if (this.#ended) return;
+      }
     } catch (error) {
       this.#fail(error);
       return;
     }
-    if (this.#readableDone) return;
-    if (count === null) {
-      this.#readableDone = true;
-      this.#readableController.close();
-      return;
-    }
-    let chunk: Uint8Array;
-    if (count < COPY_BELOW) {
-      chunk = this.#buffer.slice(0, count);
-    } else {
-      chunk = this.#buffer.subarray(0, count);
-      this.#buffer = new Uint8Array(READ_BUFFER_SIZE);
-    }
-    this.#readableController.enqueue(chunk);
+    this.#end(undefined);
   }
 
-  async #write(chunk: Uint8Array): Promise<void> {
+  /** Writes all of `bytes`. */
+  async write(bytes: Uint8Array): Promise<void> {
+    if (this.#broken !== undefined) throw this.#broken;
     try {
-      for (let offset = 0; offset < chunk.byteLength;) {
-        offset += await this.#conn.write(chunk.subarray(offset));
+      for (let offset = 0; offset < bytes.byteLength;) {
+        offset += await this.#conn.write(bytes.subarray(offset));
       }
     } catch (error) {
       this.#fail(error);
@@ -265,7 +287,9 @@ export class DenoConnTransport implements Transport {
     }
   }
 
-  async #closeWrite(): Promise<void> {
+  /** Half-closes the connection: the broker reads the end of the stream. */
+  async end(): Promise<void> {
+    if (this.#broken !== undefined) throw this.#broken;
     try {
       await this.#conn.closeWrite();
     } catch (error) {
@@ -274,14 +298,73 @@ export class DenoConnTransport implements Transport {
     }
   }
 
-  /** The connection broke: error both streams, unless `close()` ended them already. */
+  #end(error: unknown): void {
+    if (this.#ended || this.#sink === undefined) return;
+    this.#ended = true;
+    this.#sink.end(error);
+  }
+
+  #breakWrites(error: ConnectionClosedError): void {
+    this.#broken ??= error;
+    this.#writableController?.error(error);
+  }
+
+  /** The connection broke: end reading with the error and fail writes, unless closed already. */
   #fail(reason: unknown): void {
     if (this.#closed) return;
     const error = connectionLost(this.#address, reason);
-    if (!this.#readableDone) {
-      this.#readableDone = true;
-      this.#readableController.error(error);
-    }
-    this.#writableController.error(error);
+    this.#end(error);
+    this.#breakWrites(error);
   }
+}
+
+/** The smallest read buffer: what an idle connection's pending read holds. */
+export const MIN_READ_SIZE = 512;
+/** The largest read buffer. */
+export const MAX_READ_SIZE = 64 * 1024;
+
+/** The size of the read after one that returned `count` bytes: 2 × count, a power of two. */
+function nextReadSize(count: number): number {
+  if (count >= MAX_READ_SIZE >>> 1) return MAX_READ_SIZE;
+  let size = MIN_READ_SIZE;
+  while (size < count * 2) size *= 2;
+  return size;
+}
+
+/**
+ * The transport the client reads a `Deno.Conn` given by hand through (`new MqttClient(conn)`):
+ * a {@linkcode DenoConnTransport} over it, so that the connection is read with `conn.read` into
+ * a small buffer rather than through `conn.readable`, which holds a 64 KiB buffer per pending
+ * read. Anything else is left as it is.
+ *
+ * @param transport What the client was given.
+ * @returns The `DenoConnTransport` over it when it is a `Deno.Conn`; else `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { adoptDenoConn } from "./deno.ts";
+ *
+ * const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+ * console.log(adoptDenoConn({ readable, writable })); // undefined
+ * ```
+ */
+export function adoptDenoConn(transport: Transport): DirectTransport | undefined {
+  const conn = transport as Partial<Deno.Conn>;
+  if (
+    typeof conn.read !== "function" || typeof conn.write !== "function" ||
+    typeof conn.closeWrite !== "function" || typeof conn.close !== "function" ||
+    conn.remoteAddr === undefined || isDirectTransport(transport)
+  ) {
+    return undefined;
+  }
+  const remote = conn.remoteAddr as Partial<Deno.NetAddr>;
+  const hostname = remote.hostname ?? "localhost";
+  const port = remote.port ?? 0;
+  const address: BrokerAddress = {
+    kind: "tcp",
+    hostname,
+    port,
+    display: remote.hostname === undefined ? "the connection" : `tcp://${hostname}:${port}`,
+  };
+  return new DenoConnTransport(transport as Deno.Conn, address);
 }

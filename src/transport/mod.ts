@@ -24,4 +24,5 @@
  */
 
 export { openTransport } from "./open_transport.ts";
-export type { Transport, TransportOptions } from "./types.ts";
+export type { ByteSink, DirectTransport, Transport, TransportOptions } from "./types.ts";
+export { isDirectTransport } from "./types.ts";

@@ -10,7 +10,9 @@ import type * as Net from "node:net";
 import type * as Tls from "node:tls";
 import { abortable } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
-import type { Transport, TransportOptions } from "./types.ts";
+import type { ConnectionClosedError } from "../errors.ts";
+import { streamFrom } from "./streams.ts";
+import type { ByteSink, DirectTransport, TransportOptions } from "./types.ts";
 
 /** The `node:net` and `node:tls` modules of the running runtime. */
 export interface NodeSockets {
@@ -24,7 +26,7 @@ export interface NodeSockets {
  * How many bytes the readable side queues before the socket is paused. Past it, the kernel's
  * buffers fill and TCP flow control slows the broker down.
  */
-export const READ_HIGH_WATER_MARK = 64 * 1024;
+export { READ_HIGH_WATER_MARK } from "./streams.ts";
 
 /**
  * Finds `node:net` and `node:tls` through `process.getBuiltinModule`, which Bun, Deno and
@@ -143,7 +145,9 @@ export function openNodeTransport(
 }
 
 /**
- * A `node:net` or `node:tls` socket adapted to a pair of web byte streams.
+ * A `node:net` or `node:tls` socket adapted to a pair of web byte streams, made on first use, or
+ * used directly, as the client does (see {@linkcode DirectTransport}): each chunk the socket reads
+ * is handed on as it is, and the socket is paused while the client asks it to wait.
  *
  * The readable side pauses the socket once {@linkcode READ_HIGH_WATER_MARK} bytes wait unread, and
  * resumes it when the reader catches up. A write settles once the socket has handed the chunk to
@@ -163,20 +167,22 @@ export function openNodeTransport(
  * socket.once("error", (error) => console.log(error.message)); // no broker listens there
  * ```
  */
-export class NodeSocketTransport implements Transport {
-  /** Bytes from the broker. */
-  readonly readable: ReadableStream<Uint8Array>;
-  /** Bytes to the broker. */
-  readonly writable: WritableStream<Uint8Array>;
+export class NodeSocketTransport implements DirectTransport {
   readonly #socket: Net.Socket;
   readonly #address: BrokerAddress;
-  #readableController!: ReadableStreamDefaultController<Uint8Array>;
-  #writableController!: WritableStreamDefaultController;
   readonly #pauseReads: boolean;
-  #readableDone = false;
+  #sink: ByteSink | undefined;
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+  #writableController: WritableStreamDefaultController | undefined;
+  #ended = false;
   #closed = false;
+  // The error that ended the connection, for writes after it.
+  #broken: ConnectionClosedError | undefined;
   /** The write or end waiting on the socket, to be failed if the socket closes first. */
   #pending: { onDrain(): void; fail(error: Error): void } | undefined;
+  // What came before `listen`: chunks (when the socket never pauses) and the end.
+  #early: { chunks: Uint8Array[]; ended?: { error: unknown } } | undefined;
 
   /**
    * Adapts a connected socket. The socket belongs to the transport from now on.
@@ -190,34 +196,52 @@ export class NodeSocketTransport implements Transport {
     this.#socket = socket;
     this.#address = address;
     this.#pauseReads = pauseReads;
-    this.readable = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#readableController = controller;
-      },
-      pull: () => {
-        socket.resume();
-      },
-      cancel: () => {
-        this.#readableDone = true;
-        this.close();
-      },
-    }, { highWaterMark: READ_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength });
-    this.writable = new WritableStream<Uint8Array>({
-      start: (controller) => {
-        this.#writableController = controller;
-      },
-      write: (chunk) => this.#write(chunk),
-      close: () => this.#end(),
-      abort: () => this.close(),
-    });
-    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    // A socket that must never pause flows from the start, as one that was never read would
+    // not report its end either: what comes before `listen` waits here.
+    if (!pauseReads) socket.on("data", this.#onData);
     socket.on("drain", () => this.#pending?.onDrain());
-    socket.on("end", () => this.#endReadable());
+    socket.on("end", () => this.#end(undefined));
     socket.on("error", (error: Error) => this.#fail(error));
     socket.on("close", () => this.#fail(new Error("the socket closed")));
   }
 
-  /** Destroys the socket at once; the readable side closes, further writes reject. Idempotent. */
+  /** Bytes from the broker, as a stream; made on first use. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= streamFrom(this);
+  }
+
+  /** Bytes to the broker, as a stream; made on first use. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
+      start: (controller) => {
+        this.#writableController = controller;
+        if (this.#broken !== undefined) controller.error(this.#broken);
+      },
+      write: (chunk) => this.write(chunk),
+      close: () => this.end(),
+      abort: () => this.close(),
+    });
+  }
+
+  /** Starts handing every chunk the socket reads to `sink`. */
+  listen(sink: ByteSink): void {
+    if (this.#sink !== undefined) throw new TypeError("the transport is read already");
+    this.#sink = sink;
+    const early = this.#early;
+    this.#early = undefined;
+    for (const chunk of early?.chunks ?? []) sink.data(chunk);
+    if (early?.ended !== undefined) {
+      this.#end(early.ended.error);
+      return;
+    }
+    if (this.#broken !== undefined) {
+      this.#end(this.#closed ? undefined : this.#broken);
+      return;
+    }
+    if (this.#pauseReads) this.#socket.on("data", this.#onData);
+  }
+
+  /** Destroys the socket at once; reading ends, further writes reject. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -225,35 +249,55 @@ export class NodeSocketTransport implements Transport {
     this.#fail(new Error("the transport was closed"));
   }
 
-  #onData(chunk: Uint8Array): void {
-    if (this.#readableDone) return;
+  #onData = (chunk: Uint8Array): void => {
+    if (this.#ended) return;
     // A plain Uint8Array over the Buffer's memory: Buffer's slice() would not copy.
-    this.#readableController.enqueue(
-      new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
-    );
-    if (this.#pauseReads && (this.#readableController.desiredSize ?? 0) <= 0) {
-      this.#socket.pause();
+    const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const sink = this.#sink;
+    if (sink === undefined) {
+      (this.#early ??= { chunks: [] }).chunks.push(bytes);
+      return;
     }
+    const pause = sink.data(bytes);
+    if (pause !== undefined && this.#pauseReads) {
+      this.#socket.pause();
+      pause.then(this.#resume, this.#resume);
+    }
+  };
+
+  #resume = (): void => {
+    if (!this.#ended) this.#socket.resume();
+  };
+
+  #end(error: unknown): void {
+    if (this.#ended) return;
+    if (this.#sink === undefined) {
+      (this.#early ??= { chunks: [] }).ended ??= { error };
+      return;
+    }
+    this.#ended = true;
+    this.#sink.end(error);
   }
 
-  #endReadable(): void {
-    if (this.#readableDone) return;
-    this.#readableDone = true;
-    this.#readableController.close();
-  }
-
-  /** The connection is over: close or error both streams and fail what waits on the socket. */
+  /** The connection is over: end reading, fail writes and what waits on the socket. */
   #fail(reason: Error): void {
     const error = connectionLost(this.#address, reason);
-    if (!this.#readableDone) {
-      this.#readableDone = true;
-      if (this.#closed) this.#readableController.close();
-      else this.#readableController.error(error);
-    }
-    this.#writableController.error(error);
+    this.#broken ??= error;
+    this.#end(this.#closed ? undefined : error);
+    this.#writableController?.error(error);
     const pending = this.#pending;
     this.#pending = undefined;
     pending?.fail(error);
+  }
+
+  /** Writes `bytes`; settles once the socket has them and, if its buffer was full, drained. */
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#write(bytes);
+  }
+
+  /** Ends the writing side once the writes before it are done. */
+  end(): Promise<void> {
+    return this.#endWrite();
   }
 
   #write(chunk: Uint8Array): Promise<void> {
@@ -287,7 +331,7 @@ export class NodeSocketTransport implements Transport {
     });
   }
 
-  #end(): Promise<void> {
+  #endWrite(): Promise<void> {
     if (this.#closed || this.#socket.destroyed) {
       return Promise.reject(connectionLost(this.#address, "the socket is closed"));
     }

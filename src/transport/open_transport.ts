@@ -5,6 +5,7 @@
  */
 
 import { brokerAddress } from "./address.ts";
+import { hasBunSockets, openBunTransport } from "./bun.ts";
 import { hasDenoSockets, openDenoTransport } from "./deno.ts";
 import { nodeSockets, openNodeTransport } from "./node.ts";
 import type { Transport, TransportOptions } from "./types.ts";
@@ -15,8 +16,8 @@ import { openWebSocketTransport } from "./websocket.ts";
  * for `mqtts:` and `tls:` (8883), a WebSocket with subprotocol `mqtt` for `ws:` (80) and `wss:`
  * (443), on path `/mqtt` when the URL names none.
  *
- * TCP and TLS use `Deno.connect` and `Deno.connectTls` where `Deno.connect` exists, else
- * `node:net` and `node:tls` (Bun, Node); WebSocket uses the global `WebSocket`. Once open, both
+ * TCP and TLS use `Deno.connect` and `Deno.connectTls` where `Deno.connect` exists; TCP uses
+ * `Bun.connect` on Bun; else `node:net` and `node:tls` (TLS on Bun, Node); WebSocket uses the global `WebSocket`. Once open, both
  * streams error with a `ConnectionClosedError` when the connection breaks, and the readable side
  * closes when the broker ends the connection or `close()` is called.
  *
@@ -79,6 +80,8 @@ export async function openTransport(url: URL, options: TransportOptions = {}): P
     return await openWebSocketTransport(address, options);
   }
   if (hasDenoSockets()) return await openDenoTransport(address, options);
+  // Bun's own TCP sockets cost half the memory of node:net's; TLS stays on node:tls.
+  if (address.kind === "tcp" && hasBunSockets()) return await openBunTransport(address, options);
   const sockets = nodeSockets();
   if (sockets !== undefined) return await openNodeTransport(sockets, address, options);
   throw new TypeError(

@@ -1,0 +1,223 @@
+/**
+ * The client's own CPU time per message: Kite against MQTT.js, on the runtime that runs this
+ * file. Each measurement runs in a child process of its own (same runtime) holding one publisher
+ * and one subscriber of one library, connected to one mosquitto (a process apart, so its CPU is
+ * not counted). The publisher sends `--messages N` (default 20,000) messages of 64 bytes to the
+ * subscriber's topic, at most `--window N` (default 20) publishes unsettled at a time. The child
+ * takes its user + system CPU time (`process.cpuUsage()`) from the first publish until every
+ * publish has settled and every message has arrived, after a warm-up of 2,000 messages. The
+ * libraries take turns, `--runs N` times (default 3); the median is reported. `--qos 0,1,2` picks
+ * the QoS levels.
+ *
+ *     npm ci --prefix bench
+ *     deno run -A bench/cpu.ts && bun run bench/cpu.ts
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import process from "node:process";
+import { connect } from "../mod.ts";
+import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+
+const count = Number(option("messages") ?? 0) || 20_000;
+const window = Number(option("window") ?? 0) || 20;
+const runCount = Number(option("runs") ?? 0) || 3;
+const qosLevels = (option("qos") ?? "0,1,2").split(",").map(
+  Number,
+) as (0 | 1 | 2)[];
+const isBun = process.versions.bun !== undefined;
+const payload = new Uint8Array(64).fill(0x61);
+const WARM_UP = 2000;
+
+/** What a child reports. */
+interface Result {
+  /** CPU time per message, µs (user + system). */
+  cpu: number;
+  /** Of which in the kernel (system), µs. */
+  system: number;
+  /** Messages per second. */
+  rate: number;
+}
+
+/** A publisher and a subscriber of one library. */
+interface Pair {
+  publish(): Promise<unknown>;
+  /** Resolves once `n` more messages have arrived. */
+  receive(n: number): Promise<void>;
+  close(): Promise<unknown>;
+}
+
+interface MqttJsClient {
+  publishAsync(
+    topic: string,
+    payload: Uint8Array,
+    options: { qos: 0 | 1 | 2 },
+  ): Promise<unknown>;
+  subscribeAsync(topic: string, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
+  on(event: "message", listener: () => void): void;
+  endAsync(): Promise<void>;
+}
+interface MqttJs {
+  connectAsync(
+    url: string,
+    options: Record<string, unknown>,
+  ): Promise<MqttJsClient>;
+}
+
+/** Counts arrivals and resolves a waiter once its number is reached. */
+class Counter {
+  #got = 0;
+  #target = Infinity;
+  #done: (() => void) | undefined;
+  readonly arrived = (): void => {
+    if (++this.#got >= this.#target) this.#done?.();
+  };
+  receive(n: number): Promise<void> {
+    this.#target = this.#got + n;
+    return new Promise((resolve) => this.#done = resolve);
+  }
+}
+
+async function pair(name: string, url: string, qos: 0 | 1 | 2): Promise<Pair> {
+  const topic = `bench/cpu/${qos}`;
+  const counter = new Counter();
+  if (name === "kite") {
+    const options = { reconnect: false, inflightWindow: window };
+    const subscriber = await connect(url, {
+      ...options,
+      clientId: `cpu-kite-sub-${qos}`,
+    });
+    await subscriber.subscribe(topic, { qos });
+    subscriber.setPublishHandler(counter.arrived);
+    const publisher = await connect(url, {
+      ...options,
+      clientId: `cpu-kite-pub-${qos}`,
+    });
+    return {
+      publish: () => publisher.publish(topic, payload, { qos }),
+      receive: (n) => counter.receive(n),
+      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
+    };
+  }
+  const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
+  const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
+  const lib = mqtt.default ?? mqtt;
+  const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
+  const subscriber = await lib.connectAsync(url, {
+    ...options,
+    clientId: `cpu-mqttjs-sub-${qos}`,
+  });
+  await subscriber.subscribeAsync(topic, { qos });
+  subscriber.on("message", counter.arrived);
+  const publisher = await lib.connectAsync(url, {
+    ...options,
+    clientId: `cpu-mqttjs-pub-${qos}`,
+  });
+  return {
+    publish: () => publisher.publishAsync(topic, payload, { qos }),
+    receive: (n) => counter.receive(n),
+    close: () => Promise.all([publisher.endAsync(), subscriber.endAsync()]),
+  };
+}
+
+/** Publishes `n` messages, at most `window` unsettled at a time, and waits for their arrival. */
+async function send(run: Pair, n: number): Promise<void> {
+  const received = run.receive(n);
+  let sent = 0;
+  const lane = async () => {
+    while (sent < n) {
+      sent++;
+      await run.publish();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(window, n) }, lane));
+  await received;
+}
+
+async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
+  const run = await pair(name, url, qos);
+  await send(run, WARM_UP);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  await send(run, count);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const result: Result = {
+    cpu: (cpu.user + cpu.system) / count,
+    system: cpu.system / count,
+    rate: count / seconds,
+  };
+  console.log(JSON.stringify(result));
+  await run.close();
+  process.exit(0);
+}
+
+function runChild(name: string, url: string, qos: number): Promise<Result> {
+  const script = new URL(import.meta.url).pathname;
+  const args = isBun ? ["run", script] : ["run", "-A", script];
+  args.push("--child", name, "--url", url, "--qos", String(qos));
+  args.push("--messages", String(count), "--window", String(window));
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    proc.stdout.on(
+      "data",
+      (chunk: Uint8Array) => out += new TextDecoder().decode(chunk),
+    );
+    proc.on("error", reject);
+    proc.on("close", (code: number | null) => {
+      try {
+        resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as Result);
+      } catch {
+        reject(new Error(`${name} exited with ${code}: ${out}`));
+      }
+    });
+  });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+const childCase = option("child");
+if (childCase !== undefined) {
+  await child(childCase, option("url")!, qosLevels[0]);
+} else {
+  console.log(
+    `Client CPU per message on ${runtime}: ${count} messages of 64 bytes, window ${window}, ` +
+      `publisher and subscriber in one process, mosquitto apart; median of ${runCount} runs`,
+  );
+  const broker = await startLoadedMosquitto();
+  try {
+    const url = `mqtt://127.0.0.1:${broker.port}`;
+    for (const qos of qosLevels) {
+      const results: Record<string, Result[]> = { kite: [], mqttjs: [] };
+      for (let i = 0; i < runCount; i++) {
+        for (const name of ["kite", "mqttjs"]) {
+          results[name].push(await runChild(name, url, qos));
+        }
+      }
+      const cpu = (name: string) => median(results[name].map((r) => r.cpu));
+      const rate = (name: string) => median(results[name].map((r) => r.rate));
+      for (const [name, label] of [["kite", "Kite"], ["mqttjs", "MQTT.js"]]) {
+        console.log(
+          `  QoS ${qos}  ${label.padEnd(8)} ${cpu(name).toFixed(1).padStart(6)} µs/msg (system ${
+            median(results[name].map((r) => r.system)).toFixed(1)
+          })  ${(rate(name) / 1000).toFixed(1).padStart(5)}k msg/s  (CPU runs: ${
+            results[name].map((r) => r.cpu.toFixed(1)).join(", ")
+          })`,
+        );
+      }
+      console.log(
+        `  QoS ${qos}  CPU Kite / MQTT.js ${(cpu("kite") / cpu("mqttjs")).toFixed(2)}x`,
+      );
+    }
+  } finally {
+    await broker.stop();
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * Memory per idle connection: Kite against MQTT.js, on the runtime that runs this file. Each
+ * case runs in a child process of its own (same runtime, same flags) that opens `--connections N`
+ * (default 1,000) connections to one mosquitto, keepalive 60 s, and holds them idle. The child
+ * measures its resident set size and JS heap after a forced full GC before opening them and again
+ * after, and the difference divided by N is the cost of one connection. The cases take turns,
+ * `--runs N` times (default 3), and the median is reported.
+ *
+ * Cases: `Kite` (`connect(url)`), `MQTT.js` (`mqtt.connectAsync(url)`), on Deno `Kite over
+ * Deno.Conn` (`new MqttClient(await Deno.connect(...))`, the README's low-level way), and `bare
+ * socket`, the floor: a socket of the runtime's own (`Deno.connect`, `Bun.connect`) that sends
+ * CONNECT, reads CONNACK and keeps one read pending (into 512 bytes on Deno), with no client at all.
+ *
+ *     npm ci --prefix bench
+ *     deno run -A --v8-flags=--expose-gc bench/footprint.ts && bun run bench/footprint.ts
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import process from "node:process";
+import { connect, MqttClient } from "../mod.ts";
+import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+
+const connections = Number(option("connections") ?? 0) || 1000;
+const runCount = Number(option("runs") ?? 0) || 3;
+const isBun = process.versions.bun !== undefined;
+
+/** What a child reports. */
+interface Footprint {
+  /** RSS per connection, bytes. */
+  rss: number;
+  /** JS heap used per connection, bytes. */
+  heap: number;
+  /** JS heap reserved per connection (used, and free space the heap keeps), bytes. */
+  heapTotal: number;
+  /** Memory of array buffers and other objects outside the heap, per connection, bytes. */
+  external: number;
+  /** How long opening all of them took, ms. */
+  openMs: number;
+}
+
+/** A library under test: opens one idle connection, returns its close. */
+type Opener = (url: string, index: number) => Promise<() => Promise<unknown>>;
+
+interface MqttJsClient {
+  endAsync(force?: boolean): Promise<void>;
+}
+interface MqttJs {
+  connectAsync(
+    url: string,
+    options: Record<string, unknown>,
+  ): Promise<MqttJsClient>;
+}
+
+async function opener(name: string): Promise<Opener> {
+  switch (name) {
+    case "kite":
+      return async (url, i) => {
+        const client = await connect(url, {
+          clientId: `fp-kite-${i}`,
+          keepalive: 60,
+        });
+        return () => client.disconnect();
+      };
+    case "kite-conn":
+      return async (url, i) => {
+        const { hostname, port } = new URL(url);
+        const conn = await Deno.connect({ hostname, port: Number(port) });
+        const client = new MqttClient(conn);
+        await client.connect({ clientId: `fp-conn-${i}`, keepalive: 60 });
+        return () => client.disconnect();
+      };
+    case "bare":
+      return isBun ? bareBun : bareDeno;
+    case "mqttjs": {
+      const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
+      const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
+      const lib = mqtt.default ?? mqtt;
+      return async (url, i) => {
+        const client = await lib.connectAsync(url, {
+          clientId: `fp-mqttjs-${i}`,
+          keepalive: 60,
+          protocolVersion: 4,
+          reconnectPeriod: 0,
+        });
+        return () => client.endAsync();
+      };
+    }
+  }
+  throw new Error(`unknown case ${name}`);
+}
+
+const CONNECT = Uint8Array.of(
+  0x10,
+  12,
+  0,
+  4,
+  0x4d,
+  0x51,
+  0x54,
+  0x54,
+  4,
+  2,
+  0,
+  60,
+  0,
+  0,
+);
+
+const bareDeno: Opener = async (url) => {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  conn.setNoDelay(true);
+  await conn.write(CONNECT);
+  const buffer = new Uint8Array(512);
+  await conn.read(buffer);
+  conn.read(buffer).catch(() => {});
+  return () => Promise.resolve(conn.close());
+};
+
+interface BareBunSocket {
+  write(bytes: Uint8Array): number;
+  end(): void;
+}
+
+const bareBun: Opener = async (url) => {
+  const { hostname, port } = new URL(url);
+  const runtime = (globalThis as unknown as {
+    Bun: {
+      connect(options: {
+        hostname: string;
+        port: number;
+        socket: { open(socket: BareBunSocket): void; data(): void };
+      }): Promise<BareBunSocket>;
+    };
+  }).Bun;
+  let connack!: () => void;
+  const connacked = new Promise<void>((resolve) => connack = resolve);
+  const socket = await runtime.connect({
+    hostname,
+    port: Number(port),
+    socket: { open: (socket) => socket.write(CONNECT), data: () => connack() },
+  });
+  await connacked;
+  return () => Promise.resolve(socket.end());
+};
+
+/** A full GC, several times over, so that what is left is what is reachable. */
+async function collect(): Promise<void> {
+  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    if (bun !== undefined) bun.gc(true);
+    else gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Opens `count` connections, at most 50 at a time. */
+async function openAll(
+  open: Opener,
+  url: string,
+  count: number,
+  offset: number,
+) {
+  const closes: (() => Promise<unknown>)[] = [];
+  for (let i = 0; i < count; i += 50) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + 50); j++) {
+      batch.push(open(url, offset + j));
+    }
+    closes.push(...await Promise.all(batch));
+  }
+  return closes;
+}
+
+/** The child: measures one case and prints its {@linkcode Footprint} as JSON. */
+async function child(name: string, url: string): Promise<void> {
+  const open = await opener(name);
+  // Warm up: the code paths are compiled and the modules loaded before the first measurement.
+  for (const close of await openAll(open, url, 50, 1_000_000)) await close();
+  await collect();
+  const before = process.memoryUsage();
+  const started = performance.now();
+  const closes = await openAll(open, url, connections, 0);
+  const openMs = performance.now() - started;
+  // Let whatever each connection starts (reads, timers) settle, then collect.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await collect();
+  const after = process.memoryUsage();
+  const result: Footprint = {
+    rss: (after.rss - before.rss) / connections,
+    heap: (after.heapUsed - before.heapUsed) / connections,
+    heapTotal: (after.heapTotal - before.heapTotal) / connections,
+    external: (after.external - before.external) / connections,
+    openMs,
+  };
+  console.log(JSON.stringify(result));
+  await Promise.all(closes.map((close) => close()));
+  process.exit(0);
+}
+
+/** Runs one case in a child process of this runtime. */
+function runChild(name: string, url: string): Promise<Footprint> {
+  const script = new URL(import.meta.url).pathname;
+  const args = isBun ? ["run", script] : ["run", "-A", "--v8-flags=--expose-gc", script];
+  args.push(
+    "--child",
+    name,
+    "--url",
+    url,
+    "--connections",
+    String(connections),
+  );
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    proc.stdout.on(
+      "data",
+      (chunk: Uint8Array) => out += new TextDecoder().decode(chunk),
+    );
+    proc.on("error", reject);
+    proc.on("close", (code: number | null) => {
+      const line = out.trim().split("\n").at(-1) ?? "";
+      try {
+        resolve(JSON.parse(line) as Footprint);
+      } catch {
+        reject(new Error(`${name} exited with ${code}: ${out}`));
+      }
+    });
+  });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`.padStart(10);
+
+const childCase = option("child");
+if (childCase !== undefined) {
+  await child(childCase, option("url")!);
+} else {
+  const cases: [string, string][] = [["kite", "Kite"], ["mqttjs", "MQTT.js"]];
+  if (!isBun) cases.push(["kite-conn", "Kite over Deno.Conn"]);
+  cases.push(["bare", "bare socket"]);
+  const only = option("only");
+  const chosen = only === undefined ? cases : cases.filter(([id]) => only.split(",").includes(id));
+  console.log(
+    `Memory per idle connection on ${runtime}: ${connections} connections to mosquitto, ` +
+      `keepalive 60 s, after a full GC; median of ${runCount} runs`,
+  );
+  if (!isBun && (globalThis as { gc?: unknown }).gc === undefined) {
+    console.log(
+      "  (run with --v8-flags=--expose-gc: the children are; this process need not)",
+    );
+  }
+  const broker = await startLoadedMosquitto();
+  try {
+    const url = `mqtt://127.0.0.1:${broker.port}`;
+    const results = new Map<string, Footprint[]>(
+      chosen.map(([id]) => [id, []]),
+    );
+    for (let run = 0; run < runCount; run++) {
+      for (const [id] of chosen) results.get(id)!.push(await runChild(id, url));
+    }
+    console.log(
+      `  ${"".padEnd(20)} ${"RSS".padStart(10)} ${"heap used".padStart(10)} ${
+        "heap total".padStart(10)
+      } ${"external".padStart(10)}   RSS runs`,
+    );
+    const rss = new Map<string, number>();
+    for (const [id, label] of chosen) {
+      const runs = results.get(id)!;
+      rss.set(id, median(runs.map((r) => r.rss)));
+      console.log(
+        `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${kib(median(runs.map((r) => r.heap)))} ${
+          kib(median(runs.map((r) => r.heapTotal)))
+        } ${kib(median(runs.map((r) => r.external)))}   ${
+          runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")
+        }`,
+      );
+    }
+    if (rss.has("kite") && rss.has("mqttjs")) {
+      console.log(
+        `  RSS Kite / MQTT.js ${(rss.get("kite")! / rss.get("mqttjs")!).toFixed(2)}x`,
+      );
+    }
+  } finally {
+    await broker.stop();
+  }
+}

@@ -1,0 +1,321 @@
+/**
+ * TCP on Bun through `Bun.connect`: Bun's own sockets, which cost about half the memory of a
+ * `node:net` socket (5.5 KiB against 11 KiB per idle connection on Bun 1.4, measured by
+ * `bench/footprint.ts`'s method). TLS on Bun still goes through `node:tls` (see `node.ts`).
+ *
+ * @module
+ */
+
+import { abortable } from "../_async.ts";
+import type { ConnectionClosedError } from "../errors.ts";
+import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
+import { streamFrom } from "./streams.ts";
+import type { ByteSink, DirectTransport, TransportOptions } from "./types.ts";
+
+/** The part of a `Bun.connect` socket the transport uses. */
+export interface BunSocket {
+  /** The transport the socket belongs to (Bun's per-socket `data`). */
+  data: BunSocketTransport;
+  /** Writes what the socket takes now; returns how many bytes that was, -1 once closed. */
+  write(bytes: Uint8Array): number;
+  /** Closes after what is written. */
+  end(): void;
+  /** Closes at once. */
+  terminate(): void;
+  /** Stops reading. */
+  pause(): void;
+  /** Reads again. */
+  resume(): void;
+  /** Turns Nagle's algorithm off or on. */
+  setNoDelay(noDelay: boolean): boolean;
+}
+
+/** The handlers every socket shares; each finds its transport in `socket.data`. */
+interface BunSocketHandlers {
+  data(socket: BunSocket, chunk: Uint8Array): void;
+  drain(socket: BunSocket): void;
+  end(socket: BunSocket): void;
+  close(socket: BunSocket, error?: Error): void;
+  error(socket: BunSocket, error: Error): void;
+}
+
+interface BunConnect {
+  connect(options: {
+    hostname: string;
+    port: number;
+    data: BunSocketTransport;
+    socket: BunSocketHandlers;
+  }): Promise<BunSocket>;
+}
+
+function bun(): BunConnect | undefined {
+  const runtime = (globalThis as { Bun?: Partial<BunConnect> }).Bun;
+  return typeof runtime?.connect === "function" ? runtime as BunConnect : undefined;
+}
+
+/**
+ * Whether `Bun.connect` is there to dial with.
+ *
+ * @returns `true` on Bun.
+ *
+ * @example
+ * ```ts
+ * import { hasBunSockets } from "./bun.ts";
+ *
+ * console.log(hasBunSockets());
+ * ```
+ */
+export function hasBunSockets(): boolean {
+  return bun() !== undefined;
+}
+
+/**
+ * Dials a broker over TCP with `Bun.connect`.
+ *
+ * @param address The broker; its kind must be `tcp`.
+ * @param options The abort signal (the other options are for TLS).
+ * @returns The open connection.
+ * @throws {ConnectionClosedError} When the broker cannot be reached.
+ *
+ * @example
+ * ```ts
+ * import { brokerAddress } from "./address.ts";
+ * import { hasBunSockets, openBunTransport } from "./bun.ts";
+ *
+ * if (hasBunSockets()) {
+ *   const address = brokerAddress(new URL("mqtt://127.0.0.1:1883"));
+ *   await openBunTransport(address, {}).then(
+ *     (transport) => transport.close(),
+ *     (error) => console.log(error.message), // no broker listens there
+ *   );
+ * }
+ * ```
+ */
+export async function openBunTransport(
+  address: BrokerAddress,
+  options: TransportOptions,
+): Promise<BunSocketTransport> {
+  const runtime = bun();
+  if (runtime === undefined) throw unreachable(address, "this runtime has no Bun.connect");
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const transport = new BunSocketTransport(address);
+  const attempt = runtime.connect({
+    hostname: address.hostname,
+    port: address.port,
+    data: transport,
+    socket: HANDLERS,
+  });
+  let socket: BunSocket;
+  try {
+    socket = await abortable(attempt, signal, (late) => late.terminate());
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw unreachable(address, error);
+  }
+  transport.attach(socket);
+  return transport;
+}
+
+const HANDLERS: BunSocketHandlers = {
+  data: (socket, chunk) => socket.data.onData(chunk),
+  drain: (socket) => socket.data.onDrain(),
+  end: (socket) => socket.data.onEnd(),
+  close: (socket, error) => socket.data.fail(error ?? new Error("the socket closed")),
+  error: (socket, error) => socket.data.fail(error),
+};
+
+/** A write that the socket took only part of: the rest goes out on `drain`. */
+interface PendingWrite {
+  bytes: Uint8Array;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * A `Bun.connect` socket as a transport: used directly by the client (see
+ * {@linkcode DirectTransport}), or as a pair of web byte streams made on first use.
+ *
+ * A write settles once the socket has taken all of its bytes (the rest of a partial write goes
+ * out as the socket drains), so a broker that does not read stops the writes. The socket is
+ * paused until something reads, and while the reader asks it to wait. When the connection breaks,
+ * reading ends and writes fail with a `ConnectionClosedError`; when the broker ends it, reading
+ * ends cleanly.
+ *
+ * @example
+ * ```ts
+ * import { brokerAddress } from "./address.ts";
+ * import { hasBunSockets, openBunTransport } from "./bun.ts";
+ *
+ * if (hasBunSockets()) {
+ *   const transport = await openBunTransport(brokerAddress(new URL("mqtt://127.0.0.1:1883")), {})
+ *     .catch(() => undefined); // no broker listens there
+ *   transport?.close();
+ * }
+ * ```
+ */
+export class BunSocketTransport implements DirectTransport {
+  readonly #address: BrokerAddress;
+  #socket: BunSocket | undefined;
+  #sink: ByteSink | undefined;
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+  #writableController: WritableStreamDefaultController | undefined;
+  #writes: PendingWrite[] | undefined;
+  #ending: PendingWrite | undefined;
+  #ended = false;
+  #closed = false;
+  #broken: ConnectionClosedError | undefined;
+  #early: { error: unknown } | undefined;
+
+  /** A transport for a socket that `attach` hands it once connected. */
+  constructor(address: BrokerAddress) {
+    this.#address = address;
+  }
+
+  /** Takes the connected socket; paused until something reads. */
+  attach(socket: BunSocket): void {
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    if (this.#sink === undefined) socket.pause();
+  }
+
+  /** Bytes from the broker, as a stream; made on first use. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= streamFrom(this);
+  }
+
+  /** Bytes to the broker, as a stream; made on first use. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
+      start: (controller) => {
+        this.#writableController = controller;
+        if (this.#broken !== undefined) controller.error(this.#broken);
+      },
+      write: (chunk) => this.write(chunk),
+      close: () => this.end(),
+      abort: () => this.close(),
+    });
+  }
+
+  /** Starts handing every chunk the socket reads to `sink`. */
+  listen(sink: ByteSink): void {
+    if (this.#sink !== undefined) throw new TypeError("the transport is read already");
+    this.#sink = sink;
+    const early = this.#early;
+    if (early !== undefined) {
+      this.#early = undefined;
+      this.#finish(early.error);
+      return;
+    }
+    this.#socket?.resume();
+  }
+
+  /** Closes the socket at once; reading ends, further writes reject. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket?.terminate();
+    this.fail(new Error("the transport was closed"));
+  }
+
+  /** Writes `bytes`; settles once the socket has taken all of them. */
+  write(bytes: Uint8Array): Promise<void> {
+    const socket = this.#socket;
+    if (this.#broken !== undefined || socket === undefined) {
+      return Promise.reject(this.#broken ?? connectionLost(this.#address, "not connected"));
+    }
+    if (this.#writes === undefined) {
+      const written = socket.write(bytes);
+      if (written === bytes.byteLength) return Promise.resolve();
+      if (written < 0) {
+        return Promise.reject(connectionLost(this.#address, "the socket is closed"));
+      }
+      bytes = bytes.subarray(written);
+    }
+    return new Promise<void>((resolve, reject) => {
+      (this.#writes ??= []).push({ bytes, resolve, reject });
+    });
+  }
+
+  /** Ends the connection once the writes before it are out. */
+  end(): Promise<void> {
+    const socket = this.#socket;
+    if (this.#broken !== undefined || socket === undefined) {
+      return Promise.reject(this.#broken ?? connectionLost(this.#address, "not connected"));
+    }
+    if (this.#writes === undefined) {
+      socket.end();
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#ending = { bytes: new Uint8Array(0), resolve, reject };
+    });
+  }
+
+  /** @internal The socket read `chunk`. */
+  onData(chunk: Uint8Array): void {
+    const sink = this.#sink;
+    if (sink === undefined || this.#ended) return;
+    const pause = sink.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    if (pause !== undefined) {
+      this.#socket!.pause();
+      pause.then(this.#resume, this.#resume);
+    }
+  }
+
+  #resume = (): void => {
+    if (!this.#ended) this.#socket?.resume();
+  };
+
+  /** @internal The socket can take more: the rest of the pending writes. */
+  onDrain(): void {
+    const socket = this.#socket!;
+    const writes = this.#writes;
+    while (writes !== undefined && writes.length > 0) {
+      const pending = writes[0];
+      const written = socket.write(pending.bytes);
+      if (written < pending.bytes.byteLength) {
+        if (written > 0) pending.bytes = pending.bytes.subarray(written);
+        return;
+      }
+      writes.shift();
+      pending.resolve();
+    }
+    this.#writes = undefined;
+    const ending = this.#ending;
+    if (ending !== undefined) {
+      this.#ending = undefined;
+      socket.end();
+      ending.resolve();
+    }
+  }
+
+  /** @internal The broker ended the connection. */
+  onEnd(): void {
+    this.#finish(undefined);
+  }
+
+  /** @internal The connection is over: end reading, fail what waits to be written. */
+  fail(reason: Error): void {
+    const error = connectionLost(this.#address, reason);
+    this.#broken ??= error;
+    this.#finish(this.#closed ? undefined : error);
+    this.#writableController?.error(error);
+    const writes = this.#writes ?? [];
+    this.#writes = undefined;
+    if (this.#ending !== undefined) writes.push(this.#ending);
+    this.#ending = undefined;
+    for (const pending of writes) pending.reject(error);
+  }
+
+  #finish(error: unknown): void {
+    if (this.#ended) return;
+    if (this.#sink === undefined) {
+      this.#early ??= { error };
+      return;
+    }
+    this.#ended = true;
+    this.#sink.end(error);
+  }
+}
