@@ -98,11 +98,14 @@ export function brokerAddress(url: URL): BrokerAddress {
  * ```
  */
 export function unreachable(address: BrokerAddress, reason: unknown): ConnectionClosedError {
-  const detail = reason instanceof Error
+  let detail = reason instanceof Error
     ? (reason.message || reason.name)
     : typeof reason === "string"
     ? reason
     : String(reason);
+  // Bun says only "Failed to connect"; its code (ECONNREFUSED, ...) says why.
+  const code = (reason as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string" && !detail.includes(code)) detail += ` (${code})`;
   return new ConnectionClosedError(
     `could not connect to ${address.display}: ${detail}`,
     reason instanceof Error ? { cause: reason } : undefined,
@@ -126,11 +129,14 @@ export function unreachable(address: BrokerAddress, reason: unknown): Connection
  */
 export function connectionLost(address: BrokerAddress, reason: unknown): ConnectionClosedError {
   if (reason instanceof ConnectionClosedError) return reason;
-  const detail = reason instanceof Error
+  let detail = reason instanceof Error
     ? (reason.message || reason.name)
     : typeof reason === "string"
     ? reason
     : String(reason);
+  // Bun says only "Failed to connect"; its code (ECONNREFUSED, ...) says why.
+  const code = (reason as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string" && !detail.includes(code)) detail += ` (${code})`;
   return new ConnectionClosedError(
     `the connection to ${address.display} closed: ${detail}`,
     reason instanceof Error ? { cause: reason } : undefined,

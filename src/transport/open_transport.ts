@@ -80,8 +80,11 @@ export async function openTransport(url: URL, options: TransportOptions = {}): P
     return await openWebSocketTransport(address, options);
   }
   if (hasDenoSockets()) return await openDenoTransport(address, options);
-  // Bun's own TCP sockets cost half the memory of node:net's; TLS stays on node:tls.
-  if (address.kind === "tcp" && hasBunSockets()) return await openBunTransport(address, options);
+  // Bun's own TCP sockets cost half the memory of node:net's; TLS stays on node:tls, and so does
+  // a chosen local address, which Bun.connect cannot bind.
+  if (address.kind === "tcp" && options.localAddress === undefined && hasBunSockets()) {
+    return await openBunTransport(address, options);
+  }
   const sockets = nodeSockets();
   if (sockets !== undefined) return await openNodeTransport(sockets, address, options);
   throw new TypeError(
