@@ -23,7 +23,7 @@ import {
 } from "../errors.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import { encode, packetSize } from "../packet/encode.ts";
-import type { AuthPacket, ConnackPacket, DisconnectPacket, Packet } from "../packet/types.ts";
+import type { ConnackPacket, DisconnectPacket, Packet } from "../packet/types.ts";
 import { Session } from "../session/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
@@ -33,13 +33,9 @@ import { type Dialer, Redialer } from "./reconnect.ts";
 import { type BrokerDialer, BrokerList, displayUrl } from "./brokers.ts";
 import { parseServerReference, referenceUrl } from "./server_reference.ts";
 import { StoreWriter } from "./store_writer.ts";
+import { EnhancedAuthentication } from "./authentication.ts";
 import type { ClientState } from "./state.ts";
-import type {
-  AuthenticationExchange,
-  Authenticator,
-  ClientOptions,
-  DisconnectOptions,
-} from "./types.ts";
+import type { ClientOptions, DisconnectOptions } from "./types.ts";
 
 /** A token the session hands back when an operation completes: the promise given to the user. */
 export type Token = Deferred<unknown>;
@@ -52,26 +48,6 @@ export interface LifecycleHost {
   dispatchEvent(event: Event): boolean;
   /** The client closed for good: consumers of messages end. */
   closed(): void;
-}
-
-/** One enhanced authentication exchange the client runs, on one connection. */
-interface Exchange {
-  /** The connection it runs on. */
-  connection: Connection;
-  /** Its steps, once the authenticator started it. */
-  steps: AuthenticationExchange | undefined;
-  /** For a re-authentication: settles with its outcome. */
-  reauth: Deferred<void> | undefined;
-}
-
-/** Turns what an authentication handler threw into an {@linkcode AuthenticationError}. */
-function authenticationFailure(error: unknown): AuthenticationError {
-  if (error instanceof AuthenticationError) return error;
-  return new AuthenticationError(
-    `the authentication handler failed: ${error instanceof Error ? error.message : String(error)}`,
-    ReasonCode.NotAuthorized,
-    { cause: error },
-  );
 }
 
 /** The lifecycle of one client: every state change but `idle` → `connecting` happens here. */
@@ -108,10 +84,8 @@ export class Lifecycle {
   #closed = new Deferred<void>();
   #abort: (() => void) | undefined;
   #everConnected = false;
-  // The enhanced authentication exchange running, if any.
-  #exchange: Exchange | undefined;
-  // Settles when the last re-authentication asked for has: the next one waits for it.
-  #reauthTail: Promise<void> = Promise.resolve();
+  // MQTT 5 enhanced authentication, with the auth option, once configured.
+  #authentication: EnhancedAuthentication | undefined;
 
   /**
    * A lifecycle over a transport opened by hand, a dialer that opens one per attempt, or a list
@@ -156,6 +130,13 @@ export class Lifecycle {
     session.disconnected();
     this.session = session;
     this.#redialer = new Redialer(this.#dial, settings);
+    if (settings.auth !== undefined) {
+      this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
+        state: () => this.state,
+        connection: () => this.#connection,
+        fail: (error) => this.#fail(error),
+      });
+    }
     if (this.#brokerDialer !== undefined) {
       this.#brokers = new BrokerList(
         this.#brokerDialer.urls,
@@ -239,12 +220,12 @@ export class Lifecycle {
       return;
     }
     const now = this.clock.now();
-    const auth = settings.auth;
-    if (auth === undefined) {
+    const authentication = this.#authentication;
+    if (authentication === undefined) {
       session.connect(now);
       connection.scheduleFlush();
     } else {
-      this.#startConnectExchange(auth, connection);
+      authentication.start(connection);
     }
     // connectTimeout covers the whole attempt: the dial, then CONNACK.
     const started = this.#redialer!.takeStartedAt() ?? now;
@@ -254,23 +235,6 @@ export class Lifecycle {
       this.#connectTimer = undefined;
       this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
     }, Math.max(0, started + timeout - now));
-  }
-
-  /**
-   * Starts the authentication exchange of a connection: CONNECT goes once the authenticator has
-   * given the initial data. The connect timeout runs meanwhile.
-   */
-  #startConnectExchange(auth: Authenticator, connection: Connection): void {
-    const session = this.session!;
-    const exchange: Exchange = { connection, steps: undefined, reauth: undefined };
-    this.#exchange = exchange;
-    const context = { reauthentication: false, clientId: session.clientId };
-    Promise.resolve().then(() => auth.start(context)).then((steps) => {
-      if (this.#exchange !== exchange || !connection.writable) return;
-      exchange.steps = steps;
-      session.connect(this.clock.now(), steps.data);
-      connection.scheduleFlush();
-    }).catch((error) => this.#authenticationFailed(exchange, error));
   }
 
   /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
@@ -284,98 +248,24 @@ export class Lifecycle {
       );
     }
     if (packet.type === "connack" && packet.reasonCode === 0) {
-      const done = this.#exchange?.steps?.done;
-      if (done !== undefined) return this.#verifyConnack(packet, done);
+      const verifying = this.#authentication?.verifyConnack(packet, () => {
+        session.receive(packet, this.clock.now());
+        this.#onConnack(packet);
+        return this.#host.pump();
+      });
+      if (verifying !== undefined) return verifying;
     }
     session.receive(packet, this.clock.now());
     if (packet.type === "connack") this.#onConnack(packet);
     else if (packet.type === "disconnect") {
       const error = new BrokerDisconnect(packet);
-      const reauth = this.#exchange?.reauth;
-      if (reauth !== undefined) {
-        this.#exchange = undefined;
-        reauth.reject(
-          new AuthenticationError(
-            `the re-authentication failed: ${error.message}`,
-            packet.reasonCode ?? ReasonCode.UnspecifiedError,
-            { cause: error },
-          ),
-        );
-      }
+      this.#authentication?.disconnected(error);
       throw error;
-    } else if (packet.type === "auth") this.#onAuth(packet);
+    } else if (packet.type === "auth") {
+      // The session lets an AUTH through only to a client with the auth option.
+      this.#authentication!.receive(packet);
+    }
     return this.#host.pump();
-  }
-
-  /**
-   * An accepting CONNACK with the broker's final data, when the exchange checks it: nothing is
-   * taken from the broker nor sent to it until the check passes (reading waits meanwhile).
-   */
-  #verifyConnack(
-    connack: ConnackPacket,
-    done: NonNullable<AuthenticationExchange["done"]>,
-  ): Promise<void> {
-    const session = this.session!;
-    // What receive() would refuse is refused before the handler sees the data.
-    session.checkConnack(connack);
-    const exchange = this.#exchange!;
-    return Promise.resolve()
-      .then(() => done.call(exchange.steps, connack.properties?.authenticationData, connack))
-      .then(() => {
-        if (this.#exchange !== exchange || !exchange.connection.writable) return;
-        session.receive(connack, this.clock.now());
-        this.#onConnack(connack);
-        return this.#host.pump();
-      }, (error) => {
-        throw authenticationFailure(error);
-      });
-  }
-
-  /** An AUTH the session let through: a challenge to answer, or a re-authentication's success. */
-  #onAuth(packet: AuthPacket): void {
-    const exchange = this.#exchange;
-    const session = this.session!;
-    if (exchange === undefined || exchange.steps === undefined) {
-      // The session only lets an AUTH through while an exchange runs, whose steps exist by then.
-      throw new ProtocolError("AUTH outside an authentication exchange", "MQTT-4.12.0-6");
-    }
-    const steps = exchange.steps;
-    const data = packet.properties?.authenticationData;
-    if (session.authenticationChallenged) {
-      if (steps.next === undefined) {
-        this.#authenticationFailed(
-          exchange,
-          new AuthenticationError(
-            `the broker asked for more authentication data (AUTH 0x18), and the handler of "${session.authenticationMethod}" has no next step`,
-          ),
-        );
-        return;
-      }
-      Promise.resolve().then(() => steps.next!(data, packet)).then((answer) => {
-        if (this.#exchange !== exchange || !exchange.connection.writable) return;
-        session.answerAuthentication(answer);
-        exchange.connection.scheduleFlush();
-      }).catch((error) => this.#authenticationFailed(exchange, error));
-      return;
-    }
-    // AUTH 0x00: the re-authentication succeeded, once the handler agrees.
-    Promise.resolve().then(() => steps.done?.(data, packet)).then(() => {
-      if (this.#exchange !== exchange) return;
-      this.#exchange = undefined;
-      exchange.reauth?.resolve();
-    }).catch((error) => this.#authenticationFailed(exchange, error));
-  }
-
-  /**
-   * The client gives an exchange up: the handler threw, or the broker's data did not satisfy it.
-   * The connection fails (after a re-authentication, with DISCONNECT [MQTT-4.12.1-2]).
-   */
-  #authenticationFailed(exchange: Exchange, error: unknown): void {
-    if (this.#exchange !== exchange) return;
-    this.#exchange = undefined;
-    const failure = authenticationFailure(error);
-    exchange.reauth?.reject(failure);
-    if (this.#connection === exchange.connection) this.#fail(failure);
   }
 
   /**
@@ -383,65 +273,21 @@ export class Lifecycle {
    * while one runs waits for it to end first.
    */
   reauthenticate(): Promise<void> {
-    const run = this.#reauthTail.then(() => this.#reauthenticateNow());
-    this.#reauthTail = run.catch(() => {});
-    return run;
-  }
-
-  async #reauthenticateNow(): Promise<void> {
-    const auth = this.settings?.auth;
-    if (auth === undefined) {
-      throw new StateError(
-        "re-authenticate: connect with the auth option (MQTT 5 enhanced authentication) first",
-        this.state,
+    const authentication = this.#authentication;
+    if (authentication === undefined) {
+      return Promise.reject(
+        new StateError(
+          "re-authenticate: connect with the auth option (MQTT 5 enhanced authentication) first",
+          this.state,
+        ),
       );
     }
-    const connection = this.#connection;
-    if (this.state !== "connected" || connection === undefined) {
-      throw new StateError("re-authenticate", this.state);
-    }
-    const session = this.session!;
-    const exchange: Exchange = { connection, steps: undefined, reauth: new Deferred<void>() };
-    this.#exchange = exchange;
-    let steps: AuthenticationExchange;
-    try {
-      steps = await auth.start({ reauthentication: true, clientId: session.clientId });
-    } catch (error) {
-      // Nothing went on the wire: the connection goes on as it was.
-      if (this.#exchange === exchange) this.#exchange = undefined;
-      throw authenticationFailure(error);
-    }
-    if (this.#exchange !== exchange || this.#connection !== connection) {
-      // The connection ended meanwhile, and #fail rejected the exchange.
-      return exchange.reauth!.promise;
-    }
-    exchange.steps = steps;
-    try {
-      session.reauthenticate(steps.data);
-    } catch (error) {
-      this.#exchange = undefined;
-      throw error;
-    }
-    connection.scheduleFlush();
-    return exchange.reauth!.promise;
-  }
-
-  /** Ends the exchange running, if any: the connection it ran on is gone. */
-  #endExchange(reason: MqttError): void {
-    const exchange = this.#exchange;
-    if (exchange === undefined) return;
-    this.#exchange = undefined;
-    exchange.reauth?.reject(
-      reason instanceof AuthenticationError ? reason : new ConnectionClosedError(
-        `the connection ended before the re-authentication did: ${reason.message}`,
-        { cause: reason },
-      ),
-    );
+    return authentication.reauthenticate();
   }
 
   #onConnack(connack: ConnackPacket): void {
     this.#clearConnectTimer();
-    this.#exchange = undefined;
+    this.#authentication?.connected();
     this.connack = connack;
     if (connack.reasonCode !== 0) {
       throw new ConnectionRefusedError(
@@ -538,7 +384,7 @@ export class Lifecycle {
       );
     }
     this.state = "disconnecting";
-    this.#endExchange(new ConnectionClosedError("disconnect() was called"));
+    this.#authentication?.end(new ConnectionClosedError("disconnect() was called"));
     this.#connecting?.reject(new ConnectionClosedError("disconnect() was called while connecting"));
     this.#connecting = undefined;
     await this.#teardown();
@@ -557,7 +403,7 @@ export class Lifecycle {
       return; // already torn down: waiting for the next attempt, or dialing it
     }
     const error = toMqttError(reason);
-    this.#endExchange(error);
+    this.#authentication?.end(error);
     const live = state === "connected";
     // A v5 broker that refuses or disconnects with a Server Reference sends the client on.
     const redirect = this.#redirectOf(error);
@@ -779,7 +625,7 @@ export class Lifecycle {
   #finishClose(error: MqttError | undefined, packet?: DisconnectPacket): void {
     if (this.state === "closed") return;
     this.state = "closed";
-    this.#endExchange(error ?? new ConnectionClosedError("the client closed"));
+    this.#authentication?.end(error ?? new ConnectionClosedError("the client closed"));
     this.#redialer?.stop();
     const reason = error ?? new ConnectionClosedError("the client disconnected");
     const closed = reason instanceof ConnectionClosedError
