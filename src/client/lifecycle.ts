@@ -10,12 +10,10 @@ import { type Clock, closeQuietly, Deferred, systemClock, within } from "../_asy
 import {
   AuthenticationError,
   BrokerDisconnect,
-  BrokersFailedError,
   ConnectionClosedError,
   ConnectionRefusedError,
   type MqttError,
   ProtocolError,
-  RedirectError,
   StateError,
   StoreError,
   TimeoutError,
@@ -27,11 +25,11 @@ import type { ConnackPacket, DisconnectPacket, Packet } from "../packet/types.ts
 import { Session } from "../session/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
-import type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
+import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
-import { type BrokerDialer, BrokerList, displayUrl } from "./brokers.ts";
-import { parseServerReference, referenceUrl } from "./server_reference.ts";
+import type { BrokerDialer } from "./brokers.ts";
+import { Rounds } from "./rounds.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { EnhancedAuthentication } from "./authentication.ts";
 import type { ClientState } from "./state.ts";
@@ -65,11 +63,10 @@ export class Lifecycle {
   // The transport given to the constructor, for the one connection such a client makes.
   readonly #transport: Transport | undefined;
   readonly #dial: Dialer | undefined;
-  // For a client that dials URLs: the URLs, and where the client is in them.
+  // For a client that dials URLs: the URLs.
   readonly #brokerDialer: BrokerDialer | undefined;
-  #brokers: BrokerList | undefined;
-  // How each attempt of the current round failed, for the error of a round that fails.
-  #failures: { url: string; error: MqttError }[] = [];
+  // Which broker each attempt dials, once configured.
+  #rounds: Rounds | undefined;
   readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
@@ -97,7 +94,7 @@ export class Lifecycle {
       this.#dial = transport;
     } else if (transport !== undefined && "urls" in transport) {
       const brokers = this.#brokerDialer = transport;
-      this.#dial = (signal, attempt) => brokers.dial(this.#brokers!.current, signal, attempt);
+      this.#dial = (signal, attempt) => brokers.dial(this.#rounds!.current, signal, attempt);
     } else {
       this.#transport = transport;
     }
@@ -129,20 +126,17 @@ export class Lifecycle {
     packetSize(session.connect(0), settings.protocolVersion);
     session.disconnected();
     this.session = session;
-    this.#redialer = new Redialer(this.#dial, settings);
+    const redialer = this.#redialer = new Redialer(this.#dial, settings);
+    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, {
+      dial: (attempt) => this.#dialNext(attempt),
+      dispatchEvent: (event) => this.#host.dispatchEvent(event),
+    });
     if (settings.auth !== undefined) {
       this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
         state: () => this.state,
         connection: () => this.#connection,
         fail: (error) => this.#fail(error),
       });
-    }
-    if (this.#brokerDialer !== undefined) {
-      this.#brokers = new BrokerList(
-        this.#brokerDialer.urls,
-        settings.urlOrder,
-        settings.reconnect?.random ?? Math.random,
-      );
     }
     const store = settings.store;
     if (store !== undefined) {
@@ -177,9 +171,7 @@ export class Lifecycle {
       }
       const transport = this.#transport;
       if (transport === undefined) {
-        this.#brokers?.startRound();
-        this.#brokers?.next();
-        this.#dialNext(0);
+        this.#rounds!.start();
         return connecting.promise;
       }
       this.#open(transport);
@@ -299,8 +291,7 @@ export class Lifecycle {
     const reconnected = this.#everConnected;
     this.#everConnected = true;
     this.#redialer!.connected();
-    this.#brokers?.connected();
-    this.#failures = [];
+    this.#rounds!.connected();
     this.state = "connected";
     this.#abort?.();
     this.#abort = undefined;
@@ -406,7 +397,7 @@ export class Lifecycle {
     this.#authentication?.end(error);
     const live = state === "connected";
     // A v5 broker that refuses or disconnects with a Server Reference sends the client on.
-    const redirect = this.#redirectOf(error);
+    const redirect = this.#rounds!.redirectOf(error, this.connack);
     const retry = live && (redirect !== undefined && this.settings!.reconnect !== undefined ||
       this.#redialer!.shouldRetry(error, this.#everConnected));
     if (live) this.state = retry ? "reconnecting" : "disconnecting";
@@ -450,45 +441,11 @@ export class Lifecycle {
     flushed.then(() => this.#teardown()).finally(() => {
       if (retry && this.state === "reconnecting") {
         this.#report(error, packet, true);
-        if (redirect !== undefined) {
-          this.#failures = [];
-          this.#brokers!.startRound();
-          this.#redialer!.advance();
-          this.#follow(redirect, error);
-        } else {
-          this.#scheduleRound(error);
-        }
+        this.#rounds!.reconnect(error, redirect);
       } else {
         this.#finishClose(error, packet);
       }
     });
-  }
-
-  /**
-   * The Server Reference to follow after `error`: a v5 CONNACK or DISCONNECT with 0x9C (Use
-   * another server) or 0x9D (Server moved) that names one, unless following is off or the
-   * client does not dial URLs.
-   */
-  #redirectOf(error: MqttError): { urls: URL[]; permanent: boolean } | undefined {
-    const brokers = this.#brokers;
-    const settings = this.settings!;
-    if (brokers === undefined || !settings.followServerReference) return undefined;
-    if (settings.protocolVersion !== 5) return undefined;
-    let code: number | undefined;
-    let reference: string | undefined;
-    if (error instanceof ConnectionRefusedError) {
-      code = error.reasonCode;
-      reference = this.connack?.properties?.serverReference;
-    } else if (error instanceof BrokerDisconnect) {
-      code = error.packet.reasonCode;
-      reference = error.packet.properties?.serverReference;
-    }
-    if (code !== ReasonCode.UseAnotherServer && code !== ReasonCode.ServerMoved) return undefined;
-    if (reference === undefined) return undefined;
-    const current = brokers.current;
-    const urls = parseServerReference(reference).map((server) => referenceUrl(current, server));
-    if (urls.length === 0) return undefined;
-    return { urls, permanent: code === ReasonCode.ServerMoved };
   }
 
   /**
@@ -499,75 +456,34 @@ export class Lifecycle {
   #attemptFailed(reason: unknown, packet?: DisconnectPacket): void {
     const error = toMqttError(reason);
     const first = this.state === "connecting";
-    const brokers = this.#brokers;
-    this.#failures.push({ url: brokers ? displayUrl(brokers.current) : "", error });
+    const rounds = this.#rounds!;
     // An abort (the signal) and a store that fails end it all; so does a redirect loop.
     const signal = this.settings?.signal;
     const aborted = signal?.aborted === true && reason === signal.reason;
-    let final: MqttError | undefined = aborted || error instanceof StoreError ? error : undefined;
-    if (final === undefined && brokers !== undefined) {
-      const redirect = this.#redirectOf(error);
-      if (redirect !== undefined) {
-        if (this.#follow(redirect, error)) {
-          if (!first) this.#report(error, packet, true);
-          return;
-        }
-        final = new RedirectError(brokers.redirects.map(displayUrl));
-      } else if (brokers.hasNext) {
-        if (!first) this.#report(error, packet, true);
-        this.#attemptNext(error);
-        return;
-      }
+    const next = rounds.attemptFailed(error, this.connack, aborted || error instanceof StoreError);
+    if (next === "redirect") {
+      rounds.attemptNext(error, !first);
+      if (!first) this.#report(error, packet, true);
+      return;
     }
-    const failures = this.#failures;
-    this.#failures = [];
-    const failed = final ?? (failures.length === 1 ? error : new BrokersFailedError(failures));
+    if (next === "next") {
+      if (!first) this.#report(error, packet, true);
+      rounds.attemptNext(error, !first);
+      return;
+    }
+    const failed = next.error;
     if (first) {
       // One broker, one failure: the caller gets it as it came (a TypeError stays one).
-      const single = final === undefined && failures.length === 1;
-      this.#connecting?.reject(aborted || single ? reason : failed);
+      this.#connecting?.reject(aborted || next.single ? reason : failed);
       this.#connecting = undefined;
       this.state = "disconnecting";
       this.#finishClose(failed, packet);
-    } else if (final === undefined && this.#redialer!.shouldRetry(failed, this.#everConnected)) {
+    } else if (!next.final && this.#redialer!.shouldRetry(failed, this.#everConnected)) {
       this.#report(error, packet, true);
-      this.#scheduleRound(failed);
+      rounds.schedule(failed);
     } else {
       this.#finishClose(failed, packet);
     }
-  }
-
-  /** Follows a Server Reference; `false` when too many were followed in a row. */
-  #follow(redirect: { urls: URL[]; permanent: boolean }, error: MqttError): boolean {
-    if (!this.#brokers!.redirect(redirect.urls, redirect.permanent)) return false;
-    this.#attemptNext(error);
-    return true;
-  }
-
-  /** Tries the next broker of the round at once. */
-  #attemptNext(error: MqttError): void {
-    const url = this.#brokers!.next();
-    const attempt = this.#redialer!.attempt;
-    if (this.state === "reconnecting") {
-      this.#host.dispatchEvent(
-        new CustomEvent<ReconnectEventDetail>("reconnect", {
-          detail: { attempt, delay: 0, error, url: displayUrl(url) },
-        }),
-      );
-    }
-    this.#dialNext(attempt);
-  }
-
-  /** Starts a round of reconnection: its first broker after the backoff delay. */
-  #scheduleRound(error: MqttError): void {
-    this.#failures = [];
-    const brokers = this.#brokers;
-    brokers?.startRound();
-    const url = brokers?.next();
-    const { attempt, delay } = this.#redialer!.schedule((due) => this.#dialNext(due));
-    const detail: ReconnectEventDetail = { attempt, delay, error };
-    if (url !== undefined) detail.url = displayUrl(url);
-    this.#host.dispatchEvent(new CustomEvent<ReconnectEventDetail>("reconnect", { detail }));
   }
 
   /** Dials the current broker and opens a connection over it; a failure fails the attempt. */
