@@ -12,30 +12,12 @@
 import { ProtocolError } from "../errors.ts";
 import { PacketDecoder } from "../packet/decoder_stream.ts";
 import { encode } from "../packet/encode.ts";
-import type {
-  ConnectPacket,
-  DisconnectPacket,
-  Packet,
-  Properties,
-  SubscribePacket,
-  UnsubscribePacket,
-  Will,
-} from "../packet/types.ts";
-import { isShared, isValidTopicFilter } from "../packet/topic.ts";
-import type {
-  BrokerSession,
-  ClientConnection,
-  Delivery,
-  SubscriptionRecord,
-} from "./broker_session.ts";
+import type { ConnectPacket, DisconnectPacket, Packet, Properties, Will } from "../packet/types.ts";
+import type { BrokerSession, ClientConnection, Delivery } from "./broker_session.ts";
 import { Inbox } from "./inbox.ts";
 import { Outbox } from "./outbox.ts";
-import {
-  ConnackReturnCode,
-  MAXIMUM_PACKET_SIZE,
-  ReasonCode,
-  SubackReturnCode,
-} from "../packet/constants.ts";
+import { Subscriptions } from "./subscriptions.ts";
+import { ConnackReturnCode, MAXIMUM_PACKET_SIZE, ReasonCode } from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
 import type { Link } from "./types.ts";
 import type { AuthenticateHook, AuthorizeHook } from "./auth.ts";
@@ -70,6 +52,7 @@ export class ClientHandler implements ClientConnection {
   readonly #decoder: PacketDecoder;
   readonly #outbox: Outbox;
   readonly #inbox: Inbox;
+  readonly #subscriptions: Subscriptions;
   // "authenticating": CONNECT is read and the authenticate hook has not accepted it yet.
   #state: "connecting" | "authenticating" | "connected" | "closed" = "connecting";
   readonly #authentication: ConnectionAuthentication;
@@ -113,6 +96,7 @@ export class ClientHandler implements ClientConnection {
       this.#end("error", this.#v5 ? ReasonCode.QuotaExceeded : undefined);
     });
     const inbox = this.#inbox = new Inbox(core, this.#outbox);
+    this.#subscriptions = new Subscriptions(core, this.#outbox, authorization);
     if (hooks.authorize !== undefined) {
       inbox.authorize = (topic, qos) => authorization.publish(topic, qos);
     }
@@ -237,9 +221,9 @@ export class ClientHandler implements ClientConnection {
       case "pubcomp":
         return this.#outbox.acked(packet.packetId, 2);
       case "subscribe":
-        return this.#subscribe(packet);
+        return this.#subscriptions.subscribe(this.session!, packet);
       case "unsubscribe":
-        return this.#unsubscribe(packet);
+        return this.#subscriptions.unsubscribe(this.session!, packet);
       case "pingreq":
         this.#outbox.send({ type: "pingresp" });
         return;
@@ -398,59 +382,6 @@ export class ClientHandler implements ClientConnection {
     this.#outbox.send(connack);
     this.#will = undefined;
     this.#end("disconnect", undefined, true);
-  }
-
-  #subscribe(packet: SubscribePacket): void {
-    const session = this.session!;
-    const v5 = this.#v5;
-    const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined;
-    const reasonCodes: number[] = [];
-    const retainedToSend: SubscriptionRecord[] = [];
-    for (const request of packet.subscriptions) {
-      const filter = request.topicFilter;
-      if (!isValidTopicFilter(filter)) {
-        reasonCodes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackReturnCode.Failure);
-        continue;
-      }
-      const refused = this.#authorization.subscribe(filter, request.qos, v5);
-      if (refused !== undefined) {
-        reasonCodes.push(refused);
-        continue;
-      }
-      // No Local on a shared subscription never gets here: the codec refuses it.
-      const shared = isShared(filter);
-      const record: SubscriptionRecord = {
-        session,
-        topicFilter: filter,
-        qos: request.qos,
-        noLocal: v5 && (request.noLocal ?? false),
-        retainAsPublished: v5 && (request.retainAsPublished ?? false),
-        retainHandling: v5 ? request.retainHandling ?? 0 : 0,
-      };
-      if (identifier !== undefined) record.subscriptionIdentifier = identifier;
-      const replaced = this.#core.subscribe(record);
-      reasonCodes.push(request.qos);
-      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not;
-      // never on a shared subscription (v5 section 4.8.2).
-      if (shared) continue;
-      if (record.retainHandling === 0 || (record.retainHandling === 1 && !replaced)) {
-        retainedToSend.push(record);
-      }
-    }
-    this.#outbox.send({ type: "suback", packetId: packet.packetId, reasonCodes });
-    for (const record of retainedToSend) this.#core.deliverRetained(record);
-  }
-
-  #unsubscribe(packet: UnsubscribePacket): void {
-    const session = this.session!;
-    const reasonCodes = packet.topicFilters.map((filter) =>
-      this.#core.unsubscribe(session, filter)
-        ? ReasonCode.Success
-        : ReasonCode.NoSubscriptionExisted
-    );
-    const unsuback: Packet = { type: "unsuback", packetId: packet.packetId };
-    if (this.#v5) unsuback.reasonCodes = reasonCodes;
-    this.#outbox.send(unsuback);
   }
 
   #disconnect(packet: DisconnectPacket): void {
