@@ -11,12 +11,12 @@
 
 import { ProtocolError } from "../errors.ts";
 import { PacketDecoder } from "../packet/decoder_stream.ts";
-import { encode } from "../packet/encode.ts";
 import type { ConnectPacket, DisconnectPacket, Packet, Properties, Will } from "../packet/types.ts";
 import type { BrokerSession, ClientConnection, Delivery } from "./broker_session.ts";
 import { Inbox } from "./inbox.ts";
 import { Outbox } from "./outbox.ts";
 import { Subscriptions } from "./subscriptions.ts";
+import { badConnectAnswer } from "./bad_connect.ts";
 import { ConnackReturnCode, MAXIMUM_PACKET_SIZE, ReasonCode } from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
 import type { Link } from "./types.ts";
@@ -424,25 +424,13 @@ export class ClientHandler implements ClientConnection {
   #fail(error: unknown): void {
     if (this.#state === "authenticating") return this.#authentication.failed(error);
     if (this.#state === "connecting") {
-      // An unsupported protocol level is answered with CONNACK before closing ([MQTT-3.1.2-2]);
-      // so is any other bad CONNECT that says it is MQTT 5 (v5 section 3.2.2.2).
-      const level = error instanceof ProtocolError ? requestedLevel(this.#head) : undefined;
-      if (level !== undefined) {
-        const unsupported = error instanceof ProtocolError &&
-          error.reasonCode === ReasonCode.UnsupportedProtocolVersion;
-        const v5 = level >= 5;
-        if (unsupported || level === 5) {
-          const reasonCode = unsupported
-            ? (v5
-              ? ReasonCode.UnsupportedProtocolVersion
-              : ConnackReturnCode.UnacceptableProtocolVersion)
-            : (error as ProtocolError).reasonCode;
-          this.#link.write(
-            encode({ type: "connack", sessionPresent: false, reasonCode }, v5 ? 5 : 4),
-          );
-          this.#end("error", undefined, true);
-          return;
-        }
+      const connack = error instanceof ProtocolError
+        ? badConnectAnswer(this.#head, error)
+        : undefined;
+      if (connack !== undefined) {
+        this.#link.write(connack);
+        this.#end("error", undefined, true);
+        return;
       }
       this.#end("error", undefined);
       return;
@@ -475,25 +463,4 @@ export class ClientHandler implements ClientConnection {
     this.#will = undefined;
     this.#core.releaseSession(session, this, will);
   }
-}
-
-/** The protocol level byte of the CONNECT read so far, if its name is MQTT or MQIsdp. */
-function requestedLevel(head: Uint8Array[]): number | undefined {
-  let size = 0;
-  for (const part of head) size += part.length;
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const part of head) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  let pos = 1;
-  while (pos < bytes.length && bytes[pos] & 0x80) pos++;
-  pos++;
-  if (pos + 2 > bytes.length) return undefined;
-  const nameLength = (bytes[pos] << 8) | bytes[pos + 1];
-  const name = new TextDecoder().decode(bytes.subarray(pos + 2, pos + 2 + nameLength));
-  const levelAt = pos + 2 + nameLength;
-  if ((name !== "MQTT" && name !== "MQIsdp") || levelAt >= bytes.length) return undefined;
-  return bytes[levelAt];
 }
