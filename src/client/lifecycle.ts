@@ -70,10 +70,6 @@ export class Lifecycle {
   readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
-  // Settles once the store is open and what it held is restored (rejects if it cannot be
-  // opened); until then the journal waits in the session, as the store takes nothing yet.
-  #storeOpening: Promise<void> | undefined;
-  #storeOpen = false;
   #redialer: Redialer | undefined;
   #connectTimer: unknown;
   // The promise of the first connect(); later connections have none.
@@ -121,6 +117,14 @@ export class Lifecycle {
     const settings = readOptions(options, this.#dial !== undefined);
     this.settings = settings;
     this.clock = settings.clock;
+    if (settings.store !== undefined) {
+      // Made first: once the settings are, the store closes with the client.
+      this.#storeWriter = new StoreWriter(
+        settings.store,
+        () => this.session!.takeJournal(),
+        (error) => this.#fail(error),
+      );
+    }
     const session = new Session<Token>(settings.session);
     // Check the CONNECT now, so a bad option fails here rather than on the wire.
     packetSize(session.connect(0), settings.protocolVersion);
@@ -138,14 +142,6 @@ export class Lifecycle {
         fail: (error) => this.#fail(error),
       });
     }
-    const store = settings.store;
-    if (store !== undefined) {
-      this.#storeWriter = new StoreWriter(
-        store,
-        () => session.takeJournal(),
-        (error) => this.#fail(error),
-      );
-    }
   }
 
   /** The first connection: opens the store, dials, and resolves on CONNACK. */
@@ -153,19 +149,12 @@ export class Lifecycle {
     this.state = "connecting";
     const connecting = this.#connecting = new Deferred<boolean>();
     try {
-      const store = this.settings!.store;
-      if (store !== undefined) {
-        const opening = this.#storeOpening = Promise.resolve(store.open()).then((contents) => {
-          // Publishes of an earlier process: nobody waits for them here, they just complete.
-          // Restored even when disconnect() came meanwhile: what was published while the store
-          // opened goes in after what it holds, with sequences of its own.
-          this.session!.restore(contents, () => new Deferred<unknown>());
-          this.#storeOpen = true;
-          this.applyJournal();
-        });
-        // Whoever waits for the store (durable()) hears of a failure; this is not the only one.
-        opening.catch(() => {});
-        await opening;
+      const writer = this.#storeWriter;
+      if (writer !== undefined) {
+        // Publishes of an earlier process: nobody waits for them here, they just complete.
+        // Restored even when disconnect() came meanwhile: what was published while the store
+        // opened goes in after what it holds, with sequences of its own.
+        await writer.open((contents) => this.session!.restore(contents, () => new Deferred()));
         // disconnect() while the store opened: it has settled `connecting` already.
         if (this.state !== "connecting") return connecting.promise;
       }
@@ -308,12 +297,7 @@ export class Lifecycle {
 
   /** Applies what the store must keep now, for changes no packet waits for; a failure fails. */
   applyJournal(): void {
-    if (this.#storeWriter === undefined || !this.#storeOpen) return;
-    try {
-      this.#storeWriter.apply();
-    } catch (error) {
-      this.#fail(error);
-    }
+    this.#storeWriter?.apply();
   }
 
   /**
@@ -321,11 +305,7 @@ export class Lifecycle {
    * store opens, waits for that first. Rejects when the store fails or cannot be opened.
    */
   durable(): Promise<void> {
-    const writer = this.#storeWriter;
-    if (writer === undefined) return Promise.resolve();
-    if (this.#storeOpen) return writer.durable();
-    // Not open yet: it takes the journal once it is (or never, when connect() never ran).
-    return this.#storeOpening?.then(() => writer.durable()) ?? Promise.resolve();
+    return this.#storeWriter?.durable() ?? Promise.resolve();
   }
 
   #clearConnectTimer(): void {
@@ -561,15 +541,7 @@ export class Lifecycle {
     this.#connection?.rejectWrites(closed);
     this.#host.closed();
     this.#report(error, packet, false);
-    const store = this.settings?.store;
-    const closing = store === undefined ? undefined : (async () => {
-      try {
-        await this.durable();
-      } catch {
-        // Reported already.
-      }
-      await store.close();
-    })();
-    (closing ?? Promise.resolve()).catch(() => {}).finally(() => this.#closed.resolve());
+    const closing = this.#storeWriter?.close() ?? Promise.resolve();
+    closing.catch(() => {}).finally(() => this.#closed.resolve());
   }
 }
