@@ -4,7 +4,8 @@
  * to its {@linkcode Inbox} and {@linkcode Outbox}), enforces the keepalive on the injected clock
  * and hands the will on when the connection ends. It answers through a {@linkcode Link} and never
  * touches a socket, so the same code serves TCP, WebSocket and in-memory connections, and tests
- * drive time by hand.
+ * drive time by hand. Its parts: the `authenticate` hook's exchange (`authentication.ts`), the
+ * `authorize` hook (`authorization.ts`) and the subscriptions (`subscriptions.ts`).
  *
  * @module
  */

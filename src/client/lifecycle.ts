@@ -1,7 +1,9 @@
 /**
  * The transitions of a client's state machine: a connection attempt (store, dial, CONNECT,
  * CONNACK within the timeout), an accepted connection, its failure, reconnecting with backoff,
- * and closing for good with every promise settled. The client handle asks; this decides.
+ * and closing for good with every promise settled. The client handle asks; this decides. The
+ * parts it owns and calls: the enhanced authentication exchange (`authentication.ts`), the rounds
+ * over the brokers (`rounds.ts`) and the store (`store_writer.ts`).
  *
  * @module
  */
