@@ -1,13 +1,14 @@
 /**
- * The local broker's authentication and authorization hooks: their types, what their answers
- * mean on each protocol version, and a SCRAM verifier built on the same SCRAM code as the
- * client's `scramSha1` / `scramSha256` (`src/scram.ts`).
+ * The local broker's authentication and authorization hooks: their types, and a SCRAM verifier
+ * built on the same SCRAM code as the client's `scramSha1` / `scramSha256` (`src/scram.ts`).
+ * What their answers mean on each protocol version is `authentication.ts`'s and
+ * `authorization.ts`'s.
  *
  * @module
  */
 
 import { AuthenticationError } from "../errors.ts";
-import { ConnackReturnCode, ReasonCode, reasonName } from "../packet/constants.ts";
+import { ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/types.ts";
 import {
   type ScramHash,
@@ -103,96 +104,6 @@ export interface AuthorizationRequest {
  * order. Throwing refuses with 0x80.
  */
 export type AuthorizeHook = (request: AuthorizationRequest) => boolean | number;
-
-/** An authentication result made plain: accept, refuse or challenge. */
-export type Decision =
-  | { kind: "accept"; data?: Uint8Array; username?: string }
-  | { kind: "refuse"; reasonCode: number; reasonString?: string }
-  | {
-    kind: "challenge";
-    data?: Uint8Array;
-    next: NonNullable<AuthenticationOutcome["next"]>;
-    username?: string;
-  };
-
-/** Reads what the hook returned (or threw, as `failed`). */
-export function decide(result: AuthenticationResult, failed = false): Decision {
-  if (failed) return { kind: "refuse", reasonCode: ReasonCode.UnspecifiedError };
-  if (result === true) return { kind: "accept" };
-  if (result === false) return { kind: "refuse", reasonCode: ReasonCode.BadUserNameOrPassword };
-  if (typeof result === "number") {
-    return result === 0 ? { kind: "accept" } : { kind: "refuse", reasonCode: result };
-  }
-  if (result === null || typeof result !== "object") {
-    return { kind: "refuse", reasonCode: ReasonCode.UnspecifiedError };
-  }
-  const code = result.reasonCode ?? 0;
-  if (code !== 0) {
-    const refusal: Decision = { kind: "refuse", reasonCode: code };
-    if (result.reasonString !== undefined) refusal.reasonString = result.reasonString;
-    return refusal;
-  }
-  if (result.next !== undefined) {
-    return { kind: "challenge", data: result.data, next: result.next, username: result.username };
-  }
-  return { kind: "accept", data: result.data, username: result.username };
-}
-
-/**
- * The CONNACK code of a refusal on `version`: the MQTT 5 code as it is (0x80 when it is no
- * CONNACK code), or the nearest 3.x return code.
- */
-export function connackRefusal(code: number, version: ProtocolVersion): number {
-  if (version === 5) {
-    return code >= 0x80 && reasonName(code, "connack") !== undefined
-      ? code
-      : ReasonCode.UnspecifiedError;
-  }
-  if (code >= 1 && code <= 5) return code;
-  switch (code) {
-    case ReasonCode.BadUserNameOrPassword:
-      return ConnackReturnCode.BadUserNameOrPassword;
-    case ReasonCode.ClientIdentifierNotValid:
-      return ConnackReturnCode.IdentifierRejected;
-    case ReasonCode.UnsupportedProtocolVersion:
-      return ConnackReturnCode.UnacceptableProtocolVersion;
-    case ReasonCode.ServerUnavailable:
-    case ReasonCode.ServerBusy:
-    case ReasonCode.UnspecifiedError:
-      return ConnackReturnCode.ServerUnavailable;
-    default:
-      return ConnackReturnCode.NotAuthorized;
-  }
-}
-
-/** The DISCONNECT code that ends a refused re-authentication: the code, or 0x87 if it is none. */
-export function disconnectRefusal(code: number): number {
-  return code >= 0x80 && reasonName(code, "disconnect") !== undefined
-    ? code
-    : ReasonCode.NotAuthorized;
-}
-
-/**
- * The reason code the `authorize` hook gives, or `undefined` when it allows: valid on
- * `packet` (PUBACK or SUBACK) or 0x87.
- */
-export function authorization(
-  hook: AuthorizeHook,
-  request: AuthorizationRequest,
-  packet: "puback" | "suback",
-): number | undefined {
-  let answer: boolean | number;
-  try {
-    answer = hook(request);
-  } catch {
-    return ReasonCode.UnspecifiedError;
-  }
-  if (answer === true || answer === 0) return undefined;
-  if (answer === false) return ReasonCode.NotAuthorized;
-  return answer >= 0x80 && reasonName(answer, packet) !== undefined
-    ? answer
-    : ReasonCode.NotAuthorized;
-}
 
 /** The options of {@linkcode scramVerifier}. */
 export interface ScramVerifierOptions {

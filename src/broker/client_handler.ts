@@ -4,51 +4,26 @@
  * to its {@linkcode Inbox} and {@linkcode Outbox}), enforces the keepalive on the injected clock
  * and hands the will on when the connection ends. It answers through a {@linkcode Link} and never
  * touches a socket, so the same code serves TCP, WebSocket and in-memory connections, and tests
- * drive time by hand.
+ * drive time by hand. Its parts: the `authenticate` hook's exchange (`authentication.ts`), the
+ * `authorize` hook (`authorization.ts`) and the subscriptions (`subscriptions.ts`).
  *
  * @module
  */
 
 import { ProtocolError } from "../errors.ts";
 import { PacketDecoder } from "../packet/decoder_stream.ts";
-import { encode } from "../packet/encode.ts";
-import type {
-  AuthPacket,
-  ConnectPacket,
-  DisconnectPacket,
-  Packet,
-  Properties,
-  SubscribePacket,
-  UnsubscribePacket,
-  Will,
-} from "../packet/types.ts";
-import { isShared, isValidTopicFilter } from "../packet/topic.ts";
-import type {
-  BrokerSession,
-  ClientConnection,
-  Delivery,
-  SubscriptionRecord,
-} from "./broker_session.ts";
+import type { ConnectPacket, DisconnectPacket, Packet, Properties, Will } from "../packet/types.ts";
+import type { BrokerSession, ClientConnection, Delivery } from "./broker_session.ts";
 import { Inbox } from "./inbox.ts";
 import { Outbox } from "./outbox.ts";
-import {
-  ConnackReturnCode,
-  MAXIMUM_PACKET_SIZE,
-  ReasonCode,
-  SubackReturnCode,
-} from "../packet/constants.ts";
+import { Subscriptions } from "./subscriptions.ts";
+import { badConnectAnswer } from "./bad_connect.ts";
+import { ConnackReturnCode, MAXIMUM_PACKET_SIZE, ReasonCode } from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
 import type { Link } from "./types.ts";
-import {
-  type AuthenticateHook,
-  type AuthenticationResult,
-  authorization,
-  type AuthorizeHook,
-  connackRefusal,
-  decide,
-  type Decision,
-  disconnectRefusal,
-} from "./auth.ts";
+import type { AuthenticateHook, AuthorizeHook } from "./auth.ts";
+import { ConnectionAuthentication } from "./authentication.ts";
+import { ConnectionAuthorization } from "./authorization.ts";
 
 /** The hooks of `new Broker({ authenticate, authorize })` a connection consults. */
 export interface ConnectionHooks {
@@ -60,9 +35,6 @@ export interface ConnectionHooks {
 
 /** The most packets held after CONNECT while the authenticate hook decides. */
 const MAX_EARLY_PACKETS = 1000;
-
-/** Which authentication exchange a hook answer belongs to. */
-type Phase = "connect" | "reauthenticate";
 
 /** Why a connection ended, for the will and the reason code. */
 type Ending = "disconnect" | "will" | "lost" | "error";
@@ -81,25 +53,17 @@ export class ClientHandler implements ClientConnection {
   readonly #decoder: PacketDecoder;
   readonly #outbox: Outbox;
   readonly #inbox: Inbox;
+  readonly #subscriptions: Subscriptions;
   // "authenticating": CONNECT is read and the authenticate hook has not accepted it yet.
   #state: "connecting" | "authenticating" | "connected" | "closed" = "connecting";
-  readonly #hooks: ConnectionHooks;
+  readonly #authentication: ConnectionAuthentication;
+  readonly #authorization: ConnectionAuthorization;
   // The CONNECT being authenticated, and whether its client id was assigned.
   #connectPacket: ConnectPacket | undefined = undefined;
   #assigned = false;
   // Packets a client that named no Authentication Method sent after CONNECT while the hook
   // decided (3.1.1 lets a client send them before CONNACK): handled once it accepts.
   #early: Packet[] = [];
-  // MQTT 5 enhanced authentication: the method CONNECT named, the challenge awaiting the
-  // client's answer, whether a re-authentication runs, and the hook answer awaited (its number).
-  #method: string | undefined = undefined;
-  #challenge:
-    | ((data: Uint8Array | undefined) => AuthenticationResult | Promise<AuthenticationResult>)
-    | undefined = undefined;
-  #reauthenticating = false;
-  #consulting = 0;
-  /** The identity the authorize hook sees: the User Name, or what authentication gave. */
-  #identity: string | undefined = undefined;
   #will: Will | undefined = undefined;
   #keepalive = 0;
   // The CONNECT deadline until CONNECT is read, then the keepalive deadline.
@@ -111,7 +75,21 @@ export class ClientHandler implements ClientConnection {
   constructor(core: BrokerCore, link: Link, hooks: ConnectionHooks = {}) {
     this.#core = core;
     this.#link = link;
-    this.#hooks = hooks;
+    const authentication = this.#authentication = new ConnectionAuthentication(
+      hooks.authenticate,
+      {
+        closed: () => this.#state === "closed",
+        send: (packet) => this.#outbox.send(packet),
+        refuse: (reasonCode, properties) => this.#refuse(reasonCode, properties),
+        end: (reasonCode) => this.#end("error", reasonCode),
+        accepted: (data) => this.#accepted(data),
+        fail: (error) => this.#fail(error),
+      },
+    );
+    const authorization = this.#authorization = new ConnectionAuthorization(
+      hooks.authorize,
+      authentication,
+    );
     this.#decoder = new PacketDecoder({
       maximumPacketSize: core.maximumPacketSize ?? MAXIMUM_PACKET_SIZE,
     });
@@ -119,16 +97,9 @@ export class ClientHandler implements ClientConnection {
       this.#end("error", this.#v5 ? ReasonCode.QuotaExceeded : undefined);
     });
     const inbox = this.#inbox = new Inbox(core, this.#outbox);
-    const authorize = hooks.authorize;
-    if (authorize !== undefined) {
-      inbox.authorize = (topic, qos) =>
-        authorization(authorize, {
-          clientId: this.clientId!,
-          username: this.#identity,
-          action: "publish",
-          topic,
-          qos,
-        }, "puback");
+    this.#subscriptions = new Subscriptions(core, this.#outbox, authorization);
+    if (hooks.authorize !== undefined) {
+      inbox.authorize = (topic, qos) => authorization.publish(topic, qos);
     }
     core.handlers.add(this);
     this.#timer = core.clock.setTimeout(() => {
@@ -251,9 +222,9 @@ export class ClientHandler implements ClientConnection {
       case "pubcomp":
         return this.#outbox.acked(packet.packetId, 2);
       case "subscribe":
-        return this.#subscribe(packet);
+        return this.#subscriptions.subscribe(this.session!, packet);
       case "unsubscribe":
-        return this.#unsubscribe(packet);
+        return this.#subscriptions.unsubscribe(this.session!, packet);
       case "pingreq":
         this.#outbox.send({ type: "pingresp" });
         return;
@@ -262,7 +233,7 @@ export class ClientHandler implements ClientConnection {
       case "connect":
         throw new ProtocolError("a second CONNECT", "MQTT-3.1.0-2", ReasonCode.ProtocolError);
       case "auth":
-        return this.#reauthenticate(packet);
+        return this.#authentication.reauthenticate(packet);
       default:
         throw new ProtocolError(
           `a client does not send ${packet.type}`,
@@ -292,12 +263,9 @@ export class ClientHandler implements ClientConnection {
         { serverReference: redirect.serverReference },
       );
     }
-    const method = v5 ? packet.properties?.authenticationMethod : undefined;
-    const authenticate = this.#hooks.authenticate;
-    if (method !== undefined && authenticate === undefined) {
-      // [MQTT-4.12.0-1] a method the server does not support.
-      return this.#refuse(ReasonCode.BadAuthenticationMethod);
-    }
+    const authentication = this.#authentication;
+    const refused = authentication.refusal(packet);
+    if (refused !== undefined) return this.#refuse(refused);
     let clientId = packet.clientId;
     let assigned = false;
     if (clientId === "") {
@@ -311,85 +279,16 @@ export class ClientHandler implements ClientConnection {
       assigned = true;
     }
     this.clientId = clientId;
-    this.#identity = packet.username;
-    if (authenticate === undefined) return this.#accept(packet, assigned, undefined);
+    if (!authentication.connect(packet, clientId)) return this.#accept(packet, assigned, undefined);
     this.#state = "authenticating";
     this.#connectPacket = packet;
     this.#assigned = assigned;
-    this.#method = method;
     // The exchange must end within the connect timeout too.
     this.#timer = core.clock.setTimeout(() => {
       this.#timer = undefined;
       if (this.#state === "authenticating") this.#end("error", undefined);
     }, core.connectTimeout);
-    const request = {
-      clientId,
-      protocolVersion: version,
-      reauthentication: false,
-      ...(packet.username !== undefined ? { username: packet.username } : {}),
-      ...(packet.password !== undefined ? { password: packet.password } : {}),
-      ...(method !== undefined ? { method } : {}),
-      ...(v5 && packet.properties?.authenticationData !== undefined
-        ? { data: packet.properties.authenticationData }
-        : {}),
-    };
-    this.#consult(() => authenticate(request), "connect");
-  }
-
-  /**
-   * Asks a hook (the authenticate hook, or a challenge's `next`) and acts on its answer, unless
-   * the connection ended or another question was asked meanwhile. A hook that throws refuses.
-   */
-  #consult(ask: () => AuthenticationResult | Promise<AuthenticationResult>, phase: Phase): void {
-    const round = ++this.#consulting;
-    new Promise<AuthenticationResult>((resolve) => resolve(ask())).then(
-      (result) => decide(result),
-      () => decide(false, true),
-    ).then((decision) => {
-      if (this.#state === "closed" || round !== this.#consulting) return;
-      try {
-        this.#decided(decision, phase);
-      } catch (error) {
-        this.#fail(error);
-      }
-    });
-  }
-
-  #decided(decision: Decision, phase: Phase): void {
-    const version = this.#outbox.version;
-    if (
-      decision.kind === "challenge" && (version !== 5 || this.#method === undefined)
-    ) {
-      // [MQTT-4.12.0-6] no AUTH to a client that named no method: a hook's mistake, refused.
-      decision = { kind: "refuse", reasonCode: ReasonCode.UnspecifiedError };
-    }
-    switch (decision.kind) {
-      case "refuse":
-        this.#challenge = undefined;
-        if (phase === "connect") {
-          // [MQTT-4.12.0-4] the server may refuse at any point, and closes the connection.
-          return this.#refuse(
-            connackRefusal(decision.reasonCode, version),
-            decision.reasonString === undefined
-              ? undefined
-              : { reasonString: decision.reasonString },
-          );
-        }
-        // [MQTT-4.12.1-2] a failed re-authentication ends with DISCONNECT.
-        return this.#end("error", disconnectRefusal(decision.reasonCode));
-      case "challenge":
-        this.#challenge = decision.next;
-        // [MQTT-4.12.0-2] more data is asked for with 0x18.
-        return this.#sendAuth(ReasonCode.ContinueAuthentication, decision.data);
-      case "accept":
-        this.#challenge = undefined;
-        if (decision.username !== undefined) this.#identity = decision.username;
-        if (phase === "reauthenticate") {
-          this.#reauthenticating = false;
-          return this.#sendAuth(ReasonCode.Success, decision.data);
-        }
-        return this.#accepted(decision.data);
-    }
+    authentication.start(packet);
   }
 
   /** The authenticate hook accepted the CONNECT: the connection opens, then what waited is handled. */
@@ -406,98 +305,13 @@ export class ClientHandler implements ClientConnection {
     }
   }
 
-  /** [MQTT-4.12.0-5] every AUTH the server sends names the method of CONNECT. */
-  #sendAuth(reasonCode: number, data: Uint8Array | undefined): void {
-    const properties: Properties = { authenticationMethod: this.#method };
-    if (data !== undefined) properties.authenticationData = data;
-    this.#outbox.send({ type: "auth", reasonCode, properties });
-  }
-
   /** A packet while the authenticate hook decides on CONNECT. */
   #whileAuthenticating(packet: Packet): void {
-    if (packet.type === "auth") return this.#continue(packet, "connect");
     if (packet.type === "disconnect") return this.#end("disconnect", undefined);
-    if (this.#method !== undefined) {
-      throw new ProtocolError(
-        `${packet.type.toUpperCase()} before CONNACK from a client that named an Authentication Method`,
-        "MQTT-3.1.2-30",
-        ReasonCode.ProtocolError,
-      );
-    }
+    if (this.#authentication.authenticating(packet)) return;
     // A client that floods a hook that takes its time is cut off, not buffered without bound.
     if (this.#early.length >= MAX_EARLY_PACKETS) return this.#end("error", undefined);
     this.#early.push(packet);
-  }
-
-  /** An AUTH 0x18 from the client: its answer to our challenge. */
-  #continue(packet: AuthPacket, phase: Phase): void {
-    this.#checkAuthMethod(packet);
-    const next = this.#challenge;
-    if (packet.reasonCode !== ReasonCode.ContinueAuthentication || next === undefined) {
-      throw new ProtocolError(
-        packet.reasonCode === ReasonCode.ContinueAuthentication
-          ? "AUTH 0x18 that answers no challenge"
-          : `a client does not send AUTH 0x${packet.reasonCode.toString(16)} here`,
-        // [MQTT-4.12.0-3] the client answers a challenge with 0x18, and only then.
-        "MQTT-4.12.0-3",
-        ReasonCode.ProtocolError,
-      );
-    }
-    this.#challenge = undefined;
-    const data = packet.properties?.authenticationData;
-    this.#consult(() => next(data), phase);
-  }
-
-  /** An AUTH from a connected client: a re-authentication starts (0x19) or goes on (0x18). */
-  #reauthenticate(packet: AuthPacket): void {
-    this.#checkAuthMethod(packet);
-    if (packet.reasonCode !== ReasonCode.ReAuthenticate) {
-      if (!this.#reauthenticating) {
-        throw new ProtocolError(
-          `AUTH 0x${packet.reasonCode.toString(16)} while no re-authentication runs`,
-          "MQTT-4.12.1-1",
-          ReasonCode.ProtocolError,
-        );
-      }
-      return this.#continue(packet, "reauthenticate");
-    }
-    if (this.#reauthenticating) {
-      throw new ProtocolError(
-        "AUTH 0x19 while a re-authentication runs",
-        undefined,
-        ReasonCode.ProtocolError,
-      );
-    }
-    this.#reauthenticating = true;
-    const authenticate = this.#hooks.authenticate!;
-    const data = packet.properties?.authenticationData;
-    const request = {
-      clientId: this.clientId!,
-      protocolVersion: this.#outbox.version,
-      reauthentication: true,
-      method: this.#method,
-      ...(this.#identity !== undefined ? { username: this.#identity } : {}),
-      ...(data !== undefined ? { data } : {}),
-    };
-    this.#consult(() => authenticate(request), "reauthenticate");
-  }
-
-  /** The client's AUTH: only with a method in CONNECT, and that method. */
-  #checkAuthMethod(packet: AuthPacket): void {
-    if (this.#method === undefined) {
-      throw new ProtocolError(
-        "AUTH without an authentication method",
-        "MQTT-4.12.0-7",
-        ReasonCode.ProtocolError,
-      );
-    }
-    if (packet.properties?.authenticationMethod !== this.#method) {
-      throw new ProtocolError(
-        `AUTH names another method than "${this.#method}"`,
-        "MQTT-4.12.1-1",
-        ReasonCode.BadAuthenticationMethod,
-      );
-    }
   }
 
   /** Opens the session of an accepted CONNECT and answers CONNACK. */
@@ -510,16 +324,9 @@ export class ClientHandler implements ClientConnection {
     const version = packet.protocolVersion;
     const v5 = version === 5;
     const clientId = this.clientId!;
-    const authorize = this.#hooks.authorize;
-    if (packet.will !== undefined && authorize !== undefined) {
-      const refused = authorization(authorize, {
-        clientId,
-        username: this.#identity,
-        action: "publish",
-        topic: packet.will.topic,
-        qos: packet.will.qos,
-      }, "puback");
-      if (refused !== undefined) return this.#refuse(connackRefusal(refused, version));
+    if (packet.will !== undefined) {
+      const refused = this.#authorization.will(packet.will, version);
+      if (refused !== undefined) return this.#refuse(refused);
     }
     const expiry = v5
       ? (packet.properties?.sessionExpiryInterval ?? 0)
@@ -562,11 +369,7 @@ export class ClientHandler implements ClientConnection {
       if (core.receiveMaximum !== 65_535) props.receiveMaximum = core.receiveMaximum;
       if (core.maximumPacketSize !== undefined) props.maximumPacketSize = core.maximumPacketSize;
       if (assigned) props.assignedClientIdentifier = clientId;
-      if (this.#method !== undefined) {
-        // [MQTT-4.12.0-5] an accepting CONNACK names the method of CONNECT.
-        props.authenticationMethod = this.#method;
-        if (authenticationData !== undefined) props.authenticationData = authenticationData;
-      }
+      this.#authentication.accepting(props, authenticationData);
       connack.properties = props;
     }
     this.#outbox.send(connack);
@@ -580,66 +383,6 @@ export class ClientHandler implements ClientConnection {
     this.#outbox.send(connack);
     this.#will = undefined;
     this.#end("disconnect", undefined, true);
-  }
-
-  #subscribe(packet: SubscribePacket): void {
-    const session = this.session!;
-    const v5 = this.#v5;
-    const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined;
-    const reasonCodes: number[] = [];
-    const retainedToSend: SubscriptionRecord[] = [];
-    for (const request of packet.subscriptions) {
-      const filter = request.topicFilter;
-      if (!isValidTopicFilter(filter)) {
-        reasonCodes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackReturnCode.Failure);
-        continue;
-      }
-      const authorize = this.#hooks.authorize;
-      const refused = authorize === undefined ? undefined : authorization(authorize, {
-        clientId: this.clientId!,
-        username: this.#identity,
-        action: "subscribe",
-        topic: filter,
-        qos: request.qos,
-      }, "suback");
-      if (refused !== undefined) {
-        reasonCodes.push(v5 ? refused : SubackReturnCode.Failure);
-        continue;
-      }
-      // No Local on a shared subscription never gets here: the codec refuses it.
-      const shared = isShared(filter);
-      const record: SubscriptionRecord = {
-        session,
-        topicFilter: filter,
-        qos: request.qos,
-        noLocal: v5 && (request.noLocal ?? false),
-        retainAsPublished: v5 && (request.retainAsPublished ?? false),
-        retainHandling: v5 ? request.retainHandling ?? 0 : 0,
-      };
-      if (identifier !== undefined) record.subscriptionIdentifier = identifier;
-      const replaced = this.#core.subscribe(record);
-      reasonCodes.push(request.qos);
-      // [MQTT-3.3.1-9] retained messages go out on subscribe, unless Retain Handling says not;
-      // never on a shared subscription (v5 section 4.8.2).
-      if (shared) continue;
-      if (record.retainHandling === 0 || (record.retainHandling === 1 && !replaced)) {
-        retainedToSend.push(record);
-      }
-    }
-    this.#outbox.send({ type: "suback", packetId: packet.packetId, reasonCodes });
-    for (const record of retainedToSend) this.#core.deliverRetained(record);
-  }
-
-  #unsubscribe(packet: UnsubscribePacket): void {
-    const session = this.session!;
-    const reasonCodes = packet.topicFilters.map((filter) =>
-      this.#core.unsubscribe(session, filter)
-        ? ReasonCode.Success
-        : ReasonCode.NoSubscriptionExisted
-    );
-    const unsuback: Packet = { type: "unsuback", packetId: packet.packetId };
-    if (this.#v5) unsuback.reasonCodes = reasonCodes;
-    this.#outbox.send(unsuback);
   }
 
   #disconnect(packet: DisconnectPacket): void {
@@ -680,32 +423,15 @@ export class ClientHandler implements ClientConnection {
   }
 
   #fail(error: unknown): void {
-    if (this.#state === "authenticating") {
-      // A bad packet during the exchange: v5 says why in CONNACK, 3.x just closes.
-      if (!this.#v5) return this.#end("error", undefined);
-      const code = error instanceof ProtocolError ? error.reasonCode : ReasonCode.UnspecifiedError;
-      return this.#refuse(connackRefusal(code, 5));
-    }
+    if (this.#state === "authenticating") return this.#authentication.failed(error);
     if (this.#state === "connecting") {
-      // An unsupported protocol level is answered with CONNACK before closing ([MQTT-3.1.2-2]);
-      // so is any other bad CONNECT that says it is MQTT 5 (v5 section 3.2.2.2).
-      const level = error instanceof ProtocolError ? requestedLevel(this.#head) : undefined;
-      if (level !== undefined) {
-        const unsupported = error instanceof ProtocolError &&
-          error.reasonCode === ReasonCode.UnsupportedProtocolVersion;
-        const v5 = level >= 5;
-        if (unsupported || level === 5) {
-          const reasonCode = unsupported
-            ? (v5
-              ? ReasonCode.UnsupportedProtocolVersion
-              : ConnackReturnCode.UnacceptableProtocolVersion)
-            : (error as ProtocolError).reasonCode;
-          this.#link.write(
-            encode({ type: "connack", sessionPresent: false, reasonCode }, v5 ? 5 : 4),
-          );
-          this.#end("error", undefined, true);
-          return;
-        }
+      const connack = error instanceof ProtocolError
+        ? badConnectAnswer(this.#head, error)
+        : undefined;
+      if (connack !== undefined) {
+        this.#link.write(connack);
+        this.#end("error", undefined, true);
+        return;
       }
       this.#end("error", undefined);
       return;
@@ -738,25 +464,4 @@ export class ClientHandler implements ClientConnection {
     this.#will = undefined;
     this.#core.releaseSession(session, this, will);
   }
-}
-
-/** The protocol level byte of the CONNECT read so far, if its name is MQTT or MQIsdp. */
-function requestedLevel(head: Uint8Array[]): number | undefined {
-  let size = 0;
-  for (const part of head) size += part.length;
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const part of head) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  let pos = 1;
-  while (pos < bytes.length && bytes[pos] & 0x80) pos++;
-  pos++;
-  if (pos + 2 > bytes.length) return undefined;
-  const nameLength = (bytes[pos] << 8) | bytes[pos + 1];
-  const name = new TextDecoder().decode(bytes.subarray(pos + 2, pos + 2 + nameLength));
-  const levelAt = pos + 2 + nameLength;
-  if ((name !== "MQTT" && name !== "MQIsdp") || levelAt >= bytes.length) return undefined;
-  return bytes[levelAt];
 }

@@ -1,7 +1,7 @@
 /**
  * Several brokers: the list of URLs a client dials, one round (a pass over them, in order or
- * shuffled) per connection attempt, and the Server References it follows. No I/O: the lifecycle
- * asks it which URL comes next.
+ * shuffled) per connection attempt, and the Server References it follows. No I/O: the rounds
+ * (`rounds.ts`) ask it which URL comes next.
  *
  * @module
  */

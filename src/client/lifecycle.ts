@@ -1,7 +1,9 @@
 /**
  * The transitions of a client's state machine: a connection attempt (store, dial, CONNECT,
  * CONNACK within the timeout), an accepted connection, its failure, reconnecting with backoff,
- * and closing for good with every promise settled. The client handle asks; this decides.
+ * and closing for good with every promise settled. The client handle asks; this decides. The
+ * parts it owns and calls: the enhanced authentication exchange (`authentication.ts`), the rounds
+ * over the brokers (`rounds.ts`) and the store (`store_writer.ts`).
  *
  * @module
  */
@@ -10,12 +12,10 @@ import { type Clock, closeQuietly, Deferred, systemClock, within } from "../_asy
 import {
   AuthenticationError,
   BrokerDisconnect,
-  BrokersFailedError,
   ConnectionClosedError,
   ConnectionRefusedError,
   type MqttError,
   ProtocolError,
-  RedirectError,
   StateError,
   StoreError,
   TimeoutError,
@@ -23,23 +23,19 @@ import {
 } from "../errors.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import { encode, packetSize } from "../packet/encode.ts";
-import type { AuthPacket, ConnackPacket, DisconnectPacket, Packet } from "../packet/types.ts";
+import type { ConnackPacket, DisconnectPacket, Packet } from "../packet/types.ts";
 import { Session } from "../session/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
-import type { ConnectEventDetail, DisconnectEventDetail, ReconnectEventDetail } from "./events.ts";
+import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
-import { type BrokerDialer, BrokerList, displayUrl } from "./brokers.ts";
-import { parseServerReference, referenceUrl } from "./server_reference.ts";
+import type { BrokerDialer } from "./brokers.ts";
+import { Rounds } from "./rounds.ts";
 import { StoreWriter } from "./store_writer.ts";
+import { EnhancedAuthentication } from "./authentication.ts";
 import type { ClientState } from "./state.ts";
-import type {
-  AuthenticationExchange,
-  Authenticator,
-  ClientOptions,
-  DisconnectOptions,
-} from "./types.ts";
+import type { ClientOptions, DisconnectOptions } from "./types.ts";
 
 /** A token the session hands back when an operation completes: the promise given to the user. */
 export type Token = Deferred<unknown>;
@@ -52,26 +48,6 @@ export interface LifecycleHost {
   dispatchEvent(event: Event): boolean;
   /** The client closed for good: consumers of messages end. */
   closed(): void;
-}
-
-/** One enhanced authentication exchange the client runs, on one connection. */
-interface Exchange {
-  /** The connection it runs on. */
-  connection: Connection;
-  /** Its steps, once the authenticator started it. */
-  steps: AuthenticationExchange | undefined;
-  /** For a re-authentication: settles with its outcome. */
-  reauth: Deferred<void> | undefined;
-}
-
-/** Turns what an authentication handler threw into an {@linkcode AuthenticationError}. */
-function authenticationFailure(error: unknown): AuthenticationError {
-  if (error instanceof AuthenticationError) return error;
-  return new AuthenticationError(
-    `the authentication handler failed: ${error instanceof Error ? error.message : String(error)}`,
-    ReasonCode.NotAuthorized,
-    { cause: error },
-  );
 }
 
 /** The lifecycle of one client: every state change but `idle` → `connecting` happens here. */
@@ -89,18 +65,13 @@ export class Lifecycle {
   // The transport given to the constructor, for the one connection such a client makes.
   readonly #transport: Transport | undefined;
   readonly #dial: Dialer | undefined;
-  // For a client that dials URLs: the URLs, and where the client is in them.
+  // For a client that dials URLs: the URLs.
   readonly #brokerDialer: BrokerDialer | undefined;
-  #brokers: BrokerList | undefined;
-  // How each attempt of the current round failed, for the error of a round that fails.
-  #failures: { url: string; error: MqttError }[] = [];
+  // Which broker each attempt dials, once configured.
+  #rounds: Rounds | undefined;
   readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
-  // Settles once the store is open and what it held is restored (rejects if it cannot be
-  // opened); until then the journal waits in the session, as the store takes nothing yet.
-  #storeOpening: Promise<void> | undefined;
-  #storeOpen = false;
   #redialer: Redialer | undefined;
   #connectTimer: unknown;
   // The promise of the first connect(); later connections have none.
@@ -108,10 +79,8 @@ export class Lifecycle {
   #closed = new Deferred<void>();
   #abort: (() => void) | undefined;
   #everConnected = false;
-  // The enhanced authentication exchange running, if any.
-  #exchange: Exchange | undefined;
-  // Settles when the last re-authentication asked for has: the next one waits for it.
-  #reauthTail: Promise<void> = Promise.resolve();
+  // MQTT 5 enhanced authentication, with the auth option, once configured.
+  #authentication: EnhancedAuthentication | undefined;
 
   /**
    * A lifecycle over a transport opened by hand, a dialer that opens one per attempt, or a list
@@ -123,7 +92,7 @@ export class Lifecycle {
       this.#dial = transport;
     } else if (transport !== undefined && "urls" in transport) {
       const brokers = this.#brokerDialer = transport;
-      this.#dial = (signal, attempt) => brokers.dial(this.#brokers!.current, signal, attempt);
+      this.#dial = (signal, attempt) => brokers.dial(this.#rounds!.current, signal, attempt);
     } else {
       this.#transport = transport;
     }
@@ -150,26 +119,30 @@ export class Lifecycle {
     const settings = readOptions(options, this.#dial !== undefined);
     this.settings = settings;
     this.clock = settings.clock;
+    if (settings.store !== undefined) {
+      // Made first: once the settings are, the store closes with the client.
+      this.#storeWriter = new StoreWriter(
+        settings.store,
+        () => this.session!.takeJournal(),
+        (error) => this.#fail(error),
+      );
+    }
     const session = new Session<Token>(settings.session);
     // Check the CONNECT now, so a bad option fails here rather than on the wire.
     packetSize(session.connect(0), settings.protocolVersion);
     session.disconnected();
     this.session = session;
-    this.#redialer = new Redialer(this.#dial, settings);
-    if (this.#brokerDialer !== undefined) {
-      this.#brokers = new BrokerList(
-        this.#brokerDialer.urls,
-        settings.urlOrder,
-        settings.reconnect?.random ?? Math.random,
-      );
-    }
-    const store = settings.store;
-    if (store !== undefined) {
-      this.#storeWriter = new StoreWriter(
-        store,
-        () => session.takeJournal(),
-        (error) => this.#fail(error),
-      );
+    const redialer = this.#redialer = new Redialer(this.#dial, settings);
+    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, {
+      dial: (attempt) => this.#dialNext(attempt),
+      dispatchEvent: (event) => this.#host.dispatchEvent(event),
+    });
+    if (settings.auth !== undefined) {
+      this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
+        state: () => this.state,
+        connection: () => this.#connection,
+        fail: (error) => this.#fail(error),
+      });
     }
   }
 
@@ -178,27 +151,18 @@ export class Lifecycle {
     this.state = "connecting";
     const connecting = this.#connecting = new Deferred<boolean>();
     try {
-      const store = this.settings!.store;
-      if (store !== undefined) {
-        const opening = this.#storeOpening = Promise.resolve(store.open()).then((contents) => {
-          // Publishes of an earlier process: nobody waits for them here, they just complete.
-          // Restored even when disconnect() came meanwhile: what was published while the store
-          // opened goes in after what it holds, with sequences of its own.
-          this.session!.restore(contents, () => new Deferred<unknown>());
-          this.#storeOpen = true;
-          this.applyJournal();
-        });
-        // Whoever waits for the store (durable()) hears of a failure; this is not the only one.
-        opening.catch(() => {});
-        await opening;
+      const writer = this.#storeWriter;
+      if (writer !== undefined) {
+        // Publishes of an earlier process: nobody waits for them here, they just complete.
+        // Restored even when disconnect() came meanwhile: what was published while the store
+        // opened goes in after what it holds, with sequences of its own.
+        await writer.open((contents) => this.session!.restore(contents, () => new Deferred()));
         // disconnect() while the store opened: it has settled `connecting` already.
         if (this.state !== "connecting") return connecting.promise;
       }
       const transport = this.#transport;
       if (transport === undefined) {
-        this.#brokers?.startRound();
-        this.#brokers?.next();
-        this.#dialNext(0);
+        this.#rounds!.start();
         return connecting.promise;
       }
       this.#open(transport);
@@ -239,12 +203,12 @@ export class Lifecycle {
       return;
     }
     const now = this.clock.now();
-    const auth = settings.auth;
-    if (auth === undefined) {
+    const authentication = this.#authentication;
+    if (authentication === undefined) {
       session.connect(now);
       connection.scheduleFlush();
     } else {
-      this.#startConnectExchange(auth, connection);
+      authentication.start(connection);
     }
     // connectTimeout covers the whole attempt: the dial, then CONNACK.
     const started = this.#redialer!.takeStartedAt() ?? now;
@@ -254,23 +218,6 @@ export class Lifecycle {
       this.#connectTimer = undefined;
       this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
     }, Math.max(0, started + timeout - now));
-  }
-
-  /**
-   * Starts the authentication exchange of a connection: CONNECT goes once the authenticator has
-   * given the initial data. The connect timeout runs meanwhile.
-   */
-  #startConnectExchange(auth: Authenticator, connection: Connection): void {
-    const session = this.session!;
-    const exchange: Exchange = { connection, steps: undefined, reauth: undefined };
-    this.#exchange = exchange;
-    const context = { reauthentication: false, clientId: session.clientId };
-    Promise.resolve().then(() => auth.start(context)).then((steps) => {
-      if (this.#exchange !== exchange || !connection.writable) return;
-      exchange.steps = steps;
-      session.connect(this.clock.now(), steps.data);
-      connection.scheduleFlush();
-    }).catch((error) => this.#authenticationFailed(exchange, error));
   }
 
   /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
@@ -284,98 +231,24 @@ export class Lifecycle {
       );
     }
     if (packet.type === "connack" && packet.reasonCode === 0) {
-      const done = this.#exchange?.steps?.done;
-      if (done !== undefined) return this.#verifyConnack(packet, done);
+      const verifying = this.#authentication?.verifyConnack(packet, () => {
+        session.receive(packet, this.clock.now());
+        this.#onConnack(packet);
+        return this.#host.pump();
+      });
+      if (verifying !== undefined) return verifying;
     }
     session.receive(packet, this.clock.now());
     if (packet.type === "connack") this.#onConnack(packet);
     else if (packet.type === "disconnect") {
       const error = new BrokerDisconnect(packet);
-      const reauth = this.#exchange?.reauth;
-      if (reauth !== undefined) {
-        this.#exchange = undefined;
-        reauth.reject(
-          new AuthenticationError(
-            `the re-authentication failed: ${error.message}`,
-            packet.reasonCode ?? ReasonCode.UnspecifiedError,
-            { cause: error },
-          ),
-        );
-      }
+      this.#authentication?.disconnected(error);
       throw error;
-    } else if (packet.type === "auth") this.#onAuth(packet);
+    } else if (packet.type === "auth") {
+      // The session lets an AUTH through only to a client with the auth option.
+      this.#authentication!.receive(packet);
+    }
     return this.#host.pump();
-  }
-
-  /**
-   * An accepting CONNACK with the broker's final data, when the exchange checks it: nothing is
-   * taken from the broker nor sent to it until the check passes (reading waits meanwhile).
-   */
-  #verifyConnack(
-    connack: ConnackPacket,
-    done: NonNullable<AuthenticationExchange["done"]>,
-  ): Promise<void> {
-    const session = this.session!;
-    // What receive() would refuse is refused before the handler sees the data.
-    session.checkConnack(connack);
-    const exchange = this.#exchange!;
-    return Promise.resolve()
-      .then(() => done.call(exchange.steps, connack.properties?.authenticationData, connack))
-      .then(() => {
-        if (this.#exchange !== exchange || !exchange.connection.writable) return;
-        session.receive(connack, this.clock.now());
-        this.#onConnack(connack);
-        return this.#host.pump();
-      }, (error) => {
-        throw authenticationFailure(error);
-      });
-  }
-
-  /** An AUTH the session let through: a challenge to answer, or a re-authentication's success. */
-  #onAuth(packet: AuthPacket): void {
-    const exchange = this.#exchange;
-    const session = this.session!;
-    if (exchange === undefined || exchange.steps === undefined) {
-      // The session only lets an AUTH through while an exchange runs, whose steps exist by then.
-      throw new ProtocolError("AUTH outside an authentication exchange", "MQTT-4.12.0-6");
-    }
-    const steps = exchange.steps;
-    const data = packet.properties?.authenticationData;
-    if (session.authenticationChallenged) {
-      if (steps.next === undefined) {
-        this.#authenticationFailed(
-          exchange,
-          new AuthenticationError(
-            `the broker asked for more authentication data (AUTH 0x18), and the handler of "${session.authenticationMethod}" has no next step`,
-          ),
-        );
-        return;
-      }
-      Promise.resolve().then(() => steps.next!(data, packet)).then((answer) => {
-        if (this.#exchange !== exchange || !exchange.connection.writable) return;
-        session.answerAuthentication(answer);
-        exchange.connection.scheduleFlush();
-      }).catch((error) => this.#authenticationFailed(exchange, error));
-      return;
-    }
-    // AUTH 0x00: the re-authentication succeeded, once the handler agrees.
-    Promise.resolve().then(() => steps.done?.(data, packet)).then(() => {
-      if (this.#exchange !== exchange) return;
-      this.#exchange = undefined;
-      exchange.reauth?.resolve();
-    }).catch((error) => this.#authenticationFailed(exchange, error));
-  }
-
-  /**
-   * The client gives an exchange up: the handler threw, or the broker's data did not satisfy it.
-   * The connection fails (after a re-authentication, with DISCONNECT [MQTT-4.12.1-2]).
-   */
-  #authenticationFailed(exchange: Exchange, error: unknown): void {
-    if (this.#exchange !== exchange) return;
-    this.#exchange = undefined;
-    const failure = authenticationFailure(error);
-    exchange.reauth?.reject(failure);
-    if (this.#connection === exchange.connection) this.#fail(failure);
   }
 
   /**
@@ -383,65 +256,21 @@ export class Lifecycle {
    * while one runs waits for it to end first.
    */
   reauthenticate(): Promise<void> {
-    const run = this.#reauthTail.then(() => this.#reauthenticateNow());
-    this.#reauthTail = run.catch(() => {});
-    return run;
-  }
-
-  async #reauthenticateNow(): Promise<void> {
-    const auth = this.settings?.auth;
-    if (auth === undefined) {
-      throw new StateError(
-        "re-authenticate: connect with the auth option (MQTT 5 enhanced authentication) first",
-        this.state,
+    const authentication = this.#authentication;
+    if (authentication === undefined) {
+      return Promise.reject(
+        new StateError(
+          "re-authenticate: connect with the auth option (MQTT 5 enhanced authentication) first",
+          this.state,
+        ),
       );
     }
-    const connection = this.#connection;
-    if (this.state !== "connected" || connection === undefined) {
-      throw new StateError("re-authenticate", this.state);
-    }
-    const session = this.session!;
-    const exchange: Exchange = { connection, steps: undefined, reauth: new Deferred<void>() };
-    this.#exchange = exchange;
-    let steps: AuthenticationExchange;
-    try {
-      steps = await auth.start({ reauthentication: true, clientId: session.clientId });
-    } catch (error) {
-      // Nothing went on the wire: the connection goes on as it was.
-      if (this.#exchange === exchange) this.#exchange = undefined;
-      throw authenticationFailure(error);
-    }
-    if (this.#exchange !== exchange || this.#connection !== connection) {
-      // The connection ended meanwhile, and #fail rejected the exchange.
-      return exchange.reauth!.promise;
-    }
-    exchange.steps = steps;
-    try {
-      session.reauthenticate(steps.data);
-    } catch (error) {
-      this.#exchange = undefined;
-      throw error;
-    }
-    connection.scheduleFlush();
-    return exchange.reauth!.promise;
-  }
-
-  /** Ends the exchange running, if any: the connection it ran on is gone. */
-  #endExchange(reason: MqttError): void {
-    const exchange = this.#exchange;
-    if (exchange === undefined) return;
-    this.#exchange = undefined;
-    exchange.reauth?.reject(
-      reason instanceof AuthenticationError ? reason : new ConnectionClosedError(
-        `the connection ended before the re-authentication did: ${reason.message}`,
-        { cause: reason },
-      ),
-    );
+    return authentication.reauthenticate();
   }
 
   #onConnack(connack: ConnackPacket): void {
     this.#clearConnectTimer();
-    this.#exchange = undefined;
+    this.#authentication?.connected();
     this.connack = connack;
     if (connack.reasonCode !== 0) {
       throw new ConnectionRefusedError(
@@ -453,8 +282,7 @@ export class Lifecycle {
     const reconnected = this.#everConnected;
     this.#everConnected = true;
     this.#redialer!.connected();
-    this.#brokers?.connected();
-    this.#failures = [];
+    this.#rounds!.connected();
     this.state = "connected";
     this.#abort?.();
     this.#abort = undefined;
@@ -471,12 +299,7 @@ export class Lifecycle {
 
   /** Applies what the store must keep now, for changes no packet waits for; a failure fails. */
   applyJournal(): void {
-    if (this.#storeWriter === undefined || !this.#storeOpen) return;
-    try {
-      this.#storeWriter.apply();
-    } catch (error) {
-      this.#fail(error);
-    }
+    this.#storeWriter?.apply();
   }
 
   /**
@@ -484,11 +307,7 @@ export class Lifecycle {
    * store opens, waits for that first. Rejects when the store fails or cannot be opened.
    */
   durable(): Promise<void> {
-    const writer = this.#storeWriter;
-    if (writer === undefined) return Promise.resolve();
-    if (this.#storeOpen) return writer.durable();
-    // Not open yet: it takes the journal once it is (or never, when connect() never ran).
-    return this.#storeOpening?.then(() => writer.durable()) ?? Promise.resolve();
+    return this.#storeWriter?.durable() ?? Promise.resolve();
   }
 
   #clearConnectTimer(): void {
@@ -538,7 +357,7 @@ export class Lifecycle {
       );
     }
     this.state = "disconnecting";
-    this.#endExchange(new ConnectionClosedError("disconnect() was called"));
+    this.#authentication?.end(new ConnectionClosedError("disconnect() was called"));
     this.#connecting?.reject(new ConnectionClosedError("disconnect() was called while connecting"));
     this.#connecting = undefined;
     await this.#teardown();
@@ -557,10 +376,10 @@ export class Lifecycle {
       return; // already torn down: waiting for the next attempt, or dialing it
     }
     const error = toMqttError(reason);
-    this.#endExchange(error);
+    this.#authentication?.end(error);
     const live = state === "connected";
     // A v5 broker that refuses or disconnects with a Server Reference sends the client on.
-    const redirect = this.#redirectOf(error);
+    const redirect = this.#rounds!.redirectOf(error, this.connack);
     const retry = live && (redirect !== undefined && this.settings!.reconnect !== undefined ||
       this.#redialer!.shouldRetry(error, this.#everConnected));
     if (live) this.state = retry ? "reconnecting" : "disconnecting";
@@ -604,45 +423,11 @@ export class Lifecycle {
     flushed.then(() => this.#teardown()).finally(() => {
       if (retry && this.state === "reconnecting") {
         this.#report(error, packet, true);
-        if (redirect !== undefined) {
-          this.#failures = [];
-          this.#brokers!.startRound();
-          this.#redialer!.advance();
-          this.#follow(redirect, error);
-        } else {
-          this.#scheduleRound(error);
-        }
+        this.#rounds!.reconnect(error, redirect);
       } else {
         this.#finishClose(error, packet);
       }
     });
-  }
-
-  /**
-   * The Server Reference to follow after `error`: a v5 CONNACK or DISCONNECT with 0x9C (Use
-   * another server) or 0x9D (Server moved) that names one, unless following is off or the
-   * client does not dial URLs.
-   */
-  #redirectOf(error: MqttError): { urls: URL[]; permanent: boolean } | undefined {
-    const brokers = this.#brokers;
-    const settings = this.settings!;
-    if (brokers === undefined || !settings.followServerReference) return undefined;
-    if (settings.protocolVersion !== 5) return undefined;
-    let code: number | undefined;
-    let reference: string | undefined;
-    if (error instanceof ConnectionRefusedError) {
-      code = error.reasonCode;
-      reference = this.connack?.properties?.serverReference;
-    } else if (error instanceof BrokerDisconnect) {
-      code = error.packet.reasonCode;
-      reference = error.packet.properties?.serverReference;
-    }
-    if (code !== ReasonCode.UseAnotherServer && code !== ReasonCode.ServerMoved) return undefined;
-    if (reference === undefined) return undefined;
-    const current = brokers.current;
-    const urls = parseServerReference(reference).map((server) => referenceUrl(current, server));
-    if (urls.length === 0) return undefined;
-    return { urls, permanent: code === ReasonCode.ServerMoved };
   }
 
   /**
@@ -653,75 +438,34 @@ export class Lifecycle {
   #attemptFailed(reason: unknown, packet?: DisconnectPacket): void {
     const error = toMqttError(reason);
     const first = this.state === "connecting";
-    const brokers = this.#brokers;
-    this.#failures.push({ url: brokers ? displayUrl(brokers.current) : "", error });
+    const rounds = this.#rounds!;
     // An abort (the signal) and a store that fails end it all; so does a redirect loop.
     const signal = this.settings?.signal;
     const aborted = signal?.aborted === true && reason === signal.reason;
-    let final: MqttError | undefined = aborted || error instanceof StoreError ? error : undefined;
-    if (final === undefined && brokers !== undefined) {
-      const redirect = this.#redirectOf(error);
-      if (redirect !== undefined) {
-        if (this.#follow(redirect, error)) {
-          if (!first) this.#report(error, packet, true);
-          return;
-        }
-        final = new RedirectError(brokers.redirects.map(displayUrl));
-      } else if (brokers.hasNext) {
-        if (!first) this.#report(error, packet, true);
-        this.#attemptNext(error);
-        return;
-      }
+    const next = rounds.attemptFailed(error, this.connack, aborted || error instanceof StoreError);
+    if (next === "redirect") {
+      rounds.attemptNext(error, !first);
+      if (!first) this.#report(error, packet, true);
+      return;
     }
-    const failures = this.#failures;
-    this.#failures = [];
-    const failed = final ?? (failures.length === 1 ? error : new BrokersFailedError(failures));
+    if (next === "next") {
+      if (!first) this.#report(error, packet, true);
+      rounds.attemptNext(error, !first);
+      return;
+    }
+    const failed = next.error;
     if (first) {
       // One broker, one failure: the caller gets it as it came (a TypeError stays one).
-      const single = final === undefined && failures.length === 1;
-      this.#connecting?.reject(aborted || single ? reason : failed);
+      this.#connecting?.reject(aborted || next.single ? reason : failed);
       this.#connecting = undefined;
       this.state = "disconnecting";
       this.#finishClose(failed, packet);
-    } else if (final === undefined && this.#redialer!.shouldRetry(failed, this.#everConnected)) {
+    } else if (!next.final && this.#redialer!.shouldRetry(failed, this.#everConnected)) {
       this.#report(error, packet, true);
-      this.#scheduleRound(failed);
+      rounds.schedule(failed);
     } else {
       this.#finishClose(failed, packet);
     }
-  }
-
-  /** Follows a Server Reference; `false` when too many were followed in a row. */
-  #follow(redirect: { urls: URL[]; permanent: boolean }, error: MqttError): boolean {
-    if (!this.#brokers!.redirect(redirect.urls, redirect.permanent)) return false;
-    this.#attemptNext(error);
-    return true;
-  }
-
-  /** Tries the next broker of the round at once. */
-  #attemptNext(error: MqttError): void {
-    const url = this.#brokers!.next();
-    const attempt = this.#redialer!.attempt;
-    if (this.state === "reconnecting") {
-      this.#host.dispatchEvent(
-        new CustomEvent<ReconnectEventDetail>("reconnect", {
-          detail: { attempt, delay: 0, error, url: displayUrl(url) },
-        }),
-      );
-    }
-    this.#dialNext(attempt);
-  }
-
-  /** Starts a round of reconnection: its first broker after the backoff delay. */
-  #scheduleRound(error: MqttError): void {
-    this.#failures = [];
-    const brokers = this.#brokers;
-    brokers?.startRound();
-    const url = brokers?.next();
-    const { attempt, delay } = this.#redialer!.schedule((due) => this.#dialNext(due));
-    const detail: ReconnectEventDetail = { attempt, delay, error };
-    if (url !== undefined) detail.url = displayUrl(url);
-    this.#host.dispatchEvent(new CustomEvent<ReconnectEventDetail>("reconnect", { detail }));
   }
 
   /** Dials the current broker and opens a connection over it; a failure fails the attempt. */
@@ -779,7 +523,7 @@ export class Lifecycle {
   #finishClose(error: MqttError | undefined, packet?: DisconnectPacket): void {
     if (this.state === "closed") return;
     this.state = "closed";
-    this.#endExchange(error ?? new ConnectionClosedError("the client closed"));
+    this.#authentication?.end(error ?? new ConnectionClosedError("the client closed"));
     this.#redialer?.stop();
     const reason = error ?? new ConnectionClosedError("the client disconnected");
     const closed = reason instanceof ConnectionClosedError
@@ -799,15 +543,7 @@ export class Lifecycle {
     this.#connection?.rejectWrites(closed);
     this.#host.closed();
     this.#report(error, packet, false);
-    const store = this.settings?.store;
-    const closing = store === undefined ? undefined : (async () => {
-      try {
-        await this.durable();
-      } catch {
-        // Reported already.
-      }
-      await store.close();
-    })();
-    (closing ?? Promise.resolve()).catch(() => {}).finally(() => this.#closed.resolve());
+    const closing = this.#storeWriter?.close() ?? Promise.resolve();
+    closing.catch(() => {}).finally(() => this.#closed.resolve());
   }
 }
