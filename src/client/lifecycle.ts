@@ -443,12 +443,8 @@ export class Lifecycle {
     const signal = this.settings?.signal;
     const aborted = signal?.aborted === true && reason === signal.reason;
     const next = rounds.attemptFailed(error, this.connack, aborted || error instanceof StoreError);
-    if (next === "redirect") {
-      rounds.attemptNext(error, !first);
-      if (!first) this.#report(error, packet, true);
-      return;
-    }
-    if (next === "next") {
+    if (next === "redirect" || next === "next") {
+      // The failure is told (error, disconnect) before the next attempt (reconnect), either way.
       if (!first) this.#report(error, packet, true);
       rounds.attemptNext(error, !first);
       return;

@@ -358,6 +358,41 @@ describe("server redirection (MQTT 5 Server Reference)", () => {
     await rig.client.disconnect();
   });
 
+  test("while reconnecting, each failed attempt is told (error, disconnect) before the next one (reconnect), whether a refusal's Server Reference or the next URL comes next", async () => {
+    const rig = new Rig(["mqtt://a.test", "mqtt://c.test"]);
+    const connecting = rig.connect({ reconnect: { minDelay: 10, maxDelay: 10, random: () => 0 } });
+    await rig.dialed(1);
+    await rig.last.accept(false);
+    await connecting;
+    // After the loss: a.test redirects to b.test (0x9C), b.test is dead, c.test accepts.
+    rig.script("b.test", "dead");
+    await rig.last.hangUp();
+    await settle();
+    const events = recordEvents(rig.client, ["error", "disconnect", "reconnect"]);
+    await rig.clock.advance(10);
+    await rig.dialed(2);
+    await rig.last.accept(false, redirecting(0x9c, "b.test"));
+    await rig.dialed(4);
+    assert.deepEqual(rig.dials.slice(1), ["mqtt://a.test", "mqtt://b.test", "mqtt://c.test"]);
+    await rig.last.accept(false);
+    await settle();
+    assert.equal(rig.client.state, "connected");
+    assert.deepEqual(
+      events.map(([type, detail]) =>
+        type === "reconnect" ? `reconnect ${(detail as ReconnectEventDetail).url}` : type
+      ),
+      [
+        "error", // a.test refused with 0x9C
+        "disconnect",
+        "reconnect mqtt://b.test",
+        "error", // b.test dead
+        "disconnect",
+        "reconnect mqtt://c.test",
+      ],
+    );
+    await rig.client.disconnect();
+  });
+
   test("two brokers pointing at each other: after 5 redirects the 6th fails connect with RedirectError listing them", async () => {
     const rig = new Rig(["mqtt://a.test"]);
     const connecting = watch(rig.connect());
