@@ -362,8 +362,11 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
           break;
         }
         case "sent": {
-          // A QoS 0 publish that waited leaves with the next write of this connection.
-          life.connection!.written().then(event.token.resolve, event.token.reject);
+          // A QoS 0 publish that waited leaves with the next write of this connection; its bytes
+          // are buffered until then.
+          const written = life.connection!.written();
+          written.then(event.token.resolve, event.token.reject);
+          this.#unwritten(written, event.bytes);
           break;
         }
         case "failed":

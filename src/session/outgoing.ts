@@ -231,7 +231,11 @@ export class Outgoing<T> {
         shared.events.push({ type: "failed", token: outgoing.token, error: refusal });
       } else if (outgoing.packet.qos === 0) {
         this.#pushPublish(outgoing.packet);
-        shared.events.push({ type: "sent", token: outgoing.token });
+        shared.events.push({
+          type: "sent",
+          token: outgoing.token,
+          bytes: outgoing.packet.payload.length,
+        });
       } else if (shared.inflight.size < window) {
         this.#send(outgoing);
       } else {

@@ -99,6 +99,8 @@ export type SessionEvent<T> =
     type: "sent";
     /** The token given with the publish. */
     token: T;
+    /** Its payload bytes, waiting in the outbox for the next write. */
+    bytes: number;
   }
   | {
     /** An operation failed: a v5 reason code of 0x80 or more. */

@@ -136,6 +136,45 @@ describe("ready()", () => {
     await publish.promise;
     await Promise.all([client.disconnect(), broker.closed()]);
   });
+  test("QoS 0 publishes that waited for a reconnection count in bufferedAmount until the write that takes them completes", async () => {
+    const clock = new FakeClock();
+    const brokers: FakeBroker[] = [];
+    const dial: Dialer = () => {
+      // The second connection's writes complete only once the broker reads them.
+      const broker = new FakeBroker(4, { blockWrites: brokers.length > 0 });
+      brokers.push(broker);
+      return Promise.resolve(broker.transport);
+    };
+    const client = new MqttClient(dial);
+    const connecting = client.connect({
+      clientId: "kite",
+      keepalive: 0,
+      clean: false,
+      clock,
+      reconnect: { minDelay: 100, maxDelay: 100, random: () => 0 },
+    });
+    await settle();
+    await brokers[0].accept();
+    await connecting;
+    const scheduled = nextEvent(client, "reconnect");
+    await brokers[0].hangUp();
+    await scheduled;
+    const publish = watch(client.publish("t", "0123456789")); // QoS 0, waits for a connection
+    assert.equal(client.bufferedAmount, 10);
+    await clock.advance(clock.nextAt - clock.now());
+    await settle();
+    const broker = brokers[1];
+    await broker.accept(true);
+    await settle();
+    // Out of the session's queue, in a write the broker has not read: still buffered.
+    assert.equal(publish.settled, false);
+    assert.equal(client.bufferedAmount, 10);
+    const sent = await broker.expect("publish");
+    assert.equal(decoder.decode(sent.payload), "0123456789");
+    await publish.promise;
+    assert.equal(client.bufferedAmount, 0);
+    await Promise.all([client.disconnect(), broker.closed()]);
+  });
 });
 
 describe("writable()", () => {
