@@ -7,10 +7,10 @@
  * @module
  */
 
-import { type Clock, Deferred, within } from "../_async.ts";
+import { type Clock, Deferred, noop } from "../_async.ts";
 import { ConnectionClosedError, StoreError } from "../errors.ts";
 import { Writer } from "../packet/bytes.ts";
-import { type Deadline, Deadlines } from "./deadlines.ts";
+import { type Deadline, Deadlines, settlesWithin } from "./deadlines.ts";
 import { PacketDecoder } from "../packet/decoder_stream.ts";
 import { encodeInto } from "../packet/encode.ts";
 import type { Packet, ProtocolVersion } from "../packet/types.ts";
@@ -377,9 +377,11 @@ export class Connection implements ByteSink {
     if (this.#keepalive !== undefined) this.#deadlines.cancel(this.#keepalive);
     // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
     // a reconnection would start new batches and leave them unsettled.
-    this.rejectWrites(
-      new ConnectionClosedError("the connection closed before the bytes were written"),
-    );
+    if (this.#inWrite !== undefined || this.#written !== undefined) {
+      this.rejectWrites(
+        new ConnectionClosedError("the connection closed before the bytes were written"),
+      );
+    }
     const reader = this.#reader;
     const writer = this.#writer;
     const direct = this.#direct;
@@ -388,12 +390,17 @@ export class Connection implements ByteSink {
     this.#queue = undefined;
     // A write still pending once the grace is over never ends: closing would wait behind it.
     const grace = this.#writing ? 0 : CLOSE_GRACE_MS;
-    await Promise.allSettled([
-      reader?.cancel().catch(() => {}),
-      writer ? within(writer.close(), grace, clock) : undefined,
+    // The waits go in the clock's one timer (settlesWithin), not a runtime timer each: closing
+    // thousands of clients at once would otherwise arm thousands of timers.
+    if (direct !== undefined) {
       // A direct transport's half-close would not wait behind a pending write: none then.
-      direct && !this.#writing ? within(direct.end(), grace, clock) : undefined,
-    ]);
+      if (!this.#writing) await settlesWithin(direct.end(), grace, clock);
+    } else {
+      await Promise.allSettled([
+        reader?.cancel().catch(noop),
+        writer ? settlesWithin(writer.close(), grace, clock) : undefined,
+      ]);
+    }
     let closing: void | Promise<void> = undefined;
     try {
       closing = this.#transport.close?.();
@@ -401,6 +408,12 @@ export class Connection implements ByteSink {
       // Already closed.
     }
     // A WebSocket closes with a handshake: closing ends once it is done, or after the grace.
-    await within(Promise.all([closing, this.#readLoopDone]), CLOSE_GRACE_MS, clock);
+    const readLoopDone = this.#readLoopDone;
+    if (closing === undefined && readLoopDone === DONE) return;
+    await settlesWithin(
+      closing === undefined ? readLoopDone : Promise.all([closing, readLoopDone]),
+      CLOSE_GRACE_MS,
+      clock,
+    );
   }
 }

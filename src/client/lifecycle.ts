@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Clock, closeQuietly, Deferred, systemClock, within } from "../_async.ts";
+import { type Clock, closeQuietly, Deferred, systemClock } from "../_async.ts";
 import {
   AuthenticationError,
   BrokerDisconnect,
@@ -32,6 +32,7 @@ import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
 import type { BrokerDialer } from "./brokers.ts";
 import { Rounds } from "./rounds.ts";
+import { settlesWithin } from "./deadlines.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { EnhancedAuthentication } from "./authentication.ts";
 import type { ClientState } from "./state.ts";
@@ -346,11 +347,11 @@ export class Lifecycle {
       // within the grace keeps what is queued (the next client that opens it sends it), and
       // DISCONNECT goes alone, past the write loop that waits for the store.
       const durable = !session.journaling ||
-        await within(this.durable(), CLOSE_GRACE_MS, this.clock);
+        await settlesWithin(this.durable(), CLOSE_GRACE_MS, this.clock);
       const queued = session.takeOutbox(this.clock.now());
       session.disconnected();
       // What is already queued goes first; DISCONNECT is the last packet.
-      await within(
+      await settlesWithin(
         durable ? connection.sendLast(queued, bytes) : connection.writeNow(bytes),
         CLOSE_GRACE_MS,
         this.clock,
@@ -401,7 +402,7 @@ export class Lifecycle {
       try {
         session.disconnected();
         const bytes = encode({ type: "disconnect", reasonCode }, 5);
-        flushed = within(connection.sendLast([], bytes), CLOSE_GRACE_MS, this.clock);
+        flushed = settlesWithin(connection.sendLast([], bytes), CLOSE_GRACE_MS, this.clock);
       } catch {
         // The reason code may not fit DISCONNECT; closing is what matters.
       }
@@ -485,7 +486,9 @@ export class Lifecycle {
   /** Closes the connection and stops the timers and any dial. Never throws, never hangs. */
   async #teardown(): Promise<void> {
     this.#clearConnectTimer();
-    this.#redialer?.stop(new ConnectionClosedError("the client is closing"));
+    const redialer = this.#redialer;
+    // The error is made only for a dial to abort: closing thousands of clients makes none.
+    redialer?.stop(redialer.dialing ? new ConnectionClosedError("the client is closing") : undefined);
     this.#abort?.();
     this.#abort = undefined;
     this.session?.disconnected();
@@ -521,22 +524,36 @@ export class Lifecycle {
     this.state = "closed";
     this.#authentication?.end(error ?? new ConnectionClosedError("the client closed"));
     this.#redialer?.stop();
-    const reason = error ?? new ConnectionClosedError("the client disconnected");
-    const closed = reason instanceof ConnectionClosedError
-      ? reason
-      : new ConnectionClosedError(`the connection closed: ${reason.message}`, { cause: reason });
-    this.#connecting?.reject(reason);
-    this.#connecting = undefined;
+    // The errors are made only for what they settle: closing thousands of idle clients at once
+    // makes none.
+    let reason: MqttError | undefined = error;
+    let closed: ConnectionClosedError | undefined;
+    const closedError = (): ConnectionClosedError => {
+      if (closed !== undefined) return closed;
+      reason ??= new ConnectionClosedError("the client disconnected");
+      return closed = reason instanceof ConnectionClosedError
+        ? reason
+        : new ConnectionClosedError(`the connection closed: ${reason.message}`, { cause: reason });
+    };
+    const connecting = this.#connecting;
+    if (connecting !== undefined) {
+      closedError();
+      connecting.reject(reason);
+      this.#connecting = undefined;
+    }
     // With a store, an unfinished QoS 1 or 2 publish is not lost, and the error says so: it is
     // sent again by the next client that opens the store, so publishing it anew would double it.
-    const kept = new ConnectionClosedError(
-      `${closed.message}; the message stays in the store and is sent by the next client that opens it`,
-      { cause: closed.cause },
-    );
-    const onKept = reason instanceof StoreError ? undefined : (token: Token) => token?.reject(kept);
+    let kept: ConnectionClosedError | undefined;
+    const onKept = error instanceof StoreError ? undefined : (token: Token) =>
+      token?.reject(
+        kept ??= new ConnectionClosedError(
+          `${closedError().message}; the message stays in the store and is sent by the next client that opens it`,
+          { cause: closedError().cause },
+        ),
+      );
     const abandoned = this.session?.abandon(onKept) ?? [];
-    for (const token of abandoned) token?.reject(closed);
-    this.#connection?.rejectWrites(closed);
+    for (const token of abandoned) token?.reject(closedError());
+    this.#connection?.rejectWrites(closedError());
     this.#host.closed();
     this.#report(error, packet, false);
     const closing = this.#storeWriter?.close() ?? Promise.resolve();

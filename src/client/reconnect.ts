@@ -214,6 +214,11 @@ export class Redialer {
     return { attempt, delay };
   }
 
+  /** Whether a dial is under way (one that `stop` with a reason would abort). */
+  get dialing(): boolean {
+    return this.#dialing !== undefined;
+  }
+
   /** Stops a backoff wait; with `reason`, also aborts a dial under way. */
   stop(reason?: unknown): void {
     if (this.#backoffTimer !== undefined) {

@@ -177,7 +177,8 @@ export class NodeSocketTransport implements DirectTransport {
   #writableController: WritableStreamDefaultController | undefined;
   #ended = false;
   #closed = false;
-  // The error that ended the connection, for writes after it.
+  // What ended the connection, and the error made of it once something needs one.
+  #brokenBy: Error | string | undefined;
   #broken: ConnectionClosedError | undefined;
   /** The write or end waiting on the socket, to be failed if the socket closes first. */
   #pending: { onDrain(): void; fail(error: Error): void } | undefined;
@@ -202,7 +203,7 @@ export class NodeSocketTransport implements DirectTransport {
     socket.on("drain", () => this.#pending?.onDrain());
     socket.on("end", () => this.#end(undefined));
     socket.on("error", (error: Error) => this.#fail(error));
-    socket.on("close", () => this.#fail(new Error("the socket closed")));
+    socket.on("close", () => this.#fail("the socket closed"));
   }
 
   /** Bytes from the broker, as a stream; made on first use. */
@@ -215,7 +216,7 @@ export class NodeSocketTransport implements DirectTransport {
     return this.#writable ??= new WritableStream<Uint8Array>({
       start: (controller) => {
         this.#writableController = controller;
-        if (this.#broken !== undefined) controller.error(this.#broken);
+        if (this.#brokenBy !== undefined) controller.error(this.#brokenError());
       },
       write: (chunk) => this.write(chunk),
       close: () => this.end(),
@@ -234,8 +235,8 @@ export class NodeSocketTransport implements DirectTransport {
       this.#end(early.ended.error);
       return;
     }
-    if (this.#broken !== undefined) {
-      this.#end(this.#closed ? undefined : this.#broken);
+    if (this.#brokenBy !== undefined) {
+      this.#end(this.#closed ? undefined : this.#brokenError());
       return;
     }
     if (this.#pauseReads) this.#socket.on("data", this.#onData);
@@ -246,7 +247,7 @@ export class NodeSocketTransport implements DirectTransport {
     if (this.#closed) return;
     this.#closed = true;
     this.#socket.destroy();
-    this.#fail(new Error("the transport was closed"));
+    this.#fail("the transport was closed");
   }
 
   #onData = (chunk: Uint8Array): void => {
@@ -280,14 +281,28 @@ export class NodeSocketTransport implements DirectTransport {
   }
 
   /** The connection is over: end reading, fail writes and what waits on the socket. */
-  #fail(reason: Error): void {
-    const error = connectionLost(this.#address, reason);
-    this.#broken ??= error;
-    this.#end(this.#closed ? undefined : error);
-    this.#writableController?.error(error);
+  #fail(reason: Error | string): void {
+    this.#brokenBy ??= reason;
     const pending = this.#pending;
     this.#pending = undefined;
+    // Closed or ended with nobody waiting: no error to make (the common end of a connection,
+    // thousands at once when many clients close).
+    if (
+      pending === undefined && this.#writableController === undefined &&
+      (this.#closed || this.#ended)
+    ) {
+      this.#end(undefined);
+      return;
+    }
+    const error = connectionLost(this.#address, reason);
+    if (this.#brokenBy === reason) this.#broken ??= error;
+    this.#end(this.#closed ? undefined : error);
+    this.#writableController?.error(error);
     pending?.fail(error);
+  }
+
+  #brokenError(): ConnectionClosedError {
+    return this.#broken ??= connectionLost(this.#address, this.#brokenBy);
   }
 
   /** Writes `bytes`; settles once the socket has them and, if its buffer was full, drained. */
