@@ -121,7 +121,7 @@ const HANDLERS: BunSocketHandlers = {
   data: (socket, chunk) => socket.data.onData(chunk),
   drain: (socket) => socket.data.onDrain(),
   end: (socket) => socket.data.onEnd(),
-  close: (socket, error) => socket.data.fail(error ?? new Error("the socket closed")),
+  close: (socket, error) => socket.data.fail(error ?? "the socket closed"),
   error: (socket, error) => socket.data.fail(error),
 };
 
@@ -165,6 +165,8 @@ export class BunSocketTransport implements DirectTransport {
   #ending: PendingWrite | undefined;
   #ended = false;
   #closed = false;
+  // What ended the connection, and the error made of it once something needs one.
+  #brokenBy: Error | string | undefined;
   #broken: ConnectionClosedError | undefined;
   #early: { error: unknown } | undefined;
 
@@ -190,7 +192,7 @@ export class BunSocketTransport implements DirectTransport {
     return this.#writable ??= new WritableStream<Uint8Array>({
       start: (controller) => {
         this.#writableController = controller;
-        if (this.#broken !== undefined) controller.error(this.#broken);
+        if (this.#brokenBy !== undefined) controller.error(this.#brokenError());
       },
       write: (chunk) => this.write(chunk),
       close: () => this.end(),
@@ -216,15 +218,13 @@ export class BunSocketTransport implements DirectTransport {
     if (this.#closed) return;
     this.#closed = true;
     this.#socket?.terminate();
-    this.fail(new Error("the transport was closed"));
+    this.fail("the transport was closed");
   }
 
   /** Writes `bytes`; settles once the socket has taken all of them. */
   write(bytes: Uint8Array): Promise<void> {
     const socket = this.#socket;
-    if (this.#broken !== undefined || socket === undefined) {
-      return Promise.reject(this.#broken ?? connectionLost(this.#address, "not connected"));
-    }
+    if (this.#brokenBy !== undefined || socket === undefined) return this.#refuse();
     if (this.#writes === undefined) {
       const written = socket.write(bytes);
       if (written === bytes.byteLength) return Promise.resolve();
@@ -241,9 +241,7 @@ export class BunSocketTransport implements DirectTransport {
   /** Ends the connection once the writes before it are out. */
   end(): Promise<void> {
     const socket = this.#socket;
-    if (this.#broken !== undefined || socket === undefined) {
-      return Promise.reject(this.#broken ?? connectionLost(this.#address, "not connected"));
-    }
+    if (this.#brokenBy !== undefined || socket === undefined) return this.#refuse();
     if (this.#writes === undefined) {
       socket.end();
       return Promise.resolve();
@@ -297,9 +295,19 @@ export class BunSocketTransport implements DirectTransport {
   }
 
   /** @internal The connection is over: end reading, fail what waits to be written. */
-  fail(reason: Error): void {
+  fail(reason: Error | string): void {
+    this.#brokenBy ??= reason;
+    // Closed or ended with nobody waiting: no error to make (the common end of a connection,
+    // thousands at once when many clients close).
+    if (
+      this.#writes === undefined && this.#ending === undefined &&
+      this.#writableController === undefined && (this.#closed || this.#ended)
+    ) {
+      this.#finish(undefined);
+      return;
+    }
     const error = connectionLost(this.#address, reason);
-    this.#broken ??= error;
+    if (this.#brokenBy === reason) this.#broken ??= error;
     this.#finish(this.#closed ? undefined : error);
     this.#writableController?.error(error);
     const writes = this.#writes ?? [];
@@ -307,6 +315,19 @@ export class BunSocketTransport implements DirectTransport {
     if (this.#ending !== undefined) writes.push(this.#ending);
     this.#ending = undefined;
     for (const pending of writes) pending.reject(error);
+  }
+
+  #brokenError(): ConnectionClosedError {
+    return this.#broken ??= connectionLost(this.#address, this.#brokenBy);
+  }
+
+  /** A write or end after the connection is over, or before it is made. */
+  #refuse(): Promise<never> {
+    return Promise.reject(
+      this.#brokenBy !== undefined
+        ? this.#brokenError()
+        : connectionLost(this.#address, "not connected"),
+    );
   }
 
   #finish(error: unknown): void {

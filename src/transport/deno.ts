@@ -217,7 +217,7 @@ export class DenoConnTransport implements DirectTransport {
     return this.#writable ??= new WritableStream<Uint8Array>({
       start: (controller) => {
         this.#writableController = controller;
-        if (this.#broken !== undefined) controller.error(this.#broken);
+        if (this.#broken !== undefined || this.#closed) controller.error(this.#brokenError());
       },
       write: (chunk) => this.write(chunk),
       close: () => this.end(),
@@ -239,7 +239,8 @@ export class DenoConnTransport implements DirectTransport {
     this.#closed = true;
     closeQuietly(this.#conn);
     this.#end(undefined);
-    this.#breakWrites(connectionLost(this.#address, "the transport was closed"));
+    // The error is made once something needs it (thousands of clients closing make none).
+    if (this.#writableController !== undefined) this.#breakWrites(this.#brokenError());
   }
 
   async #readLoop(sink: ByteSink): Promise<void> {
@@ -276,7 +277,7 @@ export class DenoConnTransport implements DirectTransport {
 
   /** Writes all of `bytes`. */
   async write(bytes: Uint8Array): Promise<void> {
-    if (this.#broken !== undefined) throw this.#broken;
+    if (this.#broken !== undefined || this.#closed) throw this.#brokenError();
     try {
       for (let offset = 0; offset < bytes.byteLength;) {
         offset += await this.#conn.write(bytes.subarray(offset));
@@ -289,7 +290,7 @@ export class DenoConnTransport implements DirectTransport {
 
   /** Half-closes the connection: the broker reads the end of the stream. */
   async end(): Promise<void> {
-    if (this.#broken !== undefined) throw this.#broken;
+    if (this.#broken !== undefined || this.#closed) throw this.#brokenError();
     try {
       await this.#conn.closeWrite();
     } catch (error) {
@@ -302,6 +303,11 @@ export class DenoConnTransport implements DirectTransport {
     if (this.#ended || this.#sink === undefined) return;
     this.#ended = true;
     this.#sink.end(error);
+  }
+
+  /** What ended the connection; once closed, the close if nothing broke it before. */
+  #brokenError(): ConnectionClosedError {
+    return this.#broken ??= connectionLost(this.#address, "the transport was closed");
   }
 
   #breakWrites(error: ConnectionClosedError): void {
