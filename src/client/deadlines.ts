@@ -180,7 +180,11 @@ export class Deadlines {
  * console.log(await settlesWithin(Promise.resolve(), 1000, systemClock)); // true
  * ```
  */
-export function settlesWithin(promise: Promise<unknown>, ms: number, clock: Clock): Promise<boolean> {
+export function settlesWithin(
+  promise: Promise<unknown>,
+  ms: number,
+  clock: Clock,
+): Promise<boolean> {
   const deadlines = Deadlines.of(clock);
   return new Promise<boolean>((resolve) => {
     const deadline: Deadline = { at: Infinity, slot: -1, due: () => resolve(false) };

@@ -488,7 +488,9 @@ export class Lifecycle {
     this.#clearConnectTimer();
     const redialer = this.#redialer;
     // The error is made only for a dial to abort: closing thousands of clients makes none.
-    redialer?.stop(redialer.dialing ? new ConnectionClosedError("the client is closing") : undefined);
+    redialer?.stop(
+      redialer.dialing ? new ConnectionClosedError("the client is closing") : undefined,
+    );
     this.#abort?.();
     this.#abort = undefined;
     this.session?.disconnected();
