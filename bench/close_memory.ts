@@ -1,8 +1,9 @@
 /**
  * What closing many idle clients at once costs in memory, in one process: opens `--connections N`
  * (8,000) connections to one mosquitto (MQTT 3.1.1, keepalive 60 s, 200 at a time), forces a full
- * GC, reads `process.memoryUsage()`, calls `disconnect()` on every client at once (as
- * `kite bench conn` does on SIGINT), reads it again once they have all settled, and again after a
+ * GC, reads `process.memoryUsage()`, calls `disconnect()` on every client at once (or
+ * `--window N` at a time, as `kite bench conn` does on SIGINT, 500), reads it again once they have
+ * all settled, and again after a
  * forced GC and after two more seconds and a GC. Figures are per connection, from the reading
  * before the close. With `--ifaddr`, the connections come from 127.0.0.1, 127.0.0.2, ... (5,000
  * each), so both runtimes dial through `node:net`, as `conn100k.sh` does; without it, Deno dials
@@ -21,6 +22,7 @@ import { option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const connections = Number(option("connections") ?? 8000);
 const ifaddr = process.argv.includes("--ifaddr");
+const window = Number(option("window") ?? 0);
 const bun = (globalThis as { Bun?: { gc(full: boolean): void } }).Bun;
 const v8gc = (globalThis as { gc?: () => void }).gc;
 if (bun === undefined && v8gc === undefined) {
@@ -51,7 +53,7 @@ function report(label: string, base?: Usage): Usage {
 await using broker = await startLoadedMosquitto();
 console.log(
   `Closing ${connections} idle connections at once on ${runtime}` +
-    (ifaddr ? " (node:net, --ifaddr)" : ""),
+    (ifaddr ? " (node:net, --ifaddr)" : "") + (window > 0 ? `, ${window} at a time` : ""),
 );
 const clients: MqttClient[] = [];
 for (let i = 0; i < connections; i += 200) {
@@ -68,7 +70,16 @@ const before = report("held, after a full GC");
 let peak = 0;
 const sampler = setInterval(() => peak = Math.max(peak, process.memoryUsage().rss), 20);
 const started = performance.now();
-await Promise.all(clients.map((client) => client.disconnect()));
+if (window > 0) {
+  // As `kite bench conn` does: `window` disconnects under way at a time.
+  let next = 0;
+  const worker = async () => {
+    while (next < clients.length) await clients[next++].disconnect();
+  };
+  await Promise.all(Array.from({ length: Math.min(window, clients.length) }, worker));
+} else {
+  await Promise.all(clients.map((client) => client.disconnect()));
+}
 const took = performance.now() - started;
 clearInterval(sampler);
 report("all disconnect() settled", before);
