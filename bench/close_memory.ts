@@ -52,8 +52,8 @@ function report(label: string, base?: Usage): Usage {
 
 await using broker = await startLoadedMosquitto();
 console.log(
-  `Closing ${connections} idle connections at once on ${runtime}` +
-    (ifaddr ? " (node:net, --ifaddr)" : "") + (window > 0 ? `, ${window} at a time` : ""),
+  `Closing ${connections} idle connections ${window > 0 ? `${window} at a time` : "at once"} ` +
+    `on ${runtime}` + (ifaddr ? " (node:net, --ifaddr)" : ""),
 );
 const clients: MqttClient[] = [];
 for (let i = 0; i < connections; i += 200) {
