@@ -83,11 +83,11 @@ export async function connect(
   let password: string | Uint8Array | undefined = options.password ?? passwordOf(first);
   const { beforeConnect } = options;
   // URLs that beforeConnect replaced, by the URL they replaced: in force for later attempts.
-  const replaced = new Map<string, URL>();
+  let replaced: Map<string, URL> | undefined;
   const client: MqttClient = new MqttClient({
     urls,
     dial: async (listed, signal, attempt) => {
-      let target = replaced.get(listed.href) ?? listed;
+      let target = replaced?.get(listed.href) ?? listed;
       let changed = false;
       if (target.username !== "" || target.password !== "") {
         // Each URL's own credentials, unless the options give them.
@@ -101,7 +101,7 @@ export async function connect(
         if (change) {
           if (change.url !== undefined) {
             target = new URL(change.url);
-            replaced.set(listed.href, target);
+            (replaced ??= new Map()).set(listed.href, target);
             username = options.username ?? usernameOf(target) ?? username;
             password = options.password ?? passwordOf(target) ?? password;
           }

@@ -161,7 +161,8 @@ export function Requester<
   return class Requester extends Base implements RequesterMethods {
     #clock: Clock = systemClock;
     // Correlation Data (hex) → the request waiting for it.
-    #pending = new Map<string, Pending>();
+    // Made on the first request: most clients make none.
+    #pending: Map<string, Pending> | undefined;
     // The response topic, once subscribed (or being subscribed) to it.
     #responses: Promise<string> | undefined;
     #unlistenResponses: (() => void) | undefined;
@@ -188,7 +189,7 @@ export function Requester<
       const key = hexKey(correlationData);
       return new Promise<Message>((resolve, reject) => {
         const entry: Pending = { resolve, reject, timer: undefined, signal, onAbort: undefined };
-        this.#pending.set(key, entry);
+        (this.#pending ??= new Map()).set(key, entry);
         const timeout = options.timeout ?? DEFAULT_TIMEOUT;
         // A wait longer than a timer holds is no timeout: the timer would fire at once.
         if (timeout <= MAX_TIMER_MS) {
@@ -203,7 +204,7 @@ export function Requester<
           signal.addEventListener("abort", entry.onAbort, { once: true });
         }
         this.#responseTopic().then((responseTopic) => {
-          if (!this.#pending.has(key)) return;
+          if (!this.#pending?.has(key)) return;
           return this.publish(topic, payload, {
             qos: options.qos ?? 0,
             properties: { ...options.properties, responseTopic, correlationData },
@@ -290,9 +291,9 @@ export function Requester<
 
     /** Removes a pending request, its timer and abort listener; returns it, if it was there. */
     #settle(key: string): Pending | undefined {
-      const entry = this.#pending.get(key);
+      const entry = this.#pending?.get(key);
       if (entry === undefined) return undefined;
-      this.#pending.delete(key);
+      this.#pending!.delete(key);
       if (entry.timer !== undefined) this.#clock.clearTimeout(entry.timer);
       if (entry.onAbort !== undefined) entry.signal!.removeEventListener("abort", entry.onAbort);
       return entry;
@@ -310,7 +311,7 @@ export function Requester<
       this.addEventListener("disconnect", (event) => {
         if ((event as CustomEvent<DisconnectEventDetail>).detail.reconnecting) return;
         this.#forgetResponseTopic();
-        for (const key of [...this.#pending.keys()]) {
+        for (const key of [...(this.#pending?.keys() ?? [])]) {
           this.#settle(key)?.reject(
             new ConnectionClosedError("the client closed before the response arrived"),
           );
