@@ -6,7 +6,7 @@
  */
 
 import { validateTopicFilter, validateTopicName } from "../packet/topic.ts";
-import { applyUrl, BY_NAME, type Draft } from "./flags.ts";
+import { applyUrl, BY_NAME, type Draft, readFlags } from "./flags.ts";
 import { type Command, type ConnectionSettings, type Settings, UsageError } from "./settings.ts";
 
 /**
@@ -51,36 +51,11 @@ export function parseArgs(
   if (command !== "broker" && mqttUrl !== undefined && mqttUrl !== "") {
     applyUrl(draft, mqttUrl, "MQTT_URL", false);
   }
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help") return { command, help: true };
-    let name = arg;
-    let inline: string | undefined;
-    const equals = arg.indexOf("=");
-    if (arg.startsWith("--") && equals > 2) {
-      name = arg.slice(0, equals);
-      inline = arg.slice(equals + 1);
-    }
+  const help = readFlags(args, draft, (name) => {
     const flag = BY_NAME.get(name);
-    if (flag === undefined || !flag.commands.includes(command)) {
-      throw new UsageError(
-        arg.startsWith("-") ? `unknown option ${name}` : `unexpected argument "${arg}"`,
-      );
-    }
-    let value = "";
-    if (flag.value) {
-      if (inline !== undefined) {
-        value = inline;
-      } else if (i + 1 < args.length) {
-        value = args[++i];
-      } else {
-        throw new UsageError(`${name} needs a value`);
-      }
-    } else if (inline !== undefined) {
-      throw new UsageError(`${name} takes no value`);
-    }
-    flag.apply(draft, value, name);
-  }
+    return flag?.commands.includes(command) ? flag : undefined;
+  });
+  if (help) return { command, help: true };
   if (command === "broker") {
     return { command, host: draft.host ?? "127.0.0.1", port: draft.port ?? 1883 };
   }

@@ -7,7 +7,7 @@
 
 import type { ProtocolVersion } from "../packet/types.ts";
 import { validateTopicFilter, validateTopicName } from "../packet/topic.ts";
-import { integer, protocolVersion, qos } from "./flags.ts";
+import { hostPart, integer, mqttUrl, protocolVersion, qos, readFlags } from "./flags.ts";
 import { type BenchMode, type BenchSettings, UsageError } from "./settings.ts";
 
 /** The modes of `kite bench`, with what each does, for the help. */
@@ -295,32 +295,11 @@ export function parseBenchArgs(
     json: false,
     quiet: false,
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help") return { command: "bench", mode, help: true };
-    let name = arg;
-    let inline: string | undefined;
-    const equals = arg.indexOf("=");
-    if (arg.startsWith("--") && equals > 2) {
-      name = arg.slice(0, equals);
-      inline = arg.slice(equals + 1);
-    }
+  const help = readFlags(args, draft, (name) => {
     const flag = BY_NAME.get(name);
-    if (flag === undefined || !flag.modes.includes(mode)) {
-      throw new UsageError(
-        arg.startsWith("-") ? `unknown option ${name}` : `unexpected argument "${arg}"`,
-      );
-    }
-    let value = "";
-    if (flag.value !== undefined) {
-      if (inline !== undefined) value = inline;
-      else if (i + 1 < args.length) value = args[++i];
-      else throw new UsageError(`${name} needs a value`);
-    } else if (inline !== undefined) {
-      throw new UsageError(`${name} takes no value`);
-    }
-    flag.apply(draft, value, name);
-  }
+    return flag?.modes.includes(mode) ? flag : undefined;
+  });
+  if (help) return { command: "bench", mode, help: true };
   if ((draft.cert === undefined) !== (draft.key === undefined)) {
     throw new UsageError("--cert and --key go together");
   }
@@ -438,17 +417,7 @@ function wrap(text: string, width: number): string[] {
 }
 
 function applyUrl(draft: Draft, text: string, name: string): void {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(`${name} is not a URL: "${text}"`);
-  }
-  if (url.protocol !== "mqtt:" && url.protocol !== "mqtts:") {
-    throw new UsageError(`${name} must be an mqtt:// or mqtts:// URL, not "${url.protocol}//"`);
-  }
-  if (url.hostname === "") throw new UsageError(`${name} names no host: "${text}"`);
-  if (url.port === "0") throw new UsageError(`${name} needs a port from 1 to 65535, not 0`);
+  const url = mqttUrl(text, name);
   if (url.pathname !== "" && url.pathname !== "/") {
     throw new UsageError(`${name}: kite bench takes the topic from -t, not from the URL`);
   }
@@ -486,8 +455,4 @@ function version(name: string, text: string): ProtocolVersion {
   } catch {
     throw new UsageError(`${name} needs 3, 4 or 5 (or mqttv31, mqttv311, mqttv5), not "${text}"`);
   }
-}
-
-function hostPart(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }

@@ -13,6 +13,7 @@ import type { DisconnectEventDetail, ReconnectEventDetail } from "../client/even
 import type { MqttError } from "../errors.ts";
 import type { BrokerSettings, ConnectionSettings, PubSettings, SubSettings } from "./settings.ts";
 import { type CliIo, readAll, readLines, writeTo } from "./io.ts";
+import { hostPart } from "./flags.ts";
 
 /**
  * A command failed in a way the user can act on; the CLI prints its message as the one line on
@@ -306,10 +307,6 @@ export async function readPem(flag: string, path: string): Promise<string> {
     const reason = (error as { code?: string }).code ?? (error as Error).message;
     throw new CommandError(`cannot read ${flag} ${path}: ${reason}`, { cause: error });
   }
-}
-
-function hostPart(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
 /** Writes one `-d` line to stderr. */

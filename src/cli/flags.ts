@@ -225,8 +225,59 @@ export const BY_NAME: ReadonlyMap<string, Flag> = new Map(
   FLAGS.flatMap((flag) => flag.names.map((name) => [name, flag] as const)),
 );
 
-/** `-L mqtt[s]://[user[:password]@]host[:port]/topic`, as mosquitto reads it. */
-export function applyUrl(draft: Draft, text: string, name: string, withTopic = true): void {
+/**
+ * Reads the command line `args` flag by flag, in order, into `draft`: `-x value`, `--name value`
+ * or `--name=value`. An argument `find` knows no flag for (unknown, or not for this command) is a
+ * `UsageError`, as is a missing value or a value given to a switch.
+ *
+ * @returns `true` when `--help` came (what follows it is not read).
+ */
+export function readFlags<D>(
+  args: readonly string[],
+  draft: D,
+  find: (name: string) => CommandLineFlag<D> | undefined,
+): boolean {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help") return true;
+    let name = arg;
+    let inline: string | undefined;
+    const equals = arg.indexOf("=");
+    if (arg.startsWith("--") && equals > 2) {
+      name = arg.slice(0, equals);
+      inline = arg.slice(equals + 1);
+    }
+    const flag = find(name);
+    if (flag === undefined) {
+      throw new UsageError(
+        arg.startsWith("-") ? `unknown option ${name}` : `unexpected argument "${arg}"`,
+      );
+    }
+    let value = "";
+    if (flag.value !== undefined && flag.value !== false) {
+      if (inline !== undefined) value = inline;
+      else if (i + 1 < args.length) value = args[++i];
+      else throw new UsageError(`${name} needs a value`);
+    } else if (inline !== undefined) {
+      throw new UsageError(`${name} takes no value`);
+    }
+    flag.apply(draft, value, name);
+  }
+  return false;
+}
+
+/** What {@linkcode readFlags} needs of a flag. */
+export interface CommandLineFlag<D> {
+  /** Whether it takes a value: `true` or a placeholder for the help; absent or `false`: a switch. */
+  value?: boolean | string;
+  apply(draft: D, value: string, name: string): void;
+}
+
+/**
+ * An `mqtt:` or `mqtts:` URL given as `name` (`-L`, `MQTT_URL`), with a host and no port 0; else
+ * the `UsageError` that says what is wrong with it.
+ */
+export function mqttUrl(text: string, name: string): URL {
   let url: URL;
   try {
     url = new URL(text);
@@ -237,9 +288,20 @@ export function applyUrl(draft: Draft, text: string, name: string, withTopic = t
     throw new UsageError(`${name} must be an mqtt:// or mqtts:// URL, not "${url.protocol}//"`);
   }
   if (url.hostname === "") throw new UsageError(`${name} names no host: "${text}"`);
+  if (url.port === "0") throw new UsageError(`${name} needs a port from 1 to 65535, not 0`);
+  return url;
+}
+
+/** A host as it goes in a URL: an IPv6 address in brackets. */
+export function hostPart(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** `-L mqtt[s]://[user[:password]@]host[:port]/topic`, as mosquitto reads it. */
+export function applyUrl(draft: Draft, text: string, name: string, withTopic = true): void {
+  const url = mqttUrl(text, name);
   draft.tls = url.protocol === "mqtts:";
   draft.host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-  if (url.port === "0") throw new UsageError(`${name} needs a port from 1 to 65535, not 0`);
   draft.port = url.port === "" ? undefined : Number(url.port);
   if (url.username !== "") draft.username = decodeURIComponent(url.username);
   if (url.password !== "") draft.password = decodeURIComponent(url.password);
