@@ -9,7 +9,7 @@
 import { abortable } from "../_async.ts";
 import type { ConnectionClosedError } from "../errors.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
-import { streamFrom } from "./streams.ts";
+import { streamFrom, streamTo } from "./streams.ts";
 import type { ByteSink, DirectTransport, TransportOptions } from "./types.ts";
 
 /** The part of a `Bun.connect` socket the transport uses. */
@@ -189,14 +189,9 @@ export class BunSocketTransport implements DirectTransport {
 
   /** Bytes to the broker, as a stream; made on first use. */
   get writable(): WritableStream<Uint8Array> {
-    return this.#writable ??= new WritableStream<Uint8Array>({
-      start: (controller) => {
-        this.#writableController = controller;
-        if (this.#brokenBy !== undefined) controller.error(this.#brokenError());
-      },
-      write: (chunk) => this.write(chunk),
-      close: () => this.end(),
-      abort: () => this.close(),
+    return this.#writable ??= streamTo(this, (controller) => {
+      this.#writableController = controller;
+      if (this.#brokenBy !== undefined) controller.error(this.#brokenError());
     });
   }
 

@@ -26,7 +26,7 @@ import { abortable, closeQuietly } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import { nodeSockets, openNodeTransport } from "./node.ts";
 import type { ConnectionClosedError } from "../errors.ts";
-import { streamFrom } from "./streams.ts";
+import { streamFrom, streamTo } from "./streams.ts";
 import {
   type ByteSink,
   type DirectTransport,
@@ -214,14 +214,9 @@ export class DenoConnTransport implements DirectTransport {
 
   /** Bytes to the broker, as a stream; made on first use. */
   get writable(): WritableStream<Uint8Array> {
-    return this.#writable ??= new WritableStream<Uint8Array>({
-      start: (controller) => {
-        this.#writableController = controller;
-        if (this.#broken !== undefined || this.#closed) controller.error(this.#brokenError());
-      },
-      write: (chunk) => this.write(chunk),
-      close: () => this.end(),
-      abort: () => this.close(),
+    return this.#writable ??= streamTo(this, (controller) => {
+      this.#writableController = controller;
+      if (this.#broken !== undefined || this.#closed) controller.error(this.#brokenError());
     });
   }
 

@@ -72,3 +72,40 @@ export function streamFrom(transport: DirectTransport): ReadableStream<Uint8Arra
     },
   }, { highWaterMark: READ_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength });
 }
+
+/**
+ * A writable stream over a direct transport: each chunk is one `write`, closing the stream ends
+ * the connection (`end`), aborting it closes the connection (`close`).
+ *
+ * @param transport The transport to write to.
+ * @param started Given the stream's controller as it starts, so that the transport can error the
+ * stream when the connection breaks.
+ * @returns The stream.
+ *
+ * @example
+ * ```ts
+ * import { streamTo } from "./streams.ts";
+ *
+ * const written: Uint8Array[] = [];
+ * const writable = streamTo({
+ *   write: (bytes) => (written.push(bytes), Promise.resolve()),
+ *   end: () => Promise.resolve(),
+ *   close: () => {},
+ * }, () => {});
+ * const writer = writable.getWriter();
+ * await writer.write(new Uint8Array([0xc0, 0x00]));
+ * await writer.close();
+ * console.log(written.length); // 1
+ * ```
+ */
+export function streamTo(
+  transport: Pick<DirectTransport, "write" | "end" | "close">,
+  started: (controller: WritableStreamDefaultController) => void,
+): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    start: started,
+    write: (chunk) => transport.write(chunk),
+    close: () => transport.end(),
+    abort: () => transport.close(),
+  });
+}
