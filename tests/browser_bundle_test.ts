@@ -18,7 +18,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { runToEnd } from "./helpers/run.ts";
 import { builtinModules } from "node:module";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -33,31 +33,8 @@ const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const slow = { timeout: 60_000 };
 
-/** Runs a command to its end (at most 60 s); resolves with its status and output. */
-function run(
-  command: string,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (text: string) => stdout += text);
-    child.stderr.setEncoding("utf8").on("data", (text: string) => stderr += text);
-    const timer = setTimeout(() => {
-      stderr += "\n(killed after 60 s)";
-      child.kill("SIGKILL");
-    }, 60_000);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      resolve({ code: null, stdout, stderr: `${stderr}spawn failed: ${error.message}` });
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Runs a command to its end (at most 60 s) in the checkout. */
+const run = (command: string, args: string[]) => runToEnd(command, args, { cwd: ROOT });
 
 /** Where `bun` is (PATH, then ~/.cache/kite-tools), or `undefined`. */
 function findBun(): string | undefined {

@@ -17,7 +17,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { runToEnd } from "./helpers/run.ts";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -73,30 +73,8 @@ function prepare(block: Block, imports: Record<string, string>, brokerUrl?: stri
   return code;
 }
 
-/** Runs a command to its end (at most 60 s); resolves with its status and output. */
-function run(
-  command: string,
-  args: string[],
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (text: string) => output += text);
-    child.stderr.setEncoding("utf8").on("data", (text: string) => output += text);
-    const timer = setTimeout(() => {
-      output += "\n(killed after 60 s)";
-      child.kill("SIGKILL");
-    }, 60_000);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      resolve({ code: null, output: `${output}spawn failed: ${error.message}` });
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+/** Runs a command to its end (at most 60 s) in the checkout. */
+const run = (command: string, args: string[]) => runToEnd(command, args, { cwd: ROOT });
 
 /** Where `node` is, or `undefined`. */
 function findNode(): string | undefined {

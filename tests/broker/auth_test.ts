@@ -9,7 +9,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { runToEnd } from "../helpers/run.ts";
 import {
   type AuthenticationRequest,
   type AuthorizationRequest,
@@ -378,23 +378,7 @@ describe("Broker - authorize hook", () => {
   });
 });
 
-function run(
-  command: string,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Uint8Array) => stdout += new TextDecoder().decode(chunk));
-  child.stderr.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  return new Promise((resolve) =>
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    })
-  );
-}
+const run = (command: string, args: string[]) => runToEnd(command, args, { timeoutMs: 10_000 });
 
 // mosquitto's clients have no enhanced authentication (it needs a plugin on either side): they
 // cross-check the user name and password path and authorization, on 3.1.1 and 5.

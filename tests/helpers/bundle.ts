@@ -7,7 +7,7 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
+import { runToEnd } from "./run.ts";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -53,23 +53,5 @@ export async function bundleForBrowser(entry: string): Promise<string> {
   }
 }
 
-function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (text: string) => output += text);
-    child.stderr.setEncoding("utf8").on("data", (text: string) => output += text);
-    const timer = setTimeout(() => {
-      output += `\n(killed after ${BUNDLE_TIMEOUT_MS} ms)`;
-      child.kill("SIGKILL");
-    }, BUNDLE_TIMEOUT_MS);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      resolve({ code: null, output: `${output}spawn failed: ${error.message}` });
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+const run = (command: string, args: string[]) =>
+  runToEnd(command, args, { timeoutMs: BUNDLE_TIMEOUT_MS });
