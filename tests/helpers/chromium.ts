@@ -21,6 +21,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { atExit, startWatchdog } from "./watchdog.ts";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -214,7 +215,6 @@ type EventListener = (params: Json) => void;
 
 /** Browsers still running, killed if the test process exits without closing them. */
 const running = new Set<{ child: ChildProcess; watchdog?: ChildProcess; dir: string }>();
-let exitHandlerInstalled = false;
 
 function killGroup(child: ChildProcess): void {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
@@ -238,34 +238,6 @@ function cleanUp(): void {
   running.clear();
 }
 
-function ensureExitHandler(): void {
-  if (exitHandlerInstalled) return;
-  exitHandlerInstalled = true;
-  process.on("exit", cleanUp);
-  // `deno test` ends without emitting the process "exit" event, but it does dispatch "unload".
-  globalThis.addEventListener?.("unload", cleanUp);
-}
-
-/**
- * Starts a shell that kills the browser's process group and removes its directory if this
- * process dies without running its exit handlers (a signal sent to it alone, SIGKILL).
- */
-function startWatchdog(pid: number, dir: string): ChildProcess {
-  const script = `
-    while kill -0 "$1" 2>/dev/null; do
-      kill -0 "$2" 2>/dev/null || exit 0
-      sleep 1
-    done
-    kill -KILL "-$2" 2>/dev/null || kill -KILL "$2" 2>/dev/null
-    rm -rf "$3"`;
-  const args = ["-c", script, "kite-chromium-watchdog", `${process.pid}`, `${pid}`, dir];
-  // Its own process group: a Ctrl-C or a `timeout` that ends this process group spares it.
-  const watchdog = spawn("/bin/sh", args, { stdio: "ignore", detached: true });
-  watchdog.on("error", () => {}); // No shell: the exit handler still covers ordinary exits.
-  watchdog.unref();
-  return watchdog;
-}
-
 class ChromiumProcess implements Chromium {
   version = "";
   readonly dir: string;
@@ -284,10 +256,14 @@ class ChromiumProcess implements Chromium {
     this.#child = child;
     this.dir = dir;
     this.#logPath = logPath;
-    const watchdog = child.pid === undefined ? undefined : startWatchdog(child.pid, dir);
+    const watchdog = child.pid === undefined ? undefined : startWatchdog(child.pid, dir, {
+      name: "kite-chromium-watchdog",
+      group: true,
+      detached: true,
+    });
     const owned = { child, watchdog, dir };
     running.add(owned);
-    ensureExitHandler();
+    atExit(cleanUp);
     this.#exited = new Promise((resolve) => {
       child.once("exit", () => resolve());
       child.once("error", () => resolve());

@@ -23,8 +23,8 @@
  */
 
 import * as net from "node:net";
-import process from "node:process";
 import { clearTimeout, setTimeout } from "node:timers";
+import { atExit } from "./watchdog.ts";
 
 const HOST = "127.0.0.1";
 const EMPTY = new Uint8Array(0);
@@ -193,7 +193,6 @@ interface CutPolicy {
 
 /** Proxies not closed yet, for the process exit handler. */
 const openProxies = new Set<FaultProxyServer>();
-let exitHandlerInstalled = false;
 
 class FaultProxyServer implements FaultProxy {
   readonly host = HOST;
@@ -240,7 +239,7 @@ class FaultProxyServer implements FaultProxy {
     this.#listener = server;
     this.#port = (server.address() as net.AddressInfo).port;
     openProxies.add(this);
-    ensureExitHandler();
+    atExit(destroyOpenProxies);
   }
 
   cutAll(): void {
@@ -662,14 +661,6 @@ function checkDirection(direction: CutDirection): void {
   if (direction !== "up" && direction !== "down" && direction !== "both") {
     throw new RangeError(`direction must be "up", "down" or "both", not ${direction}`);
   }
-}
-
-function ensureExitHandler(): void {
-  if (exitHandlerInstalled) return;
-  exitHandlerInstalled = true;
-  process.on("exit", destroyOpenProxies);
-  // `deno test` ends without emitting the process "exit" event, but it does dispatch "unload".
-  globalThis.addEventListener?.("unload", destroyOpenProxies);
 }
 
 function destroyOpenProxies(): void {

@@ -8,6 +8,7 @@
  */
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { atExit, startWatchdog } from "./watchdog.ts";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -174,7 +175,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kite-mosquitto-"));
   brokerDirs.add(dir);
-  ensureExitHandler();
+  atExit(cleanUp);
   const certificates = options.tls ? testCertificates() : undefined;
   for (let attempt = 1;; attempt++) {
     const broker = new MosquittoBroker(
@@ -298,7 +299,6 @@ class AddressInUseError extends Error {}
 /** Brokers still running and directories still on disk, for the process exit handler. */
 const runningBrokers = new Set<{ broker: ChildProcess; watchdog?: ChildProcess }>();
 const brokerDirs = new Set<string>();
-let exitHandlerInstalled = false;
 let cachedCertificates: Certificates | undefined;
 
 class MosquittoBroker implements Mosquitto {
@@ -398,7 +398,10 @@ class MosquittoBroker implements Mosquitto {
     this.#child = child;
     this.#exit = undefined;
     this.#stopping = undefined;
-    const watchdog = child.pid === undefined ? undefined : startWatchdog(child.pid, this.dir);
+    const watchdog = child.pid === undefined ? undefined : startWatchdog(child.pid, this.dir, {
+      name: "kite-mosquitto-watchdog",
+      keepDir: process.env.KITE_KEEP_MOSQUITTO_DIRS === "1",
+    });
     const owned = { broker: child, watchdog };
     runningBrokers.add(owned);
     // A broker nobody stopped must not keep the test process alive; the exit handler kills it.
@@ -670,43 +673,6 @@ function delay(ms: number): Promise<void> {
 function describeExit(exit: Exit): string {
   if (exit.error) return exit.error.message;
   return exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
-}
-
-function ensureExitHandler(): void {
-  if (exitHandlerInstalled) return;
-  exitHandlerInstalled = true;
-  process.on("exit", cleanUp);
-  // `deno test` ends without emitting the process "exit" event, but it does dispatch "unload".
-  globalThis.addEventListener?.("unload", cleanUp);
-}
-
-/**
- * Starts a shell that kills the broker and removes its directory if this process dies without
- * running its exit handlers: killed by a signal sent to it alone, or ended by an uncaught error
- * under `deno run`. A terminal's Ctrl-C reaches the broker itself, as it shares our process group.
- */
-function startWatchdog(brokerPid: number, dir: string): ChildProcess {
-  const script = `
-    while kill -0 "$1" 2>/dev/null; do
-      kill -0 "$2" 2>/dev/null || exit 0
-      sleep 1
-    done
-    kill -KILL "$2" 2>/dev/null
-    [ "$4" = 1 ] || rm -rf "$3"`;
-  const keep = process.env.KITE_KEEP_MOSQUITTO_DIRS === "1" ? "1" : "0";
-  const args = [
-    "-c",
-    script,
-    "kite-mosquitto-watchdog",
-    `${process.pid}`,
-    `${brokerPid}`,
-    dir,
-    keep,
-  ];
-  const watchdog = spawn("/bin/sh", args, { stdio: "ignore" });
-  watchdog.on("error", () => {}); // No shell: the exit handler still covers ordinary exits.
-  watchdog.unref();
-  return watchdog;
 }
 
 function cleanUp(): void {
