@@ -310,7 +310,8 @@ export class Connection implements ByteSink {
         // What the store must keep is durable before the packets that depend on it go out.
         if (session.journaling) await this.#owner.durable();
         if (this.#closed) return;
-        const packets = session.takeOutbox(this.#options.clock.now());
+        const now = this.#options.clock.now();
+        const packets = session.takeOutbox(now);
         for (let i = 0; i < packets.length; i++) encodeInto(this.#out, packets[i], version);
         if (this.#out.pos === 0) break;
         const bytes = this.#out.bytes();
@@ -324,7 +325,8 @@ export class Connection implements ByteSink {
         await this.#write(bytes);
         written?.resolve();
         this.#inWrite = undefined;
-        if (this.#owner.isLive()) this.armKeepalive();
+        // The time the batch was taken will do: a deadline from it is only earlier.
+        if (this.#owner.isLive()) this.armKeepalive(now);
       }
     } catch (error) {
       const failure = error instanceof StoreError
@@ -343,13 +345,15 @@ export class Connection implements ByteSink {
     this.#written = undefined;
   }
 
-  /** Lets the session's keepalive clock run, and sets the timer for its next deadline. */
-  armKeepalive(): void {
+  /**
+   * Lets the session's keepalive clock run, and sets the timer for its next deadline. `now`, when
+   * given, is a time read a moment ago.
+   */
+  armKeepalive(now: number = this.#options.clock.now()): void {
     const session = this.#session;
-    const clock = this.#options.clock;
     let deadline: number;
     try {
-      deadline = session.tick(clock.now());
+      deadline = session.tick(now);
     } catch (error) {
       this.#owner.fail(error);
       return;

@@ -239,9 +239,14 @@ export class Lifecycle {
       });
       if (verifying !== undefined) return verifying;
     }
-    session.receive(packet, this.clock.now());
-    if (packet.type === "connack") this.#onConnack(packet);
-    else if (packet.type === "disconnect") {
+    if (packet.type === "connack") {
+      session.receive(packet, this.clock.now());
+      this.#onConnack(packet);
+    } else {
+      // No clock read per message: the session needs the time only for CONNACK.
+      session.receive(packet, 0);
+    }
+    if (packet.type === "disconnect") {
       const error = new BrokerDisconnect(packet);
       this.#authentication?.disconnected(error);
       throw error;

@@ -438,7 +438,8 @@ export class Session<T> {
   }
 
   /**
-   * Handles a packet from the server.
+   * Handles a packet from the server. `now` is read only for a CONNACK (keepalive counts from
+   * there), so a caller need not read the clock for every other packet.
    *
    * @throws {ProtocolError} When the server broke the protocol; the connection must be closed.
    */

@@ -37,6 +37,8 @@ interface BunSocketHandlers {
   end(socket: BunSocket): void;
   close(socket: BunSocket, error?: Error): void;
   error(socket: BunSocket, error: Error): void;
+  /** What `data` receives: `"uint8array"` hands plain `Uint8Array`s, not Buffers. */
+  binaryType: "uint8array";
 }
 
 interface BunConnect {
@@ -118,6 +120,8 @@ export async function openBunTransport(
 }
 
 const HANDLERS: BunSocketHandlers = {
+  // Plain Uint8Arrays: a Buffer would have to be re-viewed, and its `.buffer` costs a copy on Bun.
+  binaryType: "uint8array",
   data: (socket, chunk) => socket.data.onData(chunk),
   drain: (socket) => socket.data.onDrain(),
   end: (socket) => socket.data.onEnd(),
@@ -250,7 +254,7 @@ export class BunSocketTransport implements DirectTransport {
   onData(chunk: Uint8Array): void {
     const sink = this.#sink;
     if (sink === undefined || this.#ended) return;
-    const pause = sink.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    const pause = sink.data(chunk);
     if (pause !== undefined) {
       this.#socket!.pause();
       pause.then(this.#resume, this.#resume);
