@@ -8,7 +8,7 @@
 
 import { ProtocolError } from "../errors.ts";
 import type { Packet, PublishPacket, QoS } from "../packet/types.ts";
-import type { BrokerSession } from "./broker_session.ts";
+import type { BrokerMessage, BrokerSession } from "./broker_session.ts";
 import type { Outbox } from "./outbox.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import type { BrokerCore } from "./registry.ts";
@@ -77,18 +77,11 @@ export class Inbox {
     }
     const refused = this.authorize?.(topic, packet.qos);
     if (refused !== undefined) return this.#refused(session, packet, refused);
-    const message = core.message(
-      topic,
-      packet.payload.slice(),
-      packet.qos,
-      packet.retain,
-      properties,
-    );
     const withhold = core.withholdingAcks;
     if (packet.qos === 0) {
-      core.publish(message, session);
+      core.publish(routed(core, topic, packet), session);
     } else if (packet.qos === 1) {
-      core.publish(message, session);
+      core.publish(routed(core, topic, packet), session);
       if (!withhold) this.#outbox.send({ type: "puback", packetId: packet.packetId! });
     } else {
       const packetId = packet.packetId!;
@@ -103,7 +96,7 @@ export class Inbox {
           );
         }
         session.incoming.add(packetId);
-        core.publish(message, session);
+        core.publish(routed(core, topic, packet), session);
       }
       if (!withhold) this.#outbox.send({ type: "pubrec", packetId });
     }
@@ -145,4 +138,12 @@ export class Inbox {
     }
     this.#outbox.send(pubcomp);
   }
+}
+
+/**
+ * The message a PUBLISH routes, made only once it is known to be routed (a repeated QoS 2 publish
+ * is not): its payload is copied out of the read chunk, which a queued message must not pin.
+ */
+function routed(core: BrokerCore, topic: string, packet: PublishPacket): BrokerMessage {
+  return core.message(topic, packet.payload.slice(), packet.qos, packet.retain, packet.properties);
 }
