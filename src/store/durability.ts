@@ -8,7 +8,7 @@
  */
 
 import { MqttError } from "../errors.ts";
-import { Deferred } from "../_async.ts";
+import { type Clock, Deferred, systemClock } from "../_async.ts";
 
 /** How often, at most, `"batch"` flushes the log, in milliseconds. */
 const BATCH_SYNC_INTERVAL = 100;
@@ -42,6 +42,7 @@ export class Flusher {
   readonly #fsync: "always" | "batch" | "never";
   readonly #logPath: string;
   readonly #wake: () => void;
+  readonly #clock: Clock;
   #failure: MqttError | undefined;
   #stopped = false;
 
@@ -56,21 +57,28 @@ export class Flusher {
   #dirty = false;
   #syncDue = false;
   #lastSync = 0;
-  #syncTimer: ReturnType<typeof setTimeout> | undefined;
+  #syncTimer: unknown;
 
   /**
    * @param fsync The policy.
    * @param logPath The log, for the message of a failure.
    * @param wake Called when a flush becomes due, for the background work to call `flushNext`.
+   * @param clock The time and the timer of `"batch"`'s timed flush.
    * @throws {TypeError} When `fsync` is none of the policies.
    */
-  constructor(fsync: "always" | "batch" | "never", logPath: string, wake: () => void) {
+  constructor(
+    fsync: "always" | "batch" | "never",
+    logPath: string,
+    wake: () => void,
+    clock: Clock = systemClock,
+  ) {
     if (fsync !== "always" && fsync !== "batch" && fsync !== "never") {
       throw new TypeError(`fsync must be "always", "batch" or "never", not ${String(fsync)}`);
     }
     this.#fsync = fsync;
     this.#logPath = logPath;
     this.#wake = wake;
+    this.#clock = clock;
   }
 
   /** Why the store failed for good, once a write or a flush has failed. */
@@ -151,7 +159,7 @@ export class Flusher {
       this.#syncDue = false;
       if (this.#dirty) {
         this.#dirty = false;
-        this.#lastSync = Date.now();
+        this.#lastSync = this.#clock.now();
         try {
           await log.datasync();
         } catch (error) {
@@ -164,7 +172,7 @@ export class Flusher {
   /** No more timed flushes: the store is closing. */
   stop(): void {
     this.#stopped = true;
-    clearTimeout(this.#syncTimer);
+    if (this.#syncTimer !== undefined) this.#clock.clearTimeout(this.#syncTimer);
     this.#syncTimer = undefined;
   }
 
@@ -207,8 +215,8 @@ export class Flusher {
 
   #scheduleSync(): void {
     if (this.#syncTimer !== undefined) return;
-    const delay = Math.max(0, this.#lastSync + BATCH_SYNC_INTERVAL - Date.now());
-    this.#syncTimer = setTimeout(() => {
+    const delay = Math.max(0, this.#lastSync + BATCH_SYNC_INTERVAL - this.#clock.now());
+    this.#syncTimer = this.#clock.setTimeout(() => {
       this.#syncTimer = undefined;
       if (this.#stopped || this.#failure !== undefined) return;
       this.#syncDue = true;
