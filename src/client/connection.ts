@@ -356,15 +356,16 @@ export class Connection implements ByteSink {
     }
     if (session.hasOutput) this.scheduleFlush();
     if (deadline === Infinity) return;
-    const keepalive = this.#keepalive ??= { at: Infinity, slot: -1, due: this.#onKeepalive };
+    const keepalive = this.#keepalive ??= new KeepaliveDeadline(this);
     // An earlier deadline stands: when it comes, the session says what is due then.
     if (keepalive.slot >= 0 && keepalive.at <= deadline) return;
     this.#deadlines.schedule(keepalive, deadline);
   }
 
-  #onKeepalive = (): void => {
+  /** The keepalive deadline came: the session says what is due now. */
+  keepaliveDue(): void {
     if (!this.#closed && this.#owner.isLive()) this.armKeepalive();
-  };
+  }
 
   /**
    * Stops reading, writing and the keepalive timer, and closes the transport. Never throws;
@@ -415,5 +416,20 @@ export class Connection implements ByteSink {
       CLOSE_GRACE_MS,
       clock,
     );
+  }
+}
+
+/** The keepalive deadline of a connection: a method, not a closure per connection. */
+class KeepaliveDeadline implements Deadline {
+  at = Infinity;
+  slot = -1;
+  readonly #connection: Connection;
+
+  constructor(connection: Connection) {
+    this.#connection = connection;
+  }
+
+  due(): void {
+    this.#connection.keepaliveDue();
   }
 }

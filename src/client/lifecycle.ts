@@ -31,7 +31,7 @@ import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
 import type { BrokerDialer } from "./brokers.ts";
-import { Rounds } from "./rounds.ts";
+import { Rounds, type RoundsHost } from "./rounds.ts";
 import { settlesWithin } from "./deadlines.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { EnhancedAuthentication } from "./authentication.ts";
@@ -41,18 +41,23 @@ import type { ClientOptions, DisconnectOptions } from "./types.ts";
 /** A token the session hands back when an operation completes: the promise given to the user. */
 export type Token = Deferred<unknown>;
 
-/** What the lifecycle asks of the client handle that owns it. */
-export interface LifecycleHost {
+/**
+ * What the lifecycle asks of the client handle that owns it. One object serves every client of
+ * a class (the client is passed in), so that a client holds no closures for it.
+ */
+export interface LifecycleHost<C> {
   /** Acts on the session's events; a returned promise holds back reading (back-pressure). */
-  pump(): Promise<void> | undefined;
-  /** Tells the user: `connect`, `disconnect`, `reconnect` and `error` events. */
-  dispatchEvent(event: Event): boolean;
+  pump(client: C): Promise<void> | undefined;
   /** The client closed for good: consumers of messages end. */
-  closed(): void;
+  closed(client: C): void;
 }
 
-/** The lifecycle of one client: every state change but `idle` → `connecting` happens here. */
-export class Lifecycle {
+/**
+ * The lifecycle of one client: every state change but `idle` → `connecting` happens here. It is
+ * the owner of each of its connections and the host of its rounds, by its own methods: an idle
+ * connection holds no closures for them.
+ */
+export class Lifecycle<C extends EventTarget = EventTarget> implements ConnectionOwner, RoundsHost {
   state: ClientState = "idle";
   /** The session, once configured. */
   session: Session<Token> | undefined;
@@ -62,7 +67,9 @@ export class Lifecycle {
   clock: Clock = systemClock;
   /** The CONNACK of the current (or last) connection. */
   connack: ConnackPacket | undefined;
-  readonly #host: LifecycleHost;
+  readonly #host: LifecycleHost<C>;
+  // The client handle: where events go (`connect`, `disconnect`, `reconnect`, `error`).
+  readonly #client: C;
   // The transport given to the constructor, for the one connection such a client makes.
   readonly #transport: Transport | undefined;
   readonly #dial: Dialer | undefined;
@@ -70,14 +77,15 @@ export class Lifecycle {
   readonly #brokerDialer: BrokerDialer | undefined;
   // Which broker each attempt dials, once configured.
   #rounds: Rounds | undefined;
-  readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
   #redialer: Redialer | undefined;
   #connectTimer: unknown;
   // The promise of the first connect(); later connections have none.
   #connecting: Deferred<boolean> | undefined;
-  #closed = new Deferred<void>();
+  // Settles once closing is over (the store closed); made when someone waits for it.
+  #closed: Deferred<void> | undefined;
+  #closeDone = false;
   #abort: (() => void) | undefined;
   #everConnected = false;
   // MQTT 5 enhanced authentication, with the auth option, once configured.
@@ -87,8 +95,13 @@ export class Lifecycle {
    * A lifecycle over a transport opened by hand, a dialer that opens one per attempt, or a list
    * of broker URLs and a way to dial each.
    */
-  constructor(host: LifecycleHost, transport: Transport | Dialer | BrokerDialer | undefined) {
+  constructor(
+    host: LifecycleHost<C>,
+    client: C,
+    transport: Transport | Dialer | BrokerDialer | undefined,
+  ) {
     this.#host = host;
+    this.#client = client;
     if (typeof transport === "function") {
       this.#dial = transport;
     } else if (transport !== undefined && "urls" in transport) {
@@ -97,12 +110,31 @@ export class Lifecycle {
     } else {
       this.#transport = transport;
     }
-    this.#owner = {
-      handle: (packet) => this.#handle(packet),
-      fail: (reason) => this.#fail(reason),
-      durable: () => this.durable(),
-      isLive: () => this.state === "connected",
-    };
+  }
+
+  /** A packet from the broker (see {@linkcode ConnectionOwner.handle}). */
+  handle(packet: Packet): Promise<void> | undefined {
+    return this.#handle(packet);
+  }
+
+  /** The connection failed (see {@linkcode ConnectionOwner.fail}). */
+  fail(reason: unknown): void {
+    this.#fail(reason);
+  }
+
+  /** Whether keepalive runs now: a CONNACK accepted the connection. */
+  isLive(): boolean {
+    return this.state === "connected";
+  }
+
+  /** Dials the broker the round is at (see {@linkcode RoundsHost.dial}). */
+  dial(attempt: number): void {
+    this.#dialNext(attempt);
+  }
+
+  /** Tells the user: dispatches `event` on the client. */
+  dispatchEvent(event: Event): boolean {
+    return this.#client.dispatchEvent(event);
   }
 
   /** Whether there is a way to connect: a transport or a dialer. */
@@ -134,10 +166,7 @@ export class Lifecycle {
     session.disconnected();
     this.session = session;
     const redialer = this.#redialer = new Redialer(this.#dial, settings);
-    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, {
-      dial: (attempt) => this.#dialNext(attempt),
-      dispatchEvent: (event) => this.#host.dispatchEvent(event),
-    });
+    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, this);
     if (settings.auth !== undefined) {
       this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
         state: () => this.state,
@@ -182,7 +211,7 @@ export class Lifecycle {
   #open(transport: Transport): void {
     const settings = this.settings!;
     const session = this.session!;
-    const connection = this.#connection = new Connection(transport, session, this.#owner, {
+    const connection = this.#connection = new Connection(transport, session, this, {
       protocolVersion: settings.protocolVersion,
       maximumPacketSize: settings.maximumIncoming,
       clock: this.clock,
@@ -235,7 +264,7 @@ export class Lifecycle {
       const verifying = this.#authentication?.verifyConnack(packet, () => {
         session.receive(packet, this.clock.now());
         this.#onConnack(packet);
-        return this.#host.pump();
+        return this.#host.pump(this.#client);
       });
       if (verifying !== undefined) return verifying;
     }
@@ -249,7 +278,7 @@ export class Lifecycle {
       // The session lets an AUTH through only to a client with the auth option.
       this.#authentication!.receive(packet);
     }
-    return this.#host.pump();
+    return this.#host.pump(this.#client);
   }
 
   /**
@@ -291,7 +320,7 @@ export class Lifecycle {
     this.#connecting = undefined;
     connecting?.resolve(connack.sessionPresent);
     this.#connection?.armKeepalive();
-    this.#host.dispatchEvent(
+    this.#client.dispatchEvent(
       new CustomEvent<ConnectEventDetail>("connect", {
         detail: { connack, sessionPresent: connack.sessionPresent, reconnected },
       }),
@@ -329,7 +358,8 @@ export class Lifecycle {
         return;
       case "disconnecting":
       case "closed":
-        return this.#closed.promise;
+        if (this.#closeDone) return;
+        return (this.#closed ??= new Deferred<void>()).promise;
     }
     const session = this.session!;
     const connection = this.#connection;
@@ -508,9 +538,9 @@ export class Lifecycle {
     if (
       error !== undefined && !(error instanceof BrokerDisconnect && (packet?.reasonCode ?? 0) === 0)
     ) {
-      this.#host.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
+      this.#client.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
     }
-    this.#host.dispatchEvent(
+    this.#client.dispatchEvent(
       new CustomEvent<DisconnectEventDetail>("disconnect", {
         detail: {
           ...(error ? { error } : {}),
@@ -556,9 +586,12 @@ export class Lifecycle {
     const abandoned = this.session?.abandon(onKept) ?? [];
     for (const token of abandoned) token?.reject(closedError());
     this.#connection?.rejectWrites(closedError());
-    this.#host.closed();
+    this.#host.closed(this.#client);
     this.#report(error, packet, false);
     const closing = this.#storeWriter?.close() ?? Promise.resolve();
-    closing.catch(() => {}).finally(() => this.#closed.resolve());
+    closing.catch(() => {}).finally(() => {
+      this.#closeDone = true;
+      this.#closed?.resolve();
+    });
   }
 }

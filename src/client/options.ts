@@ -13,6 +13,9 @@ import type { Authenticator, ClientOptions, ReconnectOptions } from "./types.ts"
 
 const encoder = new TextEncoder();
 
+// `reconnect: true`: the defaults, one object for every client (nothing changes it).
+const DEFAULT_RECONNECT: ReconnectOptions = Object.freeze({});
+
 /**
  * Turns a string into UTF-8 bytes; leaves bytes as they are (no copy).
  *
@@ -150,7 +153,11 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       ? Infinity
       : connectTimeout,
     signal: options.signal,
-    reconnect: reconnect === false || !canDial ? undefined : reconnect === true ? {} : reconnect,
+    reconnect: reconnect === false || !canDial
+      ? undefined
+      : reconnect === true
+      ? DEFAULT_RECONNECT
+      : reconnect,
     urlOrder,
     followServerReference: options.followServerReference ?? true,
     auth,

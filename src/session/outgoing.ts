@@ -115,7 +115,7 @@ export class Outgoing<T> {
    */
   restore(records: readonly StoredPublish[], token: (record: StoredPublish) => T): void {
     const shared = this.#shared;
-    const inflight = shared.inflight;
+    const inflight = shared.changeInflight();
     // Publishes made while the store was opening wait behind what it held.
     const early = this.#waiting.slice(this.#waitingHead);
     this.#waiting = [];
@@ -197,7 +197,7 @@ export class Outgoing<T> {
   restart(): void {
     const shared = this.#shared;
     const inflight = [...shared.inflight.values()];
-    shared.inflight.clear();
+    if (inflight.length > 0) shared.changeInflight().clear();
     const resend = inflight.map((outgoing) => {
       outgoing.state = "publish";
       outgoing.packet.dup = false;
@@ -274,7 +274,7 @@ export class Outgoing<T> {
       else tokens.push(outgoing.token);
     }
     this.#waitingBytes = 0;
-    shared.inflight.clear();
+    if (shared.inflight.size > 0) shared.changeInflight().clear();
     this.#heldResends?.clear();
     this.#waiting = [];
     this.#waitingHead = 0;
@@ -330,7 +330,7 @@ export class Outgoing<T> {
     const shared = this.#shared;
     const packetId = shared.allocatePacketId();
     outgoing.packet.packetId = packetId;
-    shared.inflight.set(packetId, outgoing);
+    shared.changeInflight().set(packetId, outgoing);
     // The packet id is durable before the PUBLISH is written: after a restart the message is
     // re-sent with the same id, never as a second message.
     if (shared.journaling) {
@@ -351,7 +351,7 @@ export class Outgoing<T> {
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
     const shared = this.#shared;
-    shared.inflight.delete(packetId);
+    shared.changeInflight().delete(packetId);
     this.#heldResends?.delete(outgoing);
     if (shared.journaling) shared.journal.push({ op: "delete", sequence: outgoing.sequence });
     if (reasonCode >= 0x80) {
