@@ -32,7 +32,7 @@ import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer } from "./reconnect.ts";
 import type { BrokerDialer } from "./brokers.ts";
 import { Rounds, type RoundsHost } from "./rounds.ts";
-import { settlesWithin } from "./deadlines.ts";
+import { type Deadline, Deadlines, settlesWithin } from "./deadlines.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { EnhancedAuthentication } from "./authentication.ts";
 import type { ClientState } from "./state.ts";
@@ -80,7 +80,9 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
   #redialer: Redialer | undefined;
-  #connectTimer: unknown;
+  // connectTimeout's deadline, in the clock's one timer: a runtime timer per attempt would cost
+  // more garbage than the rest of connecting.
+  #connectDeadline: Deadline | undefined;
   // The promise of the first connect(); later connections have none.
   #connecting: Deferred<boolean> | undefined;
   // Settles once closing is over (the store closed); made when someone waits for it.
@@ -244,10 +246,16 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
     const started = this.#redialer!.takeStartedAt() ?? now;
     const timeout = settings.connectTimeout;
     if (timeout === Infinity) return;
-    this.#connectTimer = this.clock.setTimeout(() => {
-      this.#connectTimer = undefined;
-      this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
-    }, Math.max(0, started + timeout - now));
+    const deadline: Deadline = this.#connectDeadline = {
+      at: Infinity,
+      slot: -1,
+      due: () => {
+        if (this.#connectDeadline !== deadline) return;
+        this.#connectDeadline = undefined;
+        this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
+      },
+    };
+    Deadlines.of(this.clock).schedule(deadline, Math.max(now, started + timeout));
   }
 
   /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
@@ -341,9 +349,10 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
   }
 
   #clearConnectTimer(): void {
-    if (this.#connectTimer !== undefined) {
-      this.clock.clearTimeout(this.#connectTimer);
-      this.#connectTimer = undefined;
+    const deadline = this.#connectDeadline;
+    if (deadline !== undefined) {
+      this.#connectDeadline = undefined;
+      Deadlines.of(this.clock).cancel(deadline);
     }
   }
 

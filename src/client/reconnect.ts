@@ -21,6 +21,7 @@ import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
 import type { ReconnectOptions } from "./types.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 
 /**
  * Opens a new connection to the broker: how a client reconnects. `attempt` counts from 0 for
@@ -124,14 +125,20 @@ export async function dialWithin(
   const { controller, signal, clock, timeout } = limits;
   const onAbort = () => controller.abort(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  const timer = timeout === Infinity ? undefined : clock.setTimeout(() => {
-    controller.abort(new TimeoutError(`could not connect to the broker within ${timeout} ms`));
-  }, timeout);
+  // In the clock's one timer, not a runtime timer per attempt (see `deadlines.ts`).
+  const deadline: Deadline | undefined = timeout === Infinity ? undefined : {
+    at: Infinity,
+    slot: -1,
+    due: () => {
+      controller.abort(new TimeoutError(`could not connect to the broker within ${timeout} ms`));
+    },
+  };
+  if (deadline !== undefined) Deadlines.of(clock).schedule(deadline, clock.now() + timeout);
   try {
     signal?.throwIfAborted();
     return await abortable(dial(controller.signal, attempt), controller.signal, closeQuietly);
   } finally {
-    if (timer !== undefined) clock.clearTimeout(timer);
+    if (deadline !== undefined) Deadlines.of(clock).cancel(deadline);
     signal?.removeEventListener("abort", onAbort);
   }
 }

@@ -196,6 +196,8 @@ export class Outgoing<T> {
    */
   restart(): void {
     const shared = this.#shared;
+    // Nothing in flight (every first connection): nothing to do, and no garbage for it.
+    if (shared.inflight.size === 0) return;
     const inflight = [...shared.inflight.values()];
     if (inflight.length > 0) shared.changeInflight().clear();
     const resend = inflight.map((outgoing) => {
