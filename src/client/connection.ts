@@ -48,7 +48,7 @@ export interface ConnectionOptions {
   /** The protocol version of the codec. */
   protocolVersion: ProtocolVersion;
   /** The largest packet accepted from the broker, if limited. */
-  maximumPacketSize: number | undefined;
+  maximumIncoming: number | undefined;
   /** Time and timers. */
   clock: Clock;
 }
@@ -115,7 +115,7 @@ export class Connection implements ByteSink {
     const transport = this.#transport = adoptDenoConn(this.#transport) ?? this.#transport;
     this.#decoder = new PacketDecoder({
       protocolVersion: this.#options.protocolVersion,
-      maximumPacketSize: this.#options.maximumPacketSize,
+      maximumPacketSize: this.#options.maximumIncoming,
     });
     if (isDirectTransport(transport)) {
       this.#direct = transport;
@@ -341,6 +341,15 @@ export class Connection implements ByteSink {
     this.#inWrite = undefined;
     this.#written?.reject(error);
     this.#written = undefined;
+  }
+
+  /**
+   * Lets go of the buffer the last batch was written from, unless a write is under way: for a
+   * connection just accepted, the one CONNECT went from, which an idle connection would hold for
+   * nothing. The next batch that needs it makes a new one.
+   */
+  releaseSpareBuffer(): void {
+    if (this.#writing === undefined) this.#spare = new Writer();
   }
 
   /** Lets the session's keepalive clock run, and sets the timer for its next deadline. */

@@ -29,7 +29,7 @@ import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
 import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
-import { type Dialer, Redialer } from "./reconnect.ts";
+import { type Dialer, Redialer, type RedialHost } from "./reconnect.ts";
 import type { BrokerDialer } from "./brokers.ts";
 import { Rounds, type RoundsHost } from "./rounds.ts";
 import { type Deadline, Deadlines, settlesWithin } from "./deadlines.ts";
@@ -57,7 +57,8 @@ export interface LifecycleHost<C> {
  * the owner of each of its connections and the host of its rounds, by its own methods: an idle
  * connection holds no closures for them.
  */
-export class Lifecycle<C extends EventTarget = EventTarget> implements ConnectionOwner, RoundsHost {
+export class Lifecycle<C extends EventTarget = EventTarget>
+  implements ConnectionOwner, RoundsHost, RedialHost {
   state: ClientState = "idle";
   /** The session, once configured. */
   session: Session<Token> | undefined;
@@ -107,8 +108,7 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
     if (typeof transport === "function") {
       this.#dial = transport;
     } else if (transport !== undefined && "urls" in transport) {
-      const brokers = this.#brokerDialer = transport;
-      this.#dial = (signal, attempt) => brokers.dial(this.#rounds!.current, signal, attempt);
+      this.#brokerDialer = transport;
     } else {
       this.#transport = transport;
     }
@@ -129,6 +129,13 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
     return this.state === "connected";
   }
 
+  /** Opens a transport with the dialer, or to the broker the round is at (see {@linkcode RedialHost}). */
+  openTransport(signal: AbortSignal, attempt: number): Promise<Transport> {
+    const dial = this.#dial;
+    if (dial !== undefined) return dial(signal, attempt);
+    return this.#brokerDialer!.dial(this.#rounds!.current, signal, attempt);
+  }
+
   /** Dials the broker the round is at (see {@linkcode RoundsHost.dial}). */
   dial(attempt: number): void {
     this.#dialNext(attempt);
@@ -141,7 +148,8 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
 
   /** Whether there is a way to connect: a transport or a dialer. */
   get canConnect(): boolean {
-    return this.#transport !== undefined || this.#dial !== undefined;
+    return this.#transport !== undefined || this.#dial !== undefined ||
+      this.#brokerDialer !== undefined;
   }
 
   /** The live connection, if any. */
@@ -151,7 +159,8 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
 
   /** Sets up the session from the options, before the first connection. */
   configure(options: ClientOptions): void {
-    const settings = readOptions(options, this.#dial !== undefined);
+    const canDial = this.#dial !== undefined || this.#brokerDialer !== undefined;
+    const settings = readOptions(options, canDial);
     this.settings = settings;
     this.clock = settings.clock;
     if (settings.store !== undefined) {
@@ -167,7 +176,7 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
     packetSize(session.connect(0), settings.protocolVersion);
     session.disconnected();
     this.session = session;
-    const redialer = this.#redialer = new Redialer(this.#dial, settings);
+    const redialer = this.#redialer = new Redialer(canDial ? this : undefined, settings);
     this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, this);
     if (settings.auth !== undefined) {
       this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
@@ -213,11 +222,8 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
   #open(transport: Transport): void {
     const settings = this.settings!;
     const session = this.session!;
-    const connection = this.#connection = new Connection(transport, session, this, {
-      protocolVersion: settings.protocolVersion,
-      maximumPacketSize: settings.maximumIncoming,
-      clock: this.clock,
-    });
+    // The settings are the connection's options too: no object of its own for them.
+    const connection = this.#connection = new Connection(transport, session, this, settings);
     const signal = settings.signal;
     if (signal !== undefined && this.#connecting !== undefined) {
       if (signal.aborted) {
@@ -327,7 +333,11 @@ export class Lifecycle<C extends EventTarget = EventTarget> implements Connectio
     const connecting = this.#connecting;
     this.#connecting = undefined;
     connecting?.resolve(connack.sessionPresent);
-    this.#connection?.armKeepalive();
+    const connection = this.#connection;
+    if (connection !== undefined) {
+      connection.releaseSpareBuffer();
+      connection.armKeepalive();
+    }
     this.#client.dispatchEvent(
       new CustomEvent<ConnectEventDetail>("connect", {
         detail: { connack, sessionPresent: connack.sessionPresent, reconnected },

@@ -149,7 +149,7 @@ export async function dialWithin(
  * worth another one.
  */
 export class Redialer {
-  readonly #dial: Dialer | undefined;
+  readonly #host: RedialHost | undefined;
   readonly #settings: RedialSettings;
   #attempt = 0;
   #backoffTimer: unknown;
@@ -157,9 +157,9 @@ export class Redialer {
   // When the dial of the current attempt began: connectTimeout counts from there.
   #startedAt: number | undefined;
 
-  /** Dials with `dial` (none: the client has one transport and cannot reconnect). */
-  constructor(dial: Dialer | undefined, settings: RedialSettings) {
-    this.#dial = dial;
+  /** Dials through `host` (none: the client has one transport and cannot reconnect). */
+  constructor(host: RedialHost | undefined, settings: RedialSettings) {
+    this.#host = host;
     this.#settings = settings;
   }
 
@@ -169,7 +169,8 @@ export class Redialer {
     const controller = this.#dialing = new AbortController();
     this.#startedAt = settings.clock.now();
     try {
-      return await dialWithin(this.#dial!, attempt, {
+      const host = this.#host!;
+      return await dialWithin((signal, n) => host.openTransport(signal, n), attempt, {
         controller,
         timeout: settings.connectTimeout,
         signal: attempt === 0 ? settings.signal : undefined,
@@ -236,6 +237,12 @@ export class Redialer {
     this.#dialing?.abort(reason);
     this.#dialing = undefined;
   }
+}
+
+/** What a {@linkcode Redialer} dials through: the client's dialer, or its brokers. */
+export interface RedialHost {
+  /** Opens a transport for `attempt`; gives up when `signal` aborts. */
+  openTransport(signal: AbortSignal, attempt: number): Promise<Transport>;
 }
 
 /** What a {@linkcode Redialer} needs of the client's settings. */
