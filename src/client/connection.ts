@@ -258,13 +258,14 @@ export class Connection implements ByteSink {
   scheduleFlush(): void {
     if (this.#flushScheduled || this.#writing !== undefined) return;
     this.#flushScheduled = true;
-    queueMicrotask(this.#flushTask);
+    if (flushQueue.push(this) === 1) queueMicrotask(flushAll);
   }
 
-  #flushTask = (): void => {
+  /** The flush `scheduleFlush` asked for: run by {@linkcode flushAll}. */
+  scheduledFlush(): void {
     this.#flushScheduled = false;
     if (this.#writing === undefined) this.#flush();
-  };
+  }
 
   /**
    * Encodes `packets` after whatever is queued, then `last` (an encoded DISCONNECT), and writes
@@ -426,6 +427,16 @@ export class Connection implements ByteSink {
       clock,
     );
   }
+}
+
+// The connections to flush at the end of this turn, in the order they asked: one microtask for
+// them all, not a closure per connection.
+let flushQueue: Connection[] = [];
+
+function flushAll(): void {
+  const queue = flushQueue;
+  flushQueue = [];
+  for (let i = 0; i < queue.length; i++) queue[i].scheduledFlush();
 }
 
 /** The keepalive deadline of a connection: a method, not a closure per connection. */

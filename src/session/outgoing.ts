@@ -29,7 +29,8 @@ export class Outgoing<T> {
   // room for them yet. They stay in flight with their packet ids.
   // Made on first use: held resends are rare.
   #heldResends: Set<OutgoingPublish<T>> | undefined;
-  #aliases: OutgoingAliases;
+  // Made for "auto", or with the first publish that sets an alias: most sessions use none.
+  #aliases: OutgoingAliases | undefined;
 
   /**
    * Creates the outgoing flows of a session.
@@ -40,12 +41,12 @@ export class Outgoing<T> {
   constructor(shared: SharedState<T>, inflightWindow: number, autoAliases = false) {
     this.#shared = shared;
     this.#window = inflightWindow;
-    this.#aliases = new OutgoingAliases(shared, autoAliases);
+    if (autoAliases) this.#aliases = new OutgoingAliases(shared, true);
   }
 
   /** Whether the session gives topics aliases itself. */
   get autoAliases(): boolean {
-    return this.#aliases.auto;
+    return this.#aliases?.auto ?? false;
   }
 
   /**
@@ -71,7 +72,7 @@ export class Outgoing<T> {
    * or leaves it empty when the alias has none. Changes nothing else.
    */
   resolveTopic(packet: PublishPacket): void {
-    this.#aliases.resolveTopic(packet);
+    this.#aliasesOf(packet)?.resolveTopic(packet);
   }
 
   /**
@@ -81,7 +82,7 @@ export class Outgoing<T> {
    */
   publish(packet: PublishPacket, token: T): boolean {
     const shared = this.#shared;
-    this.#aliases.declare(packet);
+    this.#aliasesOf(packet)?.declare(packet);
     if (packet.qos === 0 && shared.connected) {
       this.#pushPublish(packet);
       return true;
@@ -155,7 +156,7 @@ export class Outgoing<T> {
 
   /** Forgets what the server of the last connection was told about aliases. */
   forgetAliases(): void {
-    this.#aliases.forget();
+    this.#aliases?.forget();
   }
 
   /**
@@ -348,7 +349,15 @@ export class Outgoing<T> {
 
   /** Puts a PUBLISH in the outbox, as it goes on this connection (see `aliases.ts`). */
   #pushPublish(packet: PublishPacket): void {
-    this.#shared.outbox.push(this.#aliases.onWire(packet));
+    const aliases = this.#aliasesOf(packet);
+    this.#shared.outbox.push(aliases === undefined ? packet : aliases.onWire(packet));
+  }
+
+  /** The aliases, made now if `packet` is the first to set one; none while none was set. */
+  #aliasesOf(packet: PublishPacket): OutgoingAliases | undefined {
+    const aliases = this.#aliases;
+    if (aliases !== undefined || packet.properties?.topicAlias === undefined) return aliases;
+    return this.#aliases = new OutgoingAliases(this.#shared, false);
   }
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
