@@ -90,7 +90,6 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
         : {}),
     }
     : undefined;
-  const will = options.will;
   const connectTimeout = options.connectTimeout ?? 30_000;
   if (!(connectTimeout >= 0)) {
     throw new RangeError(`connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`);
