@@ -137,8 +137,8 @@ const NO_LISTENERS: readonly InboxListener[] = [];
  * ```
  */
 export class Inbox {
-  #acknowledge: (message: MessageData) => void;
-  #onError: (error: MqttError) => void;
+  // Called as methods of the options object: a client passes one object, not two closures.
+  readonly #callbacks: InboxOptions;
   #handler: PublishHandler | undefined;
   #handlerManual = false;
   // Replaced, never changed in place: a dispatch loop keeps the array it started with.
@@ -159,8 +159,7 @@ export class Inbox {
 
   /** Creates an empty, open inbox. */
   constructor(options: InboxOptions) {
-    this.#acknowledge = options.acknowledge;
-    this.#onError = options.onError;
+    this.#callbacks = options;
     this.#maxHeld = options.maxHeld ?? 1000;
   }
 
@@ -199,11 +198,11 @@ export class Inbox {
       } catch (error) {
         this.#handlerFailed(error);
       }
-      this.#acknowledge(message);
+      this.#callbacks.acknowledge(message);
       return undefined;
     }
     const sink = this.#sink ??= {
-      handled: (arrival) => this.#acknowledge(arrival[DATA]),
+      handled: (arrival) => this.#callbacks.acknowledge(arrival[DATA]),
       handBack: (arrival) => this.#handBack(arrival),
     };
     return this.#deliver(new ReceivedMessage(message, sink, this.#arrivals++));
@@ -362,7 +361,7 @@ export class Inbox {
   }
 
   #handlerFailed(error: unknown): void {
-    this.#onError(
+    this.#callbacks.onError(
       new MqttError(
         `the publish handler threw: ${error instanceof Error ? error.message : error}`,
         { cause: error },

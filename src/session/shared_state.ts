@@ -135,6 +135,8 @@ export interface Request<T> {
 // type has no way to change it).
 const NOTHING: ReadonlyMap<unknown, unknown> = new Map();
 
+const NO_JOURNAL = Object.freeze([]) as unknown as StoreOperation[];
+
 /** The state the parts of a session share. */
 export class SharedState<T> {
   /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
@@ -150,7 +152,7 @@ export class SharedState<T> {
   /** What the user must hear about, in order. */
   events: SessionEvent<T>[] = [];
   /** The changes the store must make durable, in order. */
-  journal: StoreOperation[] = [];
+  journal: StoreOperation[];
   // The two maps below are made on first use: an idle connection that never published QoS 1
   // or 2 nor subscribed holds neither. Read through the getters, changed through the methods.
   #inflight: Map<number, OutgoingPublish<T>> | undefined;
@@ -185,6 +187,9 @@ export class SharedState<T> {
   constructor(options: SessionOptions) {
     this.protocolVersion = options.protocolVersion;
     this.journaling = options.journal ?? false;
+    // Without a store nothing is journaled (every change is recorded under `if (journaling)`):
+    // one frozen empty list for all such sessions, which a stray record would fail on loudly.
+    this.journal = this.journaling ? [] : NO_JOURNAL;
   }
 
   /**
