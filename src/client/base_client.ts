@@ -18,7 +18,7 @@ import type {
   UnsubscribePacket,
 } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
-import { Lifecycle, type Token } from "./lifecycle.ts";
+import { Lifecycle, type LifecycleHost, type Token } from "./lifecycle.ts";
 import { allows, type ClientState, type Operation } from "./state.ts";
 import type { Inbox, MessageData } from "./inbox.ts";
 import { toBytes } from "./options.ts";
@@ -48,7 +48,12 @@ import type { ClientOptions, DisconnectOptions } from "./types.ts";
  * ```
  */
 export class BaseClient extends EventTarget implements AsyncDisposable {
-  readonly #life: Lifecycle;
+  // What every client's lifecycle calls back: one object for all, not closures per client.
+  static readonly #host: LifecycleHost<BaseClient> = {
+    pump: (client) => client.#pump(),
+    closed: (client) => client.#closed(),
+  };
+  readonly #life: Lifecycle<BaseClient>;
   /**
    * Where received messages go until the application has them, in a profile that delivers
    * them (the `Subscriber` mixin); without one, as in a pure publisher, each message is
@@ -71,15 +76,14 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
    */
   constructor(transport?: Transport | Dialer | BrokerDialer) {
     super();
-    this.#life = new Lifecycle({
-      pump: () => this.#pump(),
-      dispatchEvent: (event) => this.dispatchEvent(event),
-      closed: () => {
-        this.inbox?.close();
-        this.#room?.reject(new ConnectionClosedError("the client closed"));
-        this.#room = undefined;
-      },
-    }, transport);
+    this.#life = new Lifecycle(BaseClient.#host, this, transport);
+  }
+
+  /** The client closed for good: consumers of messages end, and so do waits for room. */
+  #closed(): void {
+    this.inbox?.close();
+    this.#room?.reject(new ConnectionClosedError("the client closed"));
+    this.#room = undefined;
   }
 
   /** Where the client is in its life. */

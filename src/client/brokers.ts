@@ -45,10 +45,11 @@ export class BrokerList {
   #urls: URL[];
   readonly #order: UrlOrder;
   readonly #random: () => number;
-  #round: URL[] = [];
+  // Both made on first use, and dropped once connected: a connected client holds neither.
+  #round: URL[] | undefined;
   #current: URL | undefined;
   // The URLs redirected to since the last accepted connection, in order.
-  #redirects: URL[] = [];
+  #redirects: URL[] | undefined;
 
   /**
    * A list over `urls`, ordered or shuffled in each round.
@@ -74,12 +75,12 @@ export class BrokerList {
 
   /** Whether the current round has a URL left. */
   get hasNext(): boolean {
-    return this.#round.length > 0;
+    return this.#round !== undefined && this.#round.length > 0;
   }
 
   /** The redirects followed since the last accepted connection. */
   get redirects(): readonly URL[] {
-    return this.#redirects;
+    return this.#redirects ?? [];
   }
 
   /** Starts a round: every URL once, in order or shuffled (Fisher-Yates). */
@@ -96,8 +97,8 @@ export class BrokerList {
 
   /** Moves to the next URL of the round (a new round when none is left) and returns it. */
   next(): URL {
-    if (this.#round.length === 0) this.startRound();
-    return this.#current = this.#round.shift()!;
+    if (!this.hasNext) this.startRound();
+    return this.#current = this.#round!.shift()!;
   }
 
   /** `beforeConnect` gave another URL for the current one: later rounds use it too. */
@@ -114,21 +115,22 @@ export class BrokerList {
    * @returns `false`, changing nothing, when {@linkcode MAX_REDIRECTS} were followed already.
    */
   redirect(urls: URL[], permanent: boolean): boolean {
-    if (this.#redirects.length >= MAX_REDIRECTS) return false;
-    this.#redirects.push(urls[0]);
+    const redirects = this.#redirects ??= [];
+    if (redirects.length >= MAX_REDIRECTS) return false;
+    redirects.push(urls[0]);
     if (permanent) {
       this.#urls = urls;
       this.#round = [...urls];
     } else {
-      this.#round = [...urls, ...this.#round];
+      this.#round = [...urls, ...this.#round ?? []];
     }
     return true;
   }
 
   /** A connection was accepted: the redirect count starts again. */
   connected(): void {
-    this.#redirects = [];
-    this.#round = [];
+    this.#redirects = undefined;
+    this.#round = undefined;
   }
 }
 

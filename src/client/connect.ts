@@ -6,7 +6,8 @@
  */
 
 import { openTransport } from "../transport/mod.ts";
-import type { TransportOptions } from "../transport/types.ts";
+import type { Transport, TransportOptions } from "../transport/types.ts";
+import type { BrokerDialer } from "./brokers.ts";
 import { MqttClient } from "./clients.ts";
 import type { ClientOptions } from "./types.ts";
 
@@ -79,43 +80,76 @@ export async function connect(
   const urls = Array.isArray(url) ? url : [url as string | URL];
   if (urls.length === 0) throw new TypeError("connect needs at least one broker URL");
   const first = new URL(urls[0]);
-  let username = options.username ?? usernameOf(first);
-  let password: string | Uint8Array | undefined = options.password ?? passwordOf(first);
-  const { beforeConnect } = options;
-  // URLs that beforeConnect replaced, by the URL they replaced: in force for later attempts.
-  let replaced: Map<string, URL> | undefined;
-  const client: MqttClient = new MqttClient({
+  const dialer = new UrlDialer(
     urls,
-    dial: async (listed, signal, attempt) => {
-      let target = replaced?.get(listed.href) ?? listed;
-      let changed = false;
-      if (target.username !== "" || target.password !== "") {
-        // Each URL's own credentials, unless the options give them.
-        username = options.username ?? usernameOf(target) ?? username;
-        password = options.password ?? passwordOf(target) ?? password;
+    options,
+    options.username ?? usernameOf(first),
+    options.password ?? passwordOf(first),
+  );
+  const client = dialer.client = new MqttClient(dialer);
+  await client.connect({
+    ...options,
+    username: dialer.username,
+    password: dialer.password,
+    reconnect: options.reconnect ?? true,
+  });
+  return client;
+}
+
+/**
+ * How `connect`'s client dials each URL, with the credentials in force. An object, not a
+ * closure: it lives as long as the client, and a closure over `connect`'s scope would keep more.
+ */
+class UrlDialer implements BrokerDialer {
+  readonly urls: readonly (string | URL)[];
+  client: MqttClient | undefined;
+  username: string | undefined;
+  password: string | Uint8Array | undefined;
+  readonly #options: ConnectOptions;
+  // URLs that beforeConnect replaced, by the URL they replaced: in force for later attempts.
+  #replaced: Map<string, URL> | undefined;
+
+  constructor(
+    urls: readonly (string | URL)[],
+    options: ConnectOptions,
+    username: string | undefined,
+    password: string | Uint8Array | undefined,
+  ) {
+    this.urls = urls;
+    this.#options = options;
+    this.username = username;
+    this.password = password;
+  }
+
+  async dial(listed: URL, signal: AbortSignal, attempt: number): Promise<Transport> {
+    const options = this.#options;
+    let target = this.#replaced?.get(listed.href) ?? listed;
+    let changed = false;
+    if (target.username !== "" || target.password !== "") {
+      // Each URL's own credentials, unless the options give them.
+      this.username = options.username ?? usernameOf(target) ?? this.username;
+      this.password = options.password ?? passwordOf(target) ?? this.password;
+      changed = true;
+    }
+    const { beforeConnect } = options;
+    if (beforeConnect !== undefined) {
+      const change = await beforeConnect({ attempt, url: target, signal });
+      signal.throwIfAborted();
+      if (change) {
+        if (change.url !== undefined) {
+          target = new URL(change.url);
+          (this.#replaced ??= new Map()).set(listed.href, target);
+          this.username = options.username ?? usernameOf(target) ?? this.username;
+          this.password = options.password ?? passwordOf(target) ?? this.password;
+        }
+        if (change.username !== undefined) this.username = change.username;
+        if (change.password !== undefined) this.password = change.password;
         changed = true;
       }
-      if (beforeConnect !== undefined) {
-        const change = await beforeConnect({ attempt, url: target, signal });
-        signal.throwIfAborted();
-        if (change) {
-          if (change.url !== undefined) {
-            target = new URL(change.url);
-            (replaced ??= new Map()).set(listed.href, target);
-            username = options.username ?? usernameOf(target) ?? username;
-            password = options.password ?? passwordOf(target) ?? password;
-          }
-          if (change.username !== undefined) username = change.username;
-          if (change.password !== undefined) password = change.password;
-          changed = true;
-        }
-      }
-      if (changed) client.setCredentials(username, password);
-      return await openTransport(target, { ...options, signal });
-    },
-  });
-  await client.connect({ ...options, username, password, reconnect: options.reconnect ?? true });
-  return client;
+    }
+    if (changed) this.client!.setCredentials(this.username, this.password);
+    return await openTransport(target, { ...options, signal });
+  }
 }
 
 function usernameOf(url: URL): string | undefined {

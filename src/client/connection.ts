@@ -48,7 +48,7 @@ export interface ConnectionOptions {
   /** The protocol version of the codec. */
   protocolVersion: ProtocolVersion;
   /** The largest packet accepted from the broker, if limited. */
-  maximumPacketSize: number | undefined;
+  maximumIncoming: number | undefined;
   /** Time and timers. */
   clock: Clock;
 }
@@ -115,7 +115,7 @@ export class Connection implements ByteSink {
     const transport = this.#transport = adoptDenoConn(this.#transport) ?? this.#transport;
     this.#decoder = new PacketDecoder({
       protocolVersion: this.#options.protocolVersion,
-      maximumPacketSize: this.#options.maximumPacketSize,
+      maximumPacketSize: this.#options.maximumIncoming,
     });
     if (isDirectTransport(transport)) {
       this.#direct = transport;
@@ -258,13 +258,14 @@ export class Connection implements ByteSink {
   scheduleFlush(): void {
     if (this.#flushScheduled || this.#writing !== undefined) return;
     this.#flushScheduled = true;
-    queueMicrotask(this.#flushTask);
+    if (flushQueue.push(this) === 1) queueMicrotask(flushAll);
   }
 
-  #flushTask = (): void => {
+  /** The flush `scheduleFlush` asked for: run by {@linkcode flushAll}. */
+  scheduledFlush(): void {
     this.#flushScheduled = false;
     if (this.#writing === undefined) this.#flush();
-  };
+  }
 
   /**
    * Encodes `packets` after whatever is queued, then `last` (an encoded DISCONNECT), and writes
@@ -346,6 +347,15 @@ export class Connection implements ByteSink {
   }
 
   /**
+   * Lets go of the buffer the last batch was written from, unless a write is under way: for a
+   * connection just accepted, the one CONNECT went from, which an idle connection would hold for
+   * nothing. The next batch that needs it makes a new one.
+   */
+  releaseSpareBuffer(): void {
+    if (this.#writing === undefined) this.#spare = new Writer();
+  }
+
+  /**
    * Lets the session's keepalive clock run, and sets the timer for its next deadline. `now`, when
    * given, is a time read a moment ago.
    */
@@ -360,15 +370,16 @@ export class Connection implements ByteSink {
     }
     if (session.hasOutput) this.scheduleFlush();
     if (deadline === Infinity) return;
-    const keepalive = this.#keepalive ??= { at: Infinity, slot: -1, due: this.#onKeepalive };
+    const keepalive = this.#keepalive ??= new KeepaliveDeadline(this);
     // An earlier deadline stands: when it comes, the session says what is due then.
     if (keepalive.slot >= 0 && keepalive.at <= deadline) return;
     this.#deadlines.schedule(keepalive, deadline);
   }
 
-  #onKeepalive = (): void => {
+  /** The keepalive deadline came: the session says what is due now. */
+  keepaliveDue(): void {
     if (!this.#closed && this.#owner.isLive()) this.armKeepalive();
-  };
+  }
 
   /**
    * Stops reading, writing and the keepalive timer, and closes the transport. Never throws;
@@ -419,5 +430,30 @@ export class Connection implements ByteSink {
       CLOSE_GRACE_MS,
       clock,
     );
+  }
+}
+
+// The connections to flush at the end of this turn, in the order they asked: one microtask for
+// them all, not a closure per connection.
+let flushQueue: Connection[] = [];
+
+function flushAll(): void {
+  const queue = flushQueue;
+  flushQueue = [];
+  for (let i = 0; i < queue.length; i++) queue[i].scheduledFlush();
+}
+
+/** The keepalive deadline of a connection: a method, not a closure per connection. */
+class KeepaliveDeadline implements Deadline {
+  at = Infinity;
+  slot = -1;
+  readonly #connection: Connection;
+
+  constructor(connection: Connection) {
+    this.#connection = connection;
+  }
+
+  due(): void {
+    this.#connection.keepaliveDue();
   }
 }

@@ -89,6 +89,10 @@ interface InboxListener {
   receive: (message: MessageData) => void;
 }
 
+// The empty lists every inbox starts with, shared: the lists are replaced, never changed in place.
+const NO_QUEUES: readonly MessageQueue[] = [];
+const NO_LISTENERS: readonly InboxListener[] = [];
+
 /**
  * Where received messages go until the application has them.
  *
@@ -133,12 +137,12 @@ interface InboxListener {
  * ```
  */
 export class Inbox {
-  #acknowledge: (message: MessageData) => void;
-  #onError: (error: MqttError) => void;
+  // Called as methods of the options object: a client passes one object, not two closures.
+  readonly #callbacks: InboxOptions;
   #handler: PublishHandler | undefined;
   #handlerManual = false;
   // Replaced, never changed in place: a dispatch loop keeps the array it started with.
-  #queues: MessageQueue[] = [];
+  #queues: readonly MessageQueue[] = NO_QUEUES;
   // In arrival order: messages no consumer has yet, and messages handed back by one that left.
   #held: ReceivedMessage[] = [];
   #heldSpace: Deferred<void> | undefined;
@@ -148,16 +152,14 @@ export class Inbox {
   #draining: Promise<void> | undefined;
   #arrivals = 0;
   // Internal consumers (request/response): replaced, never changed in place.
-  #listeners: InboxListener[] = [];
-  #sink: ArrivalSink = {
-    handled: (arrival) => this.#acknowledge(arrival[DATA]),
-    handBack: (arrival) => this.#handBack(arrival),
-  };
+  #listeners: readonly InboxListener[] = NO_LISTENERS;
+  // Made with the first message: an idle client holds none of these.
+  #sink: ArrivalSink | undefined;
+  #handlerFailedBound: ((error: unknown) => void) | undefined;
 
   /** Creates an empty, open inbox. */
   constructor(options: InboxOptions) {
-    this.#acknowledge = options.acknowledge;
-    this.#onError = options.onError;
+    this.#callbacks = options;
     this.#maxHeld = options.maxHeld ?? 1000;
   }
 
@@ -196,10 +198,14 @@ export class Inbox {
       } catch (error) {
         this.#handlerFailed(error);
       }
-      this.#acknowledge(message);
+      this.#callbacks.acknowledge(message);
       return undefined;
     }
-    return this.#deliver(new ReceivedMessage(message, this.#sink, this.#arrivals++));
+    const sink = this.#sink ??= {
+      handled: (arrival) => this.#callbacks.acknowledge(arrival[DATA]),
+      handBack: (arrival) => this.#handBack(arrival),
+    };
+    return this.#deliver(new ReceivedMessage(message, sink, this.#arrivals++));
   }
 
   #deliver(arrival: ReceivedMessage): Promise<void> | undefined {
@@ -272,7 +278,7 @@ export class Inbox {
   close(): void {
     this.#closed = true;
     const queues = this.#queues;
-    this.#queues = [];
+    this.#queues = NO_QUEUES;
     for (let i = 0; i < queues.length; i++) queues[i].end();
     this.#heldSpace?.resolve();
     this.#heldSpace = undefined;
@@ -339,7 +345,12 @@ export class Inbox {
       if (!manual) arrival[SETTLE](true);
       return undefined;
     }
-    if (manual) return result.then(undefined, this.#handlerFailedBound);
+    if (manual) {
+      return result.then(
+        undefined,
+        this.#handlerFailedBound ??= (error) => this.#handlerFailed(error),
+      );
+    }
     return result.then(
       () => arrival[SETTLE](true),
       (error) => {
@@ -349,10 +360,8 @@ export class Inbox {
     );
   }
 
-  #handlerFailedBound = (error: unknown): void => this.#handlerFailed(error);
-
   #handlerFailed(error: unknown): void {
-    this.#onError(
+    this.#callbacks.onError(
       new MqttError(
         `the publish handler threw: ${error instanceof Error ? error.message : error}`,
         { cause: error },

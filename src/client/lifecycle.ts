@@ -29,10 +29,10 @@ import type { Transport } from "../transport/types.ts";
 import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.ts";
 import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
-import { type Dialer, Redialer } from "./reconnect.ts";
+import { type Dialer, Redialer, type RedialHost } from "./reconnect.ts";
 import type { BrokerDialer } from "./brokers.ts";
-import { Rounds } from "./rounds.ts";
-import { settlesWithin } from "./deadlines.ts";
+import { Rounds, type RoundsHost } from "./rounds.ts";
+import { type Deadline, Deadlines, settlesWithin } from "./deadlines.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { EnhancedAuthentication } from "./authentication.ts";
 import type { ClientState } from "./state.ts";
@@ -41,18 +41,24 @@ import type { ClientOptions, DisconnectOptions } from "./types.ts";
 /** A token the session hands back when an operation completes: the promise given to the user. */
 export type Token = Deferred<unknown>;
 
-/** What the lifecycle asks of the client handle that owns it. */
-export interface LifecycleHost {
+/**
+ * What the lifecycle asks of the client handle that owns it. One object serves every client of
+ * a class (the client is passed in), so that a client holds no closures for it.
+ */
+export interface LifecycleHost<C> {
   /** Acts on the session's events; a returned promise holds back reading (back-pressure). */
-  pump(): Promise<void> | undefined;
-  /** Tells the user: `connect`, `disconnect`, `reconnect` and `error` events. */
-  dispatchEvent(event: Event): boolean;
+  pump(client: C): Promise<void> | undefined;
   /** The client closed for good: consumers of messages end. */
-  closed(): void;
+  closed(client: C): void;
 }
 
-/** The lifecycle of one client: every state change but `idle` → `connecting` happens here. */
-export class Lifecycle {
+/**
+ * The lifecycle of one client: every state change but `idle` → `connecting` happens here. It is
+ * the owner of each of its connections and the host of its rounds, by its own methods: an idle
+ * connection holds no closures for them.
+ */
+export class Lifecycle<C extends EventTarget = EventTarget>
+  implements ConnectionOwner, RoundsHost, RedialHost {
   state: ClientState = "idle";
   /** The session, once configured. */
   session: Session<Token> | undefined;
@@ -62,7 +68,9 @@ export class Lifecycle {
   clock: Clock = systemClock;
   /** The CONNACK of the current (or last) connection. */
   connack: ConnackPacket | undefined;
-  readonly #host: LifecycleHost;
+  readonly #host: LifecycleHost<C>;
+  // The client handle: where events go (`connect`, `disconnect`, `reconnect`, `error`).
+  readonly #client: C;
   // The transport given to the constructor, for the one connection such a client makes.
   readonly #transport: Transport | undefined;
   readonly #dial: Dialer | undefined;
@@ -70,14 +78,17 @@ export class Lifecycle {
   readonly #brokerDialer: BrokerDialer | undefined;
   // Which broker each attempt dials, once configured.
   #rounds: Rounds | undefined;
-  readonly #owner: ConnectionOwner;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
   #redialer: Redialer | undefined;
-  #connectTimer: unknown;
+  // connectTimeout's deadline, in the clock's one timer: a runtime timer per attempt would cost
+  // more garbage than the rest of connecting.
+  #connectDeadline: Deadline | undefined;
   // The promise of the first connect(); later connections have none.
   #connecting: Deferred<boolean> | undefined;
-  #closed = new Deferred<void>();
+  // Settles once closing is over (the store closed); made when someone waits for it.
+  #closed: Deferred<void> | undefined;
+  #closeDone = false;
   #abort: (() => void) | undefined;
   #everConnected = false;
   // MQTT 5 enhanced authentication, with the auth option, once configured.
@@ -87,27 +98,58 @@ export class Lifecycle {
    * A lifecycle over a transport opened by hand, a dialer that opens one per attempt, or a list
    * of broker URLs and a way to dial each.
    */
-  constructor(host: LifecycleHost, transport: Transport | Dialer | BrokerDialer | undefined) {
+  constructor(
+    host: LifecycleHost<C>,
+    client: C,
+    transport: Transport | Dialer | BrokerDialer | undefined,
+  ) {
     this.#host = host;
+    this.#client = client;
     if (typeof transport === "function") {
       this.#dial = transport;
     } else if (transport !== undefined && "urls" in transport) {
-      const brokers = this.#brokerDialer = transport;
-      this.#dial = (signal, attempt) => brokers.dial(this.#rounds!.current, signal, attempt);
+      this.#brokerDialer = transport;
     } else {
       this.#transport = transport;
     }
-    this.#owner = {
-      handle: (packet) => this.#handle(packet),
-      fail: (reason) => this.#fail(reason),
-      durable: () => this.durable(),
-      isLive: () => this.state === "connected",
-    };
+  }
+
+  /** A packet from the broker (see {@linkcode ConnectionOwner.handle}). */
+  handle(packet: Packet): Promise<void> | undefined {
+    return this.#handle(packet);
+  }
+
+  /** The connection failed (see {@linkcode ConnectionOwner.fail}). */
+  fail(reason: unknown): void {
+    this.#fail(reason);
+  }
+
+  /** Whether keepalive runs now: a CONNACK accepted the connection. */
+  isLive(): boolean {
+    return this.state === "connected";
+  }
+
+  /** Opens a transport with the dialer, or to the broker the round is at (see {@linkcode RedialHost}). */
+  openTransport(signal: AbortSignal, attempt: number): Promise<Transport> {
+    const dial = this.#dial;
+    if (dial !== undefined) return dial(signal, attempt);
+    return this.#brokerDialer!.dial(this.#rounds!.current, signal, attempt);
+  }
+
+  /** Dials the broker the round is at (see {@linkcode RoundsHost.dial}). */
+  dial(attempt: number): void {
+    this.#dialNext(attempt);
+  }
+
+  /** Tells the user: dispatches `event` on the client. */
+  dispatchEvent(event: Event): boolean {
+    return this.#client.dispatchEvent(event);
   }
 
   /** Whether there is a way to connect: a transport or a dialer. */
   get canConnect(): boolean {
-    return this.#transport !== undefined || this.#dial !== undefined;
+    return this.#transport !== undefined || this.#dial !== undefined ||
+      this.#brokerDialer !== undefined;
   }
 
   /** The live connection, if any. */
@@ -117,7 +159,8 @@ export class Lifecycle {
 
   /** Sets up the session from the options, before the first connection. */
   configure(options: ClientOptions): void {
-    const settings = readOptions(options, this.#dial !== undefined);
+    const canDial = this.#dial !== undefined || this.#brokerDialer !== undefined;
+    const settings = readOptions(options, canDial);
     this.settings = settings;
     this.clock = settings.clock;
     if (settings.store !== undefined) {
@@ -133,11 +176,8 @@ export class Lifecycle {
     packetSize(session.connect(0), settings.protocolVersion);
     session.disconnected();
     this.session = session;
-    const redialer = this.#redialer = new Redialer(this.#dial, settings);
-    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, {
-      dial: (attempt) => this.#dialNext(attempt),
-      dispatchEvent: (event) => this.#host.dispatchEvent(event),
-    });
+    const redialer = this.#redialer = new Redialer(canDial ? this : undefined, settings);
+    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, this);
     if (settings.auth !== undefined) {
       this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
         state: () => this.state,
@@ -182,11 +222,8 @@ export class Lifecycle {
   #open(transport: Transport): void {
     const settings = this.settings!;
     const session = this.session!;
-    const connection = this.#connection = new Connection(transport, session, this.#owner, {
-      protocolVersion: settings.protocolVersion,
-      maximumPacketSize: settings.maximumIncoming,
-      clock: this.clock,
-    });
+    // The settings are the connection's options too: no object of its own for them.
+    const connection = this.#connection = new Connection(transport, session, this, settings);
     const signal = settings.signal;
     if (signal !== undefined && this.#connecting !== undefined) {
       if (signal.aborted) {
@@ -215,10 +252,16 @@ export class Lifecycle {
     const started = this.#redialer!.takeStartedAt() ?? now;
     const timeout = settings.connectTimeout;
     if (timeout === Infinity) return;
-    this.#connectTimer = this.clock.setTimeout(() => {
-      this.#connectTimer = undefined;
-      this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
-    }, Math.max(0, started + timeout - now));
+    const deadline: Deadline = this.#connectDeadline = {
+      at: Infinity,
+      slot: -1,
+      due: () => {
+        if (this.#connectDeadline !== deadline) return;
+        this.#connectDeadline = undefined;
+        this.#fail(new TimeoutError(`no CONNACK within ${timeout} ms`));
+      },
+    };
+    Deadlines.of(this.clock).schedule(deadline, Math.max(now, started + timeout));
   }
 
   /** Handles one packet from the broker; returns a promise when delivery needs the loop to wait. */
@@ -235,7 +278,7 @@ export class Lifecycle {
       const verifying = this.#authentication?.verifyConnack(packet, () => {
         session.receive(packet, this.clock.now());
         this.#onConnack(packet);
-        return this.#host.pump();
+        return this.#host.pump(this.#client);
       });
       if (verifying !== undefined) return verifying;
     }
@@ -254,7 +297,7 @@ export class Lifecycle {
       // The session lets an AUTH through only to a client with the auth option.
       this.#authentication!.receive(packet);
     }
-    return this.#host.pump();
+    return this.#host.pump(this.#client);
   }
 
   /**
@@ -295,8 +338,12 @@ export class Lifecycle {
     const connecting = this.#connecting;
     this.#connecting = undefined;
     connecting?.resolve(connack.sessionPresent);
-    this.#connection?.armKeepalive();
-    this.#host.dispatchEvent(
+    const connection = this.#connection;
+    if (connection !== undefined) {
+      connection.releaseSpareBuffer();
+      connection.armKeepalive();
+    }
+    this.#client.dispatchEvent(
       new CustomEvent<ConnectEventDetail>("connect", {
         detail: { connack, sessionPresent: connack.sessionPresent, reconnected },
       }),
@@ -317,9 +364,10 @@ export class Lifecycle {
   }
 
   #clearConnectTimer(): void {
-    if (this.#connectTimer !== undefined) {
-      this.clock.clearTimeout(this.#connectTimer);
-      this.#connectTimer = undefined;
+    const deadline = this.#connectDeadline;
+    if (deadline !== undefined) {
+      this.#connectDeadline = undefined;
+      Deadlines.of(this.clock).cancel(deadline);
     }
   }
 
@@ -334,7 +382,8 @@ export class Lifecycle {
         return;
       case "disconnecting":
       case "closed":
-        return this.#closed.promise;
+        if (this.#closeDone) return;
+        return (this.#closed ??= new Deferred<void>()).promise;
     }
     const session = this.session!;
     const connection = this.#connection;
@@ -513,9 +562,9 @@ export class Lifecycle {
     if (
       error !== undefined && !(error instanceof BrokerDisconnect && (packet?.reasonCode ?? 0) === 0)
     ) {
-      this.#host.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
+      this.#client.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
     }
-    this.#host.dispatchEvent(
+    this.#client.dispatchEvent(
       new CustomEvent<DisconnectEventDetail>("disconnect", {
         detail: {
           ...(error ? { error } : {}),
@@ -561,9 +610,12 @@ export class Lifecycle {
     const abandoned = this.session?.abandon(onKept) ?? [];
     for (const token of abandoned) token?.reject(closedError());
     this.#connection?.rejectWrites(closedError());
-    this.#host.closed();
+    this.#host.closed(this.#client);
     this.#report(error, packet, false);
     const closing = this.#storeWriter?.close() ?? Promise.resolve();
-    closing.catch(() => {}).finally(() => this.#closed.resolve());
+    closing.catch(() => {}).finally(() => {
+      this.#closeDone = true;
+      this.#closed?.resolve();
+    });
   }
 }

@@ -13,6 +13,9 @@ import type { Authenticator, ClientOptions, ReconnectOptions } from "./types.ts"
 
 const encoder = new TextEncoder();
 
+// `reconnect: true`: the defaults, one object for every client (nothing changes it).
+const DEFAULT_RECONNECT: ReconnectOptions = Object.freeze({});
+
 /**
  * Turns a string into UTF-8 bytes; leaves bytes as they are (no copy).
  *
@@ -87,7 +90,6 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
         : {}),
     }
     : undefined;
-  const will = options.will;
   const connectTimeout = options.connectTimeout ?? 30_000;
   if (!(connectTimeout >= 0)) {
     throw new RangeError(`connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`);
@@ -117,32 +119,7 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
     protocolVersion: version,
     clock: options.clock ?? systemClock,
     store: options.store,
-    session: {
-      protocolVersion: version,
-      clientId: options.clientId ?? randomClientId(),
-      clean: options.clean ?? true,
-      keepalive: options.keepalive ?? 60,
-      username: options.username,
-      password: options.password === undefined ? undefined : toBytes(options.password),
-      will: will && {
-        topic: will.topic,
-        payload: toBytes(will.payload),
-        qos: will.qos ?? 0,
-        retain: will.retain ?? false,
-        ...(will.properties ? { properties: will.properties } : {}),
-      },
-      properties: properties && Object.keys(properties).length > 0 ? properties : undefined,
-      inflightWindow: options.inflightWindow,
-      pingTimeout: options.pingTimeout,
-      journal: options.store !== undefined,
-      resubscribe: options.resubscribe,
-      maxQueuedMessages: options.queue?.maxMessages,
-      maxQueuedBytes: options.queue?.maxBytes,
-      queueHighWaterMark: options.queue?.highWaterMark,
-      dropQos0Offline: options.queue?.qos0 === "drop",
-      topicAliases,
-      authenticationMethod: auth?.method,
-    },
+    session: sessionOptions(options, version, properties, topicAliases),
     maximumIncoming: options.maximumPacketSize,
     // 0 and anything a timer cannot hold (over 2^31 - 1 ms, Infinity) mean no limit: a timer
     // would fire at once for those.
@@ -150,9 +127,58 @@ export function readOptions(options: ClientOptions, canDial: boolean): ClientSet
       ? Infinity
       : connectTimeout,
     signal: options.signal,
-    reconnect: reconnect === false || !canDial ? undefined : reconnect === true ? {} : reconnect,
+    reconnect: reconnect === false || !canDial
+      ? undefined
+      : reconnect === true
+      ? DEFAULT_RECONNECT
+      : reconnect,
     urlOrder,
     followServerReference: options.followServerReference ?? true,
     auth,
   };
+}
+
+/**
+ * The settings of the session, with only the options given: it lives as long as the client, and
+ * a key for each option left out would cost every client the room of twenty.
+ */
+function sessionOptions(
+  options: ClientOptions,
+  version: ProtocolVersion,
+  properties: Properties | undefined,
+  topicAliases: "auto" | "manual",
+): SessionOptions {
+  const session: SessionOptions = {
+    protocolVersion: version,
+    clientId: options.clientId ?? randomClientId(),
+    clean: options.clean ?? true,
+    keepalive: options.keepalive ?? 60,
+  };
+  if (options.username !== undefined) session.username = options.username;
+  if (options.password !== undefined) session.password = toBytes(options.password);
+  const will = options.will;
+  if (will) {
+    session.will = {
+      topic: will.topic,
+      payload: toBytes(will.payload),
+      qos: will.qos ?? 0,
+      retain: will.retain ?? false,
+      ...(will.properties ? { properties: will.properties } : {}),
+    };
+  }
+  if (properties && Object.keys(properties).length > 0) session.properties = properties;
+  if (options.inflightWindow !== undefined) session.inflightWindow = options.inflightWindow;
+  if (options.pingTimeout !== undefined) session.pingTimeout = options.pingTimeout;
+  if (options.store !== undefined) session.journal = true;
+  if (options.resubscribe !== undefined) session.resubscribe = options.resubscribe;
+  const queue = options.queue;
+  if (queue !== undefined) {
+    if (queue.maxMessages !== undefined) session.maxQueuedMessages = queue.maxMessages;
+    if (queue.maxBytes !== undefined) session.maxQueuedBytes = queue.maxBytes;
+    if (queue.highWaterMark !== undefined) session.queueHighWaterMark = queue.highWaterMark;
+    if (queue.qos0 === "drop") session.dropQos0Offline = true;
+  }
+  if (topicAliases === "auto") session.topicAliases = "auto";
+  if (options.auth !== undefined) session.authenticationMethod = options.auth.method;
+  return session;
 }

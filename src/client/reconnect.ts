@@ -21,6 +21,7 @@ import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion } from "../packet/types.ts";
 import type { Transport } from "../transport/types.ts";
 import type { ReconnectOptions } from "./types.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 
 /**
  * Opens a new connection to the broker: how a client reconnects. `attempt` counts from 0 for
@@ -124,14 +125,20 @@ export async function dialWithin(
   const { controller, signal, clock, timeout } = limits;
   const onAbort = () => controller.abort(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  const timer = timeout === Infinity ? undefined : clock.setTimeout(() => {
-    controller.abort(new TimeoutError(`could not connect to the broker within ${timeout} ms`));
-  }, timeout);
+  // In the clock's one timer, not a runtime timer per attempt (see `deadlines.ts`).
+  const deadline: Deadline | undefined = timeout === Infinity ? undefined : {
+    at: Infinity,
+    slot: -1,
+    due: () => {
+      controller.abort(new TimeoutError(`could not connect to the broker within ${timeout} ms`));
+    },
+  };
+  if (deadline !== undefined) Deadlines.of(clock).schedule(deadline, clock.now() + timeout);
   try {
     signal?.throwIfAborted();
     return await abortable(dial(controller.signal, attempt), controller.signal, closeQuietly);
   } finally {
-    if (timer !== undefined) clock.clearTimeout(timer);
+    if (deadline !== undefined) Deadlines.of(clock).cancel(deadline);
     signal?.removeEventListener("abort", onAbort);
   }
 }
@@ -142,7 +149,7 @@ export async function dialWithin(
  * worth another one.
  */
 export class Redialer {
-  readonly #dial: Dialer | undefined;
+  readonly #host: RedialHost | undefined;
   readonly #settings: RedialSettings;
   #attempt = 0;
   #backoffTimer: unknown;
@@ -150,9 +157,9 @@ export class Redialer {
   // When the dial of the current attempt began: connectTimeout counts from there.
   #startedAt: number | undefined;
 
-  /** Dials with `dial` (none: the client has one transport and cannot reconnect). */
-  constructor(dial: Dialer | undefined, settings: RedialSettings) {
-    this.#dial = dial;
+  /** Dials through `host` (none: the client has one transport and cannot reconnect). */
+  constructor(host: RedialHost | undefined, settings: RedialSettings) {
+    this.#host = host;
     this.#settings = settings;
   }
 
@@ -162,7 +169,8 @@ export class Redialer {
     const controller = this.#dialing = new AbortController();
     this.#startedAt = settings.clock.now();
     try {
-      return await dialWithin(this.#dial!, attempt, {
+      const host = this.#host!;
+      return await dialWithin((signal, n) => host.openTransport(signal, n), attempt, {
         controller,
         timeout: settings.connectTimeout,
         signal: attempt === 0 ? settings.signal : undefined,
@@ -229,6 +237,12 @@ export class Redialer {
     this.#dialing?.abort(reason);
     this.#dialing = undefined;
   }
+}
+
+/** What a {@linkcode Redialer} dials through: the client's dialer, or its brokers. */
+export interface RedialHost {
+  /** Opens a transport for `attempt`; gives up when `signal` aborts. */
+  openTransport(signal: AbortSignal, attempt: number): Promise<Transport>;
 }
 
 /** What a {@linkcode Redialer} needs of the client's settings. */

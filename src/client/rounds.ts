@@ -67,7 +67,8 @@ export class Rounds {
   readonly #redialer: Redialer;
   readonly #host: RoundsHost;
   // How each attempt of the current round failed, for the error of a round that fails.
-  #failures: { url: string; error: MqttError }[] = [];
+  // Made with the first failure: a connected client holds none.
+  #failures: { url: string; error: MqttError }[] | undefined;
 
   /**
    * Rounds over `urls` (none: the client does not dial URLs), counted by `redialer`.
@@ -107,7 +108,7 @@ export class Rounds {
   /** A connection was accepted: the next round starts afresh. */
   connected(): void {
     this.#brokers?.connected();
-    this.#failures = [];
+    this.#failures = undefined;
   }
 
   /**
@@ -147,7 +148,7 @@ export class Rounds {
     final: boolean,
   ): AfterAttempt {
     const brokers = this.#brokers;
-    this.#failures.push({ url: brokers ? displayUrl(brokers.current) : "", error });
+    (this.#failures ??= []).push({ url: brokers ? displayUrl(brokers.current) : "", error });
     let ended: MqttError | undefined = final ? error : undefined;
     if (ended === undefined && brokers !== undefined) {
       const redirect = this.redirectOf(error, connack);
@@ -158,8 +159,8 @@ export class Rounds {
         return "next";
       }
     }
-    const failures = this.#failures;
-    this.#failures = [];
+    const failures = this.#failures!;
+    this.#failures = undefined;
     const single = ended === undefined && failures.length === 1;
     return {
       error: ended ?? (single ? error : new BrokersFailedError(failures)),
@@ -188,7 +189,7 @@ export class Rounds {
    */
   reconnect(error: MqttError, redirect: Redirect | undefined): void {
     if (redirect === undefined) return this.schedule(error);
-    this.#failures = [];
+    this.#failures = undefined;
     this.#brokers!.startRound();
     this.#redialer.advance();
     if (this.#brokers!.redirect(redirect.urls, redirect.permanent)) this.attemptNext(error, true);
@@ -196,7 +197,7 @@ export class Rounds {
 
   /** Starts a round of reconnection: its first broker after the backoff delay. */
   schedule(error: MqttError): void {
-    this.#failures = [];
+    this.#failures = undefined;
     const brokers = this.#brokers;
     brokers?.startRound();
     const url = brokers?.next();

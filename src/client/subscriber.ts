@@ -12,6 +12,8 @@ import type { Subscription } from "../packet/types.ts";
 import type { BaseClient } from "./base_client.ts";
 import {
   Inbox,
+  type InboxOptions,
+  type MessageData,
   type MessagesOptions,
   type PublishHandler,
   type PublishHandlerOptions,
@@ -101,11 +103,24 @@ export function Subscriber<T extends Constructor<BaseClient>>(
   Base: T,
 ): T & Constructor<SubscriberMethods> {
   return class Subscriber extends Base implements SubscriberMethods {
-    protected override readonly inbox: Inbox = new Inbox({
-      acknowledge: (message) => this.acknowledge(message),
-      onError: (error) =>
-        this.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error })),
-    });
+    // What the inbox calls back: one small object a client, with methods, not two closures.
+    static readonly #Callbacks = class implements InboxOptions {
+      readonly #client: Subscriber;
+
+      constructor(client: Subscriber) {
+        this.#client = client;
+      }
+
+      acknowledge(message: MessageData): void {
+        this.#client.acknowledge(message);
+      }
+
+      onError(error: MqttError): void {
+        this.#client.dispatchEvent(new CustomEvent<MqttError>("error", { detail: error }));
+      }
+    };
+
+    protected override readonly inbox: Inbox = new Inbox(new Subscriber.#Callbacks(this));
 
     subscribe(topic: string, options?: SubscribeOptions): Promise<number>;
     subscribe(

@@ -21,8 +21,9 @@ export class Incoming<T> {
   // Incoming QoS 2 packet ids between PUBLISH and PUBREL: the message handed to the user until
   // the user acknowledges it (so an acknowledgement of another message with the id is known),
   // ACKNOWLEDGED after (its PUBREC is due). An id stays reserved until PUBREL, also across a
-  // resumed session, so this follows the id rather than the connection.
-  #qos2 = new Map<number, PublishPacket | typeof ACKNOWLEDGED>();
+  // resumed session, so this follows the id rather than the connection. Made on first use, like
+  // #waiting: an idle connection holds neither.
+  #qos2: Map<number, PublishPacket | typeof ACKNOWLEDGED> | undefined;
   // The acknowledgements of this connection, one slot per QoS 1 or 2 PUBLISH in the order they
   // arrived: the PUBLISH until the user acknowledges it, then its PUBACK or PUBREC, which goes
   // out once every slot before it has gone [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Slot `i` holds
@@ -32,7 +33,7 @@ export class Incoming<T> {
   #orderHead = 0;
   // Packet id → arrival number of the slot waiting for the user's acknowledgement. The server
   // does not reuse an id until it is acknowledged, so an acknowledgement finds its slot in O(1).
-  #waiting = new Map<number, number>();
+  #waiting: Map<number, number> | undefined;
   // QoS 1 slots not yet sent: with #qos2, what counts against our Receive Maximum.
   #unsentQos1 = 0;
   #receiveMaximum: number;
@@ -55,7 +56,7 @@ export class Incoming<T> {
 
   /** Takes back the QoS 2 packet ids a store held: reserved until their PUBREL. */
   restore(packetIds: Iterable<number>): void {
-    for (const packetId of packetIds) this.#qos2.set(packetId, ACKNOWLEDGED);
+    for (const packetId of packetIds) (this.#qos2 ??= new Map()).set(packetId, ACKNOWLEDGED);
   }
 
   /** Forgets the topic aliases of the last connection. */
@@ -72,19 +73,21 @@ export class Incoming<T> {
     this.#orderBase += this.#order.length;
     this.#order = [];
     this.#orderHead = 0;
-    this.#waiting.clear();
+    this.#waiting?.clear();
     this.#unsentQos1 = 0;
   }
 
   /** After a CONNACK without a session: the server has nothing of its in flight any more. */
   restart(): void {
     const shared = this.#shared;
+    const qos2 = this.#qos2;
+    if (qos2 === undefined) return;
     if (shared.journaling) {
-      for (const packetId of this.#qos2.keys()) {
+      for (const packetId of qos2.keys()) {
         shared.journal.push({ op: "deleteIncoming", packetId });
       }
     }
-    this.#qos2.clear();
+    qos2.clear();
   }
 
   /**
@@ -102,8 +105,9 @@ export class Incoming<T> {
     const packetId = packet.packetId;
     if (packetId === undefined) return;
     if (packet.qos === 2) {
-      if (this.#qos2.get(packetId) !== packet) return;
-      this.#qos2.set(packetId, ACKNOWLEDGED);
+      const qos2 = this.#qos2;
+      if (qos2 === undefined || qos2.get(packetId) !== packet) return;
+      qos2.set(packetId, ACKNOWLEDGED);
       // Durable before PUBREC: after a restart a re-sent copy is known as a duplicate. Recorded
       // on delivery, not on arrival, so that a crash in between re-delivers rather than loses.
       if (shared.journaling) shared.journal.push({ op: "putIncoming", packetId });
@@ -114,10 +118,10 @@ export class Incoming<T> {
     }
     // QoS 1: only a message of this connection. After a reconnect the id may stand for another
     // message, and the server re-sends what was not acknowledged.
-    const arrival = this.#waiting.get(packetId);
+    const arrival = this.#waiting?.get(packetId);
     let index = arrival === undefined ? -1 : arrival - this.#orderBase;
     if (index >= 0 && this.#order[index] === packet) {
-      this.#waiting.delete(packetId);
+      this.#waiting!.delete(packetId);
     } else {
       // Rare: a server that sent the id again before our PUBACK (MQTT 3.1 allowed retries)
       // points #waiting at the later copy; an earlier one is found by looking.
@@ -131,9 +135,10 @@ export class Incoming<T> {
 
   /** Puts an acknowledgement in the slot waiting for it, and sends what may go. */
   #fill(packetId: number, ack: PublishAckPacket<"puback" | "pubrec">): void {
-    const arrival = this.#waiting.get(packetId);
+    const waiting = this.#waiting;
+    const arrival = waiting?.get(packetId);
     if (arrival === undefined) return;
-    this.#waiting.delete(packetId);
+    waiting!.delete(packetId);
     this.#order[arrival - this.#orderBase] = ack;
     this.#release();
   }
@@ -145,7 +150,7 @@ export class Incoming<T> {
       this.#release();
       return;
     }
-    this.#waiting.set(packet.packetId!, this.#orderBase + this.#order.length);
+    (this.#waiting ??= new Map()).set(packet.packetId!, this.#orderBase + this.#order.length);
     this.#order.push(packet);
     if (packet.qos === 1) this.#unsentQos1++;
   }
@@ -190,20 +195,22 @@ export class Incoming<T> {
       return;
     }
     if (packet.qos === 2) {
-      const delivered = this.#qos2.get(packetId);
+      const qos2 = this.#qos2 ??= new Map();
+      const delivered = qos2.get(packetId);
       if (delivered !== undefined) {
         // A re-sent PUBLISH before PUBREL is not delivered again; it is answered with PUBREC
         // [MQTT-4.3.3-10], in this connection's order, once the first copy has been delivered
         // and acknowledged. A first copy of this connection answers for it already.
         if (delivered === ACKNOWLEDGED) this.#take(packet, { type: "pubrec", packetId });
-        else if (!this.#waiting.has(packetId)) this.#take(packet);
+        else if (this.#waiting?.has(packetId) !== true) this.#take(packet);
         return;
       }
-      this.#qos2.set(packetId, packet);
+      qos2.set(packetId, packet);
     }
     // This PUBLISH counts too: a QoS 2 one is in #qos2 already, a QoS 1 one is not yet.
     if (
-      this.#unsentQos1 + this.#qos2.size + (packet.qos === 1 ? 1 : 0) > this.#receiveMaximum
+      this.#unsentQos1 + (this.#qos2?.size ?? 0) + (packet.qos === 1 ? 1 : 0) >
+        this.#receiveMaximum
     ) {
       throw new ProtocolError(
         `the server sent more than the Receive Maximum of ${this.#receiveMaximum} unacknowledged publishes`,
@@ -223,7 +230,7 @@ export class Incoming<T> {
   onPubrel(packet: PublishAckPacket<"pubrel">): void {
     const shared = this.#shared;
     const packetId = packet.packetId;
-    const known = this.#qos2.get(packetId);
+    const known = this.#qos2?.get(packetId);
     if (known !== undefined && known !== ACKNOWLEDGED) {
       // PUBREL before we sent PUBREC: the server broke the flow [MQTT-4.3.3-2] (3.1.1).
       throw new ProtocolError(
@@ -232,7 +239,7 @@ export class Incoming<T> {
         ReasonCode.ProtocolError,
       );
     }
-    this.#qos2.delete(packetId);
+    this.#qos2?.delete(packetId);
     // Durable before PUBCOMP: a stale id would make the next message with it look like a copy.
     if (known !== undefined && shared.journaling) {
       shared.journal.push({ op: "deleteIncoming", packetId });

@@ -35,13 +35,13 @@ export interface ServerLimits {
 }
 
 /** The limits of a server that announced none: what MQTT allows, and no topic aliases. */
-export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   receiveMaximum: 65535,
   maximumPacketSize: MAXIMUM_PACKET_SIZE,
   maximumQoS: 2,
   retainAvailable: true,
   topicAliasMaximum: 0,
-};
+});
 
 /**
  * The limits a CONNACK announces: each property it carries, the default for each it leaves out.
@@ -53,7 +53,9 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
  * console.log(limitsFromConnack({ maximumQoS: 1 }).maximumQoS); // 1
  * ```
  */
-export function limitsFromConnack(properties: Properties | undefined): ServerLimits {
+export function limitsFromConnack(properties: Properties | undefined): Readonly<ServerLimits> {
+  // A CONNACK without properties (every MQTT 3.x one) announces the defaults: one object for all.
+  if (properties === undefined) return DEFAULT_LIMITS;
   return {
     receiveMaximum: properties?.receiveMaximum ?? DEFAULT_LIMITS.receiveMaximum,
     maximumPacketSize: properties?.maximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize,
@@ -178,6 +180,13 @@ export interface QueueBounds {
   highWaterMark: number;
 }
 
+// The bounds when no option sets them.
+const DEFAULT_QUEUE_BOUNDS: Readonly<QueueBounds> = Object.freeze({
+  maxMessages: Infinity,
+  maxBytes: DEFAULT_QUEUE_BYTES,
+  highWaterMark: DEFAULT_QUEUE_HIGH_WATER_MARK,
+});
+
 /**
  * The bounds of the queue from the options as given: no bound by count, 64 MiB, and a high-water
  * mark of 1 MiB but never more than `maxBytes`.
@@ -197,7 +206,7 @@ export function queueBounds(
   maxMessages: number | undefined,
   maxBytes: number | undefined,
   highWaterMark: number | undefined,
-): QueueBounds {
+): Readonly<QueueBounds> {
   if (maxMessages !== undefined && !(maxMessages >= 0)) {
     throw new RangeError(`queue.maxMessages must be 0 or more, not ${maxMessages}`);
   }
@@ -206,6 +215,10 @@ export function queueBounds(
   }
   if (highWaterMark !== undefined && !(highWaterMark > 0)) {
     throw new RangeError(`queue.highWaterMark must be more than 0 bytes, not ${highWaterMark}`);
+  }
+  // The defaults, one object for every session (nothing changes it).
+  if (maxMessages === undefined && maxBytes === undefined && highWaterMark === undefined) {
+    return DEFAULT_QUEUE_BOUNDS;
   }
   const bytes = maxBytes ?? DEFAULT_QUEUE_BYTES;
   return {

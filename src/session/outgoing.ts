@@ -29,7 +29,8 @@ export class Outgoing<T> {
   // room for them yet. They stay in flight with their packet ids.
   // Made on first use: held resends are rare.
   #heldResends: Set<OutgoingPublish<T>> | undefined;
-  #aliases: OutgoingAliases;
+  // Made for "auto", or with the first publish that sets an alias: most sessions use none.
+  #aliases: OutgoingAliases | undefined;
 
   /**
    * Creates the outgoing flows of a session.
@@ -40,12 +41,12 @@ export class Outgoing<T> {
   constructor(shared: SharedState<T>, inflightWindow: number, autoAliases = false) {
     this.#shared = shared;
     this.#window = inflightWindow;
-    this.#aliases = new OutgoingAliases(shared, autoAliases);
+    if (autoAliases) this.#aliases = new OutgoingAliases(shared, true);
   }
 
   /** Whether the session gives topics aliases itself. */
   get autoAliases(): boolean {
-    return this.#aliases.auto;
+    return this.#aliases?.auto ?? false;
   }
 
   /**
@@ -71,7 +72,7 @@ export class Outgoing<T> {
    * or leaves it empty when the alias has none. Changes nothing else.
    */
   resolveTopic(packet: PublishPacket): void {
-    this.#aliases.resolveTopic(packet);
+    this.#aliasesOf(packet)?.resolveTopic(packet);
   }
 
   /**
@@ -81,7 +82,7 @@ export class Outgoing<T> {
    */
   publish(packet: PublishPacket, token: T): boolean {
     const shared = this.#shared;
-    this.#aliases.declare(packet);
+    this.#aliasesOf(packet)?.declare(packet);
     if (packet.qos === 0 && shared.connected) {
       this.#pushPublish(packet);
       return true;
@@ -115,7 +116,7 @@ export class Outgoing<T> {
    */
   restore(records: readonly StoredPublish[], token: (record: StoredPublish) => T): void {
     const shared = this.#shared;
-    const inflight = shared.inflight;
+    const inflight = shared.changeInflight();
     // Publishes made while the store was opening wait behind what it held.
     const early = this.#waiting.slice(this.#waitingHead);
     this.#waiting = [];
@@ -155,7 +156,7 @@ export class Outgoing<T> {
 
   /** Forgets what the server of the last connection was told about aliases. */
   forgetAliases(): void {
-    this.#aliases.forget();
+    this.#aliases?.forget();
   }
 
   /**
@@ -196,8 +197,10 @@ export class Outgoing<T> {
    */
   restart(): void {
     const shared = this.#shared;
+    // Nothing in flight (every first connection): nothing to do, and no garbage for it.
+    if (shared.inflight.size === 0) return;
     const inflight = [...shared.inflight.values()];
-    shared.inflight.clear();
+    if (inflight.length > 0) shared.changeInflight().clear();
     const resend = inflight.map((outgoing) => {
       outgoing.state = "publish";
       outgoing.packet.dup = false;
@@ -274,7 +277,7 @@ export class Outgoing<T> {
       else tokens.push(outgoing.token);
     }
     this.#waitingBytes = 0;
-    shared.inflight.clear();
+    if (shared.inflight.size > 0) shared.changeInflight().clear();
     this.#heldResends?.clear();
     this.#waiting = [];
     this.#waitingHead = 0;
@@ -330,7 +333,7 @@ export class Outgoing<T> {
     const shared = this.#shared;
     const packetId = shared.allocatePacketId();
     outgoing.packet.packetId = packetId;
-    shared.inflight.set(packetId, outgoing);
+    shared.changeInflight().set(packetId, outgoing);
     // The packet id is durable before the PUBLISH is written: after a restart the message is
     // re-sent with the same id, never as a second message.
     if (shared.journaling) {
@@ -346,12 +349,20 @@ export class Outgoing<T> {
 
   /** Puts a PUBLISH in the outbox, as it goes on this connection (see `aliases.ts`). */
   #pushPublish(packet: PublishPacket): void {
-    this.#shared.outbox.push(this.#aliases.onWire(packet));
+    const aliases = this.#aliasesOf(packet);
+    this.#shared.outbox.push(aliases === undefined ? packet : aliases.onWire(packet));
+  }
+
+  /** The aliases, made now if `packet` is the first to set one; none while none was set. */
+  #aliasesOf(packet: PublishPacket): OutgoingAliases | undefined {
+    const aliases = this.#aliases;
+    if (aliases !== undefined || packet.properties?.topicAlias === undefined) return aliases;
+    return this.#aliases = new OutgoingAliases(this.#shared, false);
   }
 
   #finish(packetId: number, outgoing: OutgoingPublish<T>, ack: Packet, reasonCode: number): void {
     const shared = this.#shared;
-    shared.inflight.delete(packetId);
+    shared.changeInflight().delete(packetId);
     this.#heldResends?.delete(outgoing);
     if (shared.journaling) shared.journal.push({ op: "delete", sequence: outgoing.sequence });
     if (reasonCode >= 0x80) {

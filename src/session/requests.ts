@@ -35,11 +35,8 @@ export class Requests<T> {
   // Requests made while disconnected, sent once connected, and the bytes of their payloads.
   #queued: Request<T>[] = [];
   #queuedBytes = 0;
-  /**
-   * Subscriptions the server granted, by filter: what to subscribe to again when the server
-   * lost the session.
-   */
-  readonly subscriptions: Map<string, GrantedSubscription> = new Map();
+  // Made with the first subscription granted: a client that never subscribed holds none.
+  #subscriptions: Map<string, GrantedSubscription> | undefined;
 
   /**
    * Creates the request flows of a session.
@@ -50,6 +47,14 @@ export class Requests<T> {
   constructor(shared: SharedState<T>, resubscribe: boolean) {
     this.#shared = shared;
     this.#resubscribe = resubscribe;
+  }
+
+  /**
+   * Subscriptions the server granted, by filter: what to subscribe to again when the server
+   * lost the session.
+   */
+  get subscriptions(): Map<string, GrantedSubscription> {
+    return this.#subscriptions ??= new Map();
   }
 
   /** The number of requests made while disconnected, waiting to be sent. */
@@ -75,7 +80,7 @@ export class Requests<T> {
       return;
     }
     packet.packetId = shared.allocatePacketId();
-    shared.requests.set(packet.packetId, request);
+    shared.changeRequests().set(packet.packetId, request);
     // [MQTT-3.3.4-8] only PUBLISH waits for the window; requests go out at once.
     shared.outbox.push(packet);
   }
@@ -89,9 +94,9 @@ export class Requests<T> {
    */
   connected(lostSession: boolean): void {
     const shared = this.#shared;
-    if (lostSession && this.#resubscribe) {
+    if (lostSession && this.#resubscribe && this.#subscriptions !== undefined) {
       const again: Request<T>[] = [];
-      for (const { subscription, properties } of this.subscriptions.values()) {
+      for (const { subscription, properties } of this.#subscriptions.values()) {
         const resubscribe: SubscribePacket = {
           type: "subscribe",
           packetId: 0,
@@ -103,7 +108,7 @@ export class Requests<T> {
       this.#queued = [...again, ...this.#queued];
     }
     const requests = [...shared.requests.values(), ...this.#queued];
-    shared.requests.clear();
+    if (shared.requests.size > 0) shared.changeRequests().clear();
     this.#queued = [];
     this.#queuedBytes = 0;
     for (const request of requests) this.request(request.packet, request.token);
@@ -114,7 +119,7 @@ export class Requests<T> {
     const shared = this.#shared;
     for (const request of shared.requests.values()) tokens.push(request.token);
     for (const request of this.#queued) tokens.push(request.token);
-    shared.requests.clear();
+    if (shared.requests.size > 0) shared.changeRequests().clear();
     this.#queued = [];
     this.#queuedBytes = 0;
   }
@@ -168,9 +173,9 @@ export class Requests<T> {
           ReasonCode.ProtocolError,
         );
       }
-      for (const filter of filters) this.subscriptions.delete(filter);
+      for (const filter of filters) this.#subscriptions?.delete(filter);
     }
-    shared.requests.delete(packet.packetId);
+    shared.changeRequests().delete(packet.packetId);
     shared.events.push({ type: "complete", token: request.token, packet });
   }
 }

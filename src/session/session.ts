@@ -87,11 +87,6 @@ export class Session<T> {
   keepalive: number;
   /** Whether a store is behind this session; without one nothing is journaled. */
   readonly journaling: boolean;
-  /**
-   * Subscriptions the server granted, by filter, with the properties they were made with: what
-   * to subscribe to again when the server lost the session.
-   */
-  readonly subscriptions: Map<string, GrantedSubscription>;
 
   #shared: SharedState<T>;
   #outgoing: Outgoing<T>;
@@ -99,7 +94,7 @@ export class Session<T> {
   #requests: Requests<T>;
   #keepalive: Keepalive<T>;
   #authentication: Authentication<T>;
-  #queueBounds: QueueBounds;
+  #queueBounds: Readonly<QueueBounds>;
   #username: string | undefined;
   #password: Uint8Array | undefined;
   /** Whether a CONNACK ever accepted this session: later ones are reconnections. */
@@ -125,7 +120,6 @@ export class Session<T> {
       options.properties?.topicAliasMaximum ?? 0,
     );
     this.#requests = new Requests(shared, options.resubscribe ?? true);
-    this.subscriptions = this.#requests.subscriptions;
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
     this.#authentication = new Authentication(shared, options.authenticationMethod);
     this.#queueBounds = queueBounds(
@@ -135,8 +129,16 @@ export class Session<T> {
     );
   }
 
+  /**
+   * Subscriptions the server granted, by filter, with the properties they were made with: what
+   * to subscribe to again when the server lost the session.
+   */
+  get subscriptions(): Map<string, GrantedSubscription> {
+    return this.#requests.subscriptions;
+  }
+
   /** The server's limits, from the last CONNACK. */
-  get limits(): ServerLimits {
+  get limits(): Readonly<ServerLimits> {
     return this.#shared.limits;
   }
 

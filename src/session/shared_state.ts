@@ -131,6 +131,12 @@ export interface Request<T> {
   token: T;
 }
 
+// What the maps of a session read as before their first entry: empty, and never changed (its
+// type has no way to change it).
+const NOTHING: ReadonlyMap<unknown, unknown> = new Map();
+
+const NO_JOURNAL = Object.freeze([]) as unknown as StoreOperation[];
+
 /** The state the parts of a session share. */
 export class SharedState<T> {
   /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
@@ -140,26 +146,50 @@ export class SharedState<T> {
   /** Whether a CONNACK accepted the current connection. */
   connected = false;
   /** The server's limits, from the last CONNACK. */
-  limits: ServerLimits = { ...DEFAULT_LIMITS };
+  limits: Readonly<ServerLimits> = DEFAULT_LIMITS;
   /** The packets to send, in order. */
   outbox: Packet[] = [];
   /** What the user must hear about, in order. */
   events: SessionEvent<T>[] = [];
   /** The changes the store must make durable, in order. */
-  journal: StoreOperation[] = [];
+  journal: StoreOperation[];
+  // The two maps below are made on first use: an idle connection that never published QoS 1
+  // or 2 nor subscribed holds neither. Read through the getters, changed through the methods.
+  #inflight: Map<number, OutgoingPublish<T>> | undefined;
+  #requests: Map<number, Request<T>> | undefined;
+  #nextPacketId = 1;
+
   /**
    * Our QoS 1 and 2 publishes in flight, by packet id; a Map keeps them in the order they were
-   * first sent, the order they must be re-sent in [MQTT-4.4.0-1]. The outgoing flows change it.
+   * first sent, the order they must be re-sent in [MQTT-4.4.0-1]. The outgoing flows change it
+   * through {@linkcode SharedState.changeInflight}.
    */
-  readonly inflight: Map<number, OutgoingPublish<T>> = new Map();
+  get inflight(): ReadonlyMap<number, OutgoingPublish<T>> {
+    return this.#inflight ?? (NOTHING as ReadonlyMap<number, OutgoingPublish<T>>);
+  }
+
+  /** The map of publishes in flight, to change; made on first use. */
+  changeInflight(): Map<number, OutgoingPublish<T>> {
+    return this.#inflight ??= new Map();
+  }
+
   /** SUBSCRIBE and UNSUBSCRIBE waiting for their acknowledgement, by packet id. */
-  readonly requests: Map<number, Request<T>> = new Map();
-  #nextPacketId = 1;
+  get requests(): ReadonlyMap<number, Request<T>> {
+    return this.#requests ?? (NOTHING as ReadonlyMap<number, Request<T>>);
+  }
+
+  /** The map of requests waiting for their acknowledgement, to change; made on first use. */
+  changeRequests(): Map<number, Request<T>> {
+    return this.#requests ??= new Map();
+  }
 
   /** Creates the shared state of a session with these settings. */
   constructor(options: SessionOptions) {
     this.protocolVersion = options.protocolVersion;
     this.journaling = options.journal ?? false;
+    // Without a store nothing is journaled (every change is recorded under `if (journaling)`):
+    // one frozen empty list for all such sessions, which a stray record would fail on loudly.
+    this.journal = this.journaling ? [] : NO_JOURNAL;
   }
 
   /**
