@@ -10,7 +10,7 @@ import { SizeCounter, Writer } from "./bytes.ts";
 import { writeConnack } from "./connack.ts";
 import { writeConnect } from "./connect.ts";
 import { writeAuth, writeDisconnect } from "./disconnect.ts";
-import { sizePublish, writePublish } from "./publish.ts";
+import { exactPublishSize, writePublish } from "./publish.ts";
 import { writeSuback, writeSubscribe } from "./subscribe.ts";
 import { writeUnsuback, writeUnsubscribe } from "./unsubscribe.ts";
 import type { Packet, ProtocolVersion } from "./types.ts";
@@ -142,7 +142,7 @@ export function packetSize(packet: Packet, protocolVersion: ProtocolVersion = 4)
   if (packet.type === "publish") {
     // The hot case: straight to the PUBLISH measure, without the dispatch or a counter.
     checkPropertiesVersion(packet, protocolVersion);
-    return sizePublish(packet, protocolVersion);
+    return exactPublishSize(packet, protocolVersion);
   }
   counter.pos = 0;
   encodeInto(counter, packet, protocolVersion);

@@ -110,18 +110,19 @@ function measure(packet: PublishPacket, version: number, idToCome = false): void
 }
 
 /**
- * The number of bytes a PUBLISH takes on the wire, after the same checks as `encode`, without
- * writing it: how a client holds a publish against the broker's Maximum Packet Size. A QoS 1 or
- * 2 PUBLISH without a packet id yet is measured as if it had one, and a size beyond the protocol's
- * limit is returned rather than refused: {@linkcode sizePublish} is the exact measure.
+ * The number of bytes a PUBLISH will take on the wire once sent, after the same checks as
+ * `encode`, without writing it: how a client holds a publish against the broker's Maximum Packet
+ * Size before it has a packet id. A QoS 1 or 2 PUBLISH without a packet id yet is measured as if it
+ * had one, and a size beyond the protocol's limit is returned rather than refused:
+ * {@linkcode exactPublishSize} measures the packet exactly as it is now.
  */
-export function publishSize(packet: PublishPacket, version: number): number {
+export function sentPublishSize(packet: PublishPacket, version: number): number {
   measure(packet, version, true);
   return 1 + varintLength(sizes.remainingLength) + sizes.remainingLength;
 }
 
-/** The size {@linkcode writePublish} gives a PUBLISH, after exactly its checks. */
-export function sizePublish(packet: PublishPacket, version: number): number {
+/** The size {@linkcode writePublish} gives a PUBLISH as it is now, after exactly its checks. */
+export function exactPublishSize(packet: PublishPacket, version: number): number {
   measure(packet, version);
   return packetLength(sizes.remainingLength);
 }

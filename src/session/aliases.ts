@@ -8,7 +8,7 @@
  * @module
  */
 
-import { publishSize } from "../packet/publish.ts";
+import { sentPublishSize } from "../packet/publish.ts";
 import type { Properties, PublishPacket } from "../packet/types.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
 import type { SharedState } from "./shared_state.ts";
@@ -108,7 +108,7 @@ export class OutgoingAliases {
     // the PUBLISH with it, so it goes without one then.
     if (
       shared.limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize &&
-      publishSize(packet, 5) + 3 > shared.limits.maximumPacketSize
+      sentPublishSize(packet, 5) + 3 > shared.limits.maximumPacketSize
     ) {
       return packet;
     }

@@ -11,7 +11,7 @@ import { LimitError } from "../errors.ts";
 import { utf8Length } from "../packet/bytes.ts";
 import { MAXIMUM_PACKET_SIZE } from "../packet/constants.ts";
 import { packetSize } from "../packet/encode.ts";
-import { publishSize } from "../packet/publish.ts";
+import { sentPublishSize } from "../packet/publish.ts";
 import type {
   Properties,
   ProtocolVersion,
@@ -119,7 +119,7 @@ export function publishRefusal(
     }
   }
   if (fresh || limits.maximumPacketSize < DEFAULT_LIMITS.maximumPacketSize) {
-    const size = publishSize(packet, protocolVersion);
+    const size = sentPublishSize(packet, protocolVersion);
     if (size > limits.maximumPacketSize) {
       // [MQTT-3.2.2-15]
       return new LimitError(

@@ -18,7 +18,7 @@ import {
   type PublishPacket,
   Writer,
 } from "../../src/packet/mod.ts";
-import { publishSize } from "../../src/packet/publish.ts";
+import { sentPublishSize } from "../../src/packet/publish.ts";
 import { chunks, packetTypes, Random, randomAnyPacket, randomPacket } from "./generate.ts";
 
 const VERSION_NAMES = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" } as const;
@@ -102,17 +102,17 @@ for (const version of [3, 4, 5] as const) {
   });
 }
 
-describe("publishSize", () => {
-  test("publishSize - is the length encode writes, for random PUBLISH packets of every version", () => {
+describe("sentPublishSize", () => {
+  test("sentPublishSize - is the length encode writes, for random PUBLISH packets of every version", () => {
     const random = new Random(0x517e);
     for (const version of [3, 4, 5] as const) {
       for (let i = 0; i < 300; i++) {
         const packet = randomPacket(random, "publish", version) as PublishPacket;
-        assert.equal(publishSize(packet, version), encode(packet, version).length);
+        assert.equal(sentPublishSize(packet, version), encode(packet, version).length);
         if (packet.qos > 0) {
           // Measured before a packet id is assigned, as if it had one.
           const { packetId: _, ...withoutId } = packet;
-          assert.equal(publishSize(withoutId, version), encode(packet, version).length);
+          assert.equal(sentPublishSize(withoutId, version), encode(packet, version).length);
         }
       }
     }
