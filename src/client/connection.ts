@@ -167,13 +167,20 @@ export class Connection implements ByteSink {
     if (this.#closed || this.#stopped) return undefined;
     // Reading has ended (malformed bytes, or the end) behind packets still queued: nothing more.
     if (this.#endedWith !== undefined) return this.#draining;
+    // The decoder calls one function shared by every connection, which hands the packet to the
+    // connection decoding now: no closure per connection. Restored after, should pushing into
+    // one connection ever push into another.
+    const outer = Connection.#decoding;
+    Connection.#decoding = this;
     try {
-      this.#decoder!.push(chunk, this.#emit);
+      this.#decoder!.push(chunk, Connection.#emit);
     } catch (error) {
       // Malformed bytes, or the owner threw (it refuses the packet). Packets decoded before
       // them and still queued are handled first.
       if (this.#queue !== undefined) this.#endedWith ??= { error };
       else this.#stop(error);
+    } finally {
+      Connection.#decoding = outer;
     }
     return this.#draining;
   }
@@ -203,8 +210,12 @@ export class Connection implements ByteSink {
     if (!this.#closed) this.#owner.fail(error);
   }
 
-  // One function for every packet of the connection, not one per chunk.
-  #emit = (packet: Packet): void => {
+  // The connection whose bytes are being decoded, and the function its decoder hands packets to.
+  static #decoding: Connection | undefined;
+  static readonly #emit = (packet: Packet): void => Connection.#decoding!.#packet(packet);
+
+  /** A packet decoded from this connection's bytes. */
+  #packet(packet: Packet): void {
     if (this.#stopped || this.#closed) return;
     const queue = this.#queue;
     if (queue !== undefined) {
@@ -216,7 +227,7 @@ export class Connection implements ByteSink {
       this.#queue = [];
       this.#draining = this.#drain(pause);
     }
-  };
+  }
 
   /** Waits out `pause`, then handles the queued packets in order, pausing again as asked. */
   async #drain(pause: Promise<void>): Promise<void> {
