@@ -227,6 +227,6 @@ export class Authentication<T> {
         );
       }
     }
-    shared.outbox.push(packet);
+    shared.send(packet);
   }
 }
