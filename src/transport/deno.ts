@@ -186,7 +186,8 @@ async function dial<T extends Deno.Conn>(
  */
 export class DenoConnTransport implements DirectTransport {
   readonly #conn: Deno.Conn;
-  readonly #address: BrokerAddress;
+  // Where it is connected, for error messages (the address itself is not kept).
+  readonly #display: string;
   #sink: ByteSink | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -208,7 +209,7 @@ export class DenoConnTransport implements DirectTransport {
    */
   constructor(conn: Deno.Conn, address: BrokerAddress) {
     this.#conn = conn;
-    this.#address = address;
+    this.#display = address.display;
   }
 
   /** Bytes from the broker, as a stream; made on first use. */
@@ -306,7 +307,7 @@ export class DenoConnTransport implements DirectTransport {
       }
     } catch (error) {
       this.#fail(error);
-      throw connectionLost(this.#address, this.#closed ? "the transport was closed" : error);
+      throw connectionLost(this.#display, this.#closed ? "the transport was closed" : error);
     }
   }
 
@@ -317,7 +318,7 @@ export class DenoConnTransport implements DirectTransport {
       await this.#conn.closeWrite();
     } catch (error) {
       this.#fail(error);
-      throw connectionLost(this.#address, error);
+      throw connectionLost(this.#display, error);
     }
   }
 
@@ -329,7 +330,7 @@ export class DenoConnTransport implements DirectTransport {
 
   /** What ended the connection; once closed, the close if nothing broke it before. */
   #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#address, "the transport was closed");
+    return this.#broken ??= connectionLost(this.#display, "the transport was closed");
   }
 
   #breakWrites(error: ConnectionClosedError): void {
@@ -340,7 +341,7 @@ export class DenoConnTransport implements DirectTransport {
   /** The connection broke: end reading with the error and fail writes, unless closed already. */
   #fail(reason: unknown): void {
     if (this.#closed) return;
-    const error = connectionLost(this.#address, reason);
+    const error = connectionLost(this.#display, reason);
     this.#end(error);
     this.#breakWrites(error);
   }
