@@ -121,7 +121,10 @@ export class Session<T> {
     );
     this.#requests = new Requests(shared, options.resubscribe ?? true);
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
-    this.#authentication = new Authentication(shared, options.authenticationMethod);
+    // Without a method, the one shared state of no enhanced authentication.
+    this.#authentication = options.authenticationMethod === undefined
+      ? Authentication.none as Authentication<T>
+      : new Authentication(shared, options.authenticationMethod);
     this.#queueBounds = queueBounds(
       options.maxQueuedMessages,
       options.maxQueuedBytes,
