@@ -84,7 +84,8 @@ export class Connection implements ByteSink {
   // Packets are encoded into #out while #spare is being written. Both start empty and grow to
   // what the batches need: an idle connection holds a few bytes, not two buffers of 4 KiB.
   #out = new Writer();
-  #spare = new Writer();
+  // Made by the first swap, and dropped again by releaseSpareBuffer.
+  #spare: Writer | undefined;
   #flushScheduled = false;
   #writing: Promise<void> | undefined;
   // Settles once the bytes now in the outbox are written: what QoS 0 publishes wait for.
@@ -330,7 +331,7 @@ export class Connection implements ByteSink {
         const written = this.#inWrite = this.#written;
         this.#written = undefined;
         // Swap buffers: the next batch is encoded while this one is written.
-        const next = this.#spare;
+        const next = this.#spare ?? new Writer();
         this.#spare = this.#out;
         this.#out = next;
         next.reset();
@@ -360,10 +361,10 @@ export class Connection implements ByteSink {
   /**
    * Lets go of the buffer the last batch was written from, unless a write is under way: for a
    * connection just accepted, the one CONNECT went from, which an idle connection would hold for
-   * nothing. The next batch that needs it makes a new one.
+   * nothing, and the writer around it. The next batch that needs one makes a new one.
    */
   releaseSpareBuffer(): void {
-    if (this.#writing === undefined) this.#spare = new Writer();
+    if (this.#writing === undefined) this.#spare = undefined;
   }
 
   /**
