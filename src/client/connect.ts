@@ -77,11 +77,11 @@ export async function connect(
   url: string | URL | readonly (string | URL)[],
   options: ConnectOptions = {},
 ): Promise<MqttClient> {
-  const urls = Array.isArray(url) ? url : [url as string | URL];
-  if (urls.length === 0) throw new TypeError("connect needs at least one broker URL");
-  const first = new URL(urls[0]);
+  const list = Array.isArray(url) ? url as readonly (string | URL)[] : undefined;
+  if (list?.length === 0) throw new TypeError("connect needs at least one broker URL");
+  const first = new URL(list === undefined ? url as string | URL : list[0]);
   const dialer = new UrlDialer(
-    urls,
+    url as string | URL | readonly (string | URL)[],
     options,
     options.username ?? usernameOf(first),
     options.password ?? passwordOf(first),
@@ -101,7 +101,8 @@ export async function connect(
  * closure: it lives as long as the client, and a closure over `connect`'s scope would keep more.
  */
 class UrlDialer implements BrokerDialer {
-  readonly urls: readonly (string | URL)[];
+  // What connect was given: one URL is kept as it is, not in an array of its own.
+  readonly #urls: string | URL | readonly (string | URL)[];
   client: MqttClient | undefined;
   username: string | undefined;
   password: string | Uint8Array | undefined;
@@ -110,15 +111,21 @@ class UrlDialer implements BrokerDialer {
   #replaced: Map<string, URL> | undefined;
 
   constructor(
-    urls: readonly (string | URL)[],
+    urls: string | URL | readonly (string | URL)[],
     options: ConnectOptions,
     username: string | undefined,
     password: string | Uint8Array | undefined,
   ) {
-    this.urls = urls;
+    this.#urls = urls;
     this.#options = options;
     this.username = username;
     this.password = password;
+  }
+
+  /** The brokers; read once, by the client's configuration. */
+  get urls(): readonly (string | URL)[] {
+    const urls = this.#urls;
+    return Array.isArray(urls) ? urls : [urls as string | URL];
   }
 
   async dial(listed: URL, signal: AbortSignal, attempt: number): Promise<Transport> {

@@ -84,7 +84,8 @@ export class Connection implements ByteSink {
   // Packets are encoded into #out while #spare is being written. Both start empty and grow to
   // what the batches need: an idle connection holds a few bytes, not two buffers of 4 KiB.
   #out = new Writer();
-  #spare = new Writer();
+  // Made by the first swap, and dropped again by releaseSpareBuffer.
+  #spare: Writer | undefined;
   #flushScheduled = false;
   #writing: Promise<void> | undefined;
   // Settles once the bytes now in the outbox are written: what QoS 0 publishes wait for.
@@ -167,13 +168,20 @@ export class Connection implements ByteSink {
     if (this.#closed || this.#stopped) return undefined;
     // Reading has ended (malformed bytes, or the end) behind packets still queued: nothing more.
     if (this.#endedWith !== undefined) return this.#draining;
+    // The decoder calls one function shared by every connection, which hands the packet to the
+    // connection decoding now: no closure per connection. Restored after, should pushing into
+    // one connection ever push into another.
+    const outer = Connection.#decoding;
+    Connection.#decoding = this;
     try {
-      this.#decoder!.push(chunk, this.#emit);
+      this.#decoder!.push(chunk, Connection.#emit);
     } catch (error) {
       // Malformed bytes, or the owner threw (it refuses the packet). Packets decoded before
       // them and still queued are handled first.
       if (this.#queue !== undefined) this.#endedWith ??= { error };
       else this.#stop(error);
+    } finally {
+      Connection.#decoding = outer;
     }
     return this.#draining;
   }
@@ -203,8 +211,12 @@ export class Connection implements ByteSink {
     if (!this.#closed) this.#owner.fail(error);
   }
 
-  // One function for every packet of the connection, not one per chunk.
-  #emit = (packet: Packet): void => {
+  // The connection whose bytes are being decoded, and the function its decoder hands packets to.
+  static #decoding: Connection | undefined;
+  static readonly #emit = (packet: Packet): void => Connection.#decoding!.#packet(packet);
+
+  /** A packet decoded from this connection's bytes. */
+  #packet(packet: Packet): void {
     if (this.#stopped || this.#closed) return;
     const queue = this.#queue;
     if (queue !== undefined) {
@@ -216,7 +228,7 @@ export class Connection implements ByteSink {
       this.#queue = [];
       this.#draining = this.#drain(pause);
     }
-  };
+  }
 
   /** Waits out `pause`, then handles the queued packets in order, pausing again as asked. */
   async #drain(pause: Promise<void>): Promise<void> {
@@ -319,7 +331,7 @@ export class Connection implements ByteSink {
         const written = this.#inWrite = this.#written;
         this.#written = undefined;
         // Swap buffers: the next batch is encoded while this one is written.
-        const next = this.#spare;
+        const next = this.#spare ?? new Writer();
         this.#spare = this.#out;
         this.#out = next;
         next.reset();
@@ -349,10 +361,10 @@ export class Connection implements ByteSink {
   /**
    * Lets go of the buffer the last batch was written from, unless a write is under way: for a
    * connection just accepted, the one CONNECT went from, which an idle connection would hold for
-   * nothing. The next batch that needs it makes a new one.
+   * nothing, and the writer around it. The next batch that needs one makes a new one.
    */
   releaseSpareBuffer(): void {
-    if (this.#writing === undefined) this.#spare = new Writer();
+    if (this.#writing === undefined) this.#spare = undefined;
   }
 
   /**

@@ -92,6 +92,8 @@ interface InboxListener {
 // The empty lists every inbox starts with, shared: the lists are replaced, never changed in place.
 const NO_QUEUES: readonly MessageQueue[] = [];
 const NO_LISTENERS: readonly InboxListener[] = [];
+// What every inbox holding no message holds: frozen, so a missed write fails loudly.
+const NONE_HELD: ReceivedMessage[] = Object.freeze([]) as unknown as ReceivedMessage[];
 
 /**
  * Where received messages go until the application has them.
@@ -144,7 +146,7 @@ export class Inbox {
   // Replaced, never changed in place: a dispatch loop keeps the array it started with.
   #queues: readonly MessageQueue[] = NO_QUEUES;
   // In arrival order: messages no consumer has yet, and messages handed back by one that left.
-  #held: ReceivedMessage[] = [];
+  #held: ReceivedMessage[] = NONE_HELD;
   #heldSpace: Deferred<void> | undefined;
   #maxHeld: number;
   #closed = false;
@@ -213,6 +215,7 @@ export class Inbox {
     const draining = this.#draining;
     if (draining !== undefined) return draining.then(() => this.#deliver(arrival));
     if (this.#handler === undefined && this.#queues.length === 0) {
+      if (this.#held === NONE_HELD) this.#held = [];
       this.#held.push(arrival);
       if (this.#held.length < this.#maxHeld) return undefined;
       return (this.#heldSpace ??= new Deferred<void>()).promise;
@@ -374,6 +377,7 @@ export class Inbox {
    * next handler or iterator attached.
    */
   #handBack(arrival: ReceivedMessage): void {
+    if (this.#held === NONE_HELD) this.#held = [];
     const held = this.#held;
     const order = arrival[ORDER];
     let i = held.length;

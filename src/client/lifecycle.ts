@@ -30,8 +30,8 @@ import { CLOSE_GRACE_MS, Connection, type ConnectionOwner } from "./connection.t
 import type { ConnectEventDetail, DisconnectEventDetail } from "./events.ts";
 import { type ClientSettings, readOptions } from "./options.ts";
 import { type Dialer, Redialer, type RedialHost } from "./reconnect.ts";
-import type { BrokerDialer } from "./brokers.ts";
-import { Rounds, type RoundsHost } from "./rounds.ts";
+import type { BrokerDialer, BrokerList } from "./brokers.ts";
+import { brokerList, Rounds, type RoundsHost } from "./rounds.ts";
 import { type Deadline, Deadlines, settlesWithin } from "./deadlines.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { EnhancedAuthentication } from "./authentication.ts";
@@ -77,7 +77,11 @@ export class Lifecycle<C extends EventTarget = EventTarget>
   // For a client that dials URLs: the URLs.
   readonly #brokerDialer: BrokerDialer | undefined;
   // Which broker each attempt dials, once configured.
+  // The rounds of attempts and the redialer that counts them: made for the first connect and
+  // after a connection is lost, dropped once a CONNACK accepts one (they hold nothing then).
   #rounds: Rounds | undefined;
+  // The URLs to dial, with their order and redirects: kept from one connection to the next.
+  #brokers: BrokerList | undefined;
   #connection: Connection | undefined;
   #storeWriter: StoreWriter | undefined;
   #redialer: Redialer | undefined;
@@ -133,7 +137,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
   openTransport(signal: AbortSignal, attempt: number): Promise<Transport> {
     const dial = this.#dial;
     if (dial !== undefined) return dial(signal, attempt);
-    return this.#brokerDialer!.dial(this.#rounds!.current, signal, attempt);
+    return this.#brokerDialer!.dial(this.#brokers!.current, signal, attempt);
   }
 
   /** Dials the broker the round is at (see {@linkcode RoundsHost.dial}). */
@@ -176,8 +180,8 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     packetSize(session.connect(0), settings.protocolVersion);
     session.disconnected();
     this.session = session;
-    const redialer = this.#redialer = new Redialer(canDial ? this : undefined, settings);
-    this.#rounds = new Rounds(this.#brokerDialer?.urls, settings, redialer, this);
+    const urls = this.#brokerDialer?.urls;
+    if (urls !== undefined) this.#brokers = brokerList(urls, settings);
     if (settings.auth !== undefined) {
       this.#authentication = new EnhancedAuthentication(settings.auth, session, this.clock, {
         state: () => this.state,
@@ -203,7 +207,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
       }
       const transport = this.#transport;
       if (transport === undefined) {
-        this.#rounds!.start();
+        this.#roundsNow().start();
         return connecting.promise;
       }
       this.#open(transport);
@@ -249,7 +253,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
       authentication.start(connection);
     }
     // connectTimeout covers the whole attempt: the dial, then CONNACK.
-    const started = this.#redialer!.takeStartedAt() ?? now;
+    const started = this.#redialer?.takeStartedAt() ?? now;
     const timeout = settings.connectTimeout;
     if (timeout === Infinity) return;
     const deadline: Deadline = this.#connectDeadline = {
@@ -330,8 +334,10 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     }
     const reconnected = this.#everConnected;
     this.#everConnected = true;
-    this.#redialer!.connected();
-    this.#rounds!.connected();
+    this.#redialer?.connected();
+    this.#rounds?.connected();
+    this.#redialer = undefined;
+    this.#rounds = undefined;
     this.state = "connected";
     this.#abort?.();
     this.#abort = undefined;
@@ -434,9 +440,9 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     this.#authentication?.end(error);
     const live = state === "connected";
     // A v5 broker that refuses or disconnects with a Server Reference sends the client on.
-    const redirect = this.#rounds!.redirectOf(error, this.connack);
+    const redirect = this.#roundsNow().redirectOf(error, this.connack);
     const retry = live && (redirect !== undefined && this.settings!.reconnect !== undefined ||
-      this.#redialer!.shouldRetry(error, this.#everConnected));
+      this.#redialerNow().shouldRetry(error, this.#everConnected));
     if (live) this.state = retry ? "reconnecting" : "disconnecting";
     // Tell a v5 broker why, where the spec gives a reason code, then close.
     const session = this.session!;
@@ -478,7 +484,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     flushed.then(() => this.#teardown()).finally(() => {
       if (retry && this.state === "reconnecting") {
         this.#report(error, packet, true);
-        this.#rounds!.reconnect(error, redirect);
+        this.#roundsNow().reconnect(error, redirect);
       } else {
         this.#finishClose(error, packet);
       }
@@ -493,7 +499,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
   #attemptFailed(reason: unknown, packet?: DisconnectPacket): void {
     const error = toMqttError(reason);
     const first = this.state === "connecting";
-    const rounds = this.#rounds!;
+    const rounds = this.#roundsNow();
     // An abort (the signal) and a store that fails end it all; so does a redirect loop.
     const signal = this.settings?.signal;
     const aborted = signal?.aborted === true && reason === signal.reason;
@@ -511,7 +517,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
       this.#connecting = undefined;
       this.state = "disconnecting";
       this.#finishClose(failed, packet);
-    } else if (!next.final && this.#redialer!.shouldRetry(failed, this.#everConnected)) {
+    } else if (!next.final && this.#redialerNow().shouldRetry(failed, this.#everConnected)) {
       this.#report(error, packet, true);
       rounds.schedule(failed);
     } else {
@@ -525,7 +531,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     if (state !== "connecting" && state !== "reconnecting") return;
     let transport: Transport;
     try {
-      transport = await this.#redialer!.dial(attempt);
+      transport = await this.#redialerNow().dial(attempt);
     } catch (error) {
       if (this.state === state) this.#attemptFailed(error);
       return;
@@ -535,6 +541,17 @@ export class Lifecycle<C extends EventTarget = EventTarget>
       return;
     }
     this.#open(transport);
+  }
+
+  #redialerNow(): Redialer {
+    return this.#redialer ??= new Redialer(
+      this.#dial !== undefined || this.#brokerDialer !== undefined ? this : undefined,
+      this.settings!,
+    );
+  }
+
+  #roundsNow(): Rounds {
+    return this.#rounds ??= new Rounds(this.#brokers, this.settings!, this.#redialerNow(), this);
   }
 
   /** Closes the connection and stops the timers and any dial. Never throws, never hangs. */

@@ -71,23 +71,17 @@ export class Rounds {
   #failures: { url: string; error: MqttError }[] | undefined;
 
   /**
-   * Rounds over `urls` (none: the client does not dial URLs), counted by `redialer`.
-   *
-   * @throws {TypeError} When `urls` is empty.
+   * Rounds over `brokers` (none: the client does not dial URLs), counted by `redialer`. The
+   * broker list is the client's: it outlives the rounds, which are made again after a
+   * connection is lost (see {@linkcode brokerList}).
    */
   constructor(
-    urls: readonly (string | URL)[] | undefined,
+    brokers: BrokerList | undefined,
     settings: RoundSettings,
     redialer: Redialer,
     host: RoundsHost,
   ) {
-    if (urls !== undefined) {
-      this.#brokers = new BrokerList(
-        urls,
-        settings.urlOrder,
-        settings.reconnect?.random ?? Math.random,
-      );
-    }
+    this.#brokers = brokers;
     this.#followReferences = settings.followServerReference && settings.protocolVersion === 5;
     this.#redialer = redialer;
     this.#host = host;
@@ -206,4 +200,16 @@ export class Rounds {
     if (url !== undefined) detail.url = displayUrl(url);
     this.#host.dispatchEvent(new CustomEvent<ReconnectEventDetail>("reconnect", { detail }));
   }
+}
+
+/**
+ * The broker list of a client that dials `urls`, in the order of `settings`.
+ *
+ * @throws {TypeError} When `urls` is empty.
+ */
+export function brokerList(
+  urls: readonly (string | URL)[],
+  settings: Pick<RoundSettings, "urlOrder" | "reconnect">,
+): BrokerList {
+  return new BrokerList(urls, settings.urlOrder, settings.reconnect?.random ?? Math.random);
 }

@@ -25,6 +25,12 @@ export interface DecoderOptions {
 
 const NO_BYTES = new Uint8Array(0);
 
+// Scratch state every decoder shares: each is used within one synchronous step (a header read,
+// a packet decoded) and holds nothing after it, so a decoder of an idle connection owns neither.
+// `emit` runs only once the packet is decoded, so a decoder pushed to from inside it is safe.
+const READER = new Reader(NO_BYTES, 0, 0, 4);
+const HEADER = { size: 0 };
+
 // Parts smaller than this are copied into a shared tail buffer of up to TAIL_SIZE bytes.
 const SMALL_PART = 1024;
 const TAIL_SIZE = 16 * 1024;
@@ -50,10 +56,8 @@ const TAIL_SIZE = 16 * 1024;
 export class PacketDecoder {
   #version: ProtocolVersion;
   #maximum: number;
-  #reader: Reader = new Reader(NO_BYTES, 0, 0, 4);
-  #header = { size: 0 };
-  // The bytes of a packet split across chunks, and how many there are.
-  #parts: Uint8Array[] = [];
+  // The bytes of a packet split across chunks (made for the first), and how many there are.
+  #parts: Uint8Array[] | undefined;
   #partsLength = 0;
   // Small parts are copied together into this buffer, the last of #parts, rather than kept one
   // view each: a packet trickled in a byte at a time costs its bytes, not a view per byte.
@@ -102,7 +106,7 @@ export class PacketDecoder {
       if (pos < 0) return;
     }
     const end = chunk.length;
-    const header = this.#header;
+    const header = HEADER;
     // Whole packets inside this chunk: decoded in place, no copy.
     while (end - pos >= 2) {
       const remainingLength = readRemainingLength(chunk, pos + 1, end, header, this.#version);
@@ -119,12 +123,12 @@ export class PacketDecoder {
       this.#append(rest);
     }
     // Let go of the chunk: a packet's payload may keep it, the decoder does not.
-    this.#reader.buf = NO_BYTES;
+    READER.buf = NO_BYTES;
   }
 
   /** Keeps `part` of the split packet: a large one as it is, a small one copied into the tail. */
   #append(part: Uint8Array): void {
-    const parts = this.#parts;
+    const parts = this.#parts ??= [];
     const missing = this.#packetSize < 0 ? 5 : this.#packetSize - this.#partsLength;
     this.#partsLength += part.length;
     if (part.length >= SMALL_PART) {
@@ -146,7 +150,7 @@ export class PacketDecoder {
 
   /** Decodes the packet at `buf[pos, pos + size)` whose fixed header is `headerSize` bytes. */
   #decode(buf: Uint8Array, pos: number, headerSize: number, size: number): Packet {
-    const reader = this.#reader;
+    const reader = READER;
     reader.buf = buf;
     reader.pos = pos + headerSize;
     reader.end = pos + size;
@@ -161,11 +165,11 @@ export class PacketDecoder {
       head,
       1,
       head.length,
-      this.#header,
+      HEADER,
       this.#version,
     );
     if (remainingLength < 0) return -1;
-    const size = this.#header.size + remainingLength;
+    const size = HEADER.size + remainingLength;
     this.#checkSize(size);
     return size;
   }
@@ -185,14 +189,15 @@ export class PacketDecoder {
    * or -1 when the packet is still incomplete.
    */
   #continue(chunk: Uint8Array, emit: (packet: Packet) => void): number {
+    const parts = this.#parts!;
     if (this.#packetSize < 0) {
       // The fixed header itself was split: it is at most 5 bytes, so join what there is.
       const head = new Uint8Array(Math.min(this.#partsLength + chunk.length, 5));
-      head.set(this.#parts[0].subarray(0, head.length));
+      head.set(parts[0].subarray(0, head.length));
       head.set(chunk.subarray(0, head.length - this.#partsLength), this.#partsLength);
       this.#packetSize = this.#sizeOf(head);
       if (this.#packetSize < 0) {
-        this.#parts[0] = head;
+        parts[0] = head;
         this.#partsLength = head.length;
         this.#tail = undefined;
         return -1;
@@ -205,12 +210,12 @@ export class PacketDecoder {
     }
     const packet = new Uint8Array(this.#packetSize);
     let offset = 0;
-    for (const part of this.#parts) {
+    for (const part of parts) {
       packet.set(part, offset);
       offset += part.length;
     }
     packet.set(chunk.subarray(0, missing), offset);
-    this.#parts = [];
+    this.#parts = undefined;
     this.#partsLength = 0;
     this.#tail = undefined;
     this.#packetSize = -1;
@@ -220,8 +225,8 @@ export class PacketDecoder {
   }
 
   #sizeOfHeader(packet: Uint8Array): number {
-    readRemainingLength(packet, 1, packet.length, this.#header, this.#version);
-    return this.#header.size;
+    readRemainingLength(packet, 1, packet.length, HEADER, this.#version);
+    return HEADER.size;
   }
 }
 

@@ -25,7 +25,8 @@ export type AuthenticationPhase = "none" | "connect" | "reauthenticate";
 export class Authentication<T> {
   /** The Authentication Method, if the session authenticates that way. */
   readonly method: string | undefined;
-  #shared: SharedState<T>;
+  // Only a session with a method has one: it is what AUTH packets are sent into.
+  #shared: SharedState<T> | undefined;
   #exchange: AuthenticationPhase = "none";
   // Whether the server sent AUTH 0x18 and we owe it the next AUTH.
   #ourTurn = false;
@@ -35,8 +36,8 @@ export class Authentication<T> {
    *
    * @throws {TypeError} For a method on MQTT 3.1 or 3.1.1, which have no enhanced authentication.
    */
-  constructor(shared: SharedState<T>, method: string | undefined) {
-    if (method !== undefined && shared.protocolVersion !== 5) {
+  constructor(shared: SharedState<T> | undefined, method: string | undefined) {
+    if (method !== undefined && shared?.protocolVersion !== 5) {
       throw new TypeError(
         `enhanced authentication (the auth option, method "${method}") needs MQTT 5: set protocolVersion: 5, or use username and password`,
       );
@@ -44,6 +45,12 @@ export class Authentication<T> {
     this.#shared = shared;
     this.method = method;
   }
+
+  /**
+   * The authentication of every session without a method, shared: no exchange ever runs in it,
+   * so what its methods write is what it holds already (`"none"`, not our turn).
+   */
+  static readonly none: Authentication<never> = new Authentication<never>(undefined, undefined);
 
   /** The exchange running now. */
   get exchange(): AuthenticationPhase {
@@ -195,7 +202,7 @@ export class Authentication<T> {
         "connected",
       );
     }
-    if (!this.#shared.connected) {
+    if (!this.#shared!.connected) {
       // [MQTT-4.12.1-1] only after CONNACK.
       throw new StateError("re-authenticate", "not connected");
     }
@@ -214,7 +221,7 @@ export class Authentication<T> {
   }
 
   #send(reasonCode: number, data: Uint8Array | undefined): void {
-    const shared = this.#shared;
+    const shared = this.#shared!;
     const properties: Properties = { authenticationMethod: this.method };
     if (data !== undefined) properties.authenticationData = data;
     const packet: AuthPacket = { type: "auth", reasonCode, properties };
@@ -227,6 +234,6 @@ export class Authentication<T> {
         );
       }
     }
-    shared.outbox.push(packet);
+    shared.send(packet);
   }
 }

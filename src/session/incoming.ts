@@ -15,6 +15,10 @@ import { ReasonCode } from "../packet/constants.ts";
 /** Marks an incoming QoS 2 id whose message the user has acknowledged: its PUBREC is due. */
 const ACKNOWLEDGED = null;
 
+// The empty list every idle session shares: frozen, so a missed write fails loudly. Lists are made
+// with their first element and given back once empty.
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** The server's QoS 0, 1 and 2 flows to us. */
 export class Incoming<T> {
   #shared: SharedState<T>;
@@ -28,7 +32,7 @@ export class Incoming<T> {
   // arrived: the PUBLISH until the user acknowledges it, then its PUBACK or PUBREC, which goes
   // out once every slot before it has gone [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Slot `i` holds
   // arrival number `#orderBase + i`; the ones before `#orderHead` have gone.
-  #order: (PublishPacket | PublishAckPacket<"puback" | "pubrec">)[] = [];
+  #order: (PublishPacket | PublishAckPacket<"puback" | "pubrec">)[] = NONE;
   #orderBase = 0;
   #orderHead = 0;
   // Packet id → arrival number of the slot waiting for the user's acknowledgement. The server
@@ -71,7 +75,7 @@ export class Incoming<T> {
    */
   disconnected(): void {
     this.#orderBase += this.#order.length;
-    this.#order = [];
+    this.#order = NONE;
     this.#orderHead = 0;
     this.#waiting?.clear();
     this.#unsentQos1 = 0;
@@ -145,6 +149,7 @@ export class Incoming<T> {
 
   /** Takes a slot for the PUBLISH that just arrived; `ack` when its acknowledgement is known. */
   #take(packet: PublishPacket, ack?: PublishAckPacket<"pubrec">): void {
+    if (this.#order === NONE) this.#order = [];
     if (ack !== undefined) {
       this.#order.push(ack);
       this.#release();
@@ -158,18 +163,17 @@ export class Incoming<T> {
   /** Sends the acknowledgements at the head of the order, up to the first one still waiting. */
   #release(): void {
     const order = this.#order;
-    const outbox = this.#shared.outbox;
     let head = this.#orderHead;
     while (head < order.length) {
       const slot = order[head];
       if (slot.type === "publish") break;
-      outbox.push(slot);
+      this.#shared.send(slot);
       if (slot.type === "puback") this.#unsentQos1--;
       head++;
     }
     if (head === order.length) {
       this.#orderBase += head;
-      order.length = 0;
+      this.#order = NONE;
       head = 0;
     } else if (head >= 1024 && head * 2 >= order.length) {
       // A head that never catches up: drop the sent slots now and then, not on every one.
@@ -191,7 +195,7 @@ export class Incoming<T> {
     if (shared.protocolVersion === 5) this.#resolveTopicAlias(packet);
     const packetId = packet.packetId;
     if (packet.qos === 0 || packetId === undefined) {
-      shared.events.push({ type: "message", packet });
+      shared.tell({ type: "message", packet });
       return;
     }
     if (packet.qos === 2) {
@@ -219,7 +223,7 @@ export class Incoming<T> {
       );
     }
     this.#take(packet);
-    shared.events.push({ type: "message", packet });
+    shared.tell({ type: "message", packet });
   }
 
   /**
@@ -246,7 +250,7 @@ export class Incoming<T> {
     }
     // A PUBREL for an id we do not know still gets its PUBCOMP, so the server can finish
     // [MQTT-4.3.3-11] (5.0; [MQTT-4.3.3-2] in 3.1.1).
-    shared.outbox.push(
+    shared.send(
       known === undefined && shared.protocolVersion === 5
         ? { type: "pubcomp", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound }
         : { type: "pubcomp", packetId },

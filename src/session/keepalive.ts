@@ -83,7 +83,7 @@ export class Keepalive<T> {
         const outbox = shared.outbox;
         // One PINGREQ waiting to be written is enough, when a write does not finish.
         if (outbox.length === 0 || outbox[outbox.length - 1].type !== "pingreq") {
-          outbox.push({ type: "pingreq" });
+          shared.send({ type: "pingreq" });
         }
         if (this.#pingSentAt < 0) this.#pingSentAt = now;
         return now + period;
@@ -103,7 +103,7 @@ export class Keepalive<T> {
     if (now - this.#lastSent >= period) {
       // Nothing went out for a whole period: also when packets wait behind a write that does
       // not finish, which is exactly a connection that has died without saying so.
-      shared.outbox.push({ type: "pingreq" });
+      shared.send({ type: "pingreq" });
       this.#pingSentAt = now;
       return now + pingTimeout;
     }

@@ -15,13 +15,17 @@ import type { StoredPublish } from "../store/store.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import { OutgoingAliases } from "./aliases.ts";
 
+// The empty list every idle session shares: frozen, so a missed write fails loudly. Lists are made
+// with their first element and given back once empty.
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** Our QoS 0, 1 and 2 publishes and their flows. */
 export class Outgoing<T> {
   #shared: SharedState<T>;
   #window: number;
   // Publishes waiting for room in the window (or for a connection), in order; the ones before
   // #waitingHead have left.
-  #waiting: OutgoingPublish<T>[] = [];
+  #waiting: OutgoingPublish<T>[] = NONE;
   #waitingHead = 0;
   #waitingBytes = 0;
   #nextSequence = 1;
@@ -103,7 +107,7 @@ export class Outgoing<T> {
     ) {
       this.#send(outgoing);
     } else {
-      this.#waiting.push(outgoing);
+      this.#wait(outgoing);
       this.#waitingBytes += packet.payload.length;
     }
     return false;
@@ -119,7 +123,7 @@ export class Outgoing<T> {
     const inflight = shared.changeInflight();
     // Publishes made while the store was opening wait behind what it held.
     const early = this.#waiting.slice(this.#waitingHead);
-    this.#waiting = [];
+    this.#waiting = NONE;
     this.#waitingHead = 0;
     for (const record of records) {
       const outgoing: OutgoingPublish<T> = {
@@ -133,7 +137,7 @@ export class Outgoing<T> {
         inflight.set(packetId, outgoing);
       } else {
         delete record.packet.packetId;
-        this.#waiting.push(outgoing);
+        this.#wait(outgoing);
         // Counted like any waiting publish, since fillWindow takes it off again.
         this.#waitingBytes += record.packet.payload.length;
       }
@@ -150,7 +154,7 @@ export class Outgoing<T> {
     }
     for (const outgoing of early) {
       outgoing.sequence = renumbered.get(outgoing.sequence) ?? outgoing.sequence;
-      this.#waiting.push(outgoing);
+      this.#wait(outgoing);
     }
   }
 
@@ -186,7 +190,7 @@ export class Outgoing<T> {
           (this.#heldResends ??= new Set()).add(outgoing);
         }
       } else {
-        shared.outbox.push({ type: "pubrel", packetId: outgoing.packet.packetId! });
+        shared.send({ type: "pubrel", packetId: outgoing.packet.packetId! });
       }
     }
   }
@@ -231,10 +235,10 @@ export class Outgoing<T> {
         if (shared.journaling && outgoing.packet.qos > 0) {
           shared.journal.push({ op: "delete", sequence: outgoing.sequence });
         }
-        shared.events.push({ type: "failed", token: outgoing.token, error: refusal });
+        shared.tell({ type: "failed", token: outgoing.token, error: refusal });
       } else if (outgoing.packet.qos === 0) {
         this.#pushPublish(outgoing.packet);
-        shared.events.push({
+        shared.tell({
           type: "sent",
           token: outgoing.token,
           bytes: outgoing.packet.payload.length,
@@ -248,12 +252,17 @@ export class Outgoing<T> {
       waiting[this.#waitingHead++] = undefined as unknown as OutgoingPublish<T>;
     }
     if (this.#waitingHead === waiting.length) {
-      this.#waiting = [];
+      this.#waiting = NONE;
       this.#waitingHead = 0;
     } else if (this.#waitingHead > 1024 && this.#waitingHead * 2 > waiting.length) {
       this.#waiting = waiting.slice(this.#waitingHead);
       this.#waitingHead = 0;
     }
+  }
+
+  #wait(outgoing: OutgoingPublish<T>): void {
+    if (this.#waiting === NONE) this.#waiting = [];
+    this.#waiting.push(outgoing);
   }
 
   /** Forgets the connection: the next CONNACK decides again what is re-sent. */
@@ -279,7 +288,7 @@ export class Outgoing<T> {
     this.#waitingBytes = 0;
     if (shared.inflight.size > 0) shared.changeInflight().clear();
     this.#heldResends?.clear();
-    this.#waiting = [];
+    this.#waiting = NONE;
     this.#waitingHead = 0;
   }
 
@@ -298,7 +307,7 @@ export class Outgoing<T> {
     const outgoing = shared.inflight.get(packetId);
     if (outgoing === undefined || outgoing.packet.qos !== 2) {
       // Answer so the server can finish its side [MQTT-4.3.3-4]; v5 says the id is unknown.
-      shared.outbox.push(
+      shared.send(
         shared.protocolVersion === 5
           ? { type: "pubrel", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound }
           : { type: "pubrel", packetId },
@@ -319,7 +328,7 @@ export class Outgoing<T> {
     if (shared.journaling) {
       shared.journal.push({ op: "update", sequence: outgoing.sequence, state: "pubrel", packetId });
     }
-    shared.outbox.push({ type: "pubrel", packetId });
+    shared.send({ type: "pubrel", packetId });
   }
 
   /** Handles a PUBCOMP. */
@@ -350,7 +359,7 @@ export class Outgoing<T> {
   /** Puts a PUBLISH in the outbox, as it goes on this connection (see `aliases.ts`). */
   #pushPublish(packet: PublishPacket): void {
     const aliases = this.#aliasesOf(packet);
-    this.#shared.outbox.push(aliases === undefined ? packet : aliases.onWire(packet));
+    this.#shared.send(aliases === undefined ? packet : aliases.onWire(packet));
   }
 
   /** The aliases, made now if `packet` is the first to set one; none while none was set. */
@@ -366,13 +375,13 @@ export class Outgoing<T> {
     this.#heldResends?.delete(outgoing);
     if (shared.journaling) shared.journal.push({ op: "delete", sequence: outgoing.sequence });
     if (reasonCode >= 0x80) {
-      shared.events.push({
+      shared.tell({
         type: "failed",
         token: outgoing.token,
         error: new PublishError(ack.type, reasonCode, reasonStringOf(ack)),
       });
     } else {
-      shared.events.push({ type: "complete", token: outgoing.token, packet: ack });
+      shared.tell({ type: "complete", token: outgoing.token, packet: ack });
     }
     this.#resendHeld();
     this.fillWindow();

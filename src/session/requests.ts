@@ -20,6 +20,10 @@ import { requestPayloadSize } from "./limits.ts";
 import type { Request, SharedState } from "./shared_state.ts";
 import { ReasonCode } from "../packet/constants.ts";
 
+// The empty list every idle session shares: frozen, so a missed write fails loudly. Lists are made
+// with their first element and given back once empty.
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** A subscription the server granted, with the properties it was made with. */
 export interface GrantedSubscription {
   /** The subscription as requested. */
@@ -33,7 +37,7 @@ export class Requests<T> {
   #shared: SharedState<T>;
   #resubscribe: boolean;
   // Requests made while disconnected, sent once connected, and the bytes of their payloads.
-  #queued: Request<T>[] = [];
+  #queued: Request<T>[] = NONE;
   #queuedBytes = 0;
   // Made with the first subscription granted: a client that never subscribed holds none.
   #subscriptions: Map<string, GrantedSubscription> | undefined;
@@ -75,6 +79,7 @@ export class Requests<T> {
     const shared = this.#shared;
     const request = { packet, token };
     if (!shared.connected) {
+      if (this.#queued === NONE) this.#queued = [];
       this.#queued.push(request);
       this.#queuedBytes += requestPayloadSize(packet);
       return;
@@ -82,7 +87,7 @@ export class Requests<T> {
     packet.packetId = shared.allocatePacketId();
     shared.changeRequests().set(packet.packetId, request);
     // [MQTT-3.3.4-8] only PUBLISH waits for the window; requests go out at once.
-    shared.outbox.push(packet);
+    shared.send(packet);
   }
 
   /**
@@ -109,7 +114,7 @@ export class Requests<T> {
     }
     const requests = [...shared.requests.values(), ...this.#queued];
     if (shared.requests.size > 0) shared.changeRequests().clear();
-    this.#queued = [];
+    this.#queued = NONE;
     this.#queuedBytes = 0;
     for (const request of requests) this.request(request.packet, request.token);
   }
@@ -120,7 +125,7 @@ export class Requests<T> {
     for (const request of shared.requests.values()) tokens.push(request.token);
     for (const request of this.#queued) tokens.push(request.token);
     if (shared.requests.size > 0) shared.changeRequests().clear();
-    this.#queued = [];
+    this.#queued = NONE;
     this.#queuedBytes = 0;
   }
 
@@ -176,6 +181,6 @@ export class Requests<T> {
       for (const filter of filters) this.#subscriptions?.delete(filter);
     }
     shared.changeRequests().delete(packet.packetId);
-    shared.events.push({ type: "complete", token: request.token, packet });
+    shared.tell({ type: "complete", token: request.token, packet });
   }
 }

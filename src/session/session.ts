@@ -121,7 +121,10 @@ export class Session<T> {
     );
     this.#requests = new Requests(shared, options.resubscribe ?? true);
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
-    this.#authentication = new Authentication(shared, options.authenticationMethod);
+    // Without a method, the one shared state of no enhanced authentication.
+    this.#authentication = options.authenticationMethod === undefined
+      ? Authentication.none as Authentication<T>
+      : new Authentication(shared, options.authenticationMethod);
     this.#queueBounds = queueBounds(
       options.maxQueuedMessages,
       options.maxQueuedBytes,
@@ -227,7 +230,7 @@ export class Session<T> {
     const shared = this.#shared;
     const packets = shared.outbox;
     if (packets.length > 0) {
-      shared.outbox = [];
+      shared.outbox = SharedState.empty;
       this.#keepalive.sent(now);
     }
     return packets;
@@ -242,7 +245,7 @@ export class Session<T> {
   takeEvents(): SessionEvent<T>[] {
     const shared = this.#shared;
     const events = shared.events;
-    if (events.length > 0) shared.events = [];
+    if (events.length > 0) shared.events = SharedState.empty;
     return events;
   }
 
@@ -337,7 +340,7 @@ export class Session<T> {
     if (o.properties !== undefined || auth !== undefined) {
       packet.properties = auth === undefined ? o.properties : { ...o.properties, ...auth };
     }
-    this.#shared.outbox.push(packet);
+    this.#shared.send(packet);
     return packet;
   }
 
@@ -513,7 +516,7 @@ export class Session<T> {
   disconnected(): void {
     const shared = this.#shared;
     shared.connected = false;
-    shared.outbox = [];
+    shared.outbox = SharedState.empty;
     this.#authentication.disconnected();
     this.#keepalive.disconnected();
     this.#incoming.disconnected();

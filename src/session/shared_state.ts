@@ -136,6 +136,9 @@ export interface Request<T> {
 const NOTHING: ReadonlyMap<unknown, unknown> = new Map();
 
 const NO_JOURNAL = Object.freeze([]) as unknown as StoreOperation[];
+// The empty outbox and list of events every idle session shares: frozen, so that a packet or an
+// event put there other than through `send` and `tell` fails loudly.
+const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 /** The state the parts of a session share. */
 export class SharedState<T> {
@@ -147,10 +150,13 @@ export class SharedState<T> {
   connected = false;
   /** The server's limits, from the last CONNACK. */
   limits: Readonly<ServerLimits> = DEFAULT_LIMITS;
-  /** The packets to send, in order. */
-  outbox: Packet[] = [];
-  /** What the user must hear about, in order. */
-  events: SessionEvent<T>[] = [];
+  /**
+   * The packets to send, in order; added through {@linkcode SharedState.send}. One shared empty
+   * list while there is none: set it to {@linkcode SharedState.empty} to take them.
+   */
+  outbox: Packet[] = NONE;
+  /** What the user must hear about, in order; added through {@linkcode SharedState.tell}. */
+  events: SessionEvent<T>[] = NONE;
   /** The changes the store must make durable, in order. */
   journal: StoreOperation[];
   // The two maps below are made on first use: an idle connection that never published QoS 1
@@ -181,6 +187,21 @@ export class SharedState<T> {
   /** The map of requests waiting for their acknowledgement, to change; made on first use. */
   changeRequests(): Map<number, Request<T>> {
     return this.#requests ??= new Map();
+  }
+
+  /** The shared empty list the outbox and the events are reset to once taken. */
+  static readonly empty: never[] = NONE;
+
+  /** Puts a packet in the outbox. */
+  send(packet: Packet): void {
+    if (this.outbox === NONE) this.outbox = [];
+    this.outbox.push(packet);
+  }
+
+  /** Adds an event for the user. */
+  tell(event: SessionEvent<T>): void {
+    if (this.events === NONE) this.events = [];
+    this.events.push(event);
   }
 
   /** Creates the shared state of a session with these settings. */

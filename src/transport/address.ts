@@ -115,7 +115,7 @@ export function unreachable(address: BrokerAddress, reason: unknown): Connection
 /**
  * The error a stream of an open connection fails with when the connection breaks.
  *
- * @param address The broker the connection goes to.
+ * @param address The broker the connection goes to, or how it is shown (its `display`).
  * @param reason The runtime's error, or a sentence.
  * @returns A {@linkcode ConnectionClosedError} with the runtime's error as its `cause`.
  *
@@ -127,7 +127,10 @@ export function unreachable(address: BrokerAddress, reason: unknown): Connection
  * console.log(connectionLost(address, "the transport was closed").message);
  * ```
  */
-export function connectionLost(address: BrokerAddress, reason: unknown): ConnectionClosedError {
+export function connectionLost(
+  address: BrokerAddress | string,
+  reason: unknown,
+): ConnectionClosedError {
   if (reason instanceof ConnectionClosedError) return reason;
   let detail = reason instanceof Error
     ? (reason.message || reason.name)
@@ -138,7 +141,9 @@ export function connectionLost(address: BrokerAddress, reason: unknown): Connect
   const code = (reason as { code?: unknown } | undefined)?.code;
   if (typeof code === "string" && !detail.includes(code)) detail += ` (${code})`;
   return new ConnectionClosedError(
-    `the connection to ${address.display} closed: ${detail}`,
+    `the connection to ${
+      typeof address === "string" ? address : address.display
+    } closed: ${detail}`,
     reason instanceof Error ? { cause: reason } : undefined,
   );
 }

@@ -159,7 +159,8 @@ interface PendingWrite {
  * ```
  */
 export class BunSocketTransport implements DirectTransport {
-  readonly #address: BrokerAddress;
+  // Where it is connected, for error messages (the address itself is not kept).
+  readonly #display: string;
   #socket: BunSocket | undefined;
   #sink: ByteSink | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
@@ -176,7 +177,7 @@ export class BunSocketTransport implements DirectTransport {
 
   /** A transport for a socket that `attach` hands it once connected. */
   constructor(address: BrokerAddress) {
-    this.#address = address;
+    this.#display = address.display;
   }
 
   /** Takes the connected socket; paused until something reads. */
@@ -228,7 +229,7 @@ export class BunSocketTransport implements DirectTransport {
       const written = socket.write(bytes);
       if (written === bytes.byteLength) return Promise.resolve();
       if (written < 0) {
-        return Promise.reject(connectionLost(this.#address, "the socket is closed"));
+        return Promise.reject(connectionLost(this.#display, "the socket is closed"));
       }
       bytes = bytes.subarray(written);
     }
@@ -305,7 +306,7 @@ export class BunSocketTransport implements DirectTransport {
       this.#finish(undefined);
       return;
     }
-    const error = connectionLost(this.#address, reason);
+    const error = connectionLost(this.#display, reason);
     if (this.#brokenBy === reason) this.#broken ??= error;
     this.#finish(this.#closed ? undefined : error);
     this.#writableController?.error(error);
@@ -317,7 +318,7 @@ export class BunSocketTransport implements DirectTransport {
   }
 
   #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#address, this.#brokenBy);
+    return this.#broken ??= connectionLost(this.#display, this.#brokenBy);
   }
 
   /** A write or end after the connection is over, or before it is made. */
@@ -325,7 +326,7 @@ export class BunSocketTransport implements DirectTransport {
     return Promise.reject(
       this.#brokenBy !== undefined
         ? this.#brokenError()
-        : connectionLost(this.#address, "not connected"),
+        : connectionLost(this.#display, "not connected"),
     );
   }
 

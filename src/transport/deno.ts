@@ -186,7 +186,8 @@ async function dial<T extends Deno.Conn>(
  */
 export class DenoConnTransport implements DirectTransport {
   readonly #conn: Deno.Conn;
-  readonly #address: BrokerAddress;
+  // Where it is connected, for error messages (the address itself is not kept).
+  readonly #display: string;
   #sink: ByteSink | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -195,6 +196,10 @@ export class DenoConnTransport implements DirectTransport {
   #closed = false;
   // The error that broke the connection, for writes after it.
   #broken: ConnectionClosedError | undefined;
+  // The read loop: the buffer of the pending read and the handlers of each read, bound once.
+  #buffer: Uint8Array | undefined;
+  #onStep: ((count: number | null | undefined) => void) | undefined;
+  #onError: ((error: unknown) => void) | undefined;
 
   /**
    * Adapts an open connection. The connection belongs to the transport from now on.
@@ -204,7 +209,7 @@ export class DenoConnTransport implements DirectTransport {
    */
   constructor(conn: Deno.Conn, address: BrokerAddress) {
     this.#conn = conn;
-    this.#address = address;
+    this.#display = address.display;
   }
 
   /** Bytes from the broker, as a stream; made on first use. */
@@ -224,8 +229,14 @@ export class DenoConnTransport implements DirectTransport {
   listen(sink: ByteSink): void {
     if (this.#sink !== undefined) throw new TypeError("the transport is read already");
     this.#sink = sink;
-    if (this.#closed) this.#end(undefined);
-    else this.#readLoop(sink);
+    if (this.#closed) {
+      this.#end(undefined);
+      return;
+    }
+    this.#buffer = new Uint8Array(MIN_READ_SIZE);
+    this.#onStep = this.#step.bind(this);
+    this.#onError = this.#fail.bind(this);
+    this.#step(undefined);
   }
 
   /** Closes the connection at once; reading ends, further writes reject. Idempotent. */
@@ -238,36 +249,53 @@ export class DenoConnTransport implements DirectTransport {
     if (this.#writableController !== undefined) this.#breakWrites(this.#brokenError());
   }
 
-  async #readLoop(sink: ByteSink): Promise<void> {
-    const conn = this.#conn;
-    let buffer = new Uint8Array(MIN_READ_SIZE);
-    try {
-      while (true) {
-        const count = await conn.read(buffer);
-        if (this.#ended) return;
-        if (count === null) break;
-        // The next buffer: twice what this read returned, so that it grows while reads fill it
-        // and shrinks back once they do not.
-        const next = nextReadSize(count);
-        let chunk: Uint8Array;
-        if (count > buffer.length >>> 1) {
-          // Mostly full: handed over as it is (the decoder may keep views into it).
-          chunk = buffer.subarray(0, count);
-          buffer = new Uint8Array(next);
-        } else {
-          // Small: copied, so that a 4-byte PUBACK does not pin the whole buffer.
-          chunk = buffer.slice(0, count);
-          if (next !== buffer.length) buffer = new Uint8Array(next);
-        }
-        const pause = sink.data(chunk);
-        if (pause !== undefined) await pause;
-        if (this.#ended) return;
-      }
-    } catch (error) {
-      this.#fail(error);
+  /**
+   * One step of the read loop, the handler of each pending read: `count` is what `conn.read`
+   * returned (`null` at the end of the stream), or `undefined` once a pause asked for by the
+   * sink is over. There is no `async` frame: a suspended one would cost each idle connection its
+   * registers and keep the last chunk read alive.
+   */
+  #step(count: number | null | undefined): void {
+    if (this.#ended) return;
+    if (count === null) {
+      this.#end(undefined);
       return;
     }
-    this.#end(undefined);
+    if (count !== undefined) {
+      let buffer = this.#buffer!;
+      // The next buffer: twice what this read returned, so that it grows while reads fill it
+      // and shrinks back once they do not.
+      const next = nextReadSize(count);
+      let chunk: Uint8Array;
+      if (count > buffer.length >>> 1) {
+        // Mostly full: handed over as it is (the decoder may keep views into it).
+        chunk = buffer.subarray(0, count);
+        buffer = new Uint8Array(next);
+      } else {
+        // Small: copied, so that a 4-byte PUBACK does not pin the whole buffer.
+        chunk = buffer.slice(0, count);
+        if (next !== buffer.length) buffer = new Uint8Array(next);
+      }
+      this.#buffer = buffer;
+      let pause: Promise<void> | undefined;
+      try {
+        pause = this.#sink!.data(chunk);
+      } catch (error) {
+        this.#fail(error);
+        return;
+      }
+      if (pause !== undefined) {
+        // Resolves to `undefined`: the next step reads on.
+        (pause as Promise<undefined>).then(this.#onStep!, this.#onError!);
+        return;
+      }
+      if (this.#ended) return;
+    }
+    try {
+      this.#conn.read(this.#buffer!).then(this.#onStep!, this.#onError!);
+    } catch (error) {
+      this.#fail(error);
+    }
   }
 
   /** Writes all of `bytes`. */
@@ -279,7 +307,7 @@ export class DenoConnTransport implements DirectTransport {
       }
     } catch (error) {
       this.#fail(error);
-      throw connectionLost(this.#address, this.#closed ? "the transport was closed" : error);
+      throw connectionLost(this.#display, this.#closed ? "the transport was closed" : error);
     }
   }
 
@@ -290,7 +318,7 @@ export class DenoConnTransport implements DirectTransport {
       await this.#conn.closeWrite();
     } catch (error) {
       this.#fail(error);
-      throw connectionLost(this.#address, error);
+      throw connectionLost(this.#display, error);
     }
   }
 
@@ -302,7 +330,7 @@ export class DenoConnTransport implements DirectTransport {
 
   /** What ended the connection; once closed, the close if nothing broke it before. */
   #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#address, "the transport was closed");
+    return this.#broken ??= connectionLost(this.#display, "the transport was closed");
   }
 
   #breakWrites(error: ConnectionClosedError): void {
@@ -313,7 +341,7 @@ export class DenoConnTransport implements DirectTransport {
   /** The connection broke: end reading with the error and fail writes, unless closed already. */
   #fail(reason: unknown): void {
     if (this.#closed) return;
-    const error = connectionLost(this.#address, reason);
+    const error = connectionLost(this.#display, reason);
     this.#end(error);
     this.#breakWrites(error);
   }

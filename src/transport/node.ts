@@ -169,7 +169,8 @@ export function openNodeTransport(
  */
 export class NodeSocketTransport implements DirectTransport {
   readonly #socket: Net.Socket;
-  readonly #address: BrokerAddress;
+  // Where it is connected, for error messages (the address itself is not kept).
+  readonly #display: string;
   readonly #pauseReads: boolean;
   #sink: ByteSink | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
@@ -195,7 +196,7 @@ export class NodeSocketTransport implements DirectTransport {
    */
   constructor(socket: Net.Socket, address: BrokerAddress, pauseReads = true) {
     this.#socket = socket;
-    this.#address = address;
+    this.#display = address.display;
     this.#pauseReads = pauseReads;
     // A socket that must never pause flows from the start, as one that was never read would
     // not report its end either: what comes before `listen` waits here.
@@ -289,7 +290,7 @@ export class NodeSocketTransport implements DirectTransport {
       this.#end(undefined);
       return;
     }
-    const error = connectionLost(this.#address, reason);
+    const error = connectionLost(this.#display, reason);
     if (this.#brokenBy === reason) this.#broken ??= error;
     this.#end(this.#closed ? undefined : error);
     this.#writableController?.error(error);
@@ -297,7 +298,7 @@ export class NodeSocketTransport implements DirectTransport {
   }
 
   #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#address, this.#brokenBy);
+    return this.#broken ??= connectionLost(this.#display, this.#brokenBy);
   }
 
   /** Writes `bytes`; settles once the socket has them and, if its buffer was full, drained. */
@@ -313,7 +314,7 @@ export class NodeSocketTransport implements DirectTransport {
   #write(chunk: Uint8Array): Promise<void> {
     const socket = this.#socket;
     if (this.#closed || socket.destroyed) {
-      return Promise.reject(connectionLost(this.#address, "the socket is closed"));
+      return Promise.reject(connectionLost(this.#display, "the socket is closed"));
     }
     return new Promise<void>((resolve, reject) => {
       let flushed = false;
@@ -329,7 +330,7 @@ export class NodeSocketTransport implements DirectTransport {
         if (this.#pending !== pending) return;
         this.#pending = undefined;
         if (error) {
-          reject(connectionLost(this.#address, this.#closed ? "the transport was closed" : error));
+          reject(connectionLost(this.#display, this.#closed ? "the transport was closed" : error));
         } else resolve();
       };
       this.#pending = pending;
@@ -343,7 +344,7 @@ export class NodeSocketTransport implements DirectTransport {
 
   #endWrite(): Promise<void> {
     if (this.#closed || this.#socket.destroyed) {
-      return Promise.reject(connectionLost(this.#address, "the socket is closed"));
+      return Promise.reject(connectionLost(this.#display, "the socket is closed"));
     }
     return new Promise<void>((resolve, reject) => {
       const pending = { onDrain: () => {}, fail: reject };
