@@ -200,6 +200,8 @@ export class DenoConnTransport implements DirectTransport {
   #buffer: Uint8Array | undefined;
   #onStep: ((count: number | null | undefined) => void) | undefined;
   #onError: ((error: unknown) => void) | undefined;
+  // Reads on once a pause the sink asked for is over; made at the first pause.
+  #onResume: (() => void) | undefined;
 
   /**
    * Adapts an open connection. The connection belongs to the transport from now on.
@@ -285,8 +287,8 @@ export class DenoConnTransport implements DirectTransport {
         return;
       }
       if (pause !== undefined) {
-        // Resolves to `undefined`: the next step reads on.
-        (pause as Promise<undefined>).then(this.#onStep!, this.#onError!);
+        // Whatever the pause resolves to, the next step is a new read.
+        pause.then(this.#onResume ??= () => this.#step(undefined), this.#onError!);
         return;
       }
       if (this.#ended) return;

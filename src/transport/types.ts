@@ -50,8 +50,7 @@ export interface TransportOptions {
 export interface ByteSink {
   /**
    * Bytes from the broker; the chunk is the sink's to keep. A returned promise stops reading
-   * until it settles (back-pressure); it resolves to `undefined` (the Deno transport reads its
-   * value as that of a read).
+   * until it settles (back-pressure).
    */
   data(chunk: Uint8Array): Promise<void> | undefined;
   /**
