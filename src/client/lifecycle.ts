@@ -94,7 +94,6 @@ export class Lifecycle<C extends EventTarget = EventTarget>
   #closed: Deferred<void> | undefined;
   #closeDone = false;
   #abort: (() => void) | undefined;
-  #everConnected = false;
   // MQTT 5 enhanced authentication, with the auth option, once configured.
   #authentication: EnhancedAuthentication | undefined;
 
@@ -332,8 +331,6 @@ export class Lifecycle<C extends EventTarget = EventTarget>
         connack.properties?.reasonString,
       );
     }
-    const reconnected = this.#everConnected;
-    this.#everConnected = true;
     this.#redialer?.connected();
     this.#rounds?.connected();
     this.#redialer = undefined;
@@ -351,9 +348,18 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     }
     this.#client.dispatchEvent(
       new CustomEvent<ConnectEventDetail>("connect", {
-        detail: { connack, sessionPresent: connack.sessionPresent, reconnected },
+        detail: {
+          connack,
+          sessionPresent: connack.sessionPresent,
+          reconnected: this.session!.reconnected,
+        },
       }),
     );
+  }
+
+  /** Whether a CONNACK ever accepted the session: only then does a lost connection reconnect. */
+  #everConnected(): boolean {
+    return this.session?.everConnected ?? false;
   }
 
   /** Applies what the store must keep now, for changes no packet waits for; a failure fails. */
@@ -442,7 +448,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
     // A v5 broker that refuses or disconnects with a Server Reference sends the client on.
     const redirect = this.#roundsNow().redirectOf(error, this.connack);
     const retry = live && (redirect !== undefined && this.settings!.reconnect !== undefined ||
-      this.#redialerNow().shouldRetry(error, this.#everConnected));
+      this.#redialerNow().shouldRetry(error, this.#everConnected()));
     if (live) this.state = retry ? "reconnecting" : "disconnecting";
     // Tell a v5 broker why, where the spec gives a reason code, then close.
     const session = this.session!;
@@ -517,7 +523,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
       this.#connecting = undefined;
       this.state = "disconnecting";
       this.#finishClose(failed, packet);
-    } else if (!next.final && this.#redialerNow().shouldRetry(failed, this.#everConnected)) {
+    } else if (!next.final && this.#redialerNow().shouldRetry(failed, this.#everConnected())) {
       this.#report(error, packet, true);
       rounds.schedule(failed);
     } else {

@@ -97,8 +97,8 @@ export class Session<T> {
   #queueBounds: Readonly<QueueBounds>;
   #username: string | undefined;
   #password: Uint8Array | undefined;
-  /** Whether a CONNACK ever accepted this session: later ones are reconnections. */
   #everConnected = false;
+  #reconnected = false;
 
   /** Creates a session. */
   constructor(options: SessionOptions) {
@@ -247,6 +247,16 @@ export class Session<T> {
     const events = shared.events;
     if (events.length > 0) shared.events = SharedState.empty;
     return events;
+  }
+
+  /** Whether a CONNACK ever accepted this session: later ones are reconnections. */
+  get everConnected(): boolean {
+    return this.#everConnected;
+  }
+
+  /** Whether the last CONNACK that accepted this session was a reconnection. */
+  get reconnected(): boolean {
+    return this.#reconnected;
   }
 
   /** Replaces the user name and password that the next CONNECT carries. */
@@ -503,7 +513,7 @@ export class Session<T> {
     }
     // A reconnection to a server that lost the session subscribes again to what it had [on by
     // default; `resubscribe: false` turns it off], first, so no message is missed after it.
-    const reconnected = this.#everConnected;
+    const reconnected = this.#reconnected = this.#everConnected;
     this.#everConnected = true;
     this.#requests.connected(reconnected && !packet.sessionPresent);
     this.#outgoing.fillWindow();
