@@ -568,7 +568,10 @@ describe("connect in the wrong state", () => {
     await broker.send("20 02 00 00");
     const [sessionPresent, fired] = await Promise.all([connecting.promise, event]);
     assert.equal(sessionPresent, false);
-    assert.equal((fired.detail as { sessionPresent: boolean }).sessionPresent, false);
+    const detail = fired.detail as { sessionPresent: boolean; reconnected: boolean };
+    assert.equal(detail.sessionPresent, false);
+    // The first connection is not a reconnection.
+    assert.equal(detail.reconnected, false);
     await Promise.all([client.disconnect(), broker.closed()]);
   });
 });
