@@ -22,7 +22,7 @@ import {
   summarize,
   summaryTable,
 } from "./bench_stats.ts";
-import { type CommandIo, oneLine, readPem } from "./commands.ts";
+import { applyCredentials, type CommandIo, oneLine } from "./commands.ts";
 import { writeTo } from "./io.ts";
 import { BenchPublisher, type PublisherRun, wallClock } from "./bench_publisher.ts";
 import { Progress, type ProgressRun } from "./bench_progress.ts";
@@ -91,12 +91,7 @@ async function connectOptions(settings: BenchSettings): Promise<ConnectOptions> 
     reconnect: false,
     connectTimeout: settings.connectTimeout,
   };
-  if (settings.username !== undefined) options.username = settings.username;
-  if (settings.password !== undefined) options.password = settings.password;
-  if (settings.cafile !== undefined) options.ca = await readPem("--cafile", settings.cafile);
-  if (settings.cert !== undefined) options.cert = await readPem("--cert", settings.cert);
-  if (settings.key !== undefined) options.key = await readPem("--key", settings.key);
-  if (settings.insecure) options.rejectUnauthorized = false;
+  await applyCredentials(options, settings);
   return options;
 }
 

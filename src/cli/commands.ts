@@ -11,7 +11,13 @@ import { connect, type ConnectOptions } from "../client/connect.ts";
 import type { MqttClient } from "../client/clients.ts";
 import type { DisconnectEventDetail, ReconnectEventDetail } from "../client/events.ts";
 import type { MqttError } from "../errors.ts";
-import type { BrokerSettings, ConnectionSettings, PubSettings, SubSettings } from "./settings.ts";
+import type {
+  BrokerSettings,
+  ConnectionSettings,
+  Credentials,
+  PubSettings,
+  SubSettings,
+} from "./settings.ts";
 import { type CliIo, readAll, readLines, writeTo } from "./io.ts";
 import { hostPart } from "./flags.ts";
 
@@ -251,13 +257,8 @@ async function open(
     signal: io.signal,
   };
   if (settings.clientId !== undefined) options.clientId = settings.clientId;
-  if (settings.username !== undefined) options.username = settings.username;
-  if (settings.password !== undefined) options.password = settings.password;
   if (settings.will !== undefined) options.will = { ...settings.will };
-  if (settings.cafile !== undefined) options.ca = await readPem("--cafile", settings.cafile);
-  if (settings.cert !== undefined) options.cert = await readPem("--cert", settings.cert);
-  if (settings.key !== undefined) options.key = await readPem("--key", settings.key);
-  if (settings.insecure) options.rejectUnauthorized = false;
+  await applyCredentials(options, settings);
   const command = "topics" in settings ? "sub" : "pub";
   let client: MqttClient;
   try {
@@ -286,21 +287,33 @@ async function open(
 }
 
 /**
- * Reads a PEM file named by a flag; a failure says which flag and why.
+ * Puts the user name, password and TLS files of the command line into connect options, reading
+ * the PEM files named by `--cafile`, `--cert` and `--key`.
  *
- * @param flag The flag that named the file, for the message.
- * @param path The file.
- * @returns Its text.
- * @throws {CommandError} When the file cannot be read.
+ * @throws {CommandError} When one of those files cannot be read; the message names the flag.
  *
  * @example
  * ```ts ignore
- * import { readPem } from "./commands.ts";
+ * import { applyCredentials } from "./commands.ts";
  *
- * const ca = await readPem("--cafile", "ca.pem");
+ * const options = {};
+ * await applyCredentials(options, { username: "u", cafile: "ca.pem", insecure: false });
  * ```
  */
-export async function readPem(flag: string, path: string): Promise<string> {
+export async function applyCredentials(
+  options: ConnectOptions,
+  credentials: Credentials,
+): Promise<void> {
+  if (credentials.username !== undefined) options.username = credentials.username;
+  if (credentials.password !== undefined) options.password = credentials.password;
+  if (credentials.cafile !== undefined) options.ca = await readPem("--cafile", credentials.cafile);
+  if (credentials.cert !== undefined) options.cert = await readPem("--cert", credentials.cert);
+  if (credentials.key !== undefined) options.key = await readPem("--key", credentials.key);
+  if (credentials.insecure) options.rejectUnauthorized = false;
+}
+
+/** Reads a PEM file named by a flag; a failure says which flag and why. */
+async function readPem(flag: string, path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (error) {

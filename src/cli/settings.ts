@@ -51,8 +51,24 @@ export interface WillSettings {
   retain: boolean;
 }
 
+/** Who the client says it is, and how it checks the broker: `kite pub`, `sub` and `bench`. */
+export interface Credentials {
+  /** `-u`. */
+  username?: string;
+  /** `-P`. */
+  password?: string;
+  /** `--cafile`: a PEM file of trusted CA certificates. */
+  cafile?: string;
+  /** `--cert`: the client certificate, PEM. */
+  cert?: string;
+  /** `--key`: the client key, PEM. */
+  key?: string;
+  /** `--insecure`: do not verify the broker's certificate. */
+  insecure: boolean;
+}
+
 /** How to reach and log in to the broker: the flags `pub` and `sub` share. */
-export interface ConnectionSettings {
+export interface ConnectionSettings extends Credentials {
   /** `-h`; default `localhost`, as mosquitto's. */
   host: string;
   /** `-p`; default 1883, or 8883 with TLS. */
@@ -67,18 +83,6 @@ export interface ConnectionSettings {
   keepalive: number;
   /** `-c` turns it off (sub only); default true. */
   clean: boolean;
-  /** `-u`. */
-  username?: string;
-  /** `-P`. */
-  password?: string;
-  /** `--cafile`: a PEM file of trusted CA certificates. */
-  cafile?: string;
-  /** `--cert`: the client certificate, PEM. */
-  cert?: string;
-  /** `--key`: the client key, PEM. */
-  key?: string;
-  /** `--insecure`: do not verify the broker's certificate. */
-  insecure: boolean;
   /** `--will-*`. */
   will?: WillSettings;
   /** `-d`: report the connection and subscriptions on stderr. */
@@ -130,7 +134,7 @@ export type Settings = PubSettings | SubSettings | BrokerSettings | {
 };
 
 /** The settings of `kite bench conn`, `kite bench pub` and `kite bench sub`. */
-export interface BenchSettings {
+export interface BenchSettings extends Credentials {
   /** Discriminates the settings. */
   command: "bench";
   /** Which benchmark. */
@@ -151,18 +155,6 @@ export interface BenchSettings {
   protocolVersion: ProtocolVersion;
   /** `--prefix`: client ids are the prefix, a dash and the client number. */
   prefix: string;
-  /** `-u`. */
-  username?: string;
-  /** `-P`. */
-  password?: string;
-  /** `--cafile`. */
-  cafile?: string;
-  /** `--cert`. */
-  cert?: string;
-  /** `--key`. */
-  key?: string;
-  /** `--insecure`. */
-  insecure: boolean;
   /** `--ifaddr`: local addresses to connect from, in turn; empty for the system's choice. */
   localAddresses: string[];
   /** `--duration`, in milliseconds: stop after this long. */
