@@ -5,6 +5,7 @@
  * @module
  */
 
+import { spawn } from "node:child_process";
 import process from "node:process";
 import { LOAD_CONFIG, type Mosquitto, startMosquitto } from "../tests/helpers/mosquitto.ts";
 
@@ -24,4 +25,41 @@ export const runtime: string = process.versions.bun !== undefined
 /** A mosquitto on a free loopback port, set up with {@linkcode LOAD_CONFIG}. */
 export function startLoadedMosquitto(): Promise<Mosquitto> {
   return startMosquitto({ extraConfig: LOAD_CONFIG });
+}
+
+/** The median of `values`; NaN when there are none or one of them is NaN (a run that failed). */
+export function median(values: number[]): number {
+  if (values.length === 0 || values.some(Number.isNaN)) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Runs `script` again in a child process of this runtime with `args` (and, on Deno, `denoFlags`),
+ * and resolves with the JSON of the last line it prints; rejects, naming `label`, when there is
+ * none.
+ */
+export function runJsonChild<T>(
+  script: string,
+  args: string[],
+  label: string,
+  denoFlags: string[] = [],
+): Promise<T> {
+  const isBun = process.versions.bun !== undefined;
+  const argv = isBun ? ["run", script, ...args] : ["run", "-A", ...denoFlags, script, ...args];
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    const decoder = new TextDecoder();
+    proc.stdout.on("data", (chunk: Uint8Array) => out += decoder.decode(chunk, { stream: true }));
+    proc.on("error", reject);
+    proc.on("close", (code: number | null) => {
+      try {
+        resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as T);
+      } catch {
+        reject(new Error(`${label} exited with ${code}: ${out}`));
+      }
+    });
+  });
 }

@@ -16,7 +16,7 @@
 
 import { connect, MqttClient, openTransport, type Transport } from "../mod.ts";
 import { startMosquitto } from "../tests/helpers/mosquitto.ts";
-import { option, runtime } from "./_common.ts";
+import { median, option, runtime } from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 100_000;
 const runCount = Number(option("runs") ?? 0) || 3;
@@ -99,12 +99,6 @@ async function measure(
   const bytes = wire.written() - before;
   await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
   return { bytes, rate: count / seconds };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 const broker = await startMosquitto();

@@ -17,7 +17,7 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { connect } from "../mod.ts";
-import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 20_000;
 const runCount = Number(option("runs") ?? 0) || 3;
@@ -132,13 +132,6 @@ function runChild(library: string, url: string): Promise<Burst | undefined> {
       resolve(line === undefined ? undefined : JSON.parse(line) as Burst);
     });
   });
-}
-
-function median(values: number[]): number {
-  if (values.length === 0 || values.some(Number.isNaN)) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;

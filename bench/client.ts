@@ -13,7 +13,7 @@
  */
 
 import { connect } from "../mod.ts";
-import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 interface Library {
   name: string;
@@ -101,12 +101,6 @@ async function loadMqttJs(): Promise<Library> {
 const LIMIT_MS = 60_000;
 
 /** The median of `values`; `NaN` if any is `NaN` (a run that failed). */
-function median(values: number[]): number {
-  if (values.some(Number.isNaN)) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 /** Messages per second, or `NaN` when the run failed or did not finish within the limit. */
 async function measure(library: Library, url: string, qos: 0 | 1 | 2): Promise<number> {

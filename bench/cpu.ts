@@ -15,10 +15,9 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
 import process from "node:process";
 import { connect } from "../mod.ts";
-import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { median, option, runJsonChild, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 20_000;
 const window = Number(option("window") ?? 0) || 20;
@@ -26,7 +25,6 @@ const runCount = Number(option("runs") ?? 0) || 3;
 const qosLevels = (option("qos") ?? "0,1,2").split(",").map(
   Number,
 ) as (0 | 1 | 2)[];
-const isBun = process.versions.bun !== undefined;
 const payload = new Uint8Array(64).fill(0x61);
 const WARM_UP = 2000;
 
@@ -154,34 +152,9 @@ async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
 }
 
 function runChild(name: string, url: string, qos: number): Promise<Result> {
-  const script = new URL(import.meta.url).pathname;
-  const args = isBun ? ["run", script] : ["run", "-A", script];
-  args.push("--child", name, "--url", url, "--qos", String(qos));
+  const args = ["--child", name, "--url", url, "--qos", String(qos)];
   args.push("--messages", String(count), "--window", String(window));
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, args, {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let out = "";
-    proc.stdout.on(
-      "data",
-      (chunk: Uint8Array) => out += new TextDecoder().decode(chunk),
-    );
-    proc.on("error", reject);
-    proc.on("close", (code: number | null) => {
-      try {
-        resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as Result);
-      } catch {
-        reject(new Error(`${name} exited with ${code}: ${out}`));
-      }
-    });
-  });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return runJsonChild(new URL(import.meta.url).pathname, args, name);
 }
 
 const childCase = option("child");

@@ -20,10 +20,9 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
 import process from "node:process";
 import { connect, MqttClient } from "../mod.ts";
-import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { median, option, runJsonChild, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const connections = Number(option("connections") ?? 0) || 1000;
 const runCount = Number(option("runs") ?? 0) || 3;
@@ -217,41 +216,8 @@ async function child(name: string, url: string): Promise<void> {
 
 /** Runs one case in a child process of this runtime. */
 function runChild(name: string, url: string): Promise<Footprint> {
-  const script = new URL(import.meta.url).pathname;
-  const args = isBun ? ["run", script] : ["run", "-A", "--v8-flags=--expose-gc", script];
-  args.push(
-    "--child",
-    name,
-    "--url",
-    url,
-    "--connections",
-    String(connections),
-  );
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, args, {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let out = "";
-    proc.stdout.on(
-      "data",
-      (chunk: Uint8Array) => out += new TextDecoder().decode(chunk),
-    );
-    proc.on("error", reject);
-    proc.on("close", (code: number | null) => {
-      const line = out.trim().split("\n").at(-1) ?? "";
-      try {
-        resolve(JSON.parse(line) as Footprint);
-      } catch {
-        reject(new Error(`${name} exited with ${code}: ${out}`));
-      }
-    });
-  });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  const args = ["--child", name, "--url", url, "--connections", String(connections)];
+  return runJsonChild(new URL(import.meta.url).pathname, args, name, ["--v8-flags=--expose-gc"]);
 }
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`.padStart(10);

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { connect, FileStore, MemoryStore } from "../mod.ts";
 import type { Store } from "../mod.ts";
-import { option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 20_000;
 const runCount = Number(option("runs") ?? 0) || 5;
@@ -128,12 +128,6 @@ async function measure(url: string, kind: Case): Promise<Run> {
 }
 
 /** The median of `values`; `NaN` if any is `NaN` (a run that failed). */
-function median(values: number[]): number {
-  if (values.some(Number.isNaN)) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 console.log(
   `QoS 1 publishes through mosquitto, by store, on ${runtime}: ${count} messages of 64 bytes, ` +
