@@ -2,12 +2,20 @@
  * Memory per idle connection: Kite against MQTT.js, on the runtime that runs this file. Each
  * case runs in a child process of its own (same runtime, same flags) that opens `--connections N`
  * (default 1,000) connections to one mosquitto, keepalive 60 s, and holds them idle. The child
- * measures its resident set size and JS heap after a forced full GC before opening them and again
+ * measures its resident set size and JS heap after a full GC before opening them and again
  * after, and the difference divided by N is the cost of one connection. Then it opens N more and
- * measures again: "next RSS" is what each of those cost, once the process has paid what it pays
- * once (compiled code, the young generation that the first burst of connects grew). The first
- * figure is the one the issue's bar is about; the second is what scales. The cases take turns,
- * `--runs N` times (default 3), and the median is reported.
+ * measures again: "next RSS" is what each of those cost on top. The cases take turns, `--runs N`
+ * times (default 3), and the median is reported.
+ *
+ * What a process pays once is left out of the figure, for both clients alike, so that it is what
+ * each connection costs:
+ * - Before measuring, the child opens and closes `--warmup N` connections (default: as many as
+ *   it measures), so that the code is compiled (Maglev, TurboFan) and the modules loaded.
+ * - On Deno the GC is V8's memory-reducing one (`gc({ flavor: "last-resort" })`), which gives
+ *   back the young generation that a burst of connects grew. An idle process gets there by
+ *   itself: V8's memory reducer shrinks the heap some 30 to 40 s after the burst (bench/README.md
+ *   shows it). With a plain `gc()`, the figure varies with how far the young generation grew,
+ *   from 6 to 11 KiB for the same code. On Bun, `Bun.gc(true)` is a full, synchronous GC.
  *
  * Cases: `Kite` (`connect(url)`), `MQTT.js` (`mqtt.connectAsync(url)`), on Deno `Kite over
  * Deno.Conn` (`new MqttClient(await Deno.connect(...))`, the README's low-level way), and `bare
@@ -26,6 +34,7 @@ import { median, option, runJsonChild, runtime, startLoadedMosquitto } from "./_
 
 const connections = Number(option("connections") ?? 0) || 1000;
 const runCount = Number(option("runs") ?? 0) || 3;
+const warmup = Number(option("warmup") ?? connections);
 const isBun = process.versions.bun !== undefined;
 
 /** What a child reports. */
@@ -154,13 +163,16 @@ const bareBun: Opener = async (url) => {
   return () => Promise.resolve(socket.end());
 };
 
-/** A full GC, several times over, so that what is left is what is reachable. */
+/**
+ * A full GC, several times over, so that what is left is what is reachable; on Deno the
+ * memory-reducing one, which also gives back the empty young generation.
+ */
 async function collect(): Promise<void> {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
-  const gc = (globalThis as { gc?: () => void }).gc;
+  const gc = (globalThis as { gc?: (options?: Record<string, string>) => void }).gc;
   for (let i = 0; i < 3; i++) {
     if (bun !== undefined) bun.gc(true);
-    else gc?.();
+    else gc?.({ type: "major", execution: "sync", flavor: "last-resort" });
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -187,7 +199,9 @@ async function openAll(
 async function child(name: string, url: string): Promise<void> {
   const open = await opener(name);
   // Warm up: the code paths are compiled and the modules loaded before the first measurement.
-  for (const close of await openAll(open, url, 50, 1_000_000)) await close();
+  for (const close of await openAll(open, url, warmup, 1_000_000)) {
+    await close();
+  }
   await collect();
   const before = process.memoryUsage();
   const started = performance.now();
@@ -216,8 +230,13 @@ async function child(name: string, url: string): Promise<void> {
 
 /** Runs one case in a child process of this runtime. */
 function runChild(name: string, url: string): Promise<Footprint> {
-  const args = ["--child", name, "--url", url, "--connections", String(connections)];
-  return runJsonChild(new URL(import.meta.url).pathname, args, name, ["--v8-flags=--expose-gc"]);
+  const args = [
+    ...["--child", name, "--url", url],
+    ...["--connections", String(connections), "--warmup", String(warmup)],
+  ];
+  return runJsonChild(new URL(import.meta.url).pathname, args, name, [
+    "--v8-flags=--expose-gc",
+  ]);
 }
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`.padStart(10);
@@ -233,7 +252,7 @@ if (childCase !== undefined) {
   const chosen = only === undefined ? cases : cases.filter(([id]) => only.split(",").includes(id));
   console.log(
     `Memory per idle connection on ${runtime}: ${connections} connections to mosquitto, ` +
-      `keepalive 60 s, after a full GC; median of ${runCount} runs`,
+      `keepalive 60 s, after ${warmup} opened and closed and a full GC; median of ${runCount} runs`,
   );
   if (!isBun && (globalThis as { gc?: unknown }).gc === undefined) {
     console.log(

@@ -39,38 +39,35 @@ export type UrlOrder = "ordered" | "shuffle";
 
 /**
  * The URLs and where the client is in them: the current round's URLs still to try, the one
- * being tried, and the redirects followed since the last accepted connection.
+ * being tried, and the redirects followed since the last accepted connection. The URLs are kept
+ * as their `href` strings, parsed again only when one is dialed: a client that connects by a
+ * string holds that string, not a `URL` object of its own.
  */
 export class BrokerList {
-  #urls: URL[];
+  #urls: readonly string[];
   readonly #order: UrlOrder;
   readonly #random: () => number;
-  // Both made on first use, and dropped once connected: a connected client holds neither.
-  #round: URL[] | undefined;
-  #current: URL | undefined;
+  // Made on first use, and dropped once connected: a connected client holds no round.
+  #round: string[] | undefined;
+  #current: string | undefined;
   // The URLs redirected to since the last accepted connection, in order.
-  #redirects: URL[] | undefined;
+  #redirects: string[] | undefined;
 
   /**
    * A list over `urls`, ordered or shuffled in each round.
    *
-   * @throws {TypeError} When `urls` is empty.
+   * @throws {TypeError} When `urls` is empty or one of them is not a URL.
    */
   constructor(urls: readonly (string | URL)[], order: UrlOrder, random: () => number) {
     if (urls.length === 0) throw new TypeError("connect needs at least one broker URL");
-    this.#urls = urls.map((url) => new URL(url));
+    this.#urls = urls.map(hrefOf);
     this.#order = order;
     this.#random = random;
   }
 
   /** The URL being tried (or last tried). */
   get current(): URL {
-    return this.#current ?? this.#urls[0];
-  }
-
-  /** The URLs of later rounds, in the order given. */
-  get urls(): readonly URL[] {
-    return this.#urls;
+    return new URL(this.#current ?? this.#urls[0]);
   }
 
   /** Whether the current round has a URL left. */
@@ -80,7 +77,7 @@ export class BrokerList {
 
   /** The redirects followed since the last accepted connection. */
   get redirects(): readonly URL[] {
-    return this.#redirects ?? [];
+    return (this.#redirects ?? []).map((url) => new URL(url));
   }
 
   /** Starts a round: every URL once, in order or shuffled (Fisher-Yates). */
@@ -98,14 +95,14 @@ export class BrokerList {
   /** Moves to the next URL of the round (a new round when none is left) and returns it. */
   next(): URL {
     if (!this.hasNext) this.startRound();
-    return this.#current = this.#round!.shift()!;
+    return new URL(this.#current = this.#round!.shift()!);
   }
 
   /** `beforeConnect` gave another URL for the current one: later rounds use it too. */
   replaceCurrent(url: URL): void {
     const current = this.#current;
-    this.#urls = this.#urls.map((each) => each === current ? url : each);
-    this.#current = url;
+    this.#urls = this.#urls.map((each) => each === current ? url.href : each);
+    this.#current = url.href;
   }
 
   /**
@@ -117,12 +114,13 @@ export class BrokerList {
   redirect(urls: URL[], permanent: boolean): boolean {
     const redirects = this.#redirects ??= [];
     if (redirects.length >= MAX_REDIRECTS) return false;
-    redirects.push(urls[0]);
+    redirects.push(urls[0].href);
+    const hrefs = urls.map(hrefOf);
     if (permanent) {
-      this.#urls = urls;
-      this.#round = [...urls];
+      this.#urls = hrefs;
+      this.#round = [...hrefs];
     } else {
-      this.#round = [...urls, ...this.#round ?? []];
+      this.#round = [...hrefs, ...this.#round ?? []];
     }
     return true;
   }
@@ -134,11 +132,13 @@ export class BrokerList {
   }
 }
 
-/** A URL for messages: without user name and password. */
-export function displayUrl(url: URL): string {
-  if (url.username === "" && url.password === "") return url.href;
-  const copy = new URL(url.href);
-  copy.username = "";
-  copy.password = "";
-  return copy.href;
+/**
+ * The `href` of `url`: the string itself when it is one already (so that a thousand clients
+ * given one string share it), a new one when parsing normalizes it.
+ *
+ * @throws {TypeError} When `url` is not a URL.
+ */
+function hrefOf(url: string | URL): string {
+  const href = new URL(url).href;
+  return href === url ? url : href;
 }

@@ -61,7 +61,7 @@ export interface ConnectionOptions {
  * `listen` where it has one (Kite's TCP and TLS transports), else through one loop over its
  * readable stream. Packets decoded while the owner holds reading back wait in a queue, in order.
  */
-export class Connection implements ByteSink {
+export class Connection implements ByteSink, Deadline {
   #transport: Transport;
   readonly #session: Session<unknown>;
   readonly #owner: ConnectionOwner;
@@ -92,8 +92,13 @@ export class Connection implements ByteSink {
   #written: Deferred<void> | undefined;
   // The same for the batch being written now: settled by the write, or by closing if it hangs.
   #inWrite: Deferred<void> | undefined;
-  // The keepalive deadline, in the one timer of every connection on this clock; made on first use.
-  #keepalive: Deadline | undefined;
+  /**
+   * The keepalive deadline (see {@linkcode Deadline}): the connection is its own entry in the one
+   * timer of every connection on this clock, so that no object is made for it.
+   */
+  at = Infinity;
+  /** Its place in the deadlines' heap; -1 while not scheduled. */
+  slot = -1;
   readonly #deadlines: Deadlines;
 
   /** Wraps a transport; nothing is read or written until `start`. */
@@ -382,14 +387,13 @@ export class Connection implements ByteSink {
     }
     if (session.hasOutput) this.scheduleFlush();
     if (deadline === Infinity) return;
-    const keepalive = this.#keepalive ??= new KeepaliveDeadline(this);
     // An earlier deadline stands: when it comes, the session says what is due then.
-    if (keepalive.slot >= 0 && keepalive.at <= deadline) return;
-    this.#deadlines.schedule(keepalive, deadline);
+    if (this.slot >= 0 && this.at <= deadline) return;
+    this.#deadlines.schedule(this, deadline);
   }
 
   /** The keepalive deadline came: the session says what is due now. */
-  keepaliveDue(): void {
+  due(): void {
     if (!this.#closed && this.#owner.isLive()) this.armKeepalive();
   }
 
@@ -401,7 +405,7 @@ export class Connection implements ByteSink {
     if (this.#closed) return;
     this.#closed = true;
     const clock = this.#options.clock;
-    if (this.#keepalive !== undefined) this.#deadlines.cancel(this.#keepalive);
+    if (this.slot >= 0) this.#deadlines.cancel(this);
     // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
     // a reconnection would start new batches and leave them unsettled.
     if (this.#inWrite !== undefined || this.#written !== undefined) {
@@ -453,19 +457,4 @@ function flushAll(): void {
   const queue = flushQueue;
   flushQueue = [];
   for (let i = 0; i < queue.length; i++) queue[i].scheduledFlush();
-}
-
-/** The keepalive deadline of a connection: a method, not a closure per connection. */
-class KeepaliveDeadline implements Deadline {
-  at = Infinity;
-  slot = -1;
-  readonly #connection: Connection;
-
-  constructor(connection: Connection) {
-    this.#connection = connection;
-  }
-
-  due(): void {
-    this.#connection.keepaliveDue();
-  }
 }

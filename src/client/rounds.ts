@@ -16,7 +16,8 @@ import {
 } from "../errors.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import type { ConnackPacket } from "../packet/types.ts";
-import { BrokerList, displayUrl } from "./brokers.ts";
+import { displayUrl } from "../transport/address.ts";
+import { BrokerList } from "./brokers.ts";
 import type { ReconnectEventDetail } from "./events.ts";
 import type { ClientSettings } from "./options.ts";
 import type { Redialer } from "./reconnect.ts";

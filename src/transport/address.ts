@@ -148,7 +148,20 @@ export function connectionLost(
   );
 }
 
-function displayUrl(url: URL): string {
+/**
+ * A URL for messages and events: without its user name and password.
+ *
+ * @param url The URL.
+ * @returns Its `href`, credentials left out.
+ *
+ * @example
+ * ```ts
+ * import { displayUrl } from "./address.ts";
+ *
+ * console.log(displayUrl(new URL("mqtt://user:secret@127.0.0.1:1883"))); // "mqtt://127.0.0.1:1883"
+ * ```
+ */
+export function displayUrl(url: URL): string {
   if (url.username === "" && url.password === "") return url.href;
   const copy = new URL(url.href);
   copy.username = "";
