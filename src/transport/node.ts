@@ -144,6 +144,10 @@ export function openNodeTransport(
   });
 }
 
+// Where a socket's listeners find its transport.
+const TRANSPORT = Symbol("NodeSocketTransport");
+type OwnedSocket = Net.Socket & { [TRANSPORT]: NodeSocketTransport };
+
 /**
  * A `node:net` or `node:tls` socket adapted to a pair of web byte streams, made on first use, or
  * used directly, as the client does (see {@linkcode DirectTransport}): each chunk the socket reads
@@ -189,13 +193,36 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
     super(address);
     this.#socket = socket;
     this.#pauseReads = pauseReads;
+    // The listeners are shared by every socket, each finds its transport on the socket: no
+    // closures per connection.
+    (socket as OwnedSocket)[TRANSPORT] = this;
     // A socket that must never pause flows from the start, as one that was never read would
     // not report its end either: what comes before `listen` waits here.
-    if (!pauseReads) socket.on("data", this.#onData);
-    socket.on("drain", () => this.#pending?.onDrain());
-    socket.on("end", () => this.finish());
-    socket.on("error", (error: Error) => this.fail(error));
-    socket.on("close", () => this.fail("the socket closed"));
+    if (!pauseReads) socket.on("data", NodeSocketTransport.#onData);
+    socket.on("drain", NodeSocketTransport.#onDrain);
+    socket.on("end", NodeSocketTransport.#onEnd);
+    socket.on("error", NodeSocketTransport.#onError);
+    socket.on("close", NodeSocketTransport.#onClose);
+  }
+
+  static #onData(this: Net.Socket, chunk: Uint8Array): void {
+    (this as OwnedSocket)[TRANSPORT].#received(chunk);
+  }
+
+  static #onDrain(this: Net.Socket): void {
+    (this as OwnedSocket)[TRANSPORT].#pending?.onDrain();
+  }
+
+  static #onEnd(this: Net.Socket): void {
+    (this as OwnedSocket)[TRANSPORT].finish();
+  }
+
+  static #onError(this: Net.Socket, error: Error): void {
+    (this as OwnedSocket)[TRANSPORT].fail(error);
+  }
+
+  static #onClose(this: Net.Socket): void {
+    (this as OwnedSocket)[TRANSPORT].fail("the socket closed");
   }
 
   /** Starts handing every chunk the socket reads to `sink`, first those it read before. */
@@ -208,7 +235,7 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
 
   /** Reads from the socket, unless it flows already. */
   protected override startReading(): void {
-    if (this.#pauseReads) this.#socket.on("data", this.#onData);
+    if (this.#pauseReads) this.#socket.on("data", NodeSocketTransport.#onData);
   }
 
   /** Destroys the socket at once. */
@@ -216,7 +243,8 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
     this.#socket.destroy();
   }
 
-  #onData = (chunk: Uint8Array): void => {
+  /** A chunk the socket read. */
+  #received(chunk: Uint8Array): void {
     if (this.ended) return;
     // A plain Uint8Array over the Buffer's memory: Buffer's slice() would not copy.
     const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -233,7 +261,7 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
       };
       pause.then(resume, resume);
     }
-  };
+  }
 
   protected override hasPendingWrites(): boolean {
     return this.#pending !== undefined;
