@@ -98,16 +98,8 @@ export function brokerAddress(url: URL): BrokerAddress {
  * ```
  */
 export function unreachable(address: BrokerAddress, reason: unknown): ConnectionClosedError {
-  let detail = reason instanceof Error
-    ? (reason.message || reason.name)
-    : typeof reason === "string"
-    ? reason
-    : String(reason);
-  // Bun says only "Failed to connect"; its code (ECONNREFUSED, ...) says why.
-  const code = (reason as { code?: unknown } | undefined)?.code;
-  if (typeof code === "string" && !detail.includes(code)) detail += ` (${code})`;
   return new ConnectionClosedError(
-    `could not connect to ${address.display}: ${detail}`,
+    `could not connect to ${address.display}: ${describe(reason)}`,
     reason instanceof Error ? { cause: reason } : undefined,
   );
 }
@@ -132,20 +124,23 @@ export function connectionLost(
   reason: unknown,
 ): ConnectionClosedError {
   if (reason instanceof ConnectionClosedError) return reason;
-  let detail = reason instanceof Error
+  const display = typeof address === "string" ? address : address.display;
+  return new ConnectionClosedError(
+    `the connection to ${display} closed: ${describe(reason)}`,
+    reason instanceof Error ? { cause: reason } : undefined,
+  );
+}
+
+/** What went wrong, in words: the runtime's message, with its code when the message lacks it. */
+function describe(reason: unknown): string {
+  const detail = reason instanceof Error
     ? (reason.message || reason.name)
     : typeof reason === "string"
     ? reason
     : String(reason);
   // Bun says only "Failed to connect"; its code (ECONNREFUSED, ...) says why.
   const code = (reason as { code?: unknown } | undefined)?.code;
-  if (typeof code === "string" && !detail.includes(code)) detail += ` (${code})`;
-  return new ConnectionClosedError(
-    `the connection to ${
-      typeof address === "string" ? address : address.display
-    } closed: ${detail}`,
-    reason instanceof Error ? { cause: reason } : undefined,
-  );
+  return typeof code === "string" && !detail.includes(code) ? `${detail} (${code})` : detail;
 }
 
 /**

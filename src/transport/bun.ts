@@ -9,8 +9,8 @@
 import { abortable } from "../_async.ts";
 import type { ConnectionClosedError } from "../errors.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
-import { streamFrom, streamTo } from "./streams.ts";
-import type { ByteSink, DirectTransport, TransportOptions } from "./types.ts";
+import { SocketTransport } from "./socket_transport.ts";
+import type { DirectTransport, TransportOptions } from "./types.ts";
 
 /** The part of a `Bun.connect` socket the transport uses. */
 export interface BunSocket {
@@ -125,8 +125,8 @@ const HANDLERS: BunSocketHandlers = {
   data: (socket, chunk) => socket.data.onData(chunk),
   drain: (socket) => socket.data.onDrain(),
   end: (socket) => socket.data.onEnd(),
-  close: (socket, error) => socket.data.fail(error ?? "the socket closed"),
-  error: (socket, error) => socket.data.fail(error),
+  close: (socket, error) => socket.data.onClose(error ?? "the socket closed"),
+  error: (socket, error) => socket.data.onClose(error),
 };
 
 /** A write that the socket took only part of: the rest goes out on `drain`. */
@@ -158,78 +158,45 @@ interface PendingWrite {
  * }
  * ```
  */
-export class BunSocketTransport implements DirectTransport {
-  // Where it is connected, for error messages (the address itself is not kept).
-  readonly #display: string;
+export class BunSocketTransport extends SocketTransport implements DirectTransport {
   #socket: BunSocket | undefined;
-  #sink: ByteSink | undefined;
-  #readable: ReadableStream<Uint8Array> | undefined;
-  #writable: WritableStream<Uint8Array> | undefined;
-  #writableController: WritableStreamDefaultController | undefined;
   #writes: PendingWrite[] | undefined;
   #ending: PendingWrite | undefined;
-  #ended = false;
-  #closed = false;
-  // What ended the connection, and the error made of it once something needs one.
-  #brokenBy: Error | string | undefined;
-  #broken: ConnectionClosedError | undefined;
-  #early: { error: unknown } | undefined;
+  // Reads on once a pause the sink asked for is over; made at the first pause.
+  #onResume: (() => void) | undefined;
 
   /** A transport for a socket that `attach` hands it once connected. */
   constructor(address: BrokerAddress) {
-    this.#display = address.display;
+    super(address);
   }
 
   /** Takes the connected socket; paused until something reads. */
   attach(socket: BunSocket): void {
     this.#socket = socket;
     socket.setNoDelay(true);
-    if (this.#sink === undefined) socket.pause();
+    if (this.sink === undefined) socket.pause();
   }
 
-  /** Bytes from the broker, as a stream; made on first use. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable ??= streamFrom(this);
-  }
-
-  /** Bytes to the broker, as a stream; made on first use. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable ??= streamTo(this, (controller) => {
-      this.#writableController = controller;
-      if (this.#brokenBy !== undefined) controller.error(this.#brokenError());
-    });
-  }
-
-  /** Starts handing every chunk the socket reads to `sink`. */
-  listen(sink: ByteSink): void {
-    if (this.#sink !== undefined) throw new TypeError("the transport is read already");
-    this.#sink = sink;
-    const early = this.#early;
-    if (early !== undefined) {
-      this.#early = undefined;
-      this.#finish(early.error);
-      return;
-    }
+  /** Resumes the socket, paused since `attach`. */
+  protected override startReading(): void {
     this.#socket?.resume();
   }
 
-  /** Closes the socket at once; reading ends, further writes reject. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  /** Closes the socket at once. */
+  protected override shut(): void {
     this.#socket?.terminate();
-    this.fail("the transport was closed");
   }
 
   /** Writes `bytes`; settles once the socket has taken all of them. */
-  write(bytes: Uint8Array): Promise<void> {
+  override write(bytes: Uint8Array): Promise<void> {
     const socket = this.#socket;
-    if (this.#brokenBy !== undefined || socket === undefined) return this.#refuse();
+    const broken = this.brokenError();
+    if (broken !== undefined || socket === undefined) return refuse(this.display, broken);
     if (this.#writes === undefined) {
       const written = socket.write(bytes);
       if (written === bytes.byteLength) return Promise.resolve();
       if (written < 0) {
-        return Promise.reject(connectionLost(this.#display, "the socket is closed"));
+        return Promise.reject(connectionLost(this.display, "the socket is closed"));
       }
       bytes = bytes.subarray(written);
     }
@@ -239,9 +206,10 @@ export class BunSocketTransport implements DirectTransport {
   }
 
   /** Ends the connection once the writes before it are out. */
-  end(): Promise<void> {
+  override end(): Promise<void> {
     const socket = this.#socket;
-    if (this.#brokenBy !== undefined || socket === undefined) return this.#refuse();
+    const broken = this.brokenError();
+    if (broken !== undefined || socket === undefined) return refuse(this.display, broken);
     if (this.#writes === undefined) {
       socket.end();
       return Promise.resolve();
@@ -253,18 +221,17 @@ export class BunSocketTransport implements DirectTransport {
 
   /** @internal The socket read `chunk`. */
   onData(chunk: Uint8Array): void {
-    const sink = this.#sink;
-    if (sink === undefined || this.#ended) return;
+    const sink = this.sink;
+    if (sink === undefined || this.ended) return;
     const pause = sink.data(chunk);
     if (pause !== undefined) {
       this.#socket!.pause();
-      pause.then(this.#resume, this.#resume);
+      const resume = this.#onResume ??= () => {
+        if (!this.ended) this.#socket?.resume();
+      };
+      pause.then(resume, resume);
     }
   }
-
-  #resume = (): void => {
-    if (!this.#ended) this.#socket?.resume();
-  };
 
   /** @internal The socket can take more: the rest of the pending writes. */
   onDrain(): void {
@@ -291,52 +258,28 @@ export class BunSocketTransport implements DirectTransport {
 
   /** @internal The broker ended the connection. */
   onEnd(): void {
-    this.#finish(undefined);
+    this.finish();
   }
 
-  /** @internal The connection is over: end reading, fail what waits to be written. */
-  fail(reason: Error | string): void {
-    this.#brokenBy ??= reason;
-    // Closed or ended with nobody waiting: no error to make (the common end of a connection,
-    // thousands at once when many clients close).
-    if (
-      this.#writes === undefined && this.#ending === undefined &&
-      this.#writableController === undefined && (this.#closed || this.#ended)
-    ) {
-      this.#finish(undefined);
-      return;
-    }
-    const error = connectionLost(this.#display, reason);
-    if (this.#brokenBy === reason) this.#broken ??= error;
-    this.#finish(this.#closed ? undefined : error);
-    this.#writableController?.error(error);
+  /** @internal The connection is over: the socket closed or failed. */
+  onClose(reason: Error | string): void {
+    this.fail(reason);
+  }
+
+  protected override hasPendingWrites(): boolean {
+    return this.#writes !== undefined || this.#ending !== undefined;
+  }
+
+  protected override failWrites(error: ConnectionClosedError): void {
     const writes = this.#writes ?? [];
     this.#writes = undefined;
     if (this.#ending !== undefined) writes.push(this.#ending);
     this.#ending = undefined;
     for (const pending of writes) pending.reject(error);
   }
+}
 
-  #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#display, this.#brokenBy);
-  }
-
-  /** A write or end after the connection is over, or before it is made. */
-  #refuse(): Promise<never> {
-    return Promise.reject(
-      this.#brokenBy !== undefined
-        ? this.#brokenError()
-        : connectionLost(this.#display, "not connected"),
-    );
-  }
-
-  #finish(error: unknown): void {
-    if (this.#ended) return;
-    if (this.#sink === undefined) {
-      this.#early ??= { error };
-      return;
-    }
-    this.#ended = true;
-    this.#sink.end(error);
-  }
+/** A write or end after the connection is over (`broken`), or before it is made. */
+function refuse(display: string, broken: ConnectionClosedError | undefined): Promise<never> {
+  return Promise.reject(broken ?? connectionLost(display, "not connected"));
 }

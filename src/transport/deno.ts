@@ -25,10 +25,8 @@
 import { abortable, closeQuietly } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import { nodeSockets, openNodeTransport } from "./node.ts";
-import type { ConnectionClosedError } from "../errors.ts";
-import { streamFrom, streamTo } from "./streams.ts";
+import { SocketTransport } from "./socket_transport.ts";
 import {
-  type ByteSink,
   type DirectTransport,
   isDirectTransport,
   type Transport,
@@ -184,18 +182,8 @@ async function dial<T extends Deno.Conn>(
  * );
  * ```
  */
-export class DenoConnTransport implements DirectTransport {
+export class DenoConnTransport extends SocketTransport implements DirectTransport {
   readonly #conn: Deno.Conn;
-  // Where it is connected, for error messages (the address itself is not kept).
-  readonly #display: string;
-  #sink: ByteSink | undefined;
-  #readable: ReadableStream<Uint8Array> | undefined;
-  #writable: WritableStream<Uint8Array> | undefined;
-  #writableController: WritableStreamDefaultController | undefined;
-  #ended = false;
-  #closed = false;
-  // The error that broke the connection, for writes after it.
-  #broken: ConnectionClosedError | undefined;
   // The read loop: the buffer of the pending read and the handlers of each read, bound once.
   #buffer: Uint8Array | undefined;
   #onStep: ((count: number | null | undefined) => void) | undefined;
@@ -210,45 +198,21 @@ export class DenoConnTransport implements DirectTransport {
    * @param address The broker it is connected to, for error messages.
    */
   constructor(conn: Deno.Conn, address: BrokerAddress) {
+    super(address);
     this.#conn = conn;
-    this.#display = address.display;
   }
 
-  /** Bytes from the broker, as a stream; made on first use. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable ??= streamFrom(this);
-  }
-
-  /** Bytes to the broker, as a stream; made on first use. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable ??= streamTo(this, (controller) => {
-      this.#writableController = controller;
-      if (this.#broken !== undefined || this.#closed) controller.error(this.#brokenError());
-    });
-  }
-
-  /** Starts the read loop, which hands every chunk to `sink`. */
-  listen(sink: ByteSink): void {
-    if (this.#sink !== undefined) throw new TypeError("the transport is read already");
-    this.#sink = sink;
-    if (this.#closed) {
-      this.#end(undefined);
-      return;
-    }
+  /** Starts the read loop, which hands every chunk to the sink. */
+  protected override startReading(): void {
     this.#buffer = new Uint8Array(MIN_READ_SIZE);
     this.#onStep = this.#step.bind(this);
     this.#onError = this.#fail.bind(this);
     this.#step(undefined);
   }
 
-  /** Closes the connection at once; reading ends, further writes reject. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  /** Closes the connection at once. */
+  protected override shut(): void {
     closeQuietly(this.#conn);
-    this.#end(undefined);
-    // The error is made once something needs it (thousands of clients closing make none).
-    if (this.#writableController !== undefined) this.#breakWrites(this.#brokenError());
   }
 
   /**
@@ -258,9 +222,9 @@ export class DenoConnTransport implements DirectTransport {
    * registers and keep the last chunk read alive.
    */
   #step(count: number | null | undefined): void {
-    if (this.#ended) return;
+    if (this.ended) return;
     if (count === null) {
-      this.#end(undefined);
+      this.finish();
       return;
     }
     if (count !== undefined) {
@@ -281,7 +245,7 @@ export class DenoConnTransport implements DirectTransport {
       this.#buffer = buffer;
       let pause: Promise<void> | undefined;
       try {
-        pause = this.#sink!.data(chunk);
+        pause = this.sink!.data(chunk);
       } catch (error) {
         this.#fail(error);
         return;
@@ -291,7 +255,7 @@ export class DenoConnTransport implements DirectTransport {
         pause.then(this.#onResume ??= () => this.#step(undefined), this.#onError!);
         return;
       }
-      if (this.#ended) return;
+      if (this.ended) return;
     }
     try {
       this.#conn.read(this.#buffer!).then(this.#onStep!, this.#onError!);
@@ -301,51 +265,37 @@ export class DenoConnTransport implements DirectTransport {
   }
 
   /** Writes all of `bytes`. */
-  async write(bytes: Uint8Array): Promise<void> {
-    if (this.#broken !== undefined || this.#closed) throw this.#brokenError();
+  override async write(bytes: Uint8Array): Promise<void> {
+    const broken = this.brokenError();
+    if (broken !== undefined) throw broken;
     try {
       for (let offset = 0; offset < bytes.byteLength;) {
         offset += await this.#conn.write(bytes.subarray(offset));
       }
     } catch (error) {
       this.#fail(error);
-      throw connectionLost(this.#display, this.#closed ? "the transport was closed" : error);
+      throw connectionLost(this.display, this.closed ? "the transport was closed" : error);
     }
   }
 
   /** Half-closes the connection: the broker reads the end of the stream. */
-  async end(): Promise<void> {
-    if (this.#broken !== undefined || this.#closed) throw this.#brokenError();
+  override async end(): Promise<void> {
+    const broken = this.brokenError();
+    if (broken !== undefined) throw broken;
     try {
       await this.#conn.closeWrite();
     } catch (error) {
       this.#fail(error);
-      throw connectionLost(this.#display, error);
+      throw connectionLost(this.display, error);
     }
   }
 
-  #end(error: unknown): void {
-    if (this.#ended || this.#sink === undefined) return;
-    this.#ended = true;
-    this.#sink.end(error);
-  }
-
-  /** What ended the connection; once closed, the close if nothing broke it before. */
-  #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#display, "the transport was closed");
-  }
-
-  #breakWrites(error: ConnectionClosedError): void {
-    this.#broken ??= error;
-    this.#writableController?.error(error);
-  }
-
-  /** The connection broke: end reading with the error and fail writes, unless closed already. */
+  /**
+   * The connection broke: end reading with Deno's error, whatever it is, and fail writes. After
+   * `close` nothing is made of it (thousands of clients closing make no errors).
+   */
   #fail(reason: unknown): void {
-    if (this.#closed) return;
-    const error = connectionLost(this.#display, reason);
-    this.#end(error);
-    this.#breakWrites(error);
+    if (!this.closed) this.fail(connectionLost(this.display, reason));
   }
 }
 

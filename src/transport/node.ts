@@ -11,7 +11,7 @@ import type * as Tls from "node:tls";
 import { abortable } from "../_async.ts";
 import { type BrokerAddress, connectionLost, unreachable } from "./address.ts";
 import type { ConnectionClosedError } from "../errors.ts";
-import { streamFrom, streamTo } from "./streams.ts";
+import { SocketTransport } from "./socket_transport.ts";
 import type { ByteSink, DirectTransport, TransportOptions } from "./types.ts";
 
 /** The `node:net` and `node:tls` modules of the running runtime. */
@@ -144,6 +144,10 @@ export function openNodeTransport(
   });
 }
 
+// Where a socket's listeners find its transport.
+const TRANSPORT = Symbol("NodeSocketTransport");
+type OwnedSocket = Net.Socket & { [TRANSPORT]: NodeSocketTransport };
+
 /**
  * A `node:net` or `node:tls` socket adapted to a pair of web byte streams, made on first use, or
  * used directly, as the client does (see {@linkcode DirectTransport}): each chunk the socket reads
@@ -167,24 +171,15 @@ export function openNodeTransport(
  * socket.once("error", (error) => console.log(error.message)); // no broker listens there
  * ```
  */
-export class NodeSocketTransport implements DirectTransport {
+export class NodeSocketTransport extends SocketTransport implements DirectTransport {
   readonly #socket: Net.Socket;
-  // Where it is connected, for error messages (the address itself is not kept).
-  readonly #display: string;
   readonly #pauseReads: boolean;
-  #sink: ByteSink | undefined;
-  #readable: ReadableStream<Uint8Array> | undefined;
-  #writable: WritableStream<Uint8Array> | undefined;
-  #writableController: WritableStreamDefaultController | undefined;
-  #ended = false;
-  #closed = false;
-  // What ended the connection, and the error made of it once something needs one.
-  #brokenBy: Error | string | undefined;
-  #broken: ConnectionClosedError | undefined;
   /** The write or end waiting on the socket, to be failed if the socket closes first. */
   #pending: { onDrain(): void; fail(error: Error): void } | undefined;
-  // What came before `listen`: chunks (when the socket never pauses) and the end.
-  #early: { chunks: Uint8Array[]; ended?: { error: unknown } } | undefined;
+  // The chunks read before `listen`, when the socket never pauses.
+  #early: Uint8Array[] | undefined;
+  // Reads on once a pause the sink asked for is over; made at the first pause.
+  #onResume: (() => void) | undefined;
 
   /**
    * Adapts a connected socket. The socket belongs to the transport from now on.
@@ -195,126 +190,94 @@ export class NodeSocketTransport implements DirectTransport {
    * `node:tls` on Deno 2.9, whose socket, once paused, never reports the broker's end.
    */
   constructor(socket: Net.Socket, address: BrokerAddress, pauseReads = true) {
+    super(address);
     this.#socket = socket;
-    this.#display = address.display;
     this.#pauseReads = pauseReads;
+    // The listeners are shared by every socket, each finds its transport on the socket: no
+    // closures per connection.
+    (socket as OwnedSocket)[TRANSPORT] = this;
     // A socket that must never pause flows from the start, as one that was never read would
     // not report its end either: what comes before `listen` waits here.
-    if (!pauseReads) socket.on("data", this.#onData);
-    socket.on("drain", () => this.#pending?.onDrain());
-    socket.on("end", () => this.#end(undefined));
-    socket.on("error", (error: Error) => this.#fail(error));
-    socket.on("close", () => this.#fail("the socket closed"));
+    if (!pauseReads) socket.on("data", NodeSocketTransport.#onData);
+    socket.on("drain", NodeSocketTransport.#onDrain);
+    socket.on("end", NodeSocketTransport.#onEnd);
+    socket.on("error", NodeSocketTransport.#onError);
+    socket.on("close", NodeSocketTransport.#onClose);
   }
 
-  /** Bytes from the broker, as a stream; made on first use. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable ??= streamFrom(this);
+  static #onData(this: Net.Socket, chunk: Uint8Array): void {
+    (this as OwnedSocket)[TRANSPORT].#received(chunk);
   }
 
-  /** Bytes to the broker, as a stream; made on first use. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable ??= streamTo(this, (controller) => {
-      this.#writableController = controller;
-      if (this.#brokenBy !== undefined) controller.error(this.#brokenError());
-    });
+  static #onDrain(this: Net.Socket): void {
+    (this as OwnedSocket)[TRANSPORT].#pending?.onDrain();
   }
 
-  /** Starts handing every chunk the socket reads to `sink`. */
-  listen(sink: ByteSink): void {
-    if (this.#sink !== undefined) throw new TypeError("the transport is read already");
-    this.#sink = sink;
+  static #onEnd(this: Net.Socket): void {
+    (this as OwnedSocket)[TRANSPORT].finish();
+  }
+
+  static #onError(this: Net.Socket, error: Error): void {
+    (this as OwnedSocket)[TRANSPORT].fail(error);
+  }
+
+  static #onClose(this: Net.Socket): void {
+    (this as OwnedSocket)[TRANSPORT].fail("the socket closed");
+  }
+
+  /** Starts handing every chunk the socket reads to `sink`, first those it read before. */
+  override listen(sink: ByteSink): void {
     const early = this.#early;
     this.#early = undefined;
-    for (const chunk of early?.chunks ?? []) sink.data(chunk);
-    if (early?.ended !== undefined) {
-      this.#end(early.ended.error);
-      return;
-    }
-    if (this.#brokenBy !== undefined) {
-      this.#end(this.#closed ? undefined : this.#brokenError());
-      return;
-    }
-    if (this.#pauseReads) this.#socket.on("data", this.#onData);
+    for (const chunk of early ?? []) sink.data(chunk);
+    super.listen(sink);
   }
 
-  /** Destroys the socket at once; reading ends, further writes reject. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  /** Reads from the socket, unless it flows already. */
+  protected override startReading(): void {
+    if (this.#pauseReads) this.#socket.on("data", NodeSocketTransport.#onData);
+  }
+
+  /** Destroys the socket at once. */
+  protected override shut(): void {
     this.#socket.destroy();
-    this.#fail("the transport was closed");
   }
 
-  #onData = (chunk: Uint8Array): void => {
-    if (this.#ended) return;
+  /** A chunk the socket read. */
+  #received(chunk: Uint8Array): void {
+    if (this.ended) return;
     // A plain Uint8Array over the Buffer's memory: Buffer's slice() would not copy.
     const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    const sink = this.#sink;
+    const sink = this.sink;
     if (sink === undefined) {
-      (this.#early ??= { chunks: [] }).chunks.push(bytes);
+      (this.#early ??= []).push(bytes);
       return;
     }
     const pause = sink.data(bytes);
     if (pause !== undefined && this.#pauseReads) {
       this.#socket.pause();
-      pause.then(this.#resume, this.#resume);
+      const resume = this.#onResume ??= () => {
+        if (!this.ended) this.#socket.resume();
+      };
+      pause.then(resume, resume);
     }
-  };
-
-  #resume = (): void => {
-    if (!this.#ended) this.#socket.resume();
-  };
-
-  #end(error: unknown): void {
-    if (this.#ended) return;
-    if (this.#sink === undefined) {
-      (this.#early ??= { chunks: [] }).ended ??= { error };
-      return;
-    }
-    this.#ended = true;
-    this.#sink.end(error);
   }
 
-  /** The connection is over: end reading, fail writes and what waits on the socket. */
-  #fail(reason: Error | string): void {
-    this.#brokenBy ??= reason;
+  protected override hasPendingWrites(): boolean {
+    return this.#pending !== undefined;
+  }
+
+  protected override failWrites(error: ConnectionClosedError): void {
     const pending = this.#pending;
     this.#pending = undefined;
-    // Closed or ended with nobody waiting: no error to make (the common end of a connection,
-    // thousands at once when many clients close).
-    if (
-      pending === undefined && this.#writableController === undefined &&
-      (this.#closed || this.#ended)
-    ) {
-      this.#end(undefined);
-      return;
-    }
-    const error = connectionLost(this.#display, reason);
-    if (this.#brokenBy === reason) this.#broken ??= error;
-    this.#end(this.#closed ? undefined : error);
-    this.#writableController?.error(error);
     pending?.fail(error);
   }
 
-  #brokenError(): ConnectionClosedError {
-    return this.#broken ??= connectionLost(this.#display, this.#brokenBy);
-  }
-
   /** Writes `bytes`; settles once the socket has them and, if its buffer was full, drained. */
-  write(bytes: Uint8Array): Promise<void> {
-    return this.#write(bytes);
-  }
-
-  /** Ends the writing side once the writes before it are done. */
-  end(): Promise<void> {
-    return this.#endWrite();
-  }
-
-  #write(chunk: Uint8Array): Promise<void> {
+  override write(bytes: Uint8Array): Promise<void> {
     const socket = this.#socket;
-    if (this.#closed || socket.destroyed) {
-      return Promise.reject(connectionLost(this.#display, "the socket is closed"));
+    if (this.closed || socket.destroyed) {
+      return Promise.reject(connectionLost(this.display, "the socket is closed"));
     }
     return new Promise<void>((resolve, reject) => {
       let flushed = false;
@@ -330,11 +293,11 @@ export class NodeSocketTransport implements DirectTransport {
         if (this.#pending !== pending) return;
         this.#pending = undefined;
         if (error) {
-          reject(connectionLost(this.#display, this.#closed ? "the transport was closed" : error));
+          reject(connectionLost(this.display, this.closed ? "the transport was closed" : error));
         } else resolve();
       };
       this.#pending = pending;
-      const accepted = socket.write(chunk, (error) => {
+      const accepted = socket.write(bytes, (error) => {
         flushed = true;
         if (error || drained) settle(error);
       });
@@ -342,9 +305,10 @@ export class NodeSocketTransport implements DirectTransport {
     });
   }
 
-  #endWrite(): Promise<void> {
-    if (this.#closed || this.#socket.destroyed) {
-      return Promise.reject(connectionLost(this.#display, "the socket is closed"));
+  /** Ends the writing side once the writes before it are done. */
+  override end(): Promise<void> {
+    if (this.closed || this.#socket.destroyed) {
+      return Promise.reject(connectionLost(this.display, "the socket is closed"));
     }
     return new Promise<void>((resolve, reject) => {
       const pending = { onDrain: () => {}, fail: reject };
