@@ -91,7 +91,8 @@ export class Session<T> {
   #shared: SharedState<T>;
   #outgoing: Outgoing<T>;
   #incoming: Incoming<T>;
-  #requests: Requests<T>;
+  // Made with the first SUBSCRIBE or UNSUBSCRIBE: a client that never makes one holds none.
+  #requests: Requests<T> | undefined;
   #keepalive: Keepalive<T>;
   #authentication: Authentication<T>;
   #queueBounds: Readonly<QueueBounds>;
@@ -119,7 +120,6 @@ export class Session<T> {
       options.properties?.receiveMaximum ?? 65535,
       options.properties?.topicAliasMaximum ?? 0,
     );
-    this.#requests = new Requests(shared, options.resubscribe ?? true);
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
     // Without a method, the one shared state of no enhanced authentication.
     this.#authentication = options.authenticationMethod === undefined
@@ -132,12 +132,16 @@ export class Session<T> {
     );
   }
 
+  #requestsNow(): Requests<T> {
+    return this.#requests ??= new Requests(this.#shared, this.options.resubscribe ?? true);
+  }
+
   /**
    * Subscriptions the server granted, by filter, with the properties they were made with: what
    * to subscribe to again when the server lost the session.
    */
   get subscriptions(): Map<string, GrantedSubscription> {
-    return this.#requests.subscriptions;
+    return this.#requestsNow().subscriptions;
   }
 
   /** The server's limits, from the last CONNACK. */
@@ -186,8 +190,8 @@ export class Session<T> {
   hasQueueRoom(bytes: number): boolean {
     return queueHasRoom(
       this.#queueBounds,
-      this.#outgoing.waitingCount + this.#requests.queuedCount,
-      this.#outgoing.waitingBytes + this.#requests.queuedBytes,
+      this.#outgoing.waitingCount + (this.#requests?.queuedCount ?? 0),
+      this.#outgoing.waitingBytes + (this.#requests?.queuedBytes ?? 0),
       bytes,
     );
   }
@@ -204,12 +208,12 @@ export class Session<T> {
 
   /** The number of SUBSCRIBE and UNSUBSCRIBE requests made while disconnected, waiting to be sent. */
   get queuedRequestCount(): number {
-    return this.#requests.queuedCount;
+    return this.#requests?.queuedCount ?? 0;
   }
 
   /** The total payload bytes (see {@linkcode requestPayloadSize}) of the queued requests. */
   get queuedRequestBytes(): number {
-    return this.#requests.queuedBytes;
+    return this.#requests?.queuedBytes ?? 0;
   }
 
   /** The publishes in flight, in the order they were sent. */
@@ -426,7 +430,7 @@ export class Session<T> {
     const refusal = requestRefusal(packet, shared.limits, shared.protocolVersion);
     if (refusal !== undefined) throw refusal;
     if (!shared.connected) this.#requireQueueRoom(requestPayloadSize(packet));
-    this.#requests.request(packet, token);
+    this.#requestsNow().request(packet, token);
   }
 
   /** Throws when the queue has no room for one more operation of `bytes` bytes. */
@@ -434,8 +438,8 @@ export class Session<T> {
     const refusal = queueRefusal(
       this.#queueBounds,
       this.#outgoing.waitingCount,
-      this.#requests.queuedCount,
-      this.#outgoing.waitingBytes + this.#requests.queuedBytes,
+      this.#requests?.queuedCount ?? 0,
+      this.#outgoing.waitingBytes + (this.#requests?.queuedBytes ?? 0),
       bytes,
     );
     if (refusal !== undefined) throw refusal;
@@ -472,7 +476,7 @@ export class Session<T> {
         return this.#outgoing.onPubcomp(packet);
       case "suback":
       case "unsuback":
-        return this.#requests.onAck(packet);
+        return this.#requestsNow().onAck(packet);
       case "pingresp":
         return this.#keepalive.pingresp();
       case "connack":
@@ -515,7 +519,7 @@ export class Session<T> {
     // default; `resubscribe: false` turns it off], first, so no message is missed after it.
     const reconnected = this.#reconnected = this.#everConnected;
     this.#everConnected = true;
-    this.#requests.connected(reconnected && !packet.sessionPresent);
+    this.#requests?.connected(reconnected && !packet.sessionPresent);
     this.#outgoing.fillWindow();
   }
 
@@ -543,7 +547,7 @@ export class Session<T> {
   abandon(onKept?: (token: T) => void): T[] {
     const tokens: T[] = [];
     this.#outgoing.abandon(tokens, this.journaling ? onKept : undefined);
-    this.#requests.abandon(tokens);
+    this.#requests?.abandon(tokens);
     return tokens;
   }
 

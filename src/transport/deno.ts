@@ -162,7 +162,7 @@ async function dial<T extends Deno.Conn>(
  * The client uses it as a {@linkcode DirectTransport}: one loop of `conn.read(buffer)` hands
  * each chunk to the client, with no streams between. The read buffer starts at
  * {@linkcode MIN_READ_SIZE} bytes and is sized after each read to twice what that read returned,
- * up to {@linkcode MAX_READ_SIZE}: an idle connection's pending read holds half a KiB, where
+ * up to {@linkcode MAX_READ_SIZE}: an idle connection's pending read holds 128 bytes, where
  * `conn.readable` holds 64 KiB. `readable` and `writable` are made on first use, over the same
  * loop.
  *
@@ -299,8 +299,11 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
   }
 }
 
-/** The smallest read buffer: what an idle connection's pending read holds. */
-export const MIN_READ_SIZE = 512;
+/**
+ * The smallest read buffer: what an idle connection's pending read holds. What an idle
+ * connection reads (PINGRESP, PUBACK) is a few bytes; a read that fills it doubles the next one.
+ */
+export const MIN_READ_SIZE = 128;
 /** The largest read buffer. */
 export const MAX_READ_SIZE = 64 * 1024;
 
