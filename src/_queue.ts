@@ -1,0 +1,227 @@
+/**
+ * A first-in first-out queue on one array: taken from the front by moving a head index rather
+ * than by `shift()`, which moves every element each time, and compacted now and then. It sits
+ * on the hot path of every QoS 1 and 2 message (our publishes waiting for the window, the order
+ * of the acknowledgements we owe, a `messages()` consumer's unread messages), so no operation
+ * allocates once the array has room. Private to the package (the `_` prefix); nothing here
+ * knows MQTT.
+ *
+ * @module
+ */
+
+/**
+ * How far the head may run before the taken slots are dropped: below this, only emptying the
+ * queue resets it, so a short queue never copies.
+ */
+const COMPACT_AT = 1024;
+
+/**
+ * A first-in first-out queue: `push` at the back, `shift` from the front, and the items in
+ * between read and replaced by their position from the front. `undefined` is what `peek` and
+ * `shift` answer when it is empty, so it does not hold `undefined` as an item.
+ *
+ * Taking moves a head index and clears the slot it leaves (the item is not kept alive). Once the
+ * queue is empty the array is reset; once the taken slots reach 1,024 and make up half the array
+ * or more, the rest moves down in place. So each item is copied at most once on average, and
+ * nothing is allocated but the array's own growth.
+ *
+ * It is one object with its array: a holder with many idle instances makes it on first use.
+ *
+ * @example
+ * ```ts
+ * import { Queue } from "./_queue.ts";
+ *
+ * const queue = new Queue<string>();
+ * queue.push("a");
+ * queue.push("b");
+ * console.log(queue.shift(), queue.peek(), queue.length); // "a" "b" 1
+ * ```
+ */
+export class Queue<T> {
+  // The items, oldest first, from #head on; the slots before #head are taken (and cleared).
+  // Either #head < #items.length, or both are 0: an empty queue has an empty array.
+  #items: T[] = [];
+  #head = 0;
+
+  /**
+   * How many items it holds.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<number>();
+   * queue.push(1);
+   * console.log(queue.length); // 1
+   * ```
+   */
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /**
+   * Adds `item` at the back.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<number>();
+   * queue.push(1);
+   * queue.push(2);
+   * console.log([...queue]); // [1, 2]
+   * ```
+   */
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  /**
+   * The item at the front, left in the queue; `undefined` when it is empty.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<number>();
+   * console.log(queue.peek()); // undefined
+   * queue.push(1);
+   * console.log(queue.peek(), queue.length); // 1 1
+   * ```
+   */
+  peek(): T | undefined {
+    const items = this.#items;
+    const head = this.#head;
+    return head < items.length ? items[head] : undefined;
+  }
+
+  /**
+   * Takes the item at the front; `undefined` when it is empty.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<number>();
+   * queue.push(1);
+   * console.log(queue.shift(), queue.shift()); // 1 undefined
+   * ```
+   */
+  shift(): T | undefined {
+    const items = this.#items;
+    const head = this.#head;
+    const end = items.length;
+    if (head === end) return undefined;
+    const item = items[head];
+    const next = head + 1;
+    if (next === end) {
+      // Emptied: start again at the front of the same array.
+      items.length = 0;
+      this.#head = 0;
+    } else if (next >= COMPACT_AT && next * 2 >= end) {
+      // A head that never catches up: drop the taken slots now and then, not on every take.
+      for (let from = next; from < end; from++) items[from - next] = items[from];
+      items.length = end - next;
+      this.#head = 0;
+    } else {
+      items[head] = undefined as T;
+      this.#head = next;
+    }
+    return item;
+  }
+
+  /**
+   * The item `index` places from the front (0 is the front); `undefined` outside the queue.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<string>();
+   * queue.push("a");
+   * queue.push("b");
+   * console.log(queue.at(1), queue.at(2)); // "b" undefined
+   * ```
+   */
+  at(index: number): T | undefined {
+    return index >= 0 && index < this.length ? this.#items[this.#head + index] : undefined;
+  }
+
+  /**
+   * Replaces the item `index` places from the front (0 is the front).
+   *
+   * @throws {RangeError} When `index` is outside the queue.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<string>();
+   * queue.push("a");
+   * queue.set(0, "b");
+   * console.log(queue.peek()); // "b"
+   * ```
+   */
+  set(index: number, item: T): void {
+    if (!(index >= 0 && index < this.length)) {
+      throw new RangeError(`index ${index} is outside the queue of ${this.length} items`);
+    }
+    this.#items[this.#head + index] = item;
+  }
+
+  /**
+   * The place from the front of the first item that is `item` (`===`); -1 when none is.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<string>();
+   * queue.push("a");
+   * queue.push("b");
+   * console.log(queue.indexOf("b"), queue.indexOf("c")); // 1 -1
+   * ```
+   */
+  indexOf(item: T): number {
+    const head = this.#head;
+    const at = this.#items.indexOf(item, head);
+    return at < 0 ? -1 : at - head;
+  }
+
+  /**
+   * Empties it.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<number>();
+   * queue.push(1);
+   * queue.clear();
+   * console.log(queue.length); // 0
+   * ```
+   */
+  clear(): void {
+    this.#items.length = 0;
+    this.#head = 0;
+  }
+
+  /**
+   * Its items, front first, left in the queue. Not for the hot path: a generator allocates.
+   * Items pushed while iterating are seen; do not take any while iterating.
+   *
+   * @example
+   * ```ts
+   * import { Queue } from "./_queue.ts";
+   *
+   * const queue = new Queue<number>();
+   * queue.push(1);
+   * queue.push(2);
+   * for (const item of queue) console.log(item); // 1, then 2
+   * ```
+   */
+  *[Symbol.iterator](): IterableIterator<T> {
+    // Read afresh each time: a push while iterating is seen, as with an array.
+    for (let index = 0; index < this.length; index++) yield this.#items[this.#head + index];
+  }
+}
