@@ -16,16 +16,24 @@
 const COMPACT_AT = 1024;
 
 /**
+ * The longest array an emptied queue keeps for its next items; a longer one is given back, so a
+ * queue that once held a burst does not hold its memory for good.
+ */
+const KEEP_EMPTY = 64;
+
+/**
  * A first-in first-out queue: `push` at the back, `shift` from the front, and the items in
  * between read and replaced by their position from the front. `undefined` is what `peek` and
  * `shift` answer when it is empty, so it does not hold `undefined` as an item.
  *
  * Taking moves a head index and clears the slot it leaves (the item is not kept alive). Once the
- * queue is empty the array is reset; once the taken slots reach 1,024 and make up half the array
- * or more, the rest moves down in place. So each item is copied at most once on average, and
- * nothing is allocated but the array's own growth.
+ * queue is empty both indexes go back to the start of the same array (of up to 64 slots; a longer
+ * one is given back); once the taken slots reach 1,024 and make up half of those in use, the
+ * rest moves down in place. So each item is copied at most once on average, and nothing is
+ * allocated but the array's own growth.
  *
- * It is one object with its array: a holder with many idle instances makes it on first use.
+ * It is one object with its array, kept while it is empty: a holder with many idle instances
+ * makes it on first use.
  *
  * @example
  * ```ts
@@ -38,10 +46,12 @@ const COMPACT_AT = 1024;
  * ```
  */
 export class Queue<T> {
-  // The items, oldest first, from #head on; the slots before #head are taken (and cleared).
-  // Either #head < #items.length, or both are 0: an empty queue has an empty array.
+  // The items, oldest first, from #head up to #tail; the slots outside are cleared. Either
+  // #head < #tail, or both are 0. The array's length is not reset on every emptying: setting it
+  // costs a runtime call in V8 and drops the backing store, which the next push makes again.
   #items: T[] = [];
   #head = 0;
+  #tail = 0;
 
   /**
    * How many items it holds.
@@ -56,7 +66,7 @@ export class Queue<T> {
    * ```
    */
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#tail - this.#head;
   }
 
   /**
@@ -73,7 +83,7 @@ export class Queue<T> {
    * ```
    */
   push(item: T): void {
-    this.#items.push(item);
+    this.#items[this.#tail++] = item;
   }
 
   /**
@@ -90,9 +100,8 @@ export class Queue<T> {
    * ```
    */
   peek(): T | undefined {
-    const items = this.#items;
     const head = this.#head;
-    return head < items.length ? items[head] : undefined;
+    return head < this.#tail ? this.#items[head] : undefined;
   }
 
   /**
@@ -108,23 +117,25 @@ export class Queue<T> {
    * ```
    */
   shift(): T | undefined {
-    const items = this.#items;
     const head = this.#head;
-    const end = items.length;
-    if (head === end) return undefined;
+    const tail = this.#tail;
+    if (head === tail) return undefined;
+    const items = this.#items;
     const item = items[head];
+    items[head] = undefined as T;
     const next = head + 1;
-    if (next === end) {
-      // Emptied: start again at the front of the same array.
-      items.length = 0;
+    if (next === tail) {
+      // Emptied: start again at the front of the same array, unless a burst made it long.
       this.#head = 0;
-    } else if (next >= COMPACT_AT && next * 2 >= end) {
+      this.#tail = 0;
+      if (items.length > KEEP_EMPTY) items.length = 0;
+    } else if (next >= COMPACT_AT && next * 2 >= tail) {
       // A head that never catches up: drop the taken slots now and then, not on every take.
-      for (let from = next; from < end; from++) items[from - next] = items[from];
-      items.length = end - next;
+      for (let from = next; from < tail; from++) items[from - next] = items[from];
+      items.length = tail - next;
       this.#head = 0;
+      this.#tail = tail - next;
     } else {
-      items[head] = undefined as T;
       this.#head = next;
     }
     return item;
@@ -185,7 +196,7 @@ export class Queue<T> {
   indexOf(item: T): number {
     const head = this.#head;
     const at = this.#items.indexOf(item, head);
-    return at < 0 ? -1 : at - head;
+    return at < 0 || at >= this.#tail ? -1 : at - head;
   }
 
   /**
@@ -204,6 +215,7 @@ export class Queue<T> {
   clear(): void {
     this.#items.length = 0;
     this.#head = 0;
+    this.#tail = 0;
   }
 
   /**

@@ -87,6 +87,19 @@ describe("Queue", () => {
     assert.equal(queue.at(0), 7);
   });
 
+  test("Queue - an emptied queue fills again, after a short burst and after a long one", () => {
+    const queue = new Queue<number>();
+    for (const burst of [3, 200, 1, 5000, 2]) {
+      for (let i = 0; i < burst; i++) queue.push(i);
+      assert.equal(queue.length, burst);
+      assert.deepEqual(drain(queue), Array.from({ length: burst }, (_, i) => i));
+      assert.equal(queue.length, 0);
+      assert.equal(queue.peek(), undefined);
+      assert.equal(queue.at(0), undefined);
+      assert.equal(queue.indexOf(0), -1, "a taken item is not found");
+    }
+  });
+
   test("Queue - items pushed while iterating are seen", () => {
     const queue = new Queue<number>();
     queue.push(1);
