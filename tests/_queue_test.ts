@@ -1,18 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Queue } from "../src/_queue.ts";
-
-/** A tiny seeded PRNG (mulberry32), so the randomized tests are the same on every run. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "./helpers/fault_proxy.ts";
 
 /** Takes every item, front first. */
 function drain<T>(queue: Queue<T>): T[] {
