@@ -129,16 +129,23 @@ export class Queue<T> {
       this.#head = 0;
       this.#tail = 0;
       if (items.length > KEEP_EMPTY) items.length = 0;
-    } else if (next >= COMPACT_AT && next * 2 >= tail) {
-      // A head that never catches up: drop the taken slots now and then, not on every take.
-      for (let from = next; from < tail; from++) items[from - next] = items[from];
-      items.length = tail - next;
-      this.#head = 0;
-      this.#tail = tail - next;
     } else {
       this.#head = next;
+      // Rare, and out of line, so that this stays small enough to inline.
+      if (next >= COMPACT_AT && next * 2 >= tail) this.#compact();
     }
     return item;
+  }
+
+  /** Drops the taken slots of a head that never catches up: now and then, not on every take. */
+  #compact(): void {
+    const items = this.#items;
+    const head = this.#head;
+    const tail = this.#tail;
+    for (let from = head; from < tail; from++) items[from - head] = items[from];
+    items.length = tail - head;
+    this.#head = 0;
+    this.#tail = tail - head;
   }
 
   /**
@@ -155,7 +162,8 @@ export class Queue<T> {
    * ```
    */
   at(index: number): T | undefined {
-    return index >= 0 && index < this.length ? this.#items[this.#head + index] : undefined;
+    const at = this.#head + index;
+    return index >= 0 && at < this.#tail ? this.#items[at] : undefined;
   }
 
   /**
@@ -174,10 +182,11 @@ export class Queue<T> {
    * ```
    */
   set(index: number, item: T): void {
-    if (!(index >= 0 && index < this.length)) {
+    const at = this.#head + index;
+    if (!(index >= 0 && at < this.#tail)) {
       throw new RangeError(`index ${index} is outside the queue of ${this.length} items`);
     }
-    this.#items[this.#head + index] = item;
+    this.#items[at] = item;
   }
 
   /**

@@ -165,13 +165,15 @@ export class Incoming<T> {
   #release(): void {
     // Only called once a slot was taken, so the order exists.
     const order = this.#order!;
+    let sent = 0;
     for (let slot = order.peek(); slot !== undefined; slot = order.peek()) {
       if (slot.type === "publish") break;
       this.#shared.send(slot);
       if (slot.type === "puback") this.#unsentQos1--;
       order.shift();
-      this.#orderBase++;
+      sent++;
     }
+    this.#orderBase += sent;
   }
 
   /**
