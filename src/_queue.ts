@@ -16,10 +16,12 @@
 const COMPACT_AT = 1024;
 
 /**
- * The longest array an emptied queue keeps for its next items; a longer one is given back, so a
- * queue that once held a burst does not hold its memory for good.
+ * The longest array an emptied queue keeps for its next items: one that held a few items at a
+ * time (an item in, an item out) takes the next without allocating. A longer one is given back
+ * (a new empty array takes its place), so that an idle holder does not keep a burst's memory:
+ * with many thousands of holders, that adds up.
  */
-const KEEP_EMPTY = 64;
+const KEEP_EMPTY = 16;
 
 /**
  * A first-in first-out queue: `push` at the back, `shift` from the front, and the items in
@@ -27,10 +29,10 @@ const KEEP_EMPTY = 64;
  * `shift` answer when it is empty, so it does not hold `undefined` as an item.
  *
  * Taking moves a head index and clears the slot it leaves (the item is not kept alive). Once the
- * queue is empty both indexes go back to the start of the same array (of up to 64 slots; a longer
- * one is given back); once the taken slots reach 1,024 and make up half of those in use, the
- * rest moves down in place. So each item is copied at most once on average, and nothing is
- * allocated but the array's own growth.
+ * queue is empty, both indexes go back to the start of the same array if it held 16 items or
+ * fewer; a longer one is given back. Once the taken slots reach 1,024 and make up half of those
+ * in use, the rest moves down in place. So each item is copied at most once on average, and
+ * nothing is allocated but the array's growth, and a new array after a burst of more than 16.
  *
  * It is one object with its array, kept while it is empty: a holder with many idle instances
  * makes it on first use.
@@ -128,7 +130,7 @@ export class Queue<T> {
       // Emptied: start again at the front of the same array, unless a burst made it long.
       this.#head = 0;
       this.#tail = 0;
-      if (items.length > KEEP_EMPTY) items.length = 0;
+      if (items.length > KEEP_EMPTY) this.#items = [];
     } else {
       this.#head = next;
       // Rare, and out of line, so that this stays small enough to inline.
