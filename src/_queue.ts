@@ -211,7 +211,7 @@ export class Queue<T> {
   }
 
   /**
-   * Empties it.
+   * Empties it, and gives its array back.
    *
    * @example
    * ```ts
@@ -224,7 +224,8 @@ export class Queue<T> {
    * ```
    */
   clear(): void {
-    this.#items.length = 0;
+    // A new array rather than a length of 0: not every engine frees the old one's slots then.
+    this.#items = [];
     this.#head = 0;
     this.#tail = 0;
   }
