@@ -22,7 +22,7 @@ const CODEC = "src/packet/";
 
 /** The layers, floor by floor from the ground up; a layer is a folder or a file of `src/`. */
 const LAYERS: readonly (readonly string[])[] = [
-  ["src/packet/", "src/_async.ts"],
+  ["src/packet/", "src/_async.ts", "src/_queue.ts"],
   ["src/errors.ts", "src/topic.ts"],
   ["src/transport/", "src/store/", "src/scram.ts"],
   ["src/session/"],

@@ -7,6 +7,7 @@
  */
 
 import { Deferred } from "../_async.ts";
+import { Queue } from "../_queue.ts";
 import { ARRIVAL, SETTLE, type View, WITHDRAW } from "./received_message.ts";
 import type { Message } from "./types.ts";
 
@@ -32,9 +33,8 @@ export class MessageQueue implements AsyncIterableIterator<Message> {
   #pulling: Deferred<void> | undefined;
   #detach: (queue: MessageQueue) => void;
   #detached = false;
-  // What the stream holds, in order, from #unreadHead on: pushed, not yet read.
-  #unread: View[] = [];
-  #unreadHead = 0;
+  // What the stream holds, in order: pushed, not yet read.
+  #unread = new Queue<View>();
   // Reads waiting for a message: the next ones pushed go straight to them.
   #reads = 0;
 
@@ -83,16 +83,8 @@ export class MessageQueue implements AsyncIterableIterator<Message> {
   next(): Promise<IteratorResult<Message>> {
     // The read resolves with the oldest unread message, or with the next one pushed: it is
     // yielded now, or in push(), without a callback per read.
-    const unread = this.#unread;
-    if (this.#unreadHead < unread.length) {
-      const message = unread[this.#unreadHead++];
-      if (this.#unreadHead === unread.length) {
-        unread.length = 0;
-        this.#unreadHead = 0;
-      } else if (this.#unreadHead >= 1024 && this.#unreadHead * 2 >= unread.length) {
-        this.#unread = unread.slice(this.#unreadHead);
-        this.#unreadHead = 0;
-      }
+    const message = this.#unread.shift();
+    if (message !== undefined) {
       if (!this.manual) message[ARRIVAL][SETTLE](true);
     } else if (!this.#detached) {
       this.#reads++;
@@ -133,12 +125,10 @@ export class MessageQueue implements AsyncIterableIterator<Message> {
     this.#detach(this);
     // What it had not yielded goes back, oldest first, once it is detached: no message handed
     // back can come to it again.
-    const unread = this.#unread;
-    const head = this.#unreadHead;
-    this.#unread = [];
-    this.#unreadHead = 0;
     this.#reads = 0;
-    for (let i = head; i < unread.length; i++) unread[i][WITHDRAW]();
+    // Counted first, so that the loop ends whatever a withdrawal does.
+    const unread = this.#unread;
+    for (let count = unread.length; count > 0; count--) unread.shift()![WITHDRAW]();
     this.#roomMade();
   }
 }

@@ -11,13 +11,10 @@ import { ProtocolError } from "../errors.ts";
 import type { PublishAckPacket, PublishPacket } from "../packet/types.ts";
 import type { SharedState } from "./shared_state.ts";
 import { ReasonCode } from "../packet/constants.ts";
+import { Queue } from "../_queue.ts";
 
 /** Marks an incoming QoS 2 id whose message the user has acknowledged: its PUBREC is due. */
 const ACKNOWLEDGED = null;
-
-// The empty list every idle session shares: frozen, so a missed write fails loudly. Lists are made
-// with their first element and given back once empty.
-const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 /** The server's QoS 0, 1 and 2 flows to us. */
 export class Incoming<T> {
@@ -26,15 +23,14 @@ export class Incoming<T> {
   // the user acknowledges it (so an acknowledgement of another message with the id is known),
   // ACKNOWLEDGED after (its PUBREC is due). An id stays reserved until PUBREL, also across a
   // resumed session, so this follows the id rather than the connection. Made on first use, like
-  // #waiting: an idle connection holds neither.
+  // #order and #waiting: an idle connection holds none of them.
   #qos2: Map<number, PublishPacket | typeof ACKNOWLEDGED> | undefined;
   // The acknowledgements of this connection, one slot per QoS 1 or 2 PUBLISH in the order they
   // arrived: the PUBLISH until the user acknowledges it, then its PUBACK or PUBREC, which goes
-  // out once every slot before it has gone [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Slot `i` holds
-  // arrival number `#orderBase + i`; the ones before `#orderHead` have gone.
-  #order: (PublishPacket | PublishAckPacket<"puback" | "pubrec">)[] = NONE;
+  // out once every slot before it has gone [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Slot `i` from the
+  // front holds arrival number `#orderBase + i`. Kept once made: no queue per message.
+  #order: Queue<PublishPacket | PublishAckPacket<"puback" | "pubrec">> | undefined;
   #orderBase = 0;
-  #orderHead = 0;
   // Packet id → arrival number of the slot waiting for the user's acknowledgement. The server
   // does not reuse an id until it is acknowledged, so an acknowledgement finds its slot in O(1).
   #waiting: Map<number, number> | undefined;
@@ -74,9 +70,11 @@ export class Incoming<T> {
    * QoS 2 message still counts, and its PUBREC answers the copy the server re-sends.
    */
   disconnected(): void {
-    this.#orderBase += this.#order.length;
-    this.#order = NONE;
-    this.#orderHead = 0;
+    const order = this.#order;
+    if (order !== undefined) {
+      this.#orderBase += order.length;
+      order.clear();
+    }
     this.#waiting?.clear();
     this.#unsentQos1 = 0;
   }
@@ -122,18 +120,20 @@ export class Incoming<T> {
     }
     // QoS 1: only a message of this connection. After a reconnect the id may stand for another
     // message, and the server re-sends what was not acknowledged.
+    const order = this.#order;
+    if (order === undefined) return;
     const arrival = this.#waiting?.get(packetId);
     let index = arrival === undefined ? -1 : arrival - this.#orderBase;
-    if (index >= 0 && this.#order[index] === packet) {
+    if (order.at(index) === packet) {
       this.#waiting!.delete(packetId);
     } else {
       // Rare: a server that sent the id again before our PUBACK (MQTT 3.1 allowed retries)
       // points #waiting at the later copy; an earlier one is found by looking.
-      index = this.#order.indexOf(packet, this.#orderHead);
+      index = order.indexOf(packet);
       if (index < 0) return;
     }
     // [MQTT-4.3.2-4] PUBACK once the user has the message.
-    this.#order[index] = { type: "puback", packetId };
+    order.set(index, { type: "puback", packetId });
     this.#release();
   }
 
@@ -143,45 +143,37 @@ export class Incoming<T> {
     const arrival = waiting?.get(packetId);
     if (arrival === undefined) return;
     waiting!.delete(packetId);
-    this.#order[arrival - this.#orderBase] = ack;
+    // A slot is waiting, so the order exists.
+    this.#order!.set(arrival - this.#orderBase, ack);
     this.#release();
   }
 
   /** Takes a slot for the PUBLISH that just arrived; `ack` when its acknowledgement is known. */
   #take(packet: PublishPacket, ack?: PublishAckPacket<"pubrec">): void {
-    if (this.#order === NONE) this.#order = [];
+    const order = this.#order ??= new Queue();
     if (ack !== undefined) {
-      this.#order.push(ack);
+      order.push(ack);
       this.#release();
       return;
     }
-    (this.#waiting ??= new Map()).set(packet.packetId!, this.#orderBase + this.#order.length);
-    this.#order.push(packet);
+    (this.#waiting ??= new Map()).set(packet.packetId!, this.#orderBase + order.length);
+    order.push(packet);
     if (packet.qos === 1) this.#unsentQos1++;
   }
 
   /** Sends the acknowledgements at the head of the order, up to the first one still waiting. */
   #release(): void {
-    const order = this.#order;
-    let head = this.#orderHead;
-    while (head < order.length) {
-      const slot = order[head];
+    // Only called once a slot was taken, so the order exists.
+    const order = this.#order!;
+    let sent = 0;
+    for (let slot = order.peek(); slot !== undefined; slot = order.peek()) {
       if (slot.type === "publish") break;
       this.#shared.send(slot);
       if (slot.type === "puback") this.#unsentQos1--;
-      head++;
+      order.shift();
+      sent++;
     }
-    if (head === order.length) {
-      this.#orderBase += head;
-      this.#order = NONE;
-      head = 0;
-    } else if (head >= 1024 && head * 2 >= order.length) {
-      // A head that never catches up: drop the sent slots now and then, not on every one.
-      this.#order = order.slice(head);
-      this.#orderBase += head;
-      head = 0;
-    }
-    this.#orderHead = head;
+    this.#orderBase += sent;
   }
 
   /**

@@ -14,19 +14,15 @@ import type { OutgoingPublish, SharedState } from "./shared_state.ts";
 import type { StoredPublish } from "../store/store.ts";
 import { ReasonCode } from "../packet/constants.ts";
 import { OutgoingAliases } from "./aliases.ts";
-
-// The empty list every idle session shares: frozen, so a missed write fails loudly. Lists are made
-// with their first element and given back once empty.
-const NONE: never[] = Object.freeze([]) as unknown as never[];
+import { Queue } from "../_queue.ts";
 
 /** Our QoS 0, 1 and 2 publishes and their flows. */
 export class Outgoing<T> {
   #shared: SharedState<T>;
   #window: number;
-  // Publishes waiting for room in the window (or for a connection), in order; the ones before
-  // #waitingHead have left.
-  #waiting: OutgoingPublish<T>[] = NONE;
-  #waitingHead = 0;
+  // Publishes waiting for room in the window (or for a connection), in order. Made on first
+  // use, and kept: an idle session holds none, a busy one does not make one per burst.
+  #waiting: Queue<OutgoingPublish<T>> | undefined;
   #waitingBytes = 0;
   #nextSequence = 1;
   // Resumed PUBLISHes not yet re-sent, in their order: the server's new Receive Maximum had no
@@ -63,7 +59,7 @@ export class Outgoing<T> {
 
   /** The number of publishes waiting to be sent. */
   get waitingCount(): number {
-    return this.#waiting.length - this.#waitingHead;
+    return this.#waiting?.length ?? 0;
   }
 
   /** The total payload bytes of the publishes waiting to be sent. */
@@ -122,9 +118,8 @@ export class Outgoing<T> {
     const shared = this.#shared;
     const inflight = shared.changeInflight();
     // Publishes made while the store was opening wait behind what it held.
-    const early = this.#waiting.slice(this.#waitingHead);
-    this.#waiting = NONE;
-    this.#waitingHead = 0;
+    const early = this.#waiting;
+    this.#waiting = undefined;
     for (const record of records) {
       const outgoing: OutgoingPublish<T> = {
         packet: record.packet,
@@ -152,6 +147,7 @@ export class Outgoing<T> {
       renumbered.set(entry.record.sequence, sequence);
       entry.record.sequence = sequence;
     }
+    if (early === undefined) return;
     for (const outgoing of early) {
       outgoing.sequence = renumbered.get(outgoing.sequence) ?? outgoing.sequence;
       this.#wait(outgoing);
@@ -205,7 +201,10 @@ export class Outgoing<T> {
     if (shared.inflight.size === 0) return;
     const inflight = [...shared.inflight.values()];
     if (inflight.length > 0) shared.changeInflight().clear();
-    const resend = inflight.map((outgoing) => {
+    // They go before what waits already.
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    for (const outgoing of inflight) {
       outgoing.state = "publish";
       outgoing.packet.dup = false;
       delete outgoing.packet.packetId;
@@ -213,10 +212,10 @@ export class Outgoing<T> {
         shared.journal.push({ op: "update", sequence: outgoing.sequence, state: "queued" });
       }
       this.#waitingBytes += outgoing.packet.payload.length;
-      return outgoing;
-    });
-    this.#waiting = [...resend, ...this.#waiting.slice(this.#waitingHead)];
-    this.#waitingHead = 0;
+      this.#wait(outgoing);
+    }
+    if (waiting === undefined) return;
+    for (const outgoing of waiting) this.#wait(outgoing);
   }
 
   /**
@@ -226,10 +225,10 @@ export class Outgoing<T> {
   fillWindow(): void {
     const shared = this.#shared;
     if (!shared.connected) return;
-    const window = this.window;
     const waiting = this.#waiting;
-    while (this.#waitingHead < waiting.length) {
-      const outgoing = waiting[this.#waitingHead];
+    if (waiting === undefined) return;
+    const window = this.window;
+    for (let outgoing = waiting.peek(); outgoing !== undefined; outgoing = waiting.peek()) {
       const refusal = publishRefusal(outgoing.packet, shared.limits, shared.protocolVersion, false);
       if (refusal !== undefined) {
         if (shared.journaling && outgoing.packet.qos > 0) {
@@ -249,20 +248,12 @@ export class Outgoing<T> {
         break;
       }
       this.#waitingBytes -= outgoing.packet.payload.length;
-      waiting[this.#waitingHead++] = undefined as unknown as OutgoingPublish<T>;
-    }
-    if (this.#waitingHead === waiting.length) {
-      this.#waiting = NONE;
-      this.#waitingHead = 0;
-    } else if (this.#waitingHead > 1024 && this.#waitingHead * 2 > waiting.length) {
-      this.#waiting = waiting.slice(this.#waitingHead);
-      this.#waitingHead = 0;
+      waiting.shift();
     }
   }
 
   #wait(outgoing: OutgoingPublish<T>): void {
-    if (this.#waiting === NONE) this.#waiting = [];
-    this.#waiting.push(outgoing);
+    (this.#waiting ??= new Queue()).push(outgoing);
   }
 
   /** Forgets the connection: the next CONNACK decides again what is re-sent. */
@@ -280,16 +271,17 @@ export class Outgoing<T> {
       if (kept !== undefined) kept(outgoing.token);
       else tokens.push(outgoing.token);
     }
-    for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
-      const outgoing = this.#waiting[i];
-      if (kept !== undefined && outgoing.packet.qos > 0) kept(outgoing.token);
-      else tokens.push(outgoing.token);
+    const waiting = this.#waiting;
+    if (waiting !== undefined) {
+      for (const outgoing of waiting) {
+        if (kept !== undefined && outgoing.packet.qos > 0) kept(outgoing.token);
+        else tokens.push(outgoing.token);
+      }
+      waiting.clear();
     }
     this.#waitingBytes = 0;
     if (shared.inflight.size > 0) shared.changeInflight().clear();
     this.#heldResends?.clear();
-    this.#waiting = NONE;
-    this.#waitingHead = 0;
   }
 
   /** Handles a PUBACK. */
