@@ -54,12 +54,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
     closed: (client) => client.#closed(),
   };
   readonly #life: Lifecycle<BaseClient>;
-  /**
-   * Where received messages go until the application has them, in a profile that delivers
-   * them (the `Subscriber` mixin); without one, as in a pure publisher, each message is
-   * acknowledged at once, as the protocol requires.
-   */
-  protected readonly inbox: Inbox | undefined;
   // QoS 0 payload bytes handed to the connection and not yet written, and the batch (one write
   // of the connection) the last of them goes out with.
   #unwrittenBytes = 0;
@@ -81,10 +75,22 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
 
   /** The client closed for good: consumers of messages end, and so do waits for room. */
   #closed(): void {
-    this.inbox?.close();
+    this.closeInbox();
     this.#room?.reject(new ConnectionClosedError("the client closed"));
     this.#room = undefined;
   }
+
+  /**
+   * Where received messages go until the application has them, in a profile that delivers
+   * them (the `Subscriber` mixin, which makes it on first use); without one, as in a pure
+   * publisher, each message is acknowledged at once, as the protocol requires.
+   */
+  protected inbox(): Inbox | undefined {
+    return undefined;
+  }
+
+  /** The client closed: the inbox, if one was made, ends its consumers. */
+  protected closeInbox(): void {}
 
   /** Where the client is in its life. */
   get state(): ClientState {
@@ -138,7 +144,6 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
   /** Sets up the session from the options, before the first connection. */
   protected configure(options: ClientOptions): void {
     this.#life.configure(options);
-    if (this.inbox !== undefined) this.inbox.maxHeld = options.maxHeldMessages ?? 1000;
   }
 
   /** Replaces the user name and password sent with the next CONNECT (a refreshed token). */
@@ -346,7 +351,7 @@ export class BaseClient extends EventTarget implements AsyncDisposable {
       const event = events[i];
       switch (event.type) {
         case "message": {
-          const inbox = this.inbox;
+          const inbox = this.inbox();
           let waiting: Promise<void> | undefined;
           if (inbox === undefined) this.acknowledge(event.packet);
           else waiting = inbox.deliver(event.packet);

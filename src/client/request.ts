@@ -220,7 +220,7 @@ export function Requester<
     ): StopResponding {
       const refused = this.#refuse("respond");
       if (refused !== undefined) throw refused;
-      const unlisten = this.inbox!.listen(filter, (request) => this.#answer(request, handler));
+      const unlisten = this.inbox()!.listen(filter, (request) => this.#answer(request, handler));
       let stopped = false;
       const ready = this.subscribe(filter, { qos: options.qos ?? 1 });
       ready.catch(() => {
@@ -241,7 +241,7 @@ export function Requester<
 
     /** Why request/response cannot be used now, if it cannot. */
     #refuse(operation: string): MqttError | undefined {
-      if (this.inbox === undefined) {
+      if (this.inbox() === undefined) {
         return new MqttError(`${operation} needs a client that subscribes`);
       }
       if (this.state === "closed") return new ConnectionClosedError("the client closed");
@@ -262,7 +262,7 @@ export function Requester<
       const id = (this.clientId ?? "").replace(/[+#/]/g, "_") ||
         hexKey(crypto.getRandomValues(new Uint8Array(8)));
       const topic = given ? given : `kite/response/${id}`;
-      const unlisten = this.inbox!.listen(topic, (message) => this.#received(message));
+      const unlisten = this.inbox()!.listen(topic, (message) => this.#received(message));
       const subscribed = this.subscribe(topic, { qos: 1 }).then(() => topic, (error) => {
         // Forget it: the next request tries again.
         if (this.#responses === subscribed) this.#forgetResponseTopic();

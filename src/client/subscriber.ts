@@ -19,7 +19,7 @@ import {
   type PublishHandlerOptions,
 } from "./inbox.ts";
 import type { Constructor } from "./publisher.ts";
-import type { Message, SubscribeOptions, SubscriptionRequest } from "./types.ts";
+import type { ClientOptions, Message, SubscribeOptions, SubscriptionRequest } from "./types.ts";
 
 export type { AckMode, MessagesOptions, PublishHandler, PublishHandlerOptions } from "./inbox.ts";
 
@@ -120,7 +120,31 @@ export function Subscriber<T extends Constructor<BaseClient>>(
       }
     };
 
-    protected override readonly inbox: Inbox = new Inbox(new Subscriber.#Callbacks(this));
+    // Made on first use (a message, messages(), a handler): a client that never receives holds
+    // none. maxHeldMessages, until then, when it is not the default.
+    #inbox: Inbox | undefined;
+    #maxHeld: number | undefined;
+
+    protected override inbox(): Inbox {
+      let inbox = this.#inbox;
+      if (inbox === undefined) {
+        inbox = this.#inbox = new Inbox(new Subscriber.#Callbacks(this));
+        if (this.#maxHeld !== undefined) inbox.maxHeld = this.#maxHeld;
+        if (this.state === "closed") inbox.close();
+      }
+      return inbox;
+    }
+
+    protected override closeInbox(): void {
+      this.#inbox?.close();
+    }
+
+    protected override configure(options: ClientOptions): void {
+      super.configure(options);
+      const maxHeld = options.maxHeldMessages;
+      if (this.#inbox !== undefined) this.#inbox.maxHeld = maxHeld ?? 1000;
+      else this.#maxHeld = maxHeld;
+    }
 
     subscribe(topic: string, options?: SubscribeOptions): Promise<number>;
     subscribe(
@@ -184,14 +208,14 @@ export function Subscriber<T extends Constructor<BaseClient>>(
     }
 
     messages(filter?: string, options?: MessagesOptions): AsyncIterableIterator<Message> {
-      return this.inbox.messages(filter, options);
+      return this.inbox().messages(filter, options);
     }
 
     setPublishHandler(
       handler: PublishHandler | undefined,
       options?: PublishHandlerOptions,
     ): void {
-      this.inbox.setHandler(handler, options);
+      this.inbox().setHandler(handler, options);
     }
   };
 }
