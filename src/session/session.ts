@@ -89,8 +89,10 @@ export class Session<T> {
   readonly journaling: boolean;
 
   #shared: SharedState<T>;
-  #outgoing: Outgoing<T>;
-  #incoming: Incoming<T>;
+  // Made on first use (a publish, a received PUBLISH, a store's contents): an idle client
+  // holds neither.
+  #outgoing: Outgoing<T> | undefined;
+  #incoming: Incoming<T> | undefined;
   // Made with the first SUBSCRIBE or UNSUBSCRIBE: a client that never makes one holds none.
   #requests: Requests<T> | undefined;
   #keepalive: Keepalive<T>;
@@ -110,16 +112,6 @@ export class Session<T> {
     this.journaling = shared.journaling;
     this.#username = options.username;
     this.#password = options.password;
-    this.#outgoing = new Outgoing(
-      shared,
-      options.inflightWindow ?? 20,
-      options.topicAliases === "auto",
-    );
-    this.#incoming = new Incoming(
-      shared,
-      options.properties?.receiveMaximum ?? 65535,
-      options.properties?.topicAliasMaximum ?? 0,
-    );
     this.#keepalive = new Keepalive(shared, options.pingTimeout);
     // Without a method, the one shared state of no enhanced authentication.
     this.#authentication = options.authenticationMethod === undefined
@@ -129,6 +121,24 @@ export class Session<T> {
       options.maxQueuedMessages,
       options.maxQueuedBytes,
       options.queueHighWaterMark,
+    );
+  }
+
+  #outgoingNow(): Outgoing<T> {
+    const options = this.options;
+    return this.#outgoing ??= new Outgoing(
+      this.#shared,
+      options.inflightWindow ?? 20,
+      options.topicAliases === "auto",
+    );
+  }
+
+  #incomingNow(): Incoming<T> {
+    const properties = this.options.properties;
+    return this.#incoming ??= new Incoming(
+      this.#shared,
+      properties?.receiveMaximum ?? 65535,
+      properties?.topicAliasMaximum ?? 0,
     );
   }
 
@@ -160,8 +170,8 @@ export class Session<T> {
    * incoming QoS 2 ids stay reserved until their PUBREL.
    */
   restore(contents: StoreContents, token: (record: StoredPublish) => T): void {
-    this.#outgoing.restore(contents.outgoing, token);
-    this.#incoming.restore(contents.incoming);
+    this.#outgoingNow().restore(contents.outgoing, token);
+    this.#incomingNow().restore(contents.incoming);
   }
 
   /** Hands out the changes the store must make durable, in order. */
@@ -174,7 +184,7 @@ export class Session<T> {
 
   /** The total payload bytes of the publishes waiting to be sent. */
   get waitingBytes(): number {
-    return this.#outgoing.waitingBytes;
+    return this.#outgoing?.waitingBytes ?? 0;
   }
 
   /** The bounds of the queue of operations waiting to be sent, and its high-water mark. */
@@ -190,8 +200,8 @@ export class Session<T> {
   hasQueueRoom(bytes: number): boolean {
     return queueHasRoom(
       this.#queueBounds,
-      this.#outgoing.waitingCount + (this.#requests?.queuedCount ?? 0),
-      this.#outgoing.waitingBytes + (this.#requests?.queuedBytes ?? 0),
+      (this.#outgoing?.waitingCount ?? 0) + (this.#requests?.queuedCount ?? 0),
+      (this.#outgoing?.waitingBytes ?? 0) + (this.#requests?.queuedBytes ?? 0),
       bytes,
     );
   }
@@ -203,7 +213,7 @@ export class Session<T> {
 
   /** The number of our QoS 1 and 2 publishes waiting to be sent. */
   get waitingCount(): number {
-    return this.#outgoing.waitingCount;
+    return this.#outgoing?.waitingCount ?? 0;
   }
 
   /** The number of SUBSCRIBE and UNSUBSCRIBE requests made while disconnected, waiting to be sent. */
@@ -226,7 +236,7 @@ export class Session<T> {
    * which no unacknowledged QoS 1 or 2 PUBLISH may be sent.
    */
   get window(): number {
-    return this.#outgoing.window;
+    return this.#outgoingNow().window;
   }
 
   /** Hands out the packets to send, in order, and records the time they go out. */
@@ -338,8 +348,8 @@ export class Session<T> {
     this.#shared.connected = false;
     this.#keepalive.reset(now);
     // [MQTT-3.3.2-7] aliases do not outlive a connection, in either direction.
-    this.#incoming.forgetAliases();
-    this.#outgoing.forgetAliases();
+    this.#incoming?.forgetAliases();
+    this.#outgoing?.forgetAliases();
     const packet: ConnectPacket = {
       type: "connect",
       protocolVersion: o.protocolVersion,
@@ -379,7 +389,7 @@ export class Session<T> {
    */
   publish(packet: PublishPacket, token: T): boolean {
     const shared = this.#shared;
-    const outgoing = this.#outgoing;
+    const outgoing = this.#outgoingNow();
     if (outgoing.autoAliases && packet.properties?.topicAlias !== undefined) {
       throw new TypeError(
         'properties.topicAlias cannot be set with topicAliases: "auto"; the client assigns aliases itself',
@@ -437,9 +447,9 @@ export class Session<T> {
   #requireQueueRoom(bytes: number): void {
     const refusal = queueRefusal(
       this.#queueBounds,
-      this.#outgoing.waitingCount,
+      this.#outgoing?.waitingCount ?? 0,
       this.#requests?.queuedCount ?? 0,
-      this.#outgoing.waitingBytes + (this.#requests?.queuedBytes ?? 0),
+      (this.#outgoing?.waitingBytes ?? 0) + (this.#requests?.queuedBytes ?? 0),
       bytes,
     );
     if (refusal !== undefined) throw refusal;
@@ -453,7 +463,7 @@ export class Session<T> {
    * server re-sends it), as does acknowledging twice.
    */
   acknowledge(packet: PublishPacket): void {
-    this.#incoming.acknowledge(packet);
+    this.#incomingNow().acknowledge(packet);
   }
 
   /**
@@ -465,15 +475,15 @@ export class Session<T> {
   receive(packet: Packet, now: number): void {
     switch (packet.type) {
       case "publish":
-        return this.#incoming.onPublish(packet);
+        return this.#incomingNow().onPublish(packet);
       case "puback":
-        return this.#outgoing.onPuback(packet);
+        return this.#outgoingNow().onPuback(packet);
       case "pubrec":
-        return this.#outgoing.onPubrec(packet);
+        return this.#outgoingNow().onPubrec(packet);
       case "pubrel":
-        return this.#incoming.onPubrel(packet);
+        return this.#incomingNow().onPubrel(packet);
       case "pubcomp":
-        return this.#outgoing.onPubcomp(packet);
+        return this.#outgoingNow().onPubcomp(packet);
       case "suback":
       case "unsuback":
         return this.#requestsNow().onAck(packet);
@@ -509,18 +519,18 @@ export class Session<T> {
     // [MQTT-3.2.2-21] the Server Keep Alive replaces ours.
     if (p?.serverKeepAlive !== undefined) this.keepalive = p.serverKeepAlive;
     if (packet.sessionPresent) {
-      this.#outgoing.resume();
+      this.#outgoing?.resume();
     } else {
       // The server has no session: nothing of ours is in flight there, and nothing of its.
-      this.#incoming.restart();
-      this.#outgoing.restart();
+      this.#incoming?.restart();
+      this.#outgoing?.restart();
     }
     // A reconnection to a server that lost the session subscribes again to what it had [on by
     // default; `resubscribe: false` turns it off], first, so no message is missed after it.
     const reconnected = this.#reconnected = this.#everConnected;
     this.#everConnected = true;
     this.#requests?.connected(reconnected && !packet.sessionPresent);
-    this.#outgoing.fillWindow();
+    this.#outgoing?.fillWindow();
   }
 
   /**
@@ -533,8 +543,8 @@ export class Session<T> {
     shared.outbox = SharedState.empty;
     this.#authentication.disconnected();
     this.#keepalive.disconnected();
-    this.#incoming.disconnected();
-    this.#outgoing.disconnected();
+    this.#incoming?.disconnected();
+    this.#outgoing?.disconnected();
   }
 
   /**
@@ -546,7 +556,7 @@ export class Session<T> {
    */
   abandon(onKept?: (token: T) => void): T[] {
     const tokens: T[] = [];
-    this.#outgoing.abandon(tokens, this.journaling ? onKept : undefined);
+    this.#outgoing?.abandon(tokens, this.journaling ? onKept : undefined);
     this.#requests?.abandon(tokens);
     return tokens;
   }
