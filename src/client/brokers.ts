@@ -114,8 +114,8 @@ export class BrokerList {
   redirect(urls: URL[], permanent: boolean): boolean {
     const redirects = this.#redirects ??= [];
     if (redirects.length >= MAX_REDIRECTS) return false;
-    redirects.push(urls[0].href);
     const hrefs = urls.map(hrefOf);
+    redirects.push(hrefs[0]);
     if (permanent) {
       this.#urls = hrefs;
       this.#round = [...hrefs];

@@ -405,7 +405,7 @@ export class Connection implements ByteSink, Deadline {
     if (this.#closed) return;
     this.#closed = true;
     const clock = this.#options.clock;
-    if (this.slot >= 0) this.#deadlines.cancel(this);
+    this.#deadlines.cancel(this);
     // QoS 0 bytes of a write that never finished are lost with the connection: say so now, as
     // a reconnection would start new batches and leave them unsettled.
     if (this.#inWrite !== undefined || this.#written !== undefined) {

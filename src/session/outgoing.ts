@@ -200,7 +200,7 @@ export class Outgoing<T> {
     // Nothing in flight (every first connection): nothing to do, and no garbage for it.
     if (shared.inflight.size === 0) return;
     const inflight = [...shared.inflight.values()];
-    if (inflight.length > 0) shared.changeInflight().clear();
+    shared.changeInflight().clear();
     // They go before what waits already.
     const waiting = this.#waiting;
     this.#waiting = undefined;

@@ -17,12 +17,12 @@ import type {
   UnsubscribePacket,
 } from "../packet/types.ts";
 import { requestPayloadSize } from "./limits.ts";
-import type { Request, SharedState } from "./shared_state.ts";
+import { type Request, SharedState } from "./shared_state.ts";
 import { ReasonCode } from "../packet/constants.ts";
 
-// The empty list every idle session shares: frozen, so a missed write fails loudly. Lists are made
-// with their first element and given back once empty.
-const NONE: never[] = Object.freeze([]) as unknown as never[];
+// Queued requests start as, and go back to, the shared frozen empty list (a missed write fails
+// loudly); a list is made with the first one.
+const NONE: never[] = SharedState.empty;
 
 /** A subscription the server granted, with the properties it was made with. */
 export interface GrantedSubscription {

@@ -135,9 +135,9 @@ export interface Request<T> {
 // type has no way to change it).
 const NOTHING: ReadonlyMap<unknown, unknown> = new Map();
 
-const NO_JOURNAL = Object.freeze([]) as unknown as StoreOperation[];
-// The empty outbox and list of events every idle session shares: frozen, so that a packet or an
-// event put there other than through `send` and `tell` fails loudly.
+// The empty outbox, list of events and (without a store) journal every idle session shares:
+// frozen, so that a packet or an event put there other than through `send` and `tell`, or a
+// stray journal record, fails loudly.
 const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 /** The state the parts of a session share. */
@@ -210,7 +210,7 @@ export class SharedState<T> {
     this.journaling = options.journal ?? false;
     // Without a store nothing is journaled (every change is recorded under `if (journaling)`):
     // one frozen empty list for all such sessions, which a stray record would fail on loudly.
-    this.journal = this.journaling ? [] : NO_JOURNAL;
+    this.journal = this.journaling ? [] : NONE;
   }
 
   /**
