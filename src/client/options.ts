@@ -154,6 +154,21 @@ function sessionOptions(
     clean: options.clean ?? true,
     keepalive: options.keepalive ?? 60,
   };
+  addGiven(session, options, properties, topicAliases);
+  return session;
+}
+
+/**
+ * Adds to `session` the options that were given. A function of its own: JavaScriptCore sizes an
+ * object literal for every property the function that makes it may add later (measured on Bun:
+ * 160 bytes a client with these additions beside the literal, 48 without).
+ */
+function addGiven(
+  session: SessionOptions,
+  options: ClientOptions,
+  properties: Properties | undefined,
+  topicAliases: "auto" | "manual",
+): void {
   if (options.username !== undefined) session.username = options.username;
   if (options.password !== undefined) session.password = toBytes(options.password);
   const will = options.will;
@@ -180,5 +195,4 @@ function sessionOptions(
   }
   if (topicAliases === "auto") session.topicAliases = "auto";
   if (options.auth !== undefined) session.authenticationMethod = options.auth.method;
-  return session;
 }
