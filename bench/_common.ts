@@ -58,9 +58,7 @@ export function runJsonChild<T>(
   denoFlags: string[] = [],
 ): Promise<T> {
   const isBun = process.versions.bun !== undefined;
-  const argv = isBun
-    ? ["run", script, ...args]
-    : ["run", "-A", ...denoFlags, script, ...args];
+  const argv = isBun ? ["run", script, ...args] : ["run", "-A", ...denoFlags, script, ...args];
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, argv, {
       stdio: ["ignore", "pipe", "inherit"],

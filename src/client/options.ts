@@ -9,11 +9,7 @@ import { type Clock, MAX_TIMER_MS, systemClock } from "../_async.ts";
 import type { Properties, ProtocolVersion } from "../packet/types.ts";
 import type { SessionOptions } from "../session/mod.ts";
 import type { Store } from "../store/store.ts";
-import type {
-  Authenticator,
-  ClientOptions,
-  ReconnectOptions,
-} from "./types.ts";
+import type { Authenticator, ClientOptions, ReconnectOptions } from "./types.ts";
 
 const encoder = new TextEncoder();
 
