@@ -20,10 +20,7 @@ export function option(name: string): string | undefined {
 /** "Deno 2.9.6" or "Bun 1.4.5". */
 export const runtime: string = process.versions.bun !== undefined
   ? `Bun ${process.versions.bun}`
-  : `Deno ${
-    (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno
-      .version.deno
-  }`;
+  : `Deno ${(globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno}`;
 
 /**
  * A mosquitto on a free loopback port, set up for load (the tests' `LOAD_CONFIG`). Its helper is
@@ -32,9 +29,7 @@ export const runtime: string = process.versions.bun !== undefined
  * connection it opens (bench/README.md), so the measuring children must not load it.
  */
 export async function startLoadedMosquitto(): Promise<Mosquitto> {
-  const { LOAD_CONFIG, startMosquitto } = await import(
-    "../tests/helpers/mosquitto.ts"
-  );
+  const { LOAD_CONFIG, startMosquitto } = await import("../tests/helpers/mosquitto.ts");
   return startMosquitto({ extraConfig: LOAD_CONFIG });
 }
 
@@ -60,15 +55,10 @@ export function runJsonChild<T>(
   const isBun = process.versions.bun !== undefined;
   const argv = isBun ? ["run", script, ...args] : ["run", "-A", ...denoFlags, script, ...args];
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, argv, {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const proc = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     const decoder = new TextDecoder();
-    proc.stdout.on(
-      "data",
-      (chunk: Uint8Array) => out += decoder.decode(chunk, { stream: true }),
-    );
+    proc.stdout.on("data", (chunk: Uint8Array) => out += decoder.decode(chunk, { stream: true }));
     proc.on("error", reject);
     proc.on("close", (code: number | null) => {
       try {

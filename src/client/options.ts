@@ -37,9 +37,7 @@ export function toBytes(value: string | Uint8Array): Uint8Array {
 function randomClientId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   let id = "kite";
-  for (const byte of bytes) {
-    id += "0123456789abcdefghijklmnopqrstuvwxyz"[byte % 36];
-  }
+  for (const byte of bytes) id += "0123456789abcdefghijklmnopqrstuvwxyz"[byte % 36];
   return id;
 }
 
@@ -79,10 +77,7 @@ export interface ClientSettings {
  * than `"ordered"` or `"shuffle"`, an `auth` that is not an authenticator, or Authentication
  * properties set by hand.
  */
-export function readOptions(
-  options: ClientOptions,
-  canDial: boolean,
-): ClientSettings {
+export function readOptions(options: ClientOptions, canDial: boolean): ClientSettings {
   const version = options.protocolVersion ?? 4;
   if (version !== 3 && version !== 4 && version !== 5) {
     throw new TypeError(`protocolVersion must be 3, 4 or 5, not ${version}`);
@@ -97,31 +92,20 @@ export function readOptions(
     : undefined;
   const connectTimeout = options.connectTimeout ?? 30_000;
   if (!(connectTimeout >= 0)) {
-    throw new RangeError(
-      `connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`,
-    );
+    throw new RangeError(`connectTimeout must be 0 or more milliseconds, not ${connectTimeout}`);
   }
   const reconnect = options.reconnect ?? false;
   const topicAliases = options.topicAliases ?? "manual";
   const urlOrder = options.urlOrder ?? "ordered";
   if (urlOrder !== "ordered" && urlOrder !== "shuffle") {
-    throw new TypeError(
-      `urlOrder must be "ordered" or "shuffle", not ${urlOrder}`,
-    );
+    throw new TypeError(`urlOrder must be "ordered" or "shuffle", not ${urlOrder}`);
   }
   if (topicAliases !== "auto" && topicAliases !== "manual") {
-    throw new TypeError(
-      `topicAliases must be "auto" or "manual", not ${topicAliases}`,
-    );
+    throw new TypeError(`topicAliases must be "auto" or "manual", not ${topicAliases}`);
   }
   const auth = options.auth;
-  if (
-    auth !== undefined &&
-    (typeof auth.method !== "string" || typeof auth.start !== "function")
-  ) {
-    throw new TypeError(
-      "auth must have a method (a string) and a start function",
-    );
+  if (auth !== undefined && (typeof auth.method !== "string" || typeof auth.start !== "function")) {
+    throw new TypeError("auth must have a method (a string) and a start function");
   }
   if (
     options.properties?.authenticationMethod !== undefined ||
@@ -186,9 +170,7 @@ function addGiven(
   topicAliases: "auto" | "manual",
 ): void {
   if (options.username !== undefined) session.username = options.username;
-  if (options.password !== undefined) {
-    session.password = toBytes(options.password);
-  }
+  if (options.password !== undefined) session.password = toBytes(options.password);
   const will = options.will;
   if (will) {
     session.will = {
@@ -199,32 +181,18 @@ function addGiven(
       ...(will.properties ? { properties: will.properties } : {}),
     };
   }
-  if (properties && Object.keys(properties).length > 0) {
-    session.properties = properties;
-  }
-  if (options.inflightWindow !== undefined) {
-    session.inflightWindow = options.inflightWindow;
-  }
-  if (options.pingTimeout !== undefined) {
-    session.pingTimeout = options.pingTimeout;
-  }
+  if (properties && Object.keys(properties).length > 0) session.properties = properties;
+  if (options.inflightWindow !== undefined) session.inflightWindow = options.inflightWindow;
+  if (options.pingTimeout !== undefined) session.pingTimeout = options.pingTimeout;
   if (options.store !== undefined) session.journal = true;
-  if (options.resubscribe !== undefined) {
-    session.resubscribe = options.resubscribe;
-  }
+  if (options.resubscribe !== undefined) session.resubscribe = options.resubscribe;
   const queue = options.queue;
   if (queue !== undefined) {
-    if (queue.maxMessages !== undefined) {
-      session.maxQueuedMessages = queue.maxMessages;
-    }
+    if (queue.maxMessages !== undefined) session.maxQueuedMessages = queue.maxMessages;
     if (queue.maxBytes !== undefined) session.maxQueuedBytes = queue.maxBytes;
-    if (queue.highWaterMark !== undefined) {
-      session.queueHighWaterMark = queue.highWaterMark;
-    }
+    if (queue.highWaterMark !== undefined) session.queueHighWaterMark = queue.highWaterMark;
     if (queue.qos0 === "drop") session.dropQos0Offline = true;
   }
   if (topicAliases === "auto") session.topicAliases = "auto";
-  if (options.auth !== undefined) {
-    session.authenticationMethod = options.auth.method;
-  }
+  if (options.auth !== undefined) session.authenticationMethod = options.auth.method;
 }
