@@ -25,8 +25,9 @@ export const runtime: string = process.versions.bun !== undefined
 /**
  * A mosquitto on a free loopback port, set up for load (the tests' `LOAD_CONFIG`). Its helper is
  * loaded only here, in the process that starts the broker: it imports `node:test`, and on Bun a
- * process that has loaded `node:test` grows its heap by about 1.5 KiB more for each Kite
- * connection it opens (bench/README.md), so the measuring children must not load it.
+ * process that has loaded `node:test` grows its heap's capacity (not the objects in it) by about
+ * 1.3 KiB more for each Kite connection it opens (bench/README.md), so the measuring children
+ * must not load it.
  */
 export async function startLoadedMosquitto(): Promise<Mosquitto> {
   const { LOAD_CONFIG, startMosquitto } = await import("../tests/helpers/mosquitto.ts");
