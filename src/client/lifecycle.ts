@@ -73,7 +73,6 @@ export class Lifecycle<C extends EventTarget = EventTarget>
   // dialer, or the broker URLs and a way to dial each. One field, read through the getters
   // below: on Bun, a field each would take the class past 18 fields, a larger size of cell.
   readonly #source: Transport | Dialer | BrokerDialer | undefined;
-  // Which broker each attempt dials, once configured.
   // The rounds of attempts and the redialer that counts them: made for the first connect and
   // after a connection is lost, dropped once a CONNACK accepts one (they hold nothing then).
   #rounds: Rounds | undefined;
