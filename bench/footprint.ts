@@ -2,8 +2,9 @@
  * Memory per idle connection: Kite against MQTT.js, on the runtime that runs this file. Each
  * case runs in a child process of its own (same runtime, same flags) that opens `--connections N`
  * (default 1,000) connections to one mosquitto, keepalive 60 s, and holds them idle. The child
- * measures its resident set size and JS heap after a full GC before opening them and again
- * after, and the difference divided by N is the cost of one connection. Then it opens N more and
+ * measures its resident set size (and the anonymous part of it, without the pages of the runtime's
+ * binary: see `anonymousRss`) and JS heap after a full GC before opening them and again after, and
+ * the difference divided by N is the cost of one connection. Then it opens N more and
  * measures again: "next RSS" is what each of those cost on top. The cases take turns, `--runs N`
  * times (default 3), and the median is reported.
  *
@@ -41,6 +42,8 @@ const isBun = process.versions.bun !== undefined;
 interface Footprint {
   /** RSS per connection, bytes. */
   rss: number;
+  /** Anonymous RSS per connection (RSS without the pages of files, see `anonymousRss`), bytes. */
+  anon: number;
   /** JS heap used per connection, bytes. */
   heap: number;
   /** JS heap reserved per connection (used, and free space the heap keeps), bytes. */
@@ -55,7 +58,37 @@ interface Footprint {
    * (compiled code, the young generation the first burst grew).
    */
   rssNext: number;
+  /** Anonymous RSS per connection of those opened on top, bytes. */
+  anonNext: number;
 }
+
+/**
+ * The process's anonymous resident memory (`RssAnon` of /proc/self/status), bytes; NaN where there
+ * is no such file. RSS also counts the pages of files mapped in, the runtime's own binary among
+ * them: code the runtime runs for the first time while the connections open is paged in then, and
+ * on Deno that was 0.2 or 1.7 KiB a connection from one run to the next (1.7 to 1.9 for the bare
+ * socket), with the anonymous memory the same in both (bench/README.md). That is the process's
+ * code, not the connections' memory; the anonymous figure leaves it out.
+ */
+async function anonymousRss(): Promise<number> {
+  // The runtime's own file API, not node:fs: on Bun, loading node:fs alone (like node:test, see
+  // _common.ts) made each Kite connection measure more RSS and heap total.
+  const { Deno, Bun } = globalThis as {
+    Deno?: { readTextFile(path: string): Promise<string> };
+    Bun?: { file(path: string): { text(): Promise<string> } };
+  };
+  try {
+    const status = Deno !== undefined
+      ? await Deno.readTextFile(STATUS)
+      : await Bun!.file(STATUS).text();
+    const match = /^RssAnon:\s+(\d+) kB$/m.exec(status);
+    return match === null ? NaN : Number(match[1]) * 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+const STATUS = "/proc/self/status";
 
 /**
  * A library under test: opens one idle connection and resolves with what it is (the client, or
@@ -219,12 +252,16 @@ async function openAll(
 /** The child: measures one case and prints its {@linkcode Footprint} as JSON. */
 async function child(name: string, url: string): Promise<void> {
   const lib = await library(name);
+  // The first read of a file starts what the runtime reads files with (a thread, on Bun about 1
+  // MiB of RSS): before the first measurement, not within it.
+  await anonymousRss();
   // Warm up: the code paths are compiled and the modules loaded before the first measurement.
   for (const connection of await openAll(lib, url, warmup, 1_000_000)) {
     await lib.close(connection);
   }
   await collect();
   const before = process.memoryUsage();
+  const anonBefore = await anonymousRss();
   const started = performance.now();
   const first = await openAll(lib, url, connections, 0);
   const openMs = performance.now() - started;
@@ -232,17 +269,21 @@ async function child(name: string, url: string): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 500));
   await collect();
   const after = process.memoryUsage();
+  const anonAfter = await anonymousRss();
   const more = await openAll(lib, url, connections, connections);
   await new Promise((resolve) => setTimeout(resolve, 500));
   await collect();
   const next = process.memoryUsage();
+  const anonNext = await anonymousRss();
   const result: Footprint = {
     rss: (after.rss - before.rss) / connections,
+    anon: (anonAfter - anonBefore) / connections,
     heap: (after.heapUsed - before.heapUsed) / connections,
     heapTotal: (after.heapTotal - before.heapTotal) / connections,
     external: (after.external - before.external) / connections,
     openMs,
     rssNext: (next.rss - after.rss) / connections,
+    anonNext: (anonNext - anonAfter) / connections,
   };
   console.log(JSON.stringify(result));
   await Promise.all([...first, ...more].map((connection) => lib.close(connection)));
@@ -289,28 +330,26 @@ if (childCase !== undefined) {
     for (let run = 0; run < runCount; run++) {
       for (const [id] of chosen) results.get(id)!.push(await runChild(id, url));
     }
+    const columns = ["RSS", "anon RSS", "heap used", "heap total", "external", "next RSS"];
     console.log(
-      `  ${"".padEnd(20)} ${"RSS".padStart(10)} ${"heap used".padStart(10)} ${
-        "heap total".padStart(10)
-      } ${"external".padStart(10)} ${"next RSS".padStart(10)}   RSS runs`,
+      `  ${"".padEnd(20)} ${columns.map((c) => c.padStart(10)).join(" ")} ${
+        "next anon".padStart(10)
+      }   RSS runs (anon)`,
     );
-    const rss = new Map<string, number>();
+    const of = (id: string, key: keyof Footprint) => median(results.get(id)!.map((r) => r[key]));
     for (const [id, label] of chosen) {
       const runs = results.get(id)!;
-      rss.set(id, median(runs.map((r) => r.rss)));
-      console.log(
-        `  ${label.padEnd(20)} ${kib(rss.get(id)!)} ${kib(median(runs.map((r) => r.heap)))} ${
-          kib(median(runs.map((r) => r.heapTotal)))
-        } ${kib(median(runs.map((r) => r.external)))} ${
-          kib(median(runs.map((r) => r.rssNext)))
-        }   ${runs.map((r) => (r.rss / 1024).toFixed(1)).join(", ")}`,
-      );
+      const figures =
+        (["rss", "anon", "heap", "heapTotal", "external", "rssNext", "anonNext"] as const)
+          .map((key) => kib(of(id, key)));
+      const each = runs.map((r) => `${(r.rss / 1024).toFixed(1)} (${(r.anon / 1024).toFixed(1)})`);
+      console.log(`  ${label.padEnd(20)} ${figures.join(" ")}   ${each.join(", ")}`);
     }
-    if (rss.has("kite") && rss.has("mqttjs")) {
-      const next = (id: string) => median(results.get(id)!.map((r) => r.rssNext));
+    if (results.has("kite") && results.has("mqttjs")) {
+      const ratio = (key: keyof Footprint) => (of("kite", key) / of("mqttjs", key)).toFixed(2);
       console.log(
-        `  RSS Kite / MQTT.js ${(rss.get("kite")! / rss.get("mqttjs")!).toFixed(2)}x; ` +
-          `next ${connections}: ${(next("kite") / next("mqttjs")).toFixed(2)}x`,
+        `  Kite / MQTT.js: RSS ${ratio("rss")}x, anonymous ${ratio("anon")}x; ` +
+          `next ${connections}: RSS ${ratio("rssNext")}x, anonymous ${ratio("anonNext")}x`,
       );
     }
   } finally {
