@@ -71,8 +71,8 @@ interface Footprint {
  * code, not the connections' memory; the anonymous figure leaves it out.
  */
 async function anonymousRss(): Promise<number> {
-  // The runtime's own file API, not node:fs: on Bun, loading node:fs alone (like node:test, see
-  // _common.ts) made each Kite connection measure more RSS and heap total.
+  // The runtimes' own file APIs, not node:fs: the child loads no more of Node's modules than it
+  // did, since on Bun one of them (node:test, see _common.ts) changed what a connection measures.
   const { Deno, Bun } = globalThis as {
     Deno?: { readTextFile(path: string): Promise<string> };
     Bun?: { file(path: string): { text(): Promise<string> } };
