@@ -5,9 +5,13 @@
  * not counted). The publisher sends `--messages N` (default 20,000) messages of 64 bytes to the
  * subscriber's topic, at most `--window N` (default 20) publishes unsettled at a time. The child
  * takes its user + system CPU time (`process.cpuUsage()`) from the first publish until every
- * publish has settled and every message has arrived, after a warm-up of 2,000 messages. The
- * libraries take turns, `--runs N` times (default 3); the median is reported. `--qos 0,1,2` picks
- * the QoS levels.
+ * publish has settled and every message has arrived, after a warm-up of `--warmup N` messages
+ * (default: as many as it measures). The libraries take turns, `--runs N` times (default 3); the
+ * median is reported. `--qos 0,1,2` picks the QoS levels.
+ *
+ * The warm-up is as long as the measurement so that both clients run code the JIT has finished
+ * with: after 2,000 messages (the warm-up until 2026-12-07) MQTT.js still sped up a lot, Kite
+ * less (bench/README.md), and the ratio flattered Kite.
  *
  *     npm ci --prefix bench
  *     deno run -A bench/cpu.ts && bun run bench/cpu.ts
@@ -26,7 +30,7 @@ const qosLevels = (option("qos") ?? "0,1,2").split(",").map(
   Number,
 ) as (0 | 1 | 2)[];
 const payload = new Uint8Array(64).fill(0x61);
-const WARM_UP = 2000;
+const warmUp = Number(option("warmup") ?? count);
 
 /** What a child reports. */
 interface Result {
@@ -135,7 +139,7 @@ async function send(run: Pair, n: number): Promise<void> {
 
 async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
   const run = await pair(name, url, qos);
-  await send(run, WARM_UP);
+  await send(run, warmUp);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   await send(run, count);
@@ -153,7 +157,7 @@ async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
 
 function runChild(name: string, url: string, qos: number): Promise<Result> {
   const args = ["--child", name, "--url", url, "--qos", String(qos)];
-  args.push("--messages", String(count), "--window", String(window));
+  args.push("--messages", String(count), "--window", String(window), "--warmup", String(warmUp));
   return runJsonChild(new URL(import.meta.url).pathname, args, name);
 }
 
@@ -162,7 +166,8 @@ if (childCase !== undefined) {
   await child(childCase, option("url")!, qosLevels[0]);
 } else {
   console.log(
-    `Client CPU per message on ${runtime}: ${count} messages of 64 bytes, window ${window}, ` +
+    `Client CPU per message on ${runtime}: ${count} messages of 64 bytes after ${warmUp} of ` +
+      `warm-up, window ${window}, ` +
       `publisher and subscriber in one process, mosquitto apart; median of ${runCount} runs`,
   );
   const broker = await startLoadedMosquitto();
