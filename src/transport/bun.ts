@@ -162,8 +162,6 @@ export class BunSocketTransport extends SocketTransport implements DirectTranspo
   #socket: BunSocket | undefined;
   #writes: PendingWrite[] | undefined;
   #ending: PendingWrite | undefined;
-  // Reads on once a pause the sink asked for is over; made at the first pause.
-  #onResume: (() => void) | undefined;
 
   /** A transport for a socket that `attach` hands it once connected. */
   constructor(address: BrokerAddress) {
@@ -179,6 +177,11 @@ export class BunSocketTransport extends SocketTransport implements DirectTranspo
 
   /** Resumes the socket, paused since `attach`. */
   protected override startReading(): void {
+    this.resumeReading();
+  }
+
+  /** Resumes the socket, paused for the sink. */
+  protected override resumeReading(): void {
     this.#socket?.resume();
   }
 
@@ -226,10 +229,7 @@ export class BunSocketTransport extends SocketTransport implements DirectTranspo
     const pause = sink.data(chunk);
     if (pause !== undefined) {
       this.#socket!.pause();
-      const resume = this.#onResume ??= () => {
-        if (!this.ended) this.#socket?.resume();
-      };
-      pause.then(resume, resume);
+      this.resumeAfter(pause);
     }
   }
 

@@ -188,8 +188,6 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
   #buffer: Uint8Array | undefined;
   #onStep: ((count: number | null | undefined) => void) | undefined;
   #onError: ((error: unknown) => void) | undefined;
-  // Reads on once a pause the sink asked for is over; made at the first pause.
-  #onResume: (() => void) | undefined;
 
   /**
    * Adapts an open connection. The connection belongs to the transport from now on.
@@ -213,6 +211,11 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
   /** Closes the connection at once. */
   protected override shut(): void {
     closeQuietly(this.#conn);
+  }
+
+  /** Reads on after a pause: the next step is a new read. */
+  protected override resumeReading(): void {
+    this.#step(undefined);
   }
 
   /**
@@ -251,8 +254,7 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
         return;
       }
       if (pause !== undefined) {
-        // Whatever the pause resolves to, the next step is a new read.
-        pause.then(this.#onResume ??= () => this.#step(undefined), this.#onError!);
+        this.resumeAfter(pause);
         return;
       }
       if (this.ended) return;

@@ -178,8 +178,6 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
   #pending: { onDrain(): void; fail(error: Error): void } | undefined;
   // The chunks read before `listen`, when the socket never pauses.
   #early: Uint8Array[] | undefined;
-  // Reads on once a pause the sink asked for is over; made at the first pause.
-  #onResume: (() => void) | undefined;
 
   /**
    * Adapts a connected socket. The socket belongs to the transport from now on.
@@ -243,6 +241,11 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
     this.#socket.destroy();
   }
 
+  /** Resumes the socket, paused for the sink. */
+  protected override resumeReading(): void {
+    this.#socket.resume();
+  }
+
   /** A chunk the socket read. */
   #received(chunk: Uint8Array): void {
     if (this.ended) return;
@@ -256,10 +259,7 @@ export class NodeSocketTransport extends SocketTransport implements DirectTransp
     const pause = sink.data(bytes);
     if (pause !== undefined && this.#pauseReads) {
       this.#socket.pause();
-      const resume = this.#onResume ??= () => {
-        if (!this.ended) this.#socket.resume();
-      };
-      pause.then(resume, resume);
+      this.resumeAfter(pause);
     }
   }
 

@@ -28,8 +28,10 @@ interface Streams {
  *
  * Reading ends once: cleanly when the broker ends the connection or it is closed, with a
  * `ConnectionClosedError` when it breaks. Once broken or closed, the writable stream errors and
- * writes should be refused with {@linkcode SocketTransport.brokenError}. An idle connection pays
- * for six fields here; the error of a closed connection is made only once something needs it.
+ * writes should be refused with {@linkcode SocketTransport.brokenError}. A subclass that stops its
+ * socket for a pause the sink asked for reads on through {@linkcode SocketTransport.resumeAfter}.
+ * An idle connection pays for seven fields here; the error of a closed connection is made only
+ * once something needs it.
  *
  * @example A transport over an in-memory "socket" that answers each write with its bytes
  * ```ts
@@ -39,6 +41,7 @@ interface Streams {
  * class Echo extends SocketTransport {
  *   protected override startReading(): void {}
  *   protected override shut(): void {}
+ *   protected override resumeReading(): void {}
  *   override write(bytes: Uint8Array): Promise<void> {
  *     const broken = this.brokenError();
  *     if (broken !== undefined) return Promise.reject(broken);
@@ -72,6 +75,8 @@ export abstract class SocketTransport implements DirectTransport {
   #closed = false;
   // What ended the connection; replaced by the error made of it once something needs one.
   #brokenBy: Error | string | undefined;
+  // Reads on once a pause the sink asked for is over; made at the first pause.
+  #onResume: (() => void) | undefined;
 
   /**
    * A transport for a connection to `address`.
@@ -129,6 +134,21 @@ export abstract class SocketTransport implements DirectTransport {
 
   /** Closes the socket at once: `close` calls it, then {@linkcode SocketTransport.fail}. */
   protected abstract shut(): void;
+
+  /** Reads on after a pause: {@linkcode SocketTransport.resumeAfter} calls it, unless reading is over. */
+  protected abstract resumeReading(): void;
+
+  /**
+   * Reads on once `pause`, what the sink's `data` returned, settles (resolved or rejected: see
+   * {@linkcode ByteSink.data}), unless reading ends meanwhile. The subclass has stopped reading
+   * until then.
+   */
+  protected resumeAfter(pause: Promise<void>): void {
+    const resume = this.#onResume ??= () => {
+      if (this.#ended === false) this.resumeReading();
+    };
+    pause.then(resume, resume);
+  }
 
   /** Whether writes wait on the socket, to be failed when the connection breaks. */
   protected hasPendingWrites(): boolean {
