@@ -9,6 +9,11 @@
  * (default: as many as it measures). The libraries take turns, `--runs N` times (default 3); the
  * median is reported. `--qos 0,1,2` picks the QoS levels.
  *
+ * At QoS 1 and 2 a third case, the floor (`_floor.ts`), does the same exchange with no library:
+ * pre-encoded packets, one write per chunk read, nothing allocated per message. What it costs is
+ * mostly the kernel's part, which any client pays for writing as soon as it can; it shows how far
+ * below MQTT.js a client can get at all on this machine.
+ *
  * The warm-up is as long as the measurement so that both clients run code the JIT has finished
  * with: after 2,000 messages (the warm-up until 2026-12-07) MQTT.js still sped up a lot, Kite
  * less (bench/README.md), and the ratio flattered Kite.
@@ -21,6 +26,7 @@
 
 import process from "node:process";
 import { connect } from "../mod.ts";
+import { openFloor } from "./_floor.ts";
 import { median, option, runJsonChild, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 20_000;
@@ -138,11 +144,21 @@ async function send(run: Pair, n: number): Promise<void> {
 }
 
 async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
-  const run = await pair(name, url, qos);
-  await send(run, warmUp);
+  let run: { send(n: number): Promise<void>; close(): unknown };
+  if (name === "floor") {
+    if (qos === 0) throw new RangeError("the floor runs at QoS 1 and 2 only");
+    run = await openFloor(url, qos, window);
+  } else {
+    const libraryPair = await pair(name, url, qos);
+    run = {
+      send: (n) => send(libraryPair, n),
+      close: () => libraryPair.close(),
+    };
+  }
+  await run.send(warmUp);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  await send(run, count);
+  await run.send(count);
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const result: Result = {
@@ -155,9 +171,22 @@ async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
   process.exit(0);
 }
 
+const LABELS: Record<string, string> = {
+  kite: "Kite",
+  mqttjs: "MQTT.js",
+  floor: "floor",
+};
+
 function runChild(name: string, url: string, qos: number): Promise<Result> {
   const args = ["--child", name, "--url", url, "--qos", String(qos)];
-  args.push("--messages", String(count), "--window", String(window), "--warmup", String(warmUp));
+  args.push(
+    "--messages",
+    String(count),
+    "--window",
+    String(window),
+    "--warmup",
+    String(warmUp),
+  );
   return runJsonChild(new URL(import.meta.url).pathname, args, name);
 }
 
@@ -174,25 +203,31 @@ if (childCase !== undefined) {
   try {
     const url = `mqtt://127.0.0.1:${broker.port}`;
     for (const qos of qosLevels) {
-      const results: Record<string, Result[]> = { kite: [], mqttjs: [] };
+      const names = qos === 0 ? ["kite", "mqttjs"] : ["kite", "mqttjs", "floor"];
+      const results: Record<string, Result[]> = {
+        kite: [],
+        mqttjs: [],
+        floor: [],
+      };
       for (let i = 0; i < runCount; i++) {
-        for (const name of ["kite", "mqttjs"]) {
+        for (const name of names) {
           results[name].push(await runChild(name, url, qos));
         }
       }
       const cpu = (name: string) => median(results[name].map((r) => r.cpu));
       const rate = (name: string) => median(results[name].map((r) => r.rate));
-      for (const [name, label] of [["kite", "Kite"], ["mqttjs", "MQTT.js"]]) {
+      for (const name of names) {
         console.log(
-          `  QoS ${qos}  ${label.padEnd(8)} ${cpu(name).toFixed(1).padStart(6)} µs/msg (system ${
-            median(results[name].map((r) => r.system)).toFixed(1)
-          })  ${(rate(name) / 1000).toFixed(1).padStart(5)}k msg/s  (CPU runs: ${
-            results[name].map((r) => r.cpu.toFixed(1)).join(", ")
-          })`,
+          `  QoS ${qos}  ${LABELS[name].padEnd(8)} ${
+            cpu(name).toFixed(1).padStart(6)
+          } µs/msg (system ${median(results[name].map((r) => r.system)).toFixed(1)})  ${
+            (rate(name) / 1000).toFixed(1).padStart(5)
+          }k msg/s  (CPU runs: ${results[name].map((r) => r.cpu.toFixed(1)).join(", ")})`,
         );
       }
       console.log(
-        `  QoS ${qos}  CPU Kite / MQTT.js ${(cpu("kite") / cpu("mqttjs")).toFixed(2)}x`,
+        `  QoS ${qos}  CPU Kite / MQTT.js ${(cpu("kite") / cpu("mqttjs")).toFixed(2)}x` +
+          (qos === 0 ? "" : `, floor / MQTT.js ${(cpu("floor") / cpu("mqttjs")).toFixed(2)}x`),
       );
     }
   } finally {
