@@ -12,8 +12,8 @@
  * each connection costs:
  * - Before measuring, the child opens and closes `--warmup N` connections (default: four times as
  *   many as it measures), 100 at a time, so that the code is compiled (Maglev, TurboFan) and the
- *   modules loaded. After only as many as it measures, Deno was still compiling: pages of its
- *   binary landed in the measured RSS. In rounds, so that the warm-up leaves no heap freed for the
+ *   modules loaded. After only as many as it measures, pages of Deno's binary (most likely its
+ *   optimizing compilers') were still being paged in, into the measured RSS. In rounds, so that the warm-up leaves no heap freed for the
  *   measured connections to fill without growing RSS: opening all 4,000 at once, MQTT.js measured
  *   2.5 KiB of RSS for 7.4 KiB of heap used on Bun (bench/README.md).
  * - On Deno the GC is V8's memory-reducing one (`gc({ flavor: "last-resort" })`), which gives
