@@ -13,9 +13,10 @@
  * - Before measuring, the child opens and closes `--warmup N` connections (default: four times as
  *   many as it measures), 100 at a time, so that the code is compiled (Maglev, TurboFan) and the
  *   modules loaded. After only as many as it measures, pages of Deno's binary (most likely its
- *   optimizing compilers') were still being paged in, into the measured RSS. In rounds, so that the warm-up leaves no heap freed for the
- *   measured connections to fill without growing RSS: opening all 4,000 at once, MQTT.js measured
- *   2.5 KiB of RSS for 7.4 KiB of heap used on Bun (bench/README.md).
+ *   optimizing compilers') were still being paged in, into the measured RSS. In rounds, so that
+ *   the warm-up leaves no heap freed for the measured connections to fill without growing RSS:
+ *   opening all 4,000 at once, MQTT.js measured 2.5 KiB of RSS for 7.4 KiB of heap used on Bun
+ *   (bench/README.md).
  * - On Deno the GC is V8's memory-reducing one (`gc({ flavor: "last-resort" })`), which gives
  *   back the young generation that a burst of connects grew. An idle process gets there by
  *   itself: V8's memory reducer shrinks the heap some 30 to 40 s after the burst (bench/README.md
@@ -323,7 +324,8 @@ if (childCase !== undefined) {
   const chosen = only === undefined ? cases : cases.filter(([id]) => only.split(",").includes(id));
   console.log(
     `Memory per idle connection on ${runtime}: ${connections} connections to mosquitto, ` +
-      `keepalive 60 s, after ${warmup} opened and closed ${WARMUP_ROUND} at a time and a full GC; median of ${runCount} runs`,
+      `keepalive 60 s, after ${warmup} opened and closed ${WARMUP_ROUND} at a time and a full ` +
+      `GC; median of ${runCount} runs`,
   );
   if (!isBun && (globalThis as { gc?: unknown }).gc === undefined) {
     console.log(

@@ -88,9 +88,10 @@ const CLOSED = 3;
  * a restart of the process.
  *
  * Every call writes its record to the log synchronously, in call order, before it returns: a
- * killed process loses none of them. `apply` writes the records of a whole journal at once. Its promise resolves once the record is durable as
- * {@linkcode FileStoreOptions.fsync} says; under `"always"` the calls of one turn of the event
- * loop, or made while one flush runs, share the next flush (group commit).
+ * killed process loses none of them. `apply` writes the records of a whole journal at once. Its
+ * promise resolves once the record is durable as {@linkcode FileStoreOptions.fsync} says; under
+ * `"always"` the calls of one turn of the event loop, or made while one flush runs, share the next
+ * flush (group commit).
  *
  * When the log outgrows `compactRatio` times its live records (and `minCompactBytes`), the
  * store writes the live records into a new file and flushes it, meanwhile appending to the old
