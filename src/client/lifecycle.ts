@@ -119,6 +119,11 @@ export class Lifecycle<C extends EventTarget = EventTarget>
       : undefined;
   }
 
+  /** Whether a new connection can be dialed (a dialer or broker URLs), not only one given. */
+  get #canDial(): boolean {
+    return this.#dial !== undefined || this.#brokerDialer !== undefined;
+  }
+
   get #transport(): Transport | undefined {
     const source = this.#source;
     return source !== undefined && typeof source !== "function" && !("urls" in source)
@@ -175,8 +180,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
 
   /** Sets up the session from the options, before the first connection. */
   configure(options: ClientOptions): void {
-    const canDial = this.#dial !== undefined || this.#brokerDialer !== undefined;
-    const settings = readOptions(options, canDial);
+    const settings = readOptions(options, this.#canDial);
     this.settings = settings;
     if (settings.store !== undefined) {
       // Made first: once the settings are, the store closes with the client.
@@ -563,7 +567,7 @@ export class Lifecycle<C extends EventTarget = EventTarget>
 
   #redialerNow(): Redialer {
     return this.#redialer ??= new Redialer(
-      this.#dial !== undefined || this.#brokerDialer !== undefined ? this : undefined,
+      this.#canDial ? this : undefined,
       this.settings!,
     );
   }
