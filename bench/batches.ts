@@ -1,0 +1,139 @@
+/**
+ * Awaited batches of QoS 1 publishes, Kite against MQTT.js, through mosquitto with its default
+ * TCP settings and with `set_tcp_nodelay true`, on the runtime that runs this file.
+ *
+ * The program: publish `size` messages without awaiting each, then await every publish and every
+ * arrival at a subscriber in the same process, then the next batch. mosquitto leaves Nagle's
+ * algorithm on by default: a small packet it writes while an earlier one is unacknowledged waits
+ * for that acknowledgement, and the client's kernel delays its acknowledgement (up to 40 ms on
+ * Linux) while the program has nothing to send, which is how the end of every batch looks. With
+ * `set_tcp_nodelay true` mosquitto writes at once. Kite sets `TCP_NODELAY` on its own sockets
+ * and in its broker; nothing in a client can make the peer's kernel acknowledge sooner.
+ *
+ * Kite runs with its default in-flight window (20) unless `--window N`. Sizes
+ * `--sizes 1,5,20,100,1000`; `--batches N` (default 40) timed batches after 5 of warm-up,
+ * per library and size; the libraries take turns, `--runs N` (3) times; medians of the time a
+ * batch takes.
+ *
+ *     npm ci --prefix bench && deno run -A bench/batches.ts && bun run bench/batches.ts
+ *
+ * @module
+ */
+
+import { connect } from "../mod.ts";
+import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
+
+const sizes = (option("sizes") ?? "1,5,20,100,1000").split(",").map(Number);
+const batchCount = Number(option("batches") ?? 0) || 40;
+const runCount = Number(option("runs") ?? 0) || 3;
+const window = Number(option("window") ?? 0) || undefined;
+const WARM_UP = 5;
+const payload = new Uint8Array(64).fill(0x61);
+const topic = "bench/batches";
+
+/** A publisher and a subscriber of one library. */
+interface Pair {
+  publish(): Promise<unknown>;
+  /** Resolves once `n` more messages have arrived. */
+  receive(n: number): Promise<void>;
+  close(): Promise<unknown>;
+}
+
+interface MqttJsClient {
+  publishAsync(topic: string, payload: Uint8Array, options: { qos: 1 }): Promise<unknown>;
+  subscribeAsync(topic: string, options: { qos: 1 }): Promise<unknown>;
+  on(event: "message", listener: () => void): void;
+  endAsync(): Promise<void>;
+}
+interface MqttJs {
+  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
+}
+
+/** Counts arrivals and resolves a waiter once its number is reached. */
+class Counter {
+  #got = 0;
+  #target = Infinity;
+  #done: (() => void) | undefined;
+  readonly arrived = (): void => {
+    if (++this.#got >= this.#target) this.#done?.();
+  };
+  receive(n: number): Promise<void> {
+    this.#target = this.#got + n;
+    return new Promise((resolve) => this.#done = resolve);
+  }
+}
+
+async function pair(name: string, url: string): Promise<Pair> {
+  const counter = new Counter();
+  if (name === "Kite") {
+    const options = { reconnect: false, inflightWindow: window };
+    const subscriber = await connect(url, { ...options, clientId: "batches-kite-sub" });
+    await subscriber.subscribe(topic, { qos: 1 });
+    subscriber.setPublishHandler(counter.arrived);
+    const publisher = await connect(url, { ...options, clientId: "batches-kite-pub" });
+    return {
+      publish: () => publisher.publish(topic, payload, { qos: 1 }),
+      receive: (n) => counter.receive(n),
+      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
+    };
+  }
+  const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
+  const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
+  const lib = mqtt.default ?? mqtt;
+  const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
+  const subscriber = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-sub" });
+  await subscriber.subscribeAsync(topic, { qos: 1 });
+  subscriber.on("message", counter.arrived);
+  const publisher = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-pub" });
+  return {
+    publish: () => publisher.publishAsync(topic, payload, { qos: 1 }),
+    receive: (n) => counter.receive(n),
+    close: () => Promise.all([publisher.endAsync(), subscriber.endAsync()]),
+  };
+}
+
+async function batch(run: Pair, size: number): Promise<void> {
+  const received = run.receive(size);
+  const pending: Promise<unknown>[] = [];
+  for (let i = 0; i < size; i++) pending.push(run.publish());
+  await Promise.all(pending);
+  await received;
+}
+
+/** Milliseconds per batch of `size`, over `batchCount` batches after a warm-up. */
+async function measure(name: string, url: string, size: number): Promise<number> {
+  const run = await pair(name, url);
+  for (let i = 0; i < WARM_UP; i++) await batch(run, size);
+  const started = performance.now();
+  for (let i = 0; i < batchCount; i++) await batch(run, size);
+  const ms = (performance.now() - started) / batchCount;
+  await run.close();
+  return ms;
+}
+
+console.log(
+  `Awaited batches of QoS 1 publishes through mosquitto on ${runtime}: ${batchCount} batches ` +
+    `a run, 64-byte payloads, publisher and subscriber in one process; median of ${runCount} runs`,
+);
+for (const nodelay of [false, true]) {
+  const broker = await startLoadedMosquitto(nodelay ? "set_tcp_nodelay true" : "");
+  try {
+    const url = `mqtt://127.0.0.1:${broker.port}`;
+    console.log(`  mosquitto ${nodelay ? "set_tcp_nodelay true" : "default (Nagle on)"}`);
+    for (const size of sizes) {
+      const runs: Record<string, number[]> = { Kite: [], "MQTT.js": [] };
+      for (let i = 0; i < runCount; i++) {
+        for (const name of ["Kite", "MQTT.js"]) runs[name].push(await measure(name, url, size));
+      }
+      const cells = ["Kite", "MQTT.js"].map((name) => {
+        const ms = median(runs[name]);
+        return `${name} ${ms.toFixed(2).padStart(7)} ms (${
+          (size / ms).toFixed(1).padStart(5)
+        }k msg/s)`;
+      });
+      console.log(`    batch of ${String(size).padEnd(5)} ${cells.join("   ")}`);
+    }
+  } finally {
+    await broker.stop();
+  }
+}
