@@ -1,6 +1,6 @@
 /**
  * What the end-to-end benchmarks share: their `--name value` options, the name of the runtime
- * they run on, and a mosquitto set up for load.
+ * they run on, a mosquitto set up for load, MQTT.js, and a counter of arrivals.
  *
  * @module
  */
@@ -69,4 +69,44 @@ export function runJsonChild<T>(
       }
     });
   });
+}
+
+/** The part of an MQTT.js client the benchmarks use. */
+export interface MqttJsClient {
+  publishAsync(
+    topic: string,
+    payload: Uint8Array | string,
+    options: { qos: 0 | 1 | 2 },
+  ): Promise<unknown>;
+  subscribeAsync(topic: string, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
+  on(event: "message", listener: (topic: string, payload: Uint8Array) => void): void;
+  endAsync(force?: boolean): Promise<void>;
+}
+
+/** The part of MQTT.js the benchmarks use. */
+export interface MqttJs {
+  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
+}
+
+/** MQTT.js, from `bench/node_modules` (`npm ci --prefix bench`). */
+export async function loadMqttJs(): Promise<MqttJs> {
+  const name = "mqtt"; // computed, so `deno check` does not need bench/node_modules
+  const mqtt = (await import(name)) as MqttJs & { default?: MqttJs };
+  return mqtt.default ?? mqtt;
+}
+
+/** Counts arrivals and resolves a waiter once its number is reached. */
+export class Counter {
+  #got = 0;
+  #target = Infinity;
+  #done: (() => void) | undefined;
+  /** Counts one arrival; a listener for either library. */
+  readonly arrived = (): void => {
+    if (++this.#got >= this.#target) this.#done?.();
+  };
+  /** Resolves once `n` more messages have arrived. */
+  receive(n: number): Promise<void> {
+    this.#target = this.#got + n;
+    return new Promise((resolve) => this.#done = resolve);
+  }
 }

@@ -21,7 +21,7 @@
  */
 
 import { connect } from "../mod.ts";
-import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { Counter, loadMqttJs, median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const sizes = (option("sizes") ?? "1,5,20,100,1000").split(",").map(Number);
 const batchCount = Number(option("batches") ?? 0) || 40;
@@ -39,30 +39,6 @@ interface Pair {
   close(): Promise<unknown>;
 }
 
-interface MqttJsClient {
-  publishAsync(topic: string, payload: Uint8Array, options: { qos: 1 }): Promise<unknown>;
-  subscribeAsync(topic: string, options: { qos: 1 }): Promise<unknown>;
-  on(event: "message", listener: () => void): void;
-  endAsync(): Promise<void>;
-}
-interface MqttJs {
-  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
-}
-
-/** Counts arrivals and resolves a waiter once its number is reached. */
-class Counter {
-  #got = 0;
-  #target = Infinity;
-  #done: (() => void) | undefined;
-  readonly arrived = (): void => {
-    if (++this.#got >= this.#target) this.#done?.();
-  };
-  receive(n: number): Promise<void> {
-    this.#target = this.#got + n;
-    return new Promise((resolve) => this.#done = resolve);
-  }
-}
-
 async function pair(name: string, url: string): Promise<Pair> {
   const counter = new Counter();
   if (name === "Kite") {
@@ -77,9 +53,7 @@ async function pair(name: string, url: string): Promise<Pair> {
       close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
     };
   }
-  const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
-  const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
-  const lib = mqtt.default ?? mqtt;
+  const lib = await loadMqttJs();
   const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
   const subscriber = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-sub" });
   await subscriber.subscribeAsync(topic, { qos: 1 });

@@ -17,7 +17,7 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { connect } from "../mod.ts";
-import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { loadMqttJs, median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 20_000;
 const runCount = Number(option("runs") ?? 0) || 3;
@@ -37,21 +37,6 @@ interface Burst {
   firstError?: string;
 }
 
-interface MqttJsClient {
-  publishAsync(
-    topic: string,
-    payload: string,
-    options: { qos: 0 | 1 | 2 },
-  ): Promise<unknown>;
-  endAsync(): Promise<void>;
-}
-interface MqttJs {
-  connectAsync(
-    url: string,
-    options: Record<string, unknown>,
-  ): Promise<MqttJsClient>;
-}
-
 /** Connects a publisher of `library`; returns its publish and close. */
 async function publisher(library: string, url: string): Promise<{
   publish(payload: string): Promise<unknown>;
@@ -67,9 +52,7 @@ async function publisher(library: string, url: string): Promise<{
       close: () => client.disconnect(),
     };
   }
-  const name = "mqtt"; // computed, so `deno check` does not need bench/node_modules
-  const mqtt = (await import(name)) as MqttJs & { default?: MqttJs };
-  const client = await (mqtt.default ?? mqtt).connectAsync(url, {
+  const client = await (await loadMqttJs()).connectAsync(url, {
     clientId: "burst-mqttjs",
     reconnectPeriod: 0,
   });

@@ -13,7 +13,7 @@
  */
 
 import { connect } from "../mod.ts";
-import { median, option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { loadMqttJs, median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
 interface Library {
   name: string;
@@ -23,16 +23,6 @@ interface Library {
     received: Promise<void>;
     close(): Promise<void>;
   }>;
-}
-
-interface MqttJsClient {
-  publishAsync(topic: string, payload: Uint8Array, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
-  subscribeAsync(topic: string, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
-  on(event: "message", listener: (topic: string, payload: Uint8Array) => void): void;
-  endAsync(): Promise<void>;
-}
-interface MqttJs {
-  connectAsync(url: string, options: Record<string, unknown>): Promise<MqttJsClient>;
 }
 
 const count = Number(option("messages") ?? 0) || 100_000;
@@ -69,10 +59,8 @@ const kite = (inflightWindow: number): Library => ({
   },
 });
 
-async function loadMqttJs(): Promise<Library> {
-  const name = "mqtt"; // computed, so `deno check` does not need bench/node_modules
-  const mqtt = (await import(name)) as MqttJs & { default?: MqttJs };
-  const lib = mqtt.default ?? mqtt;
+async function mqttJsLibrary(): Promise<Library> {
+  const lib = await loadMqttJs();
   return {
     name: "MQTT.js",
     async setup(url, qos, count) {
@@ -133,7 +121,7 @@ console.log(`Kite vs MQTT.js through mosquitto on ${runtime}: ${count} messages 
 const broker = await startLoadedMosquitto();
 try {
   const url = `mqtt://127.0.0.1:${broker.port}`;
-  const mqttjs = await loadMqttJs();
+  const mqttjs = await mqttJsLibrary();
   for (const qos of qosLevels) {
     const libraries = [kite(20), mqttjs];
     const runs: number[][] = libraries.map(() => []);

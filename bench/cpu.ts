@@ -27,7 +27,15 @@
 import process from "node:process";
 import { connect } from "../mod.ts";
 import { openFloor } from "./_floor.ts";
-import { median, option, runJsonChild, runtime, startLoadedMosquitto } from "./_common.ts";
+import {
+  Counter,
+  loadMqttJs,
+  median,
+  option,
+  runJsonChild,
+  runtime,
+  startLoadedMosquitto,
+} from "./_common.ts";
 
 const count = Number(option("messages") ?? 0) || 20_000;
 const window = Number(option("window") ?? 0) || 20;
@@ -56,37 +64,6 @@ interface Pair {
   close(): Promise<unknown>;
 }
 
-interface MqttJsClient {
-  publishAsync(
-    topic: string,
-    payload: Uint8Array,
-    options: { qos: 0 | 1 | 2 },
-  ): Promise<unknown>;
-  subscribeAsync(topic: string, options: { qos: 0 | 1 | 2 }): Promise<unknown>;
-  on(event: "message", listener: () => void): void;
-  endAsync(): Promise<void>;
-}
-interface MqttJs {
-  connectAsync(
-    url: string,
-    options: Record<string, unknown>,
-  ): Promise<MqttJsClient>;
-}
-
-/** Counts arrivals and resolves a waiter once its number is reached. */
-class Counter {
-  #got = 0;
-  #target = Infinity;
-  #done: (() => void) | undefined;
-  readonly arrived = (): void => {
-    if (++this.#got >= this.#target) this.#done?.();
-  };
-  receive(n: number): Promise<void> {
-    this.#target = this.#got + n;
-    return new Promise((resolve) => this.#done = resolve);
-  }
-}
-
 async function pair(name: string, url: string, qos: 0 | 1 | 2): Promise<Pair> {
   const topic = `bench/cpu/${qos}`;
   const counter = new Counter();
@@ -108,9 +85,7 @@ async function pair(name: string, url: string, qos: 0 | 1 | 2): Promise<Pair> {
       close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
     };
   }
-  const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
-  const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
-  const lib = mqtt.default ?? mqtt;
+  const lib = await loadMqttJs();
   const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
   const subscriber = await lib.connectAsync(url, {
     ...options,

@@ -36,7 +36,15 @@
 
 import process from "node:process";
 import { connect, MqttClient } from "../mod.ts";
-import { median, option, runJsonChild, runtime, startLoadedMosquitto } from "./_common.ts";
+import {
+  loadMqttJs,
+  median,
+  type MqttJsClient,
+  option,
+  runJsonChild,
+  runtime,
+  startLoadedMosquitto,
+} from "./_common.ts";
 
 const connections = Number(option("connections") ?? 0) || 1000;
 const runCount = Number(option("runs") ?? 0) || 3;
@@ -73,8 +81,8 @@ interface Footprint {
  * The process's anonymous resident memory (`RssAnon` of /proc/self/status), bytes; NaN where there
  * is no such file. RSS also counts the pages of files mapped in, the runtime's own binary among
  * them: code the runtime runs for the first time while the connections open is paged in then, and
- * on Deno that was 0.2 or 1.7 KiB a connection from one run to the next (1.7 to 1.9 for the bare
- * socket), with the anonymous memory the same in both (bench/README.md). That is the process's
+ * on Deno, after a warm-up of 1,000 at once, that was 0.2 or 1.7 KiB a connection from one run to
+ * the next (1.7 to 1.9 for the bare socket), with the anonymous memory the same in both (bench/README.md). That is the process's
  * code, not the connections' memory; the anonymous figure leaves it out.
  */
 async function anonymousRss(): Promise<number> {
@@ -110,16 +118,6 @@ interface Library {
   close(connection: unknown): Promise<unknown>;
 }
 
-interface MqttJsClient {
-  endAsync(force?: boolean): Promise<void>;
-}
-interface MqttJs {
-  connectAsync(
-    url: string,
-    options: Record<string, unknown>,
-  ): Promise<MqttJsClient>;
-}
-
 const disconnect = (client: unknown) => (client as MqttClient).disconnect();
 
 async function library(name: string): Promise<Library> {
@@ -143,9 +141,7 @@ async function library(name: string): Promise<Library> {
     case "bare":
       return isBun ? bareBun : bareDeno;
     case "mqttjs": {
-      const module = "mqtt"; // computed, so `deno check` does not need bench/node_modules
-      const mqtt = (await import(module)) as MqttJs & { default?: MqttJs };
-      const lib = mqtt.default ?? mqtt;
+      const lib = await loadMqttJs();
       return {
         open: (url, i) =>
           lib.connectAsync(url, {
