@@ -184,10 +184,10 @@ async function dial<T extends Deno.Conn>(
  */
 export class DenoConnTransport extends SocketTransport implements DirectTransport {
   readonly #conn: Deno.Conn;
-  // The read loop: the buffer of the pending read and the handlers of each read, bound once.
+  // The read loop: the buffer of the pending read, and the one handler of each read's outcome,
+  // bound once.
   #buffer: Uint8Array | undefined;
-  #onStep: ((count: number | null | undefined) => void) | undefined;
-  #onError: ((error: unknown) => void) | undefined;
+  #onRead: ((outcome: unknown) => void) | undefined;
 
   /**
    * Adapts an open connection. The connection belongs to the transport from now on.
@@ -203,8 +203,7 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
   /** Starts the read loop, which hands every chunk to the sink. */
   protected override startReading(): void {
     this.#buffer = new Uint8Array(MIN_READ_SIZE);
-    this.#onStep = this.#step.bind(this);
-    this.#onError = this.#fail.bind(this);
+    this.#onRead = this.#settled.bind(this);
     this.#step(undefined);
   }
 
@@ -216,6 +215,12 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
   /** Reads on after a pause: the next step is a new read. */
   protected override resumeReading(): void {
     this.#step(undefined);
+  }
+
+  /** A read settled: with a count or `null` (the end), or with Deno's error. */
+  #settled(outcome: unknown): void {
+    if (typeof outcome === "number" || outcome === null) this.#step(outcome);
+    else this.#fail(outcome);
   }
 
   /**
@@ -260,7 +265,7 @@ export class DenoConnTransport extends SocketTransport implements DirectTranspor
       if (this.ended) return;
     }
     try {
-      this.#conn.read(this.#buffer!).then(this.#onStep!, this.#onError!);
+      this.#conn.read(this.#buffer!).then(this.#onRead!, this.#onRead!);
     } catch (error) {
       this.#fail(error);
     }
