@@ -2,10 +2,11 @@
  * The floor for `cpu.ts`: the same exchange as a publisher and a subscriber at QoS 1 or 2, done
  * with no MQTT library at all. Every packet is pre-encoded; each chunk the socket reads is scanned
  * for packet boundaries and answered with one write (PUBACK, PUBREC, PUBREL, PUBCOMP, and a new
- * PUBLISH for each one settled, reusing its packet id); there are no promises, objects or copies
- * per message. It runs on the runtime's own socket (`Deno.connect`, `Bun.connect`), so what it
- * costs is mostly what the kernel charges for moving the packets, which no client can avoid
- * without writing less often than it could.
+ * PUBLISH for each one settled, reusing its packet id). Nothing is allocated per message; per
+ * chunk read, the answers are copied once for the write, and the scan makes a closure or two. It
+ * runs on the runtime's own socket (`Deno.connect`, `Bun.connect`), so what it costs is mostly
+ * what the kernel charges for moving the packets, which no client can avoid without reading less
+ * often than it could (bench/README.md: holding writes back does not help).
  *
  * Only for `bench/`: it trusts mosquitto to send well-formed packets and checks nothing.
  *
@@ -104,6 +105,11 @@ function packet(first: number, body: number[]): Uint8Array {
     throw new RangeError("floor packets have a one-byte remaining length");
   }
   return new Uint8Array([first, body.length, ...body]);
+}
+
+/** A CONNECT, MQTT 3.1.1, clean session, keepalive 60 s. */
+function connectPacket(clientId: string): Uint8Array {
+  return packet(0x10, [...utf8("MQTT"), 4, 2, 0, 60, ...utf8(clientId)]);
 }
 
 /**
@@ -223,7 +229,10 @@ export async function openFloor(
       scan(data, (first, body) => {
         const type = first >> 4;
         if (type === 5) {
-          out.set([0x62, 2, data[body], data[body + 1]], length);
+          out[length] = 0x62;
+          out[length + 1] = 2;
+          out[length + 2] = data[body];
+          out[length + 3] = data[body + 1];
           length += 4;
         } else if (type === 4 || type === 7) {
           settled++;
@@ -242,30 +251,12 @@ export async function openFloor(
 
   const subscriber = await openRaw(address, onSubscriber);
   let ready = shaken();
-  subscriber.write(
-    packet(0x10, [
-      ...utf8("MQTT"),
-      4,
-      2,
-      0,
-      60,
-      ...utf8(`cpu-floor-sub-${qos}`),
-    ]),
-  );
+  subscriber.write(connectPacket(`cpu-floor-sub-${qos}`));
   subscriber.write(packet(0x82, [0, 1, ...utf8(topic), qos]));
   await ready;
   const publisher = await openRaw(address, onPublisher);
   ready = shaken();
-  publisher.write(
-    packet(0x10, [
-      ...utf8("MQTT"),
-      4,
-      2,
-      0,
-      60,
-      ...utf8(`cpu-floor-pub-${qos}`),
-    ]),
-  );
+  publisher.write(connectPacket(`cpu-floor-pub-${qos}`));
   await ready;
 
   return {
