@@ -27,11 +27,15 @@ export const runtime: string = process.versions.bun !== undefined
  * loaded only here, in the process that starts the broker: it imports `node:test`, and on Bun a
  * process that has loaded `node:test` grows its heap's capacity (not the objects in it) by about
  * 1.3 KiB more for each Kite connection it opens (bench/README.md), so the measuring children
- * must not load it. `extra` adds lines to its configuration.
+ * must not load it. `extra` adds lines to its configuration; `websockets` adds a websockets
+ * listener (`wsPort`).
  */
-export async function startLoadedMosquitto(extra = ""): Promise<Mosquitto> {
+export async function startLoadedMosquitto(
+  extra = "",
+  options: { websockets?: boolean } = {},
+): Promise<Mosquitto> {
   const { LOAD_CONFIG, startMosquitto } = await import("../tests/helpers/mosquitto.ts");
-  return startMosquitto({ extraConfig: `${LOAD_CONFIG}\n${extra}` });
+  return startMosquitto({ ...options, extraConfig: `${LOAD_CONFIG}\n${extra}` });
 }
 
 /** The median of `values`; NaN when there are none or one of them is NaN (a run that failed). */

@@ -10,6 +10,10 @@
  * `set_tcp_nodelay true` mosquitto writes at once. Kite sets `TCP_NODELAY` on its own sockets
  * and in its broker; nothing in a client can make the peer's kernel acknowledge sooner.
  *
+ * With `--ws`, the clients connect over `ws://` to mosquitto's websockets listener instead: on
+ * Deno 2.9.6, `WebSocket` turns `TCP_NODELAY` off on its socket (as `strace -e setsockopt`
+ * shows), so Kite's own writes are held by Nagle there too.
+ *
  * Kite runs with its default in-flight window (20) unless `--window N`. Sizes
  * `--sizes 1,5,20,100,1000`; `--batches N` (default 40) timed batches after 5 of warm-up,
  * per library and size; the libraries take turns, `--runs N` (3) times; medians of the time a
@@ -20,6 +24,7 @@
  * @module
  */
 
+import process from "node:process";
 import { connect } from "../mod.ts";
 import { Counter, loadMqttJs, median, option, runtime, startLoadedMosquitto } from "./_common.ts";
 
@@ -27,6 +32,7 @@ const sizes = (option("sizes") ?? "1,5,20,100,1000").split(",").map(Number);
 const batchCount = Number(option("batches") ?? 0) || 40;
 const runCount = Number(option("runs") ?? 0) || 3;
 const window = Number(option("window") ?? 0) || undefined;
+const overWebSocket = process.argv.includes("--ws");
 const WARM_UP = 5;
 const payload = new Uint8Array(64).fill(0x61);
 const topic = "bench/batches";
@@ -86,13 +92,19 @@ async function measure(name: string, url: string, size: number): Promise<number>
 }
 
 console.log(
-  `Awaited batches of QoS 1 publishes through mosquitto on ${runtime}: ${batchCount} batches ` +
+  `Awaited batches of QoS 1 publishes through mosquitto${
+    overWebSocket ? " over ws://" : ""
+  } on ${runtime}: ${batchCount} batches ` +
     `a run, 64-byte payloads, publisher and subscriber in one process; median of ${runCount} runs`,
 );
 for (const nodelay of [false, true]) {
-  const broker = await startLoadedMosquitto(nodelay ? "set_tcp_nodelay true" : "");
+  const broker = await startLoadedMosquitto(nodelay ? "set_tcp_nodelay true" : "", {
+    websockets: overWebSocket,
+  });
   try {
-    const url = `mqtt://127.0.0.1:${broker.port}`;
+    const url = overWebSocket
+      ? `ws://127.0.0.1:${broker.wsPort}/`
+      : `mqtt://127.0.0.1:${broker.port}`;
     console.log(`  mosquitto ${nodelay ? "set_tcp_nodelay true" : "default (Nagle on)"}`);
     for (const size of sizes) {
       const runs: Record<string, number[]> = { Kite: [], "MQTT.js": [] };
