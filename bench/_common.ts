@@ -49,23 +49,38 @@ export function median(values: number[]): number {
 /**
  * Runs `script` again in a child process of this runtime with `args` (and, on Deno, `denoFlags`),
  * and resolves with the JSON of the last line it prints; rejects, naming `label`, when there is
- * none.
+ * none. A child still running after `limitMs` (default {@linkcode CHILD_LIMIT_MS}) is killed, so that a run that hangs (a lost
+ * message, a client that never settles) ends the benchmark with an error instead of holding it.
  */
 export function runJsonChild<T>(
   script: string,
   args: string[],
   label: string,
   denoFlags: string[] = [],
+  limitMs: number = CHILD_LIMIT_MS,
 ): Promise<T> {
   const isBun = process.versions.bun !== undefined;
   const argv = isBun ? ["run", script, ...args] : ["run", "-A", ...denoFlags, script, ...args];
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      proc.kill("SIGKILL");
+    }, limitMs);
     const decoder = new TextDecoder();
     proc.stdout.on("data", (chunk: Uint8Array) => out += decoder.decode(chunk, { stream: true }));
-    proc.on("error", reject);
+    proc.on("error", (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
     proc.on("close", (code: number | null) => {
+      clearTimeout(timer);
+      if (killed) {
+        reject(new Error(`${label} did not finish within ${limitMs / 1000} s: ${out}`));
+        return;
+      }
       try {
         resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as T);
       } catch {
@@ -74,6 +89,9 @@ export function runJsonChild<T>(
     });
   });
 }
+
+/** How long a child of {@linkcode runJsonChild} may run. */
+export const CHILD_LIMIT_MS = 300_000;
 
 /** The part of an MQTT.js client the benchmarks use. */
 export interface MqttJsClient {

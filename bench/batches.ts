@@ -80,14 +80,30 @@ async function batch(run: Pair, size: number): Promise<void> {
   await received;
 }
 
-/** Milliseconds per batch of `size`, over `batchCount` batches after a warm-up. */
+/** How long one run may take before it counts as not finished. */
+const LIMIT_MS = 120_000;
+
+/**
+ * Milliseconds per batch of `size`, over `batchCount` batches after a warm-up; `NaN` when the run
+ * fails or does not finish within `LIMIT_MS`.
+ */
 async function measure(name: string, url: string, size: number): Promise<number> {
   const run = await pair(name, url);
-  for (let i = 0; i < WARM_UP; i++) await batch(run, size);
-  const started = performance.now();
-  for (let i = 0; i < batchCount; i++) await batch(run, size);
-  const ms = (performance.now() - started) / batchCount;
-  await run.close();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ms = await Promise.race([
+    (async () => {
+      for (let i = 0; i < WARM_UP; i++) await batch(run, size);
+      const started = performance.now();
+      for (let i = 0; i < batchCount; i++) await batch(run, size);
+      return (performance.now() - started) / batchCount;
+    })().catch((error) => {
+      console.log(`    ${name}: ${error instanceof Error ? error.message : error}`);
+      return NaN;
+    }),
+    new Promise<number>((resolve) => timer = setTimeout(() => resolve(NaN), LIMIT_MS)),
+  ]);
+  clearTimeout(timer);
+  await Promise.race([run.close(), new Promise((resolve) => setTimeout(resolve, 2000))]);
   return ms;
 }
 
@@ -113,6 +129,7 @@ for (const nodelay of [false, true]) {
       }
       const cells = ["Kite", "MQTT.js"].map((name) => {
         const ms = median(runs[name]);
+        if (Number.isNaN(ms)) return `${name} failed or did not finish within ${LIMIT_MS / 1000} s`;
         return `${name} ${ms.toFixed(2).padStart(7)} ms (${
           (size / ms).toFixed(1).padStart(5)
         }k msg/s)`;
