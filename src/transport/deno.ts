@@ -5,10 +5,15 @@
  * | options | how Deno dials |
  * |---|---|
  * | `mqtt:`, `tcp:` | `Deno.connect` |
- * | `mqtts:`, `tls:` with `ca`, `cert` + `key` | `Deno.connectTls` (`caCerts`, `cert`, `key`) |
- * | … with `servername` | `Deno.connect`, then `Deno.startTls` with `hostname: servername` |
- * | … with `servername` and `cert` + `key` | `node:tls`: `Deno.startTls` takes no client certificate |
+ * | `mqtts:`, `tls:`, with `ca` | `Deno.connect`, then `Deno.startTls` (`caCerts`, `hostname`: the URL's host or `servername`) |
+ * | … with `cert` + `key` | `Deno.connectTls` (`caCerts`, `cert`, `key`): `Deno.startTls` takes no client certificate |
+ * | … with `servername` and `cert` + `key` | `node:tls` |
  * | … with `rejectUnauthorized: false` | `node:tls`: Deno's own TLS always verifies the chain |
+ *
+ * Every socket Kite dials has `TCP_NODELAY` on, so that a small write never waits for the broker's
+ * delayed acknowledgement, except the one of `Deno.connectTls`: `Deno.TlsConn` has no
+ * `setNoDelay`, which is why TLS without a client certificate goes through `Deno.connect` and
+ * `Deno.startTls` (`setNoDelay` on the TCP socket first).
  *
  * Deno's `caCerts` are trusted in addition to the built-in roots (so its documentation says),
  * where `node:tls`'s `ca` replaces them.
@@ -91,13 +96,8 @@ export async function openDenoTransport(
     conn.setNoDelay(true);
     return new DenoConnTransport(conn, address);
   }
-  const clientCertificate = options.cert !== undefined && options.key !== undefined
-    ? { cert: options.cert, key: options.key }
-    : undefined;
-  if (
-    options.rejectUnauthorized === false ||
-    (options.servername !== undefined && clientCertificate !== undefined)
-  ) {
+  const route = denoTlsRoute(options);
+  if (route === "node:tls") {
     const sockets = nodeSockets();
     if (sockets === undefined) {
       throw unreachable(
@@ -112,18 +112,19 @@ export async function openDenoTransport(
   }
   const caCerts = options.ca === undefined ? undefined : [options.ca].flat();
   let conn: Deno.TlsConn;
-  if (options.servername !== undefined) {
+  if (route === "startTls") {
     const tcp = await dial(address, Deno.connect({ hostname, port, signal }), signal);
+    // Here, before TLS: the TLS connection made of it has no setNoDelay.
     tcp.setNoDelay(true);
     conn = await dial(
       address,
-      Deno.startTls(tcp, { hostname: options.servername, caCerts }),
+      Deno.startTls(tcp, { hostname: options.servername ?? hostname, caCerts }),
       signal,
     );
   } else {
     conn = await dial(
       address,
-      Deno.connectTls({ hostname, port, caCerts, ...clientCertificate }),
+      Deno.connectTls({ hostname, port, caCerts, cert: options.cert, key: options.key }),
       signal,
     );
   }
@@ -137,6 +138,32 @@ export async function openDenoTransport(
     throw error;
   }
   return new DenoConnTransport(conn, address);
+}
+
+/**
+ * Which of Deno's ways dials a TLS connection with `options` (see the table of this module):
+ * `"node:tls"` for what Deno's own TLS cannot do, `"connectTls"` for a client certificate,
+ * else `"startTls"`, over a TCP socket with `TCP_NODELAY` on.
+ *
+ * @param options The TLS options of the connection.
+ * @returns The way to dial.
+ *
+ * @example
+ * ```ts
+ * import { denoTlsRoute } from "./deno.ts";
+ *
+ * console.log(denoTlsRoute({ servername: "broker.example" })); // "startTls"
+ * console.log(denoTlsRoute({ rejectUnauthorized: false })); // "node:tls"
+ * console.log(denoTlsRoute({ cert: "…", key: "…" })); // "connectTls"
+ * ```
+ */
+export function denoTlsRoute(
+  options: Pick<TransportOptions, "cert" | "key" | "servername" | "rejectUnauthorized">,
+): "startTls" | "connectTls" | "node:tls" {
+  const clientCertificate = options.cert !== undefined && options.key !== undefined;
+  if (options.rejectUnauthorized === false) return "node:tls";
+  if (clientCertificate) return options.servername === undefined ? "connectTls" : "node:tls";
+  return "startTls";
 }
 
 /** Awaits a step of the connect, turning its failure into the error that names the URL. */

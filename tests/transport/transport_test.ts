@@ -9,6 +9,7 @@ import * as path from "node:path";
 import * as tls from "node:tls";
 import { ConnectionClosedError } from "../../src/errors.ts";
 import { brokerAddress } from "../../src/transport/address.ts";
+import { denoTlsRoute } from "../../src/transport/deno.ts";
 import { openTransport, type Transport, type TransportOptions } from "../../src/transport/mod.ts";
 import { mosquittoSkipReason, startMosquitto } from "../helpers/mosquitto.ts";
 import { settlesWithin, within } from "../helpers/wait.ts";
@@ -1006,4 +1007,15 @@ test("openTransport - localAddress: the connection comes from it, and works both
     }
     await peer.closed(1);
   });
+});
+
+test("denoTlsRoute - TLS on Deno goes through Deno.connect, where TCP_NODELAY can be set, then startTls; connectTls only for a client certificate, node:tls for what Deno's TLS cannot do", () => {
+  const [cert, key] = ["-----BEGIN CERTIFICATE-----", "-----BEGIN PRIVATE KEY-----"];
+  assert.equal(denoTlsRoute({}), "startTls");
+  assert.equal(denoTlsRoute({ servername: "kite.test" }), "startTls");
+  assert.equal(denoTlsRoute({ cert, key }), "connectTls");
+  assert.equal(denoTlsRoute({ cert, key, servername: "kite.test" }), "node:tls");
+  assert.equal(denoTlsRoute({ rejectUnauthorized: false }), "node:tls");
+  assert.equal(denoTlsRoute({ cert, key, rejectUnauthorized: false }), "node:tls");
+  assert.equal(denoTlsRoute({ rejectUnauthorized: true }), "startTls");
 });
