@@ -16,10 +16,11 @@ import { openWebSocketTransport } from "./websocket.ts";
  * for `mqtts:` and `tls:` (8883), a WebSocket with subprotocol `mqtt` for `ws:` (80) and `wss:`
  * (443), on path `/mqtt` when the URL names none.
  *
- * TCP and TLS use `Deno.connect` and `Deno.connectTls` where `Deno.connect` exists; TCP uses
- * `Bun.connect` on Bun; else `node:net` and `node:tls` (TLS on Bun, Node); WebSocket uses the global `WebSocket`. Once open, both
- * streams error with a `ConnectionClosedError` when the connection breaks, and the readable side
- * closes when the broker ends the connection or `close()` is called.
+ * TCP and TLS use `Deno.connect` (then `Deno.startTls`, or `Deno.connectTls` for a client
+ * certificate) where `Deno.connect` exists; TCP uses `Bun.connect` on Bun; else `node:net` and
+ * `node:tls` (TLS on Bun, Node); WebSocket uses the global `WebSocket`. Once open, both streams
+ * error with a `ConnectionClosedError` when the connection breaks, and the readable side closes
+ * when the broker ends the connection or `close()` is called.
  *
  * @param url The broker, e.g. `mqtts://broker.example:8883` or `wss://broker.example/mqtt`.
  * @param options TLS options (for `mqtts:`, `tls:` and `wss:`), WebSocket subprotocols and a
