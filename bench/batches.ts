@@ -14,7 +14,8 @@
  * Deno 2.9.6 Kite then waits about 44 ms a batch from 20 up, in Deno's `WebSocket`
  * (bench/README.md).
  *
- * Kite runs with its default in-flight window (20) unless `--window N`. Sizes
+ * `--qos 0` or `--qos 2` measures that QoS instead of 1. Kite runs with its default in-flight window
+ * (20) unless `--window N`. Sizes
  * `--sizes 1,5,20,100,1000`; `--batches N` (default 40) timed batches after 5 of warm-up,
  * per library and size; the libraries take turns, `--runs N` (3) times; medians of the time a
  * batch takes.
@@ -33,6 +34,7 @@ const batchCount = Number(option("batches") ?? 0) || 40;
 const runCount = Number(option("runs") ?? 0) || 3;
 const window = Number(option("window") ?? 0) || undefined;
 const overWebSocket = process.argv.includes("--ws");
+const qos = Number(option("qos") ?? 1) as 0 | 1 | 2;
 const WARM_UP = 5;
 const payload = new Uint8Array(64).fill(0x61);
 const topic = "bench/batches";
@@ -50,11 +52,11 @@ async function pair(name: string, url: string): Promise<Pair> {
   if (name === "Kite") {
     const options = { reconnect: false, inflightWindow: window };
     const subscriber = await connect(url, { ...options, clientId: "batches-kite-sub" });
-    await subscriber.subscribe(topic, { qos: 1 });
+    await subscriber.subscribe(topic, { qos });
     subscriber.setPublishHandler(counter.arrived);
     const publisher = await connect(url, { ...options, clientId: "batches-kite-pub" });
     return {
-      publish: () => publisher.publish(topic, payload, { qos: 1 }),
+      publish: () => publisher.publish(topic, payload, { qos }),
       receive: (n) => counter.receive(n),
       close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
     };
@@ -62,11 +64,11 @@ async function pair(name: string, url: string): Promise<Pair> {
   const lib = await loadMqttJs();
   const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
   const subscriber = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-sub" });
-  await subscriber.subscribeAsync(topic, { qos: 1 });
+  await subscriber.subscribeAsync(topic, { qos });
   subscriber.on("message", counter.arrived);
   const publisher = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-pub" });
   return {
-    publish: () => publisher.publishAsync(topic, payload, { qos: 1 }),
+    publish: () => publisher.publishAsync(topic, payload, { qos }),
     receive: (n) => counter.receive(n),
     close: () => Promise.all([publisher.endAsync(), subscriber.endAsync()]),
   };
@@ -108,7 +110,7 @@ async function measure(name: string, url: string, size: number): Promise<number>
 }
 
 console.log(
-  `Awaited batches of QoS 1 publishes through mosquitto${
+  `Awaited batches of QoS ${qos} publishes through mosquitto${
     overWebSocket ? " over ws://" : ""
   } on ${runtime}: ${batchCount} batches ` +
     `a run, 64-byte payloads, publisher and subscriber in one process; median of ${runCount} runs`,
