@@ -5,7 +5,7 @@
  * | options | how Deno dials |
  * |---|---|
  * | `mqtt:`, `tcp:` | `Deno.connect` |
- * | `mqtts:`, `tls:`, with `ca` | `Deno.connect`, then `Deno.startTls` (`caCerts`, `hostname`: the URL's host or `servername`) |
+ * | `mqtts:`, `tls:` (with or without `ca`) | `Deno.connect`, then `Deno.startTls` (`caCerts`, `hostname`: the URL's host or `servername`) |
  * | … with `cert` + `key` | `Deno.connectTls` (`caCerts`, `cert`, `key`): `Deno.startTls` takes no client certificate |
  * | … with `servername` and `cert` + `key` | `node:tls` |
  * | … with `rejectUnauthorized: false` | `node:tls`: Deno's own TLS always verifies the chain |
