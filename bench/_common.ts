@@ -1,12 +1,14 @@
 /**
  * What the end-to-end benchmarks share: their `--name value` options, the name of the runtime
- * they run on, a mosquitto set up for load, MQTT.js, and a counter of arrivals.
+ * they run on, a mosquitto set up for load, MQTT.js, and a publisher and a subscriber of either
+ * library.
  *
  * @module
  */
 
 import { spawn } from "node:child_process";
 import process from "node:process";
+import { connect } from "../mod.ts";
 import type { Mosquitto } from "../tests/helpers/mosquitto.ts";
 
 const args = process.argv.slice(2);
@@ -118,7 +120,7 @@ export async function loadMqttJs(): Promise<MqttJs> {
 }
 
 /** Counts arrivals and resolves a waiter once its number is reached. */
-export class Counter {
+class Counter {
   #got = 0;
   #target = Infinity;
   #done: (() => void) | undefined;
@@ -131,4 +133,66 @@ export class Counter {
     this.#target = this.#got + n;
     return new Promise((resolve) => this.#done = resolve);
   }
+}
+
+/** A publisher and a subscriber of one library, connected, the subscriber subscribed. */
+export interface Pair {
+  /** Publishes the payload to the topic. */
+  publish(): Promise<unknown>;
+  /** Resolves once `n` more messages have arrived. */
+  receive(n: number): Promise<void>;
+  close(): Promise<unknown>;
+}
+
+/** What {@linkcode openPair} connects and publishes with. */
+export interface PairOptions {
+  topic: string;
+  qos: 0 | 1 | 2;
+  payload: Uint8Array;
+  /** Client ids are `${clientIds}-${library}-sub` and `-pub`. */
+  clientIds: string;
+  /** Kite's in-flight window; its default when absent. */
+  inflightWindow?: number;
+}
+
+/**
+ * Connects a subscriber of `library` (`"kite"` or `"mqttjs"`, MQTT 3.1.1 for MQTT.js), subscribes
+ * it to the topic, then connects a publisher; neither reconnects.
+ */
+export async function openPair(
+  library: "kite" | "mqttjs",
+  url: string,
+  { topic, qos, payload, clientIds, inflightWindow }: PairOptions,
+): Promise<Pair> {
+  const counter = new Counter();
+  const receive = (n: number) => counter.receive(n);
+  if (library === "kite") {
+    const options = { reconnect: false, inflightWindow };
+    const subscriber = await connect(url, { ...options, clientId: `${clientIds}-kite-sub` });
+    await subscriber.subscribe(topic, { qos });
+    subscriber.setPublishHandler(counter.arrived);
+    const publisher = await connect(url, { ...options, clientId: `${clientIds}-kite-pub` });
+    return {
+      publish: () => publisher.publish(topic, payload, { qos }),
+      receive,
+      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
+    };
+  }
+  const lib = await loadMqttJs();
+  const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
+  const subscriber = await lib.connectAsync(url, {
+    ...options,
+    clientId: `${clientIds}-mqttjs-sub`,
+  });
+  await subscriber.subscribeAsync(topic, { qos });
+  subscriber.on("message", counter.arrived);
+  const publisher = await lib.connectAsync(url, {
+    ...options,
+    clientId: `${clientIds}-mqttjs-pub`,
+  });
+  return {
+    publish: () => publisher.publishAsync(topic, payload, { qos }),
+    receive,
+    close: () => Promise.all([publisher.endAsync(), subscriber.endAsync()]),
+  };
 }

@@ -26,8 +26,7 @@
  */
 
 import process from "node:process";
-import { connect } from "../mod.ts";
-import { Counter, loadMqttJs, median, option, runtime, startLoadedMosquitto } from "./_common.ts";
+import { median, openPair, option, type Pair, runtime, startLoadedMosquitto } from "./_common.ts";
 
 const sizes = (option("sizes") ?? "1,5,20,100,1000").split(",").map(Number);
 const batchCount = Number(option("batches") ?? 0) || 40;
@@ -39,41 +38,6 @@ const WARM_UP = 5;
 const payload = new Uint8Array(64).fill(0x61);
 const topic = "bench/batches";
 
-/** A publisher and a subscriber of one library. */
-interface Pair {
-  publish(): Promise<unknown>;
-  /** Resolves once `n` more messages have arrived. */
-  receive(n: number): Promise<void>;
-  close(): Promise<unknown>;
-}
-
-async function pair(name: string, url: string): Promise<Pair> {
-  const counter = new Counter();
-  if (name === "Kite") {
-    const options = { reconnect: false, inflightWindow: window };
-    const subscriber = await connect(url, { ...options, clientId: "batches-kite-sub" });
-    await subscriber.subscribe(topic, { qos });
-    subscriber.setPublishHandler(counter.arrived);
-    const publisher = await connect(url, { ...options, clientId: "batches-kite-pub" });
-    return {
-      publish: () => publisher.publish(topic, payload, { qos }),
-      receive: (n) => counter.receive(n),
-      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
-    };
-  }
-  const lib = await loadMqttJs();
-  const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
-  const subscriber = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-sub" });
-  await subscriber.subscribeAsync(topic, { qos });
-  subscriber.on("message", counter.arrived);
-  const publisher = await lib.connectAsync(url, { ...options, clientId: "batches-mqttjs-pub" });
-  return {
-    publish: () => publisher.publishAsync(topic, payload, { qos }),
-    receive: (n) => counter.receive(n),
-    close: () => Promise.all([publisher.endAsync(), subscriber.endAsync()]),
-  };
-}
-
 async function batch(run: Pair, size: number): Promise<void> {
   const received = run.receive(size);
   const pending: Promise<unknown>[] = [];
@@ -82,6 +46,9 @@ async function batch(run: Pair, size: number): Promise<void> {
   await received;
 }
 
+const LIBRARIES = ["kite", "mqttjs"] as const;
+const LABELS = { kite: "Kite", mqttjs: "MQTT.js" } as const;
+
 /** How long one run may take before it counts as not finished. */
 const LIMIT_MS = 120_000;
 
@@ -89,8 +56,18 @@ const LIMIT_MS = 120_000;
  * Milliseconds per batch of `size`, over `batchCount` batches after a warm-up; `NaN` when the run
  * fails or does not finish within `LIMIT_MS`.
  */
-async function measure(name: string, url: string, size: number): Promise<number> {
-  const run = await pair(name, url);
+async function measure(
+  library: "kite" | "mqttjs",
+  url: string,
+  size: number,
+): Promise<number> {
+  const run = await openPair(library, url, {
+    topic,
+    qos,
+    payload,
+    clientIds: "batches",
+    inflightWindow: window,
+  });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const ms = await Promise.race([
     (async () => {
@@ -99,7 +76,7 @@ async function measure(name: string, url: string, size: number): Promise<number>
       for (let i = 0; i < batchCount; i++) await batch(run, size);
       return (performance.now() - started) / batchCount;
     })().catch((error) => {
-      console.log(`    ${name}: ${error instanceof Error ? error.message : error}`);
+      console.log(`    ${LABELS[library]}: ${error instanceof Error ? error.message : error}`);
       return NaN;
     }),
     new Promise<number>((resolve) => timer = setTimeout(() => resolve(NaN), LIMIT_MS)),
@@ -125,12 +102,13 @@ for (const nodelay of [false, true]) {
       : `mqtt://127.0.0.1:${broker.port}`;
     console.log(`  mosquitto ${nodelay ? "set_tcp_nodelay true" : "default (Nagle on)"}`);
     for (const size of sizes) {
-      const runs: Record<string, number[]> = { Kite: [], "MQTT.js": [] };
+      const runs = { kite: [] as number[], mqttjs: [] as number[] };
       for (let i = 0; i < runCount; i++) {
-        for (const name of ["Kite", "MQTT.js"]) runs[name].push(await measure(name, url, size));
+        for (const library of LIBRARIES) runs[library].push(await measure(library, url, size));
       }
-      const cells = ["Kite", "MQTT.js"].map((name) => {
-        const ms = median(runs[name]);
+      const cells = LIBRARIES.map((library) => {
+        const ms = median(runs[library]);
+        const name = LABELS[library];
         if (Number.isNaN(ms)) return `${name} failed or did not finish within ${LIMIT_MS / 1000} s`;
         return `${name} ${ms.toFixed(2).padStart(7)} ms (${
           (size / ms).toFixed(1).padStart(5)

@@ -25,13 +25,12 @@
  */
 
 import process from "node:process";
-import { connect } from "../mod.ts";
 import { openFloor } from "./_floor.ts";
 import {
-  Counter,
-  loadMqttJs,
   median,
+  openPair,
   option,
+  type Pair,
   runJsonChild,
   runtime,
   startLoadedMosquitto,
@@ -56,54 +55,6 @@ interface Result {
   rate: number;
 }
 
-/** A publisher and a subscriber of one library. */
-interface Pair {
-  publish(): Promise<unknown>;
-  /** Resolves once `n` more messages have arrived. */
-  receive(n: number): Promise<void>;
-  close(): Promise<unknown>;
-}
-
-async function pair(name: string, url: string, qos: 0 | 1 | 2): Promise<Pair> {
-  const topic = `bench/cpu/${qos}`;
-  const counter = new Counter();
-  if (name === "kite") {
-    const options = { reconnect: false, inflightWindow: window };
-    const subscriber = await connect(url, {
-      ...options,
-      clientId: `cpu-kite-sub-${qos}`,
-    });
-    await subscriber.subscribe(topic, { qos });
-    subscriber.setPublishHandler(counter.arrived);
-    const publisher = await connect(url, {
-      ...options,
-      clientId: `cpu-kite-pub-${qos}`,
-    });
-    return {
-      publish: () => publisher.publish(topic, payload, { qos }),
-      receive: (n) => counter.receive(n),
-      close: () => Promise.all([publisher.disconnect(), subscriber.disconnect()]),
-    };
-  }
-  const lib = await loadMqttJs();
-  const options = { protocolVersion: 4, clean: true, reconnectPeriod: 0 };
-  const subscriber = await lib.connectAsync(url, {
-    ...options,
-    clientId: `cpu-mqttjs-sub-${qos}`,
-  });
-  await subscriber.subscribeAsync(topic, { qos });
-  subscriber.on("message", counter.arrived);
-  const publisher = await lib.connectAsync(url, {
-    ...options,
-    clientId: `cpu-mqttjs-pub-${qos}`,
-  });
-  return {
-    publish: () => publisher.publishAsync(topic, payload, { qos }),
-    receive: (n) => counter.receive(n),
-    close: () => Promise.all([publisher.endAsync(), subscriber.endAsync()]),
-  };
-}
-
 /** Publishes `n` messages, at most `window` unsettled at a time, and waits for their arrival. */
 async function send(run: Pair, n: number): Promise<void> {
   const received = run.receive(n);
@@ -124,7 +75,13 @@ async function child(name: string, url: string, qos: 0 | 1 | 2): Promise<void> {
     if (qos === 0) throw new RangeError("the floor runs at QoS 1 and 2 only");
     run = await openFloor(url, qos, window);
   } else {
-    const libraryPair = await pair(name, url, qos);
+    const libraryPair = await openPair(name as "kite" | "mqttjs", url, {
+      topic: `bench/cpu/${qos}`,
+      qos,
+      payload,
+      clientIds: `cpu-${qos}`,
+      inflightWindow: window,
+    });
     run = {
       send: (n) => send(libraryPair, n),
       close: () => libraryPair.close(),
