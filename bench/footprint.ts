@@ -82,8 +82,9 @@ interface Footprint {
  * is no such file. RSS also counts the pages of files mapped in, the runtime's own binary among
  * them: code the runtime runs for the first time while the connections open is paged in then, and
  * on Deno, after a warm-up of 1,000 at once, that was 0.2 or 1.7 KiB a connection from one run to
- * the next (1.7 to 1.9 for the bare socket), with the anonymous memory the same in both (bench/README.md). That is the process's
- * code, not the connections' memory; the anonymous figure leaves it out.
+ * the next (1.7 to 1.9 for the bare socket), with the anonymous memory the same in both
+ * (bench/README.md). That is the process's code, not the connections' memory; the anonymous
+ * figure leaves it out.
  */
 async function anonymousRss(): Promise<number> {
   // The runtimes' own file APIs, not node:fs: the child loads no more of Node's modules than it
