@@ -51,8 +51,9 @@ export function median(values: number[]): number {
 /**
  * Runs `script` again in a child process of this runtime with `args` (and, on Deno, `denoFlags`),
  * and resolves with the JSON of the last line it prints; rejects, naming `label`, when there is
- * none. A child still running after `limitMs` (default {@linkcode CHILD_LIMIT_MS}) is killed, so that a run that hangs (a lost
- * message, a client that never settles) ends the benchmark with an error instead of holding it.
+ * none. A child still running after `limitMs` (default {@linkcode CHILD_LIMIT_MS}) is killed, so
+ * that a run that hangs (a lost message, a client that never settles) ends the benchmark with an
+ * error instead of holding it.
  */
 export function runJsonChild<T>(
   script: string,

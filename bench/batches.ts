@@ -14,11 +14,10 @@
  * Deno 2.9.6 Kite then waits about 44 ms a batch from 20 up, in Deno's `WebSocket`
  * (bench/README.md).
  *
- * `--qos 0` or `--qos 2` measures that QoS instead of 1. Kite runs with its default in-flight window
- * (20) unless `--window N`. Sizes
- * `--sizes 1,5,20,100,1000`; `--batches N` (default 40) timed batches after 5 of warm-up,
- * per library and size; the libraries take turns, `--runs N` (3) times; medians of the time a
- * batch takes.
+ * `--qos 0` or `--qos 2` measures that QoS instead of 1. Kite runs with its default in-flight
+ * window (20) unless `--window N`. Sizes `--sizes 1,5,20,100,1000`; `--batches N` (default 40)
+ * timed batches after 5 of warm-up, per library and size; the libraries take turns, `--runs N`
+ * (3) times; medians of the time a batch takes.
  *
  *     npm ci --prefix bench && deno run -A bench/batches.ts && bun run bench/batches.ts
  *
